@@ -1,0 +1,103 @@
+"""Context modeling: the first stage of the global context framework.
+
+Paper: Cao, Xu, Lin, Wei, Hu, "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond", ICCVW 2019
+(arXiv:1904.11492), section 4.1.
+
+Context modeling pools a feature map x of shape (B, C, H, W) into one context vector per sample, shape (B, C):
+
+* ``avg``: global average pooling, as in SE: ``c = 1/N * sum_j x_j``.
+* ``att``: attention pooling, as in the simplified NL block and GC: a 1x1 conv ``W_k`` maps x to one logit per position,
+  a softmax over all N = H*W positions turns the logits into weights ``p``, and ``c = sum_j p_j x_j``. The weights are
+  the same for every query position: the paper's observation that NL attention maps barely depend on the query.
+
+The attention logit's bias is kept (official checkpoints carry it) but has no effect: softmax is shift invariant.
+"""
+from __future__ import annotations
+
+
+import torch
+from torch import nn
+
+from gcnas.registry import Registry
+
+__all__ = ["CONTEXTS", "AvgContext", "AttentionContext", "attention_weights", "pool"]
+
+
+def attention_weights(x3: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax attention weights ``p`` of shape (B, N) for ``x3`` of shape (B, C, N) and the mask conv's parameters.
+
+    The softmax of half-precision inputs runs in float32, then returns in the input dtype.
+    """
+    # bmm with an expanded weight: one pass over x; torch.matmul would fold the batch into a copy of x.
+    logits = torch.bmm(weight.reshape(1, 1, -1).to(x3.dtype).expand(x3.shape[0], 1, -1), x3).squeeze(1)  # (B, N)
+    if bias is not None:
+        logits = logits + bias.to(x3.dtype)  # no effect on p, kept so the maths matches the checkpoint's
+    if x3.dtype in (torch.float16, torch.bfloat16):
+        return torch.softmax(logits, dim=-1, dtype=torch.float32).to(x3.dtype)
+    return torch.softmax(logits, dim=-1)
+
+
+# Per-sample size (C * N) from which one matrix-vector product per sample beats a batched matmul with one column.
+_MV_MIN_ELEMENTS = 1 << 16
+
+
+def pool(x3: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``sum_j p_j x_j`` for ``x3`` (B, C, N) and ``p`` (B, N), returned as (B, C)."""
+    _, c, n = x3.shape
+    if (c * n >= _MV_MIN_ELEMENTS and x3.device.type == "cpu" and x3.stride(-1) == 1
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+        # On CPU a batched matmul with a single column runs well below the memory bandwidth of a plain
+        # matrix-vector product; one mv per sample wins once a sample is large. Traced and compiled graphs keep
+        # the batched form, which does not unroll over the batch.
+        return torch.stack([torch.mv(xi, pi) for xi, pi in zip(x3, p)])
+    return torch.bmm(x3, p.unsqueeze(-1)).squeeze(-1)
+
+
+class AvgContext(nn.Module):
+    """Global average pooling (SE's squeeze)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def reset_parameters(self) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The uniform weights average pooling gives every position, shape (B, H*W)."""
+        b, _, h, w = x.shape
+        return x.new_full((b, h * w), 1.0 / (h * w))
+
+
+class AttentionContext(nn.Module):
+    """Attention pooling: 1x1 conv to one channel, softmax over all positions, weighted sum of the features."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.conv_mask = nn.Conv2d(channels, 1, kernel_size=1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Official GCNet initialisation: Kaiming normal, fan_in, zero bias.
+        nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")
+        nn.init.zeros_(self.conv_mask.bias)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The query-independent attention map, shape (B, H*W), summing to one over positions."""
+        b, c, h, w = x.shape
+        return attention_weights(x.reshape(b, c, h * w), self.conv_mask.weight, self.conv_mask.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        x3 = x.reshape(b, c, h * w)
+        return pool(x3, attention_weights(x3, self.conv_mask.weight, self.conv_mask.bias))
+
+
+CONTEXTS: Registry[type] = Registry("context")
+CONTEXTS.register("avg", AvgContext)
+CONTEXTS.register("att", AttentionContext)
+

@@ -1,0 +1,43 @@
+"""Fusion: the third stage of the global context framework.
+
+Paper: Cao et al., "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond", ICCVW 2019
+(arXiv:1904.11492), section 4.1.
+
+Fusion aggregates the transformed context t (one value per channel) into every position of x:
+
+* ``add``: ``x + t`` (broadcast over positions): NL, simplified NL and GC.
+* ``scale``: ``x * gate(t)`` with ``gate`` a sigmoid: SE.
+* both, ``("scale", "add")``: ``x * gate(t_scale) + t_add``, each with its own transform, as in the official code.
+  Whatever order they are given in, scale is applied before add, as the official code does.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+
+__all__ = ["FUSIONS", "FusionArg", "parse_fusion", "fuse"]
+
+FUSIONS = ("scale", "add")
+FusionArg = Union[str, Sequence[str]]
+
+
+def parse_fusion(fusion: FusionArg, *, owner: str = "") -> tuple[str, ...]:
+    """Canonical form of a fusion argument: a tuple in application order, ``("scale",)``, ``("add",)`` or both."""
+    where = f"{owner}: " if owner else ""
+    valid = f"'add', 'scale' or ['scale', 'add']"
+    names = [fusion] if isinstance(fusion, str) else list(fusion) if isinstance(fusion, (list, tuple)) else None
+    if not names or any(n not in FUSIONS for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"{where}fusion must be {valid}; got {fusion!r}")
+    return tuple(n for n in FUSIONS if n in names)
+
+
+def fuse(x: torch.Tensor, gate: torch.Tensor | None, add: torch.Tensor | None) -> torch.Tensor:
+    """``x * gate + add`` with either term absent; ``gate`` and ``add`` are (B, C), x is (B, C, H, W)."""
+    b, c = x.shape[:2]
+    if gate is not None and add is not None:
+        return torch.addcmul(add.reshape(b, c, 1, 1), x, gate.reshape(b, c, 1, 1))  # one pass over x
+    if gate is not None:
+        return x * gate.reshape(b, c, 1, 1)
+    assert add is not None
+    return x + add.reshape(b, c, 1, 1)

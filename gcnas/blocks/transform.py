@@ -1,0 +1,104 @@
+"""Transform: the second stage of the global context framework.
+
+Paper: Cao et al., "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond", ICCVW 2019
+(arXiv:1904.11492), sections 4.1-4.2.
+
+A transform maps the pooled context (B, C) to one term per channel (B, C) that the fusion applies to every position.
+A 1x1 conv on a 1x1 map is a fully connected layer, so every transform here is built from ``nn.Linear``:
+
+* ``bottleneck``: C -> C*ratio, norm, act, C*ratio -> C. The paper's GC transform with ``norm="layernorm"`` (LayerNorm
+  over [C*ratio, 1, 1], which on a vector is LayerNorm over C*ratio); it eases optimisation of the two-layer bottleneck.
+* ``se``: C -> C*ratio, act, C*ratio -> C, no norm: SE's excitation.
+* ``conv``: one C -> C layer: the simplified NL block's ``W_v``.
+* ``identity``: the context itself.
+
+The last layer of every transform starts at zero (official initialisation), so an ``add`` fusion starts as the
+identity function.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gcnas.blocks.layers import ActArg, create_act, create_norm
+from gcnas.registry import Registry
+
+__all__ = ["TRANSFORMS", "TRANSFORMS_WITH_RATIO", "TRANSFORMS_WITH_NORM", "MLPTransform", "ConvTransform",
+           "IdentityTransform", "hidden_channels_for"]
+
+TRANSFORMS_WITH_RATIO = ("bottleneck", "se")
+TRANSFORMS_WITH_NORM = ("bottleneck",)
+
+
+def hidden_channels_for(channels: int, ratio: float) -> int:
+    """Hidden width of a ratio-reduced transform: ``floor(channels * ratio)``, as the official code computes it.
+
+    The small tolerance keeps ratios such as ``planes / channels`` read back from a checkpoint exact.
+    """
+    return int(channels * ratio + 1e-6)
+
+
+class MLPTransform(nn.Module):
+    """fc1 (C -> hidden), norm, act, fc2 (hidden -> C); ``norm=None`` gives SE's transform."""
+
+    def __init__(self, channels: int, hidden: int, norm: str | None = "layernorm", act: ActArg = "relu",
+                 norm_eps: float = 1e-5, *, owner: str = "") -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(channels, hidden)
+        self.norm = create_norm(norm, hidden, norm_eps, owner=owner)
+        self.act = create_act(act, owner=owner)
+        self.fc2 = nn.Linear(hidden, channels)
+        self.reset_parameters()
+
+    @property
+    def last(self) -> nn.Linear:
+        return self.fc2
+
+    def reset_parameters(self) -> None:
+        self.fc1.reset_parameters()
+        if hasattr(self.norm, "reset_parameters"):
+            self.norm.reset_parameters()
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.norm(self.fc1(c))))
+
+
+class ConvTransform(nn.Module):
+    """One C -> C layer (the simplified NL block's transform)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(channels, channels)
+        self.reset_parameters()
+
+    @property
+    def last(self) -> nn.Linear:
+        return self.fc
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return self.fc(c)
+
+
+class IdentityTransform(nn.Module):
+    """The context itself, no parameters."""
+
+    last = None
+
+    def reset_parameters(self) -> None:
+        pass
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return c
+
+
+TRANSFORMS: Registry[object] = Registry("transform")
+TRANSFORMS.register("bottleneck", lambda c, h, norm, act, eps, owner: MLPTransform(c, h, norm, act, eps, owner=owner))
+TRANSFORMS.register("se", lambda c, h, norm, act, eps, owner: MLPTransform(c, h, None, act, eps, owner=owner))
+TRANSFORMS.register("conv", lambda c, h, norm, act, eps, owner: ConvTransform(c))
+TRANSFORMS.register("identity", lambda c, h, norm, act, eps, owner: IdentityTransform())
