@@ -27,9 +27,10 @@ def test_combos_cover_every_registered_choice():
 
 @pytest.mark.parametrize("context,transform,fusion,norm", COMBOS)
 def test_forward_and_gradients_match_reference(context, transform, fusion, norm):
+    # float64, so that the tolerances below test the maths rather than float32 summation order.
     torch.manual_seed(0)
-    block = randomize_(make(context, transform, fusion, norm))
-    x = torch.randn(3, 16, 5, 7)
+    block = randomize_(make(context, transform, fusion, norm)).double()
+    x = torch.randn(3, 16, 5, 7, dtype=torch.float64)
 
     ref_x = x.clone().requires_grad_()
     ref = reference_global_context(block, ref_x)
@@ -41,19 +42,31 @@ def test_forward_and_gradients_match_reference(context, transform, fusion, norm)
         xx = x.clone().requires_grad_()
         out = block(xx)
         assert out.shape == x.shape
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
         grads = torch.autograd.grad(out, [xx, *block.parameters()], g, allow_unused=True)
         for (name, _), got, want in zip([("x", None), *block.named_parameters()], grads, ref_grads):
             if want is None:  # parameter outside the graph (none expected, but keep the comparison honest)
                 assert got is None or torch.count_nonzero(got) == 0, name
                 continue
             assert got is not None, f"no gradient for {name} (fused={fused})"
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=f"{name} fused={fused}")
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10,
+                                       msg=lambda m, name=name, fused=fused: f"{name} fused={fused}: {m}")
         if fused:
             assert type(out.grad_fn).__name__ == "_GlobalContextFunctionBackward"
 
     with torch.no_grad():
-        torch.testing.assert_close(block(x), reference_global_context(block, x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(block(x), reference_global_context(block, x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("context,transform,fusion,norm", COMBOS)
+def test_float32_paths_agree_with_float64_reference(context, transform, fusion, norm):
+    block = randomize_(make(context, transform, fusion, norm))
+    x = torch.randn(3, 16, 5, 7)
+    with torch.no_grad():
+        want = reference_global_context(block.double(), x.double())
+        block.float()
+    out = block(x.requires_grad_())
+    torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("context,transform,fusion,norm", COMBOS)
@@ -239,3 +252,23 @@ def test_batchnorm_running_stats_update_once_per_forward():
     x = torch.randn(4, 16, 3, 3, requires_grad=True)
     block(x).sum().backward()
     assert block.add_transform.norm.num_batches_tracked.item() == 1
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_training_step(device):
+    """A mixed-precision training step (bfloat16 autocast on CPU, float16 on CUDA) through the fused path."""
+    dtype = torch.bfloat16 if device == "cpu" else torch.float16
+    block = randomize_(GlobalContextBlock(32, ratio=1 / 4, fusion=["scale", "add"]), std=0.2).to(device)
+    x = torch.randn(4, 32, 8, 8, device=device).contiguous(memory_format=torch.channels_last).requires_grad_()
+    with torch.autocast(device_type=device, dtype=dtype):
+        out = block(x)
+    assert type(out.grad_fn).__name__ == "_GlobalContextFunctionBackward"
+    out.float().square().mean().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in block.parameters())
+    with torch.no_grad():
+        ref = reference_global_context(block, x.detach())
+    torch.testing.assert_close(out.float(), ref, rtol=5e-2, atol=5e-2)

@@ -28,10 +28,15 @@ def attention_weights(x3: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
     The softmax of half-precision inputs runs in float32, then returns in the input dtype.
     """
-    # bmm with an expanded weight: one pass over x; torch.matmul would fold the batch into a copy of x.
-    logits = torch.bmm(weight.reshape(1, 1, -1).to(x3.dtype).expand(x3.shape[0], 1, -1), x3).squeeze(1)  # (B, N)
-    if bias is not None:
-        logits = logits + bias.to(x3.dtype)  # no effect on p, kept so the maths matches the checkpoint's
+    # A batched matmul with an expanded weight: one pass over x (torch.matmul would fold the batch into a copy of
+    # x). The bias has no effect on p; it is kept so the maths matches the checkpoint's.
+    b = x3.shape[0]
+    w = weight.reshape(1, 1, -1).to(x3.dtype).expand(b, 1, -1)
+    if bias is None:
+        logits = torch.bmm(w, x3)
+    else:
+        logits = torch.baddbmm(bias.reshape(1, 1, 1).to(x3.dtype).expand(b, 1, 1), w, x3)
+    logits = logits.reshape(b, -1)  # (B, N)
     if x3.dtype in (torch.float16, torch.bfloat16):
         return torch.softmax(logits, dim=-1, dtype=torch.float32).to(x3.dtype)
     return torch.softmax(logits, dim=-1)
