@@ -1,0 +1,405 @@
+"""The architecture: a timm backbone plus global-context blocks at named sites.
+
+:class:`Architecture` is the one currency between search, export, retraining and reports: plain dataclasses with a
+stable YAML form and a canonical hash. Equal architectures hash equal, whatever order their placements were written in
+or which shorthand wrote them.
+
+YAML form (what users write; shorthands are expanded to one placement per site)::
+
+    backbone: resnet50
+    backbone_kwargs: {num_classes: 10}
+    placements:
+      - stage: [1, 2, 3]          # an int, a list, or "all"
+        blocks: all               # all | first | last | every_other | an int | a list (also spelled "block")
+        position: before_add      # or a list of positions
+        spec: gc                  # a preset name, or a dict: {preset: gc, ratio: 0.25} / {context: avg, ...}
+                                  # / {kind: nl, ratio: 0.5, mode: embedded_gaussian}
+        replace: false            # true: take the place of the backbone's attention module (SE) there
+
+This module imports torch, timm and the lower gcnas layers only: no optuna, hydra or wandb.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import yaml
+from torch import nn
+
+from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
+from gcnas.backbones.insert import insert
+from gcnas.backbones.sites import Site, create_backbone, list_sites, position_order
+from gcnas.blocks import (CONTEXTS, GATES, NL_MODES, NORMS, TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO,
+                          GlobalContextBlock, NonLocalBlock, parse_fusion, preset)
+from gcnas.blocks.layers import ACTIVATIONS
+
+__all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_backbone_weights", "BLOCK_SELECTORS"]
+
+BLOCK_SELECTORS = ("all", "first", "last", "every_other")
+_SPEC_KEYS = {"kind", "preset", "context", "transform", "ratio", "fusion", "norm", "act", "gate", "mode"}
+_PLACEMENT_KEYS = {"stage", "stages", "block", "blocks", "position", "positions", "spec", "replace"}
+_ARCH_KEYS = {"backbone", "backbone_kwargs", "placements"}
+
+
+def _err(where: str, msg: str) -> ValueError:
+    return ValueError(f"{where}: {msg}" if where else msg)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """What block goes at a site: a member of the global context framework (``kind="gc"``) or an NL block.
+
+    Fields that the chosen transform does not use are canonicalised away (``ratio`` for ``conv``/``identity``,
+    ``norm`` outside ``bottleneck``, ``act`` outside ``bottleneck``/``se``), so equal blocks compare and hash equal.
+    """
+
+    context: str = "att"
+    transform: str = "bottleneck"
+    ratio: Optional[float] = 1 / 16
+    fusion: tuple[str, ...] = ("add",)
+    norm: Optional[str] = "layernorm"
+    act: Optional[str] = "relu"
+    kind: str = "gc"
+    gate: str = "sigmoid"
+    mode: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        where = "spec"
+        if self.kind == "nl":
+            ratio = 0.5 if self.ratio is None else self.ratio
+            mode = self.mode or "embedded_gaussian"
+            if mode not in NL_MODES:
+                raise _err(where, f"mode must be one of {', '.join(map(repr, NL_MODES))}; got {mode!r}")
+            _check_ratio(where, ratio)
+            canon = dict(context=None, transform=None, ratio=float(ratio), fusion=("add",), norm=None, act=None,
+                         gate="sigmoid", mode=mode)
+        elif self.kind == "gc":
+            if self.context not in CONTEXTS:
+                raise _err(where, CONTEXTS.unknown_message(self.context))
+            if self.transform not in TRANSFORMS:
+                raise _err(where, TRANSFORMS.unknown_message(self.transform))
+            fusion = parse_fusion(self.fusion)
+            if self.gate not in GATES:
+                raise _err(where, GATES.unknown_message(self.gate))
+            if self.norm is not None and self.norm not in NORMS:
+                raise _err(where, NORMS.unknown_message(self.norm) + " or null")
+            if self.act is not None and self.act not in ACTIVATIONS:
+                raise _err(where, ACTIVATIONS.unknown_message(self.act) + " or null")
+            uses_ratio = self.transform in TRANSFORMS_WITH_RATIO
+            if uses_ratio:
+                _check_ratio(where, self.ratio)
+            canon = dict(
+                context=self.context, transform=self.transform,
+                ratio=float(self.ratio) if uses_ratio else None, fusion=fusion,
+                norm=self.norm if self.transform in TRANSFORMS_WITH_NORM else None,
+                act=self.act if uses_ratio else None,
+                gate=self.gate if "scale" in fusion else "sigmoid", mode=None)
+        else:
+            raise _err(where, f"kind must be 'gc' or 'nl'; got {self.kind!r}")
+        for k, v in canon.items():
+            object.__setattr__(self, k, v)
+
+    @classmethod
+    def from_value(cls, value: Any, where: str = "spec") -> "BlockSpec":
+        """From a preset name, a dict (optionally with ``preset`` plus overrides) or a BlockSpec."""
+        if isinstance(value, BlockSpec):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(**preset(value))
+            except ValueError as e:
+                raise _err(where, str(e)) from None
+        if not isinstance(value, Mapping):
+            raise _err(where, f"must be a preset name or a mapping of block arguments; got {value!r}")
+        unknown = set(value) - _SPEC_KEYS
+        if unknown:
+            raise _err(where, f"unknown keys {sorted(unknown)}; valid keys are {sorted(_SPEC_KEYS)}")
+        kw = dict(value)
+        base = {}
+        if "preset" in kw:
+            try:
+                base = preset(kw.pop("preset"))
+            except ValueError as e:
+                raise _err(where, str(e)) from None
+        kw = {**base, **kw}
+        if "fusion" in kw and isinstance(kw["fusion"], list):
+            kw["fusion"] = tuple(kw["fusion"])
+        try:
+            return cls(**kw)
+        except ValueError as e:
+            raise _err(where, str(e).removeprefix("spec: ")) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "nl":
+            return {"kind": "nl", "ratio": self.ratio, "mode": self.mode}
+        return {"kind": "gc", "context": self.context, "transform": self.transform, "ratio": self.ratio,
+                "fusion": list(self.fusion) if len(self.fusion) > 1 else self.fusion[0], "norm": self.norm,
+                "act": self.act, "gate": self.gate}
+
+    def build(self, channels: int) -> nn.Module:
+        """The block for ``channels`` channels."""
+        if self.kind == "nl":
+            return NonLocalBlock(channels, ratio=self.ratio, mode=self.mode)
+        kw = dict(context=self.context, transform=self.transform, fusion=list(self.fusion), norm=self.norm,
+                  act=self.act, gate=self.gate)
+        if self.ratio is not None:
+            kw["ratio"] = self.ratio
+        return GlobalContextBlock(channels, **kw)
+
+
+def _check_ratio(where: str, ratio: Any) -> None:
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1 or math.isnan(ratio):
+        raise _err(where, f"ratio must be a number in (0, 1]; got {ratio!r}")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One block at one site: ``stage`` and ``block`` count from 0, ``position`` names the point in the block."""
+
+    stage: int
+    block: int
+    position: str
+    spec: BlockSpec = field(default_factory=BlockSpec)
+    replace: bool = False
+
+    @property
+    def site(self) -> tuple[int, int, str]:
+        return (self.stage, self.block, self.position)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"stage": self.stage, "block": self.block, "position": self.position, "spec": self.spec.to_dict()}
+        if self.replace:
+            out["replace"] = True
+        return out
+
+    def sort_key(self) -> tuple:
+        return (self.stage, self.block, position_order(self.position), self.position)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A timm backbone (name and ``timm.create_model`` keyword arguments) and the blocks placed in it."""
+
+    backbone: str
+    backbone_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    placements: tuple[Placement, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backbone_kwargs", dict(sorted(dict(self.backbone_kwargs).items())))
+        object.__setattr__(self, "placements", tuple(sorted(self.placements, key=Placement.sort_key)))
+
+    # -- serialisation -------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"backbone": self.backbone, "backbone_kwargs": dict(self.backbone_kwargs),
+                "placements": [p.to_dict() for p in self.placements]}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
+
+    @classmethod
+    def from_yaml(cls, text_or_path: Union[str, Path], sites: Optional[list[Site]] = None) -> "Architecture":
+        """From YAML text or a ``.yaml`` file path (errors name the file)."""
+        source = ""
+        text = text_or_path
+        if isinstance(text_or_path, Path) or (isinstance(text_or_path, str) and "\n" not in text_or_path
+                                               and text_or_path.endswith((".yaml", ".yml"))):
+            path = Path(text_or_path)
+            if not path.is_file():
+                raise ValueError(f"architecture file {path} does not exist")
+            source, text = str(path), path.read_text()
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{source or 'architecture YAML'}: not valid YAML ({e})") from None
+        try:
+            return cls.from_dict(data, sites=sites)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}" if source else str(e)) from None
+
+    @classmethod
+    def from_dict(cls, data: Any, sites: Optional[list[Site]] = None) -> "Architecture":
+        """From the (shorthand or canonical) dict form; shorthands expand against the backbone's sites."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"architecture must be a mapping with keys {sorted(_ARCH_KEYS)}; got {data!r}")
+        unknown = set(data) - _ARCH_KEYS
+        if unknown:
+            raise ValueError(f"architecture: unknown keys {sorted(unknown)}; valid keys are {sorted(_ARCH_KEYS)}")
+        backbone = data.get("backbone")
+        if not isinstance(backbone, str) or not backbone:
+            raise ValueError(f"backbone: must be a timm model name; got {backbone!r}")
+        kwargs = data.get("backbone_kwargs") or {}
+        if not isinstance(kwargs, Mapping):
+            raise ValueError(f"backbone_kwargs: must be a mapping; got {kwargs!r}")
+        raw = data.get("placements") or []
+        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
+            raise ValueError(f"placements: must be a list; got {raw!r}")
+
+        cache: dict[str, list[Site]] = {}
+
+        def get_sites() -> list[Site]:
+            if sites is not None:
+                return sites
+            if "s" not in cache:
+                cache["s"] = list_sites(backbone, **dict(kwargs))
+            return cache["s"]
+
+        placements: list[Placement] = []
+        for i, item in enumerate(raw):
+            placements.extend(_expand(item, f"placements[{i}]", get_sites))
+        arch = cls(backbone, kwargs, tuple(placements))
+        seen: dict[tuple, int] = {}
+        for p in arch.placements:
+            if p.site in seen:
+                raise ValueError(f"placements: two blocks at stage {p.stage}, block {p.block}, position "
+                                 f"{p.position!r}; a site holds one block")
+            seen[p.site] = 1
+        return arch
+
+    # -- identity ------------------------------------------------------------------------------------------------
+    def key(self) -> str:
+        """Canonical hash: equal architectures give equal keys, whatever order their placements were written in."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def with_placements(self, placements: Sequence[Placement]) -> "Architecture":
+        return dataclasses.replace(self, placements=tuple(placements))
+
+    def validate(self, sites: Optional[list[Site]] = None) -> list[Site]:
+        """Check every placement against the backbone's sites; returns the sites used."""
+        sites = sites if sites is not None else list_sites(self.backbone, **dict(self.backbone_kwargs))
+        by_key = {s.key: s for s in sites}
+        used = []
+        for i, p in enumerate(self.placements):
+            if p.site not in by_key:
+                valid = sorted({s.position for s in sites if (s.stage, s.block) == (p.stage, p.block)},
+                               key=position_order)
+                if valid:
+                    hint = f"valid positions there: {', '.join(valid)}"
+                else:
+                    blocks: dict[int, int] = {}
+                    for s in sites:
+                        blocks[s.stage] = max(blocks.get(s.stage, -1), s.block)
+                    hint = "valid sites: " + ", ".join(f"stage {st} blocks 0-{b}" for st, b in sorted(blocks.items()))
+                raise ValueError(f"placements: {self.backbone} has no site at stage {p.stage}, block {p.block}, "
+                                 f"position {p.position!r}; {hint}")
+            site = by_key[p.site]
+            if p.replace and site.attention is None:
+                raise ValueError(f"placements: stage {p.stage}, block {p.block}, position {p.position!r} has "
+                                 f"replace: true but {self.backbone} has no attention module there")
+            used.append(site)
+        return used
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _expand(item: Any, where: str, get_sites) -> list[Placement]:
+    if not isinstance(item, Mapping):
+        raise ValueError(f"{where}: must be a mapping with stage, block(s), position and spec; got {item!r}")
+    unknown = set(item) - _PLACEMENT_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; valid keys are {sorted(_PLACEMENT_KEYS)}")
+    for a, b in (("stage", "stages"), ("block", "blocks"), ("position", "positions")):
+        if a in item and b in item:
+            raise ValueError(f"{where}: give either {a!r} or {b!r}, not both")
+    stage_v = item.get("stage", item.get("stages"))
+    block_v = item.get("block", item.get("blocks"))
+    pos_v = item.get("position", item.get("positions"))
+    for name, v in (("stage", stage_v), ("block", block_v), ("position", pos_v)):
+        if v is None:
+            raise ValueError(f"{where}.{name}: missing")
+    spec = BlockSpec.from_value(item.get("spec", "gc"), where=f"{where}.spec")
+    replace = item.get("replace", False)
+    if not isinstance(replace, bool):
+        raise ValueError(f"{where}.replace: must be true or false; got {replace!r}")
+
+    positions = _as_list(pos_v)
+    valid_positions = POSITIONS + GENERIC_POSITIONS
+    for p in positions:
+        if p not in valid_positions:
+            raise ValueError(f"{where}.position: {p!r} is not a position; valid positions are "
+                             f"{', '.join(valid_positions)}")
+
+    simple = (isinstance(stage_v, int) and not isinstance(stage_v, bool) and isinstance(block_v, int)
+              and not isinstance(block_v, bool))
+    if simple:
+        return [Placement(stage_v, block_v, p, spec, replace) for p in positions]
+
+    sites = get_sites()
+    blocks_in: dict[int, list[int]] = {}
+    for s in sites:
+        blocks_in.setdefault(s.stage, [])
+        if s.block not in blocks_in[s.stage]:
+            blocks_in[s.stage].append(s.block)
+    if stage_v == "all":
+        stages = sorted(blocks_in)
+    else:
+        stages = _as_list(stage_v)
+        for st in stages:
+            if isinstance(st, bool) or not isinstance(st, int) or st not in blocks_in:
+                raise ValueError(f"{where}.stage: {st!r} is not a stage of this backbone; valid stages are "
+                                 f"{sorted(blocks_in)} or 'all'")
+    out = []
+    for st in stages:
+        n = sorted(blocks_in[st])
+        if isinstance(block_v, str):
+            if block_v not in BLOCK_SELECTORS:
+                raise ValueError(f"{where}.blocks: {block_v!r} is not a selector; valid are "
+                                 f"{', '.join(BLOCK_SELECTORS)}, an integer or a list of integers")
+            chosen = {"all": n, "first": n[:1], "last": n[-1:], "every_other": n[::2]}[block_v]
+        else:
+            chosen = _as_list(block_v)
+            for b in chosen:
+                if isinstance(b, bool) or not isinstance(b, int):
+                    raise ValueError(f"{where}.blocks: {b!r} is not a block index; valid are "
+                                     f"{', '.join(BLOCK_SELECTORS)}, an integer or a list of integers")
+        for b in chosen:
+            out.extend(Placement(st, b, p, spec, replace) for p in positions)
+    return out
+
+
+def load_backbone_weights(model: nn.Module, path: Union[str, Path]) -> None:
+    """Load a local backbone checkpoint (``.safetensors``, or a torch file read with ``weights_only=True``)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"pretrained_backbone: {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        sd = load_file(str(path))
+    else:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model", "state_dict_ema"):
+            if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
+                sd = sd[key]
+                break
+    result = model.load_state_dict(sd, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"pretrained_backbone: {path} does not match the backbone: missing keys "
+                         f"{result.missing_keys[:10]}, unexpected keys {result.unexpected_keys[:10]}")
+
+
+def build_model(arch: Architecture, pretrained_backbone: Optional[Union[str, Path]] = None) -> nn.Module:
+    """``timm.create_model`` with the architecture's kwargs (never a hub download), weights, then the blocks.
+
+    Args:
+        arch: the architecture.
+        pretrained_backbone: a local checkpoint of the plain backbone, loaded before the blocks are inserted.
+    """
+    sites = list_sites(arch.backbone, **dict(arch.backbone_kwargs))
+    arch.validate(sites)
+    model = create_backbone(arch.backbone, **dict(arch.backbone_kwargs))
+    if pretrained_backbone is not None:
+        load_backbone_weights(model, pretrained_backbone)
+    insert(model, arch.placements, sites=sites)
+    model.gcnas_architecture = arch
+    return model

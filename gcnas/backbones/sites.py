@@ -1,0 +1,203 @@
+"""Insertion sites of a timm backbone: one vocabulary (stage, block, position) across families.
+
+``stage`` counts the model's own groups of blocks from 0, stem excluded (resnet ``layer1..layer4`` -> 0..3,
+efficientnet ``blocks.0..blocks.6`` -> 0..6, convnext ``stages.0..3`` -> 0..3); ``block`` counts blocks inside a stage
+from 0; ``position`` is one of :data:`~gcnas.backbones.families.POSITIONS` (see :mod:`gcnas.backbones.families`).
+
+Models whose blocks no family describes get the *generic fallback*: stages are the modules named by the model's
+``feature_info`` that contain blocks, and the positions are ``after_block`` (each block's output) and
+``after_stage`` (the stage's output, listed with block 0). :func:`list_sites` warns when it falls back.
+"""
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from gcnas.backbones.families import FAMILIES, GENERIC_POSITIONS, POSITIONS, Anchor
+
+__all__ = ["Site", "list_sites", "resolve_sites", "create_backbone", "GenericFallbackWarning", "position_order"]
+
+
+class GenericFallbackWarning(UserWarning):
+    """A model without a family description: only ``after_block`` / ``after_stage`` sites are offered."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """A place where a block can be inserted.
+
+    ``channels`` and ``size`` (H, W) are those of the feature map there for the input size the sites were listed for.
+    ``module`` is the anchor's name in the model, ``attention`` the name of an attention module the backbone already
+    has at this position (which a placement can ``replace``), ``block_module`` the name of the residual block.
+    """
+
+    stage: int
+    block: int
+    position: str
+    channels: int
+    size: Optional[tuple[int, int]]
+    module: str
+    family: str
+    block_module: str
+    attention: Optional[str] = None
+    anchor: Anchor = field(default=Anchor("self"), repr=False, compare=False)
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return (self.stage, self.block, self.position)
+
+
+_ORDER = {p: i for i, p in enumerate(POSITIONS + GENERIC_POSITIONS)}
+
+
+def position_order(position: str) -> int:
+    return _ORDER.get(position, len(_ORDER))
+
+
+def create_backbone(name: str, device: Union[str, torch.device, None] = None, **kwargs) -> nn.Module:
+    """``timm.create_model(name, pretrained=False, **kwargs)`` with an error listing close names if unknown."""
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        raise ValueError(f"backbone: unknown timm model {name!r}{hint} (timm.list_models() lists all)")
+    if device is None:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    with torch.device(device):
+        return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def _generic_candidates(model: nn.Module) -> list[tuple[int, int, str, str, nn.Module, Anchor]]:
+    """(stage, block, position, block module name, block module, anchor) from feature_info's modules."""
+    info = getattr(model, "feature_info", None)
+    if info is None:
+        names = []
+    elif hasattr(info, "module_name"):  # a features_only model's FeatureInfo
+        names = list(info.module_name())
+    else:
+        names = [f["module"] for f in info]
+    modules = dict(model.named_modules())
+    out = []
+    stage = 0
+    for name in names:
+        mod = modules.get(name)
+        if mod is None:
+            continue
+        children = list(mod.blocks.named_children()) if isinstance(getattr(mod, "blocks", None), nn.Module) \
+            else list(mod.named_children())
+        blocks = [(n, c) for n, c in children if any(True for _ in c.parameters())]
+        if not blocks:
+            continue
+        prefix = f"{name}.blocks." if isinstance(getattr(mod, "blocks", None), nn.Module) else f"{name}."
+        for j, (cname, child) in enumerate(blocks):
+            out.append((stage, j, "after_block", prefix + cname, child, Anchor("self")))
+        out.append((stage, 0, "after_stage", name, mod, Anchor("self")))
+        stage += 1
+    return out
+
+
+def _candidates(model: nn.Module) -> tuple[str, list]:
+    found: dict[str, list] = {}
+    for name, module in model.named_modules():
+        for fam in FAMILIES:
+            rule = fam.rule_for(module)
+            if rule is None:
+                continue
+            m = fam.pattern.match(name)
+            if not m:
+                continue
+            stage, block = int(m.group(1)) - fam.stage_offset, int(m.group(2)) - fam.block_offset
+            for position, anchor in rule.anchors(module).items():
+                found.setdefault(fam.name, []).append((stage, block, position, name, module, anchor))
+    if len(found) == 1:
+        return next(iter(found.items()))
+    if len(found) > 1:
+        raise ValueError(f"model {type(model).__name__} matches several families: {sorted(found)}")
+    return "generic", _generic_candidates(model)
+
+
+def _probe(model: nn.Module, candidates: list, input_size: Sequence[int]) -> dict[int, Optional[torch.Size]]:
+    """Feature-map shapes at every candidate anchor, from one forward pass of a single zero image."""
+    shapes: dict[int, Optional[torch.Size]] = {}
+    handles = []
+
+    def record(idx: int, kind: str):
+        def post(_m, _inp, out):
+            shapes[idx] = out.shape if isinstance(out, torch.Tensor) else None
+
+        def pre(_m, inp):
+            shapes[idx] = inp[0].shape if inp and isinstance(inp[0], torch.Tensor) else None
+
+        return pre if kind == "pre" else post
+
+    for idx, (_, _, _, _, bmod, anchor) in enumerate(candidates):
+        target = bmod if anchor.kind == "self" else getattr(bmod, anchor.attr)
+        hook = record(idx, anchor.kind)
+        handles.append(target.register_forward_pre_hook(hook) if anchor.kind == "pre"
+                       else target.register_forward_hook(hook))
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=device, dtype=dtype))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def _default_input_size(model: nn.Module) -> tuple[int, int, int]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = cfg.get("input_size") or (3, 224, 224)
+    return tuple(int(s) for s in size)
+
+
+def resolve_sites(model: nn.Module, input_size: Optional[Sequence[int]] = None, *, warn: bool = True) -> list[Site]:
+    """The sites of an existing model (see :func:`list_sites`)."""
+    family, candidates = _candidates(model)
+    if not candidates:
+        raise ValueError(f"model {type(model).__name__}: no family describes its blocks and its feature_info names no "
+                         "stage with blocks, so gcnas finds no insertion site")
+    if family == "generic" and warn:
+        warnings.warn(f"{type(model).__name__}: no gcnas family describes its blocks; using the generic fallback "
+                      f"(positions {', '.join(GENERIC_POSITIONS)} from feature_info's stages)", GenericFallbackWarning,
+                      stacklevel=3)
+    size = tuple(input_size) if input_size is not None else _default_input_size(model)
+    shapes = _probe(model, candidates, size)
+    sites = []
+    for idx, (stage, block, position, bname, bmod, anchor) in enumerate(candidates):
+        shape = shapes.get(idx)
+        if shape is None or len(shape) != 4:
+            continue  # never reached for this input, or not a (B, C, H, W) map there
+        module = bname if anchor.kind == "self" else f"{bname}.{anchor.attr}"
+        attention = f"{bname}.{anchor.attention}" if anchor.attention else None
+        sites.append(Site(stage, block, position, int(shape[1]), (int(shape[2]), int(shape[3])), module, family,
+                          bname, attention, anchor))
+    sites.sort(key=lambda s: (s.stage, s.block, position_order(s.position)))
+    return sites
+
+
+def list_sites(model_or_name: Union[nn.Module, str], input_size: Optional[Sequence[int]] = None,
+               **model_kwargs) -> list[Site]:
+    """Every insertion site of a timm model (or model name), with channels and spatial size for ``input_size``.
+
+    Args:
+        model_or_name: a model built by timm, or a timm model name (built on the meta device: no weights, no memory).
+        input_size: (C, H, W) of one input image; default the model's ``pretrained_cfg['input_size']``.
+        model_kwargs: passed to ``timm.create_model`` when a name is given.
+    """
+    if isinstance(model_or_name, str):
+        model = create_backbone(model_or_name, device="meta", **model_kwargs)
+    else:
+        model = model_or_name
+    return resolve_sites(model, input_size)
