@@ -4,20 +4,26 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench
+.PHONY: setup data demo test bench
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $@
 
-demo: setup
-	$(VENV)/bin/gcnas-blocks
+# Fashion-MNIST from Debian's package (the only image data this machine class can reach).
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+data: $(FASHION_MNIST)
+$(FASHION_MNIST):
+	$(if $(shell id -u | grep -x 0),,sudo )apt-get install -y dataset-fashion-mnist
 
-test: setup
+# A real search: Fashion-MNIST, the tiny timm ResNet, the gc_full space, 20 trials with median pruning.
+demo: setup data
+	$(VENV)/bin/gcnas-search
+
+test: setup data
 	$(PY) -m pytest
 
 bench: setup

@@ -148,7 +148,11 @@ def _probe(model: nn.Module, candidates: list, input_size: Sequence[int]) -> dic
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, *input_size, device=device, dtype=dtype))
+            try:
+                model(torch.zeros(1, *input_size, device=device, dtype=dtype))
+            except (RuntimeError, ValueError) as e:
+                raise ValueError(f"{type(model).__name__} cannot run on an input of size {tuple(input_size)} "
+                                 f"(C, H, W): {e}") from None
     finally:
         model.train(was_training)
         for h in handles:
@@ -197,7 +201,11 @@ def list_sites(model_or_name: Union[nn.Module, str], input_size: Optional[Sequen
         model_kwargs: passed to ``timm.create_model`` when a name is given.
     """
     if isinstance(model_or_name, str):
+        if input_size is not None:
+            model_kwargs.setdefault("in_chans", int(input_size[0]))
         model = create_backbone(model_or_name, device="meta", **model_kwargs)
+        if input_size is None and "in_chans" in model_kwargs:
+            input_size = (int(model_kwargs["in_chans"]), *_default_input_size(model)[1:])
     else:
         model = model_or_name
     return resolve_sites(model, input_size)

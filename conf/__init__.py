@@ -1,0 +1,1 @@
+"""Hydra configuration of gcnas (installed as the package gcnas.conf)."""

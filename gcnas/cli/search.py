@@ -1,0 +1,57 @@
+"""``gcnas-search``: one search worker per Hydra job (``-m worker=0,1 hydra/launcher=joblib`` for several)."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from gcnas.search import SearchResult, run_search
+
+log = logging.getLogger("gcnas.search")
+
+
+def _hydra_context() -> tuple[str | None, int]:
+    """(chosen search-space option, concurrent jobs) when running under Hydra; (None, 1) otherwise."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+    except ValueError:
+        return None, 1
+    choice = hc.runtime.choices.get("search_space")
+    concurrent = 1
+    if str(hc.mode) == "RunMode.MULTIRUN":
+        n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
+        cpus = os.cpu_count() or 1
+        concurrent = cpus if n_jobs in (None, -1) else max(1, min(int(n_jobs), cpus))
+        if "joblib" not in str(OmegaConf.select(hc, "launcher._target_", default="")):
+            concurrent = 1  # the basic launcher runs jobs one after another
+    return choice, concurrent
+
+
+def search(cfg: DictConfig) -> SearchResult:
+    """Resolve the composed config and run one worker (tests call this with ``hydra.compose``)."""
+    choice, concurrent = _hydra_context()
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if choice:
+        config["_space_source"] = f"search_spaces/{choice}.yaml"
+    if config.get("threads") in (None, "auto"):
+        config["threads"] = max(1, (os.cpu_count() or 1) // concurrent)
+    return run_search(config)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        search(cfg)
+    except ValueError as e:  # user errors: one paragraph, no traceback
+        log.error("%s", e)
+        print(f"gcnas-search: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""One trial: suggest -> build -> cost and hard constraints -> proxy training with pruning -> objective values."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import optuna
+import torch
+
+from gcnas.arch import Architecture, build_model
+from gcnas.backbones.cost import measure_cost
+from gcnas.data import DataSplits
+from gcnas.space import InfeasibleArchitecture, SearchSpace
+from gcnas.train import EpochResult, train_proxy
+
+__all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR"]
+
+log = logging.getLogger("gcnas.search")
+
+FIXED_ARCH_ATTR = "fixed_architecture"  # user attribute of enqueued trials: the architecture YAML to evaluate
+ROLE_ATTR = "role"  # baseline | paper_gc | searched
+METRICS = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
+_CONSTRAINT_KEYS = (("max_params", "params"), ("max_flops", "flops"), ("max_latency_ms", "latency_ms"))
+
+
+@dataclass
+class TrialRunner:
+    """Runs trials of one study for one worker. Everything it needs is built once per worker."""
+
+    space: SearchSpace
+    data: DataSplits
+    trainer: Mapping[str, Any]
+    metrics: tuple[str, ...]
+    constraints: Mapping[str, Optional[float]]
+    worker: int
+    seed: int
+    study_dir: Path
+    device: str = "cpu"
+    on_epoch: Optional[Callable[[int, EpochResult], None]] = None
+    _key_cache: dict = field(default_factory=dict)
+
+    @property
+    def needs_latency(self) -> bool:
+        return "latency" in self.metrics or self.constraints.get("max_latency_ms") is not None
+
+    # -- helpers -----------------------------------------------------------------------------------------------------
+    def _values(self, accuracy: float, cost: Mapping[str, float]) -> list[float]:
+        out = []
+        for m in self.metrics:
+            if m == "accuracy":
+                out.append(accuracy)
+            elif m == "latency":
+                out.append(float(cost["latency_ms"]))
+            else:
+                out.append(float(cost[m]))
+        return out
+
+    def _find_duplicate(self, study: optuna.Study, key: str, number: int) -> Optional[optuna.trial.FrozenTrial]:
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.number != number and t.user_attrs.get("arch_key") == key and "duplicate_of" not in t.user_attrs:
+                return t
+        return None
+
+    def _trial_dir(self, number: int) -> Path:
+        d = self.study_dir / "trials" / f"trial-{number}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    # -- the trial ---------------------------------------------------------------------------------------------------
+    def __call__(self, study: optuna.Study, trial: optuna.Trial) -> tuple[optuna.trial.TrialState, Optional[list]]:
+        """Run ``trial``; returns the state and values to ``tell`` (values None for pruned or failed)."""
+        t0 = time.perf_counter()
+        trial.set_user_attr("worker", self.worker)
+        fixed = trial.user_attrs.get(FIXED_ARCH_ATTR)
+        role = trial.user_attrs.get(ROLE_ATTR, "searched")
+        trial.set_user_attr(ROLE_ATTR, role)
+        tdir = self._trial_dir(trial.number)
+        logf = (tdir / "log.txt").open("a")
+
+        def note(msg: str) -> None:
+            logf.write(msg + "\n")
+            logf.flush()
+
+        try:
+            train_kw = dict(self.trainer)
+            try:
+                if fixed is not None:
+                    arch = Architecture.from_yaml(fixed, sites=self.space.sites)
+                else:
+                    arch = self.space.suggest(trial)
+                    train_kw.update(self.space.suggest_training(trial))
+            except InfeasibleArchitecture as e:
+                return self._infeasible(trial, note, f"search space limits: {e}", None, t0)
+
+            key = arch.key()
+            trial.set_user_attr("arch_key", key)
+            trial.set_user_attr("architecture", arch.to_yaml())
+            trial.set_user_attr("n_blocks", len(arch.placements))
+            (tdir / "architecture.yaml").write_text(arch.to_yaml())
+            note(f"trial {trial.number} ({role}) worker {self.worker}: {len(arch.placements)} blocks, key {key}")
+
+            dup = self._find_duplicate(study, key, trial.number)
+            if dup is not None:
+                for k in ("params", "flops", "latency_ms", "epochs", "history", "constraints"):
+                    if k in dup.user_attrs:
+                        trial.set_user_attr(k, dup.user_attrs[k])
+                trial.set_user_attr("duplicate_of", dup.number)
+                trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                note(f"same architecture as trial {dup.number}: its result is reused, nothing trained")
+                return optuna.trial.TrialState.COMPLETE, list(dup.values)
+
+            torch.manual_seed(self.seed)
+            model = build_model(arch)
+            cost_obj = measure_cost(model, self.data.input_size, latency=self.needs_latency, repeats=10, warmup=3)
+            cost = {"params": cost_obj.params, "flops": cost_obj.flops, "latency_ms": cost_obj.latency_ms}
+            for k, v in cost.items():
+                trial.set_user_attr(k, v)
+            note(f"cost: {cost_obj.params:,} params, {cost_obj.flops / 1e6:.2f} MFLOPs"
+                 + (f", {cost_obj.latency_ms:.2f} ms" if cost_obj.latency_ms is not None else ""))
+
+            violations = []
+            for limit_key, metric in _CONSTRAINT_KEYS:
+                limit = self.constraints.get(limit_key)
+                if limit is not None:
+                    violations.append((limit_key, float(cost[metric]) - float(limit), cost[metric], limit))
+            if any(v > 0 for _, v, _, _ in violations):
+                reason = "; ".join(f"{k[len('max_'):]} {value:,.6g} > constraints.{k}={limit:,.6g}"
+                                   for k, v, value, limit in violations if v > 0)
+                return self._infeasible(trial, note, reason, cost, t0, {k: v for k, v, _, _ in violations})
+            self._set_constraints(trial, {k: v for k, v, _, _ in violations})
+
+            history: list[float] = []
+            single = len(self.metrics) == 1
+
+            def on_epoch(er: EpochResult) -> None:
+                history.append(er.val_acc)
+                trial.set_user_attr("history", history)
+                trial.set_user_attr("epochs", er.epoch)
+                note(f"epoch {er.epoch}: train loss {er.train_loss:.4f}, val loss {er.val_loss:.4f}, "
+                     f"val acc {er.val_acc:.4f} ({er.seconds:.1f}s)")
+                if self.on_epoch is not None:
+                    self.on_epoch(trial.number, er)
+                if single:
+                    trial.report(er.val_acc, er.epoch)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned after epoch {er.epoch} (val acc {er.val_acc:.4f})")
+
+            try:
+                result = train_proxy(
+                    model, self.data.train_x, self.data.train_y, self.data.val_x, self.data.val_y,
+                    epochs=int(train_kw["epochs"]), batch_size=int(train_kw["batch_size"]), lr=float(train_kw["lr"]),
+                    weight_decay=float(train_kw["weight_decay"]), momentum=float(train_kw.get("momentum", 0.9)),
+                    optimizer=str(train_kw.get("optimizer", "sgd")),
+                    warmup_epochs=float(train_kw.get("warmup_epochs", 0.0)),
+                    label_smoothing=float(train_kw.get("label_smoothing", 0.0)), seed=self.seed, device=self.device,
+                    on_epoch=on_epoch)
+            except optuna.TrialPruned as e:
+                trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                note(str(e))
+                return optuna.trial.TrialState.PRUNED, None
+            accuracy = result.final_val_acc
+            trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+            note(f"done: val acc {accuracy:.4f} in {time.perf_counter() - t0:.1f}s")
+            return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
+        finally:
+            logf.close()
+
+    @staticmethod
+    def _set_constraints(trial, values: Mapping[str, float]) -> None:
+        """Optuna's constraint values (<= 0 feasible), read by its constrained samplers; also kept as a user attr."""
+        values = {"space_limits": 0.0, **values} if not values else dict(values)
+        for k, v in values.items():
+            trial.set_constraint(k, float(v))
+        trial.set_user_attr("constraints", [float(v) for v in values.values()])
+
+    def _infeasible(self, trial, note, reason: str, cost: Optional[Mapping], t0: float,
+                    constraint_values: Optional[Mapping[str, float]] = None):
+        """Record an architecture that is never trained: the reason, and constraint values Optuna's samplers read."""
+        trial.set_user_attr("infeasible", reason)
+        self._set_constraints(trial, constraint_values or {"space_limits": 1.0})
+        trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+        note(f"infeasible, not trained: {reason}")
+        cost = cost or {"params": math.inf, "flops": math.inf, "latency_ms": math.inf}
+        values = [0.0 if m == "accuracy" else float(cost["latency_ms" if m == "latency" else m]) for m in self.metrics]
+        # Optuna stores finite values only for multi-objective studies; an infinite cost becomes a large number.
+        values = [v if math.isfinite(v) else 1e30 for v in values]
+        return optuna.trial.TrialState.COMPLETE, values

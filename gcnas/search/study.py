@@ -1,0 +1,99 @@
+"""Storage, sampler, pruner and study from the config."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import optuna
+
+__all__ = ["make_storage", "make_sampler", "make_pruner", "make_study", "redact_url"]
+
+log = logging.getLogger("gcnas.search")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for logs and messages)."""
+    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", str(url))
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL: ``sqlite:///file``, ``postgresql+psycopg://...``, ``journal:///file``.
+
+    The RDB schema is created here, with retries, so that concurrent workers starting together do not race on it.
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"study.storage: must be a storage URL (sqlite:///..., postgresql+psycopg://..., "
+                         f"journal:///...); got {url!r}")
+    if url.startswith("journal://"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url[len("journal://"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise ValueError(f"study.storage: {url!r} is not a URL; valid forms are sqlite:///path, "
+                         "postgresql+psycopg://user:password@host/db and journal:///path")
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    last: Optional[Exception] = None
+    for attempt in range(8):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except Exception as e:  # schema creation raced with another worker, or the server is not up yet
+            last = e
+            time.sleep(0.25 * (attempt + 1))
+    raise ValueError(f"study.storage: cannot open {redact_url(url)}: {last}") from None
+
+
+def _instantiate(spec: Mapping[str, Any], what: str, extra: Mapping[str, Any]) -> Any:
+    spec = dict(spec)
+    target = spec.pop("_target_", None)
+    if not isinstance(target, str) or "." not in target:
+        raise ValueError(f"{what}._target_: must name an Optuna class (e.g. optuna.samplers.TPESampler); got {target!r}")
+    module, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"{what}._target_: {target!r} does not exist") from None
+    params = inspect.signature(cls.__init__).parameters
+    kwargs = {**spec, **{k: v for k, v in extra.items() if k in params}}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        valid = [p for p in params if p != "self"]
+        raise ValueError(f"{what}: {e}; {name} takes {', '.join(valid)}") from None
+
+
+def make_sampler(spec: Mapping[str, Any], grid: Optional[Callable[[], dict]] = None) -> optuna.samplers.BaseSampler:
+    extra: dict[str, Any] = {}
+    if str(spec.get("_target_", "")).endswith("GridSampler"):
+        if grid is None:
+            raise ValueError("sampler=grid needs a search space")
+        extra["search_space"] = grid()
+    return _instantiate(spec, "sampler", extra)
+
+
+def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+    return _instantiate(spec, "pruner", {})
+
+
+def make_study(name: str, storage: optuna.storages.BaseStorage, directions: Sequence[str],
+               sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner) -> optuna.Study:
+    """Create the study or load it; an existing study with other directions is an error, not a silent mix."""
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                    directions=list(directions), load_if_exists=True)
+    except ValueError as e:
+        raise ValueError(f"study.name: {name!r}: {e}") from None
+    existing = [d.name.lower() for d in study.directions]
+    if existing != [d.lower() for d in directions]:
+        raise ValueError(f"study.name: {name!r} already exists with directions {existing}; this objective has "
+                         f"{list(directions)}. Pick another study.name or the matching objective.")
+    return study

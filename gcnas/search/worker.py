@@ -1,0 +1,248 @@
+"""A search worker: opens the study on shared storage and runs trials until the study's budget is spent.
+
+Every Hydra job is such a worker, so ``gcnas-search -m worker=0,1 hydra/launcher=joblib`` runs two asynchronous workers
+on one study, and running the same command again resumes it. The budget ``study.n_trials`` counts finished (complete or
+pruned) trials across all workers and restarts, exactly: trial numbers are handed out by the storage, and a trial whose
+number comes after the budget's last is cancelled (recorded as failed with the reason) rather than run.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from gcnas.backbones import list_sites
+from gcnas.data import load_data
+from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, ROLE_ATTR, TrialRunner
+from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
+from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
+from gcnas.space import SearchSpace, paper_default_architecture
+from gcnas.arch import Architecture
+
+__all__ = ["run_search", "SearchResult", "validate_config"]
+
+log = logging.getLogger("gcnas.search")
+_RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+@dataclass
+class SearchResult:
+    study_name: str
+    storage: str  # redacted
+    n_finished: int
+    trials_run: int  # by this worker
+    best_number: Optional[int]
+    best_values: Optional[list]
+    best_architecture: Optional[str]  # path of architecture.yaml
+    table: str
+
+
+def _int(cfg: Mapping, key: str, where: str, minimum: int = 0) -> int:
+    v = cfg.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ValueError(f"{where}.{key}: must be an integer >= {minimum}; got {v!r}")
+    return v
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Check the parts of the config that no library checks, before anything is created."""
+    study = cfg["study"]
+    _int(study, "n_trials", "study", 1)
+    _int(study, "top_k", "study", 1)
+    if study.get("timeout") is not None and (not isinstance(study["timeout"], (int, float)) or study["timeout"] <= 0):
+        raise ValueError(f"study.timeout: must be a positive number of seconds or null; got {study['timeout']!r}")
+    if not isinstance(study.get("name"), str) or not study["name"]:
+        raise ValueError(f"study.name: must be a non-empty string; got {study.get('name')!r}")
+    if isinstance(cfg.get("worker"), bool) or not isinstance(cfg.get("worker"), int) or cfg["worker"] < 0:
+        raise ValueError(f"worker: must be an integer >= 0; got {cfg.get('worker')!r}")
+    tr = cfg["trainer"]
+    _int(tr, "epochs", "trainer", 1)
+    _int(tr, "batch_size", "trainer", 2)
+    for k in ("lr", "weight_decay"):
+        if isinstance(tr.get(k), bool) or not isinstance(tr.get(k), (int, float)) or tr[k] < 0:
+            raise ValueError(f"trainer.{k}: must be a non-negative number; got {tr.get(k)!r}")
+    obj = cfg["objective"]
+    metrics, directions = list(obj.get("metrics") or []), list(obj.get("directions") or [])
+    if not metrics or metrics[0] != "accuracy" or any(m not in METRICS for m in metrics):
+        raise ValueError(f"objective.metrics: must start with 'accuracy' and use {', '.join(METRICS)}; got {metrics}")
+    if directions != [METRICS[m] for m in metrics]:
+        raise ValueError(f"objective.directions: must be {[METRICS[m] for m in metrics]} for metrics {metrics}; "
+                         f"got {directions}")
+    for k, v in (cfg.get("constraints") or {}).items():
+        if k not in ("max_params", "max_flops", "max_latency_ms"):
+            raise ValueError(f"constraints.{k}: unknown; valid keys are max_params, max_flops, max_latency_ms")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            raise ValueError(f"constraints.{k}: must be a positive number or null; got {v!r}")
+    if cfg.get("device", "cpu") not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"device: must be cpu, cuda or auto; got {cfg.get('device')!r}")
+    if cfg.get("progress", "auto") not in ("auto", "bar", "plain", "none"):
+        raise ValueError(f"progress: must be auto, bar, plain or none; got {cfg.get('progress')!r}")
+
+
+class _Progress:
+    """Bars on a terminal, plain log lines otherwise."""
+
+    def __init__(self, mode: str, total: int, epochs: int) -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "plain"
+        self.mode, self.bar, self.epoch_bar, self.epochs = mode, None, None, epochs
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self._tqdm = tqdm
+            self.bar = tqdm(total=total, desc="trials", position=0, dynamic_ncols=True)
+
+    def start_trial(self, number: int, finished: int) -> None:
+        if self.bar is not None:
+            self.bar.n = finished
+            self.bar.refresh()
+            self.epoch_bar = self._tqdm(total=self.epochs, desc=f"trial {number} epochs", position=1, leave=False,
+                                        dynamic_ncols=True)
+
+    def epoch(self, number: int, er) -> None:
+        if self.epoch_bar is not None:
+            self.epoch_bar.update(1)
+            self.epoch_bar.set_postfix(val_acc=f"{er.val_acc:.4f}")
+        elif self.mode == "plain":
+            log.info("trial %d epoch %d: val acc %.4f (%.1fs)", number, er.epoch, er.val_acc, er.seconds)
+
+    def end_trial(self, number: int, state: TrialState, values, finished: int, total: int, note: str = "") -> None:
+        if self.epoch_bar is not None:
+            self.epoch_bar.close()
+            self.epoch_bar = None
+        if self.bar is not None:
+            self.bar.n = finished
+            self.bar.refresh()
+        if self.mode != "none":
+            shown = "" if values is None else ", ".join(f"{v:.4g}" for v in values)
+            log.info("trial %d %s %s [%d/%d finished]%s", number, state.name.lower(), shown, finished, total, note)
+
+    def close(self) -> None:
+        for b in (self.epoch_bar, self.bar):
+            if b is not None:
+                b.close()
+
+
+def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any]) -> None:
+    """Worker 0, once per study: record the space and enqueue the plain backbone and the paper's default GC."""
+    if study.user_attrs.get("gcnas_initialised"):
+        return
+    study.set_user_attr("search_space", space.name)
+    study.set_user_attr("backbone", space.backbone)
+    study.set_user_attr("data", cfg["data"]["name"])
+    study.set_user_attr("metrics", list(cfg["objective"]["metrics"]))
+    if cfg["study"].get("enqueue_baselines", True):
+        plain = Architecture(space.backbone, space.backbone_kwargs, ())
+        paper = paper_default_architecture(space.backbone, space.sites, space.backbone_kwargs)
+        for role, arch in (("baseline", plain), ("paper_gc", paper))[: cfg["study"]["n_trials"]]:
+            study.enqueue_trial({}, user_attrs={FIXED_ARCH_ATTR: arch.to_yaml(), ROLE_ATTR: role})
+    study.set_user_attr("gcnas_initialised", True)
+
+
+def run_search(cfg: Mapping[str, Any]) -> SearchResult:
+    """Run one search worker with a resolved, plain config (see ``conf/config.yaml``)."""
+    validate_config(cfg)
+    threads = cfg.get("threads", "auto")
+    torch.set_num_threads(int(os.cpu_count() or 1) if threads in (None, "auto") else max(1, int(threads)))
+    device = cfg.get("device", "cpu")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
+
+    data = load_data(cfg["data"])
+    bb = cfg["backbone"]
+    kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
+    sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
+    space_cfg = cfg["search_space"]
+    source = cfg.get("_space_source") or f"search_spaces/{space_cfg.get('name')}.yaml"
+    space = SearchSpace.from_config(space_cfg, backbone=bb["name"], sites=sites, backbone_kwargs=kwargs,
+                                    source=source)
+    metrics = tuple(cfg["objective"]["metrics"])
+    sampler = make_sampler(cfg["sampler"], grid=space.grid)
+    pruner = make_pruner(cfg["pruner"])
+
+    study_cfg = cfg["study"]
+    url = study_cfg["storage"]
+    storage = make_storage(url)
+    study = make_study(study_cfg["name"], storage, cfg["objective"]["directions"], sampler, pruner)
+    if cfg["worker"] == 0:
+        _initialise(study, space, cfg)
+    study_dir = Path(cfg["paths"]["root"]) / study_cfg["name"]
+    n_trials = int(study_cfg["n_trials"])
+    log.info("study %s on %s: %d trials, space %s (%s), backbone %s, data %s (%d train / %d val), worker %d, "
+             "%d threads", study_cfg["name"], redact_url(url), n_trials, space.name,
+             f"{space.size():,} assignments" if space.size() else "continuous", bb["name"], data.name,
+             len(data.train_x), len(data.val_x), cfg["worker"], torch.get_num_threads())
+    if len(metrics) > 1:
+        log.info("multi-objective study: Optuna cannot prune it, every trial trains %d epochs",
+                 cfg["trainer"]["epochs"])
+
+    progress = _Progress(cfg.get("progress", "auto"), n_trials, int(cfg["trainer"]["epochs"]))
+    runner = TrialRunner(space, data, dict(cfg["trainer"]), metrics, dict(cfg.get("constraints") or {}),
+                         int(cfg["worker"]), int(cfg.get("seed", 0)), study_dir, device, on_epoch=progress.epoch)
+    started = time.perf_counter()
+    timeout = study_cfg.get("timeout")
+    ran = 0
+    try:
+        while True:
+            if len(finished_trials(study)) >= n_trials:
+                break
+            if timeout is not None and time.perf_counter() - started > timeout:
+                log.info("study.timeout=%ss reached; this worker stops", timeout)
+                break
+            trial = study.ask()
+            ahead = sum(1 for t in study.get_trials(deepcopy=False, states=_RUNNING) if t.number < trial.number)
+            if ahead >= n_trials:
+                trial.set_user_attr("cancelled", f"study budget of {n_trials} trials already taken by earlier trials")
+                study.tell(trial, state=TrialState.FAIL)
+                break
+            progress.start_trial(trial.number, len(finished_trials(study)))
+            try:
+                state, values = runner(study, trial)
+            except Exception as e:  # a trial that raises is recorded as failed; the study goes on
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+                study.tell(trial, state=TrialState.FAIL)
+                log.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
+                ran += 1
+                continue
+            study.tell(trial, values=values, state=state)
+            ran += 1
+            note = f" (same as trial {trial.user_attrs['duplicate_of']})" if "duplicate_of" in trial.user_attrs else ""
+            if "infeasible" in trial.user_attrs:
+                note = f" (infeasible: {trial.user_attrs['infeasible']})"
+            progress.end_trial(trial.number, state, values, len(finished_trials(study)), n_trials, note)
+    finally:
+        progress.close()
+
+    table = results_table(study, metrics, int(study_cfg.get("top_k", 5)))
+    ranked = pareto_trials(study) if len(metrics) > 1 else ranked_trials(study)
+    best = ranked[0] if ranked else None
+    best_path = str(study_dir / "trials" / f"trial-{best.number}" / "architecture.yaml") if best else None
+    result = SearchResult(study_cfg["name"], redact_url(url), len(finished_trials(study)), ran,
+                          best.number if best else None, list(best.values) if best else None, best_path, table)
+    _print_summary(result, url, len(metrics) > 1)
+    return result
+
+
+def _print_summary(result: SearchResult, url: str, multi: bool) -> None:
+    title = "Pareto front" if multi else "Top trials"
+    print(f"\n{title} of study {result.study_name} ({result.n_finished} finished trials, {result.trials_run} run "
+          f"by this worker):\n")
+    print(result.table)
+    if result.best_architecture:
+        print(f"\nBest architecture (trial {result.best_number}): {result.best_architecture}\n")
+        print(Path(result.best_architecture).read_text().rstrip())
+        print()
+    shown = redact_url(url)
+    print(f"Open the study: optuna-dashboard {shown}")
+    print(f"            or: optuna trials --study-name {result.study_name} --storage {shown}")

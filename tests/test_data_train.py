@@ -1,0 +1,131 @@
+"""Datasets (real Fashion-MNIST where installed, generated files for the others) and proxy training."""
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+import gcnas  # noqa: F401  (registers gcnas_resnet_tiny)
+from gcnas.data import DataUnavailableError, load_data
+from gcnas.data.datasets import FASHION_MNIST_DEFAULT_ROOT, read_idx
+from gcnas.train import NonFiniteLossError, train_proxy
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_idx_reader_round_trip(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 255, size=(7, 5, 3))
+    _write_idx(tmp_path / "a-idx3-ubyte.gz", arr)
+    assert np.array_equal(read_idx(tmp_path / "a-idx3-ubyte.gz"), arr)
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="not an unsigned-byte IDX file"):
+        read_idx(tmp_path / "bad")
+
+
+def test_fashion_mnist_from_generated_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("t10k", 20)):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 255, size=(n, 28, 28)))
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, size=(n,)))
+    d = load_data({"name": "fashion_mnist", "root": str(tmp_path), "val_size": 10, "train_subset": 30})
+    assert d.train_x.shape == (30, 1, 28, 28) and d.val_x.shape == (10, 1, 28, 28) and d.test_x.shape[0] == 20
+    assert d.num_classes == 10 and d.input_size == (1, 28, 28)
+    assert abs(float(d.train_x.mean())) < 0.2  # normalised with the training subset's statistics
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
+    with pytest.raises(DataUnavailableError) as e:
+        load_data({"name": "fashion_mnist", "root": str(tmp_path / "nowhere")})
+    msg = str(e.value)
+    assert "data.root" in msg and "apt-get install -y dataset-fashion-mnist" in msg and "data.download=true" in msg
+
+
+@pytest.mark.skipif(not Path(FASHION_MNIST_DEFAULT_ROOT, "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed (make test installs it)")
+def test_real_fashion_mnist():
+    d = load_data({"name": "fashion_mnist", "val_size": 5000, "train_subset": 1000, "val_subset": 500})
+    assert d.train_x.shape == (1000, 1, 28, 28) and d.val_x.shape == (500, 1, 28, 28)
+    assert d.test_x.shape == (10000, 1, 28, 28)
+    assert d.classes[0] == "T-shirt/top" and d.num_classes == 10
+    # Validation comes out of the training images, never the test split, and never overlaps the training subset.
+    flat_train = {bytes(x.numpy().tobytes()) for x in d.train_x[:200]}
+    assert not any(bytes(x.numpy().tobytes()) in flat_train for x in d.val_x[:200])
+
+
+def test_cifar10_python_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 255, size=(8, 3072), dtype=np.uint8),
+                         b"labels": list(rng.integers(0, 10, size=8))}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f)
+    d = load_data({"name": "cifar10", "root": str(tmp_path), "val_size": 8})
+    assert d.train_x.shape == (32, 3, 32, 32) and d.test_x.shape == (8, 3, 32, 32)
+    assert d.classes[3] == "c3" and d.num_classes == 10
+    with pytest.raises(DataUnavailableError, match="CIFAR-10"):
+        load_data({"name": "cifar10", "root": str(tmp_path / "empty")})
+
+
+def test_imagefolder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("cat", "dog", "fox"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 255, size=(20, 24, 3), dtype=np.uint8)).save(
+                    tmp_path / split / cls / f"{i}.png")
+    d = load_data({"name": "imagefolder", "root": str(tmp_path), "image_size": 16, "in_chans": 3, "val_size": 3})
+    assert d.train_x.shape == (9, 3, 16, 16) and d.test_x.shape == (12, 3, 16, 16)
+    assert d.classes == ("cat", "dog", "fox") and d.num_classes == 3
+    with pytest.raises(DataUnavailableError, match="does not exist"):
+        load_data({"name": "imagefolder", "root": str(tmp_path / "missing")})
+
+
+def test_unknown_dataset_lists_valid_names():
+    with pytest.raises(ValueError, match="data.name must be one of 'fashion_mnist', 'cifar10', 'imagefolder', "
+                                         "'synthetic'; got 'mnist'"):
+        load_data({"name": "mnist"})
+
+
+def test_synthetic_task_is_learnable():
+    d = load_data({"name": "synthetic", "size": 1024, "num_classes": 4, "in_chans": 1, "image_size": 16,
+                   "noise": 0.5, "signal": 1.5, "seed": 0, "val_size": 128})
+    torch.manual_seed(0)
+    model = timm.create_model("gcnas_resnet_tiny", num_classes=4, in_chans=1)
+    seen = []
+    result = train_proxy(model, d.train_x, d.train_y, d.val_x, d.val_y, epochs=3, batch_size=32, lr=0.05,
+                         on_epoch=seen.append)
+    assert [e.epoch for e in seen] == [1, 2, 3] == [e.epoch for e in result.epochs]
+    assert result.final_val_acc > 0.5  # chance is 0.25
+
+
+def test_training_stops_on_non_finite_loss_and_callback_can_stop():
+    d = load_data({"name": "synthetic", "size": 256, "val_size": 32})
+    model = timm.create_model("gcnas_resnet_tiny", num_classes=4, in_chans=1)
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step"):
+        train_proxy(model, d.train_x * float("nan"), d.train_y, d.val_x, d.val_y, epochs=1, batch_size=32)
+
+    class Stop(Exception):
+        pass
+
+    def stop(er):
+        raise Stop(er.epoch)
+
+    with pytest.raises(Stop):
+        train_proxy(model, d.train_x, d.train_y, d.val_x, d.val_y, epochs=3, batch_size=32, on_epoch=stop)
+    with pytest.raises(ValueError, match="trainer.epochs must be >= 1"):
+        train_proxy(model, d.train_x, d.train_y, d.val_x, d.val_y, epochs=0)

@@ -1,0 +1,172 @@
+"""The search, end to end on the real conf/: real SQLite studies, real training on the synthetic task."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_module
+from optuna.trial import TrialState
+
+from gcnas.cli.search import search
+
+FAST = ["data=synthetic", "trainer.epochs=2", "trainer.batch_size=32", "progress=none", "data.size=512",
+        "data.val_size=64"]
+
+
+def _cfg(tmp_path: Path, *overrides: str):
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        return compose("config", overrides=[f"paths.root={tmp_path}", *FAST, *overrides])
+
+
+def _study(tmp_path: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/studies.db")
+
+
+def _finished(study):
+    return study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def test_three_trial_search_records_everything(tmp_path):
+    result = search(_cfg(tmp_path, "study.n_trials=3"))
+    assert result.n_finished == 3 and result.trials_run == 3
+    study = _study(tmp_path, result.study_name)
+    assert result.study_name == "gc_full-gcnas_resnet_tiny-synthetic"
+    trials = study.get_trials()
+    assert [t.user_attrs["role"] for t in trials] == ["baseline", "paper_gc", "searched"]
+    assert trials[0].user_attrs["n_blocks"] == 0 and trials[1].user_attrs["n_blocks"] == 6
+    for t in trials:
+        for key in ("architecture", "arch_key", "params", "flops", "worker", "wall_time_s"):
+            assert key in t.user_attrs, key
+        folder = tmp_path / result.study_name / "trials" / f"trial-{t.number}"
+        assert (folder / "architecture.yaml").read_text() == t.user_attrs["architecture"]
+        assert "trial" in (folder / "log.txt").read_text()
+    assert trials[1].user_attrs["params"] > trials[0].user_attrs["params"]
+    assert "| 0 | baseline |" in result.table and "+0.00 pp" in result.table
+    assert Path(result.best_architecture).is_file()
+
+
+def test_rerun_resumes_the_same_study(tmp_path):
+    search(_cfg(tmp_path, "study.n_trials=2"))
+    result = search(_cfg(tmp_path, "study.n_trials=4"))
+    assert result.trials_run == 2 and result.n_finished == 4
+    study = _study(tmp_path, result.study_name)
+    assert [t.number for t in study.get_trials()] == [0, 1, 2, 3]
+    assert sum(t.user_attrs.get("role") == "baseline" for t in study.get_trials()) == 1
+    assert search(_cfg(tmp_path, "study.n_trials=4")).trials_run == 0  # nothing left to do
+
+
+def test_same_architecture_is_never_trained_twice(tmp_path):
+    fixed = ["search_space=gc_design", "search_space.design.context=att", "search_space.design.transform=bottleneck",
+             "search_space.design.ratio=0.0625", "search_space.design.fusion=add",
+             "search_space.design.norm=layernorm", "search_space.design.act=relu"]
+    result = search(_cfg(tmp_path, "study.n_trials=4", *fixed))
+    trials = _study(tmp_path, result.study_name).get_trials()
+    # The space holds one architecture: the paper's GC, which trial 1 (enqueued) already trained.
+    assert trials[1].user_attrs["role"] == "paper_gc" and "duplicate_of" not in trials[1].user_attrs
+    for t in trials[2:]:
+        assert t.user_attrs["duplicate_of"] == 1
+        assert t.values == trials[1].values
+        assert "epochs" in t.user_attrs  # copied from the trained trial
+    ranked = [line.split("|")[1].strip() for line in result.table.splitlines()[2:]]
+    assert ranked == ["1", "0"]  # duplicates are not ranked twice
+
+
+def test_hard_constraints_are_checked_before_training(tmp_path):
+    result = search(_cfg(tmp_path, "study.n_trials=3", "constraints.max_params=100000"))
+    trials = _study(tmp_path, result.study_name).get_trials()
+    for t in trials:
+        assert "params" in t.user_attrs and t.user_attrs["params"] > 100000
+        assert t.user_attrs["infeasible"].startswith("params ")
+        assert "> constraints.max_params=100,000" in t.user_attrs["infeasible"]
+        assert "epochs" not in t.user_attrs  # never trained
+        assert t.user_attrs["constraints"][0] > 0  # what Optuna's constrained samplers read
+    assert result.best_number is None
+
+
+def test_multi_objective_pareto_front(tmp_path):
+    result = search(_cfg(tmp_path, "study.n_trials=3", "objective=accuracy_params", "sampler=nsga2"))
+    study = _study(tmp_path, result.study_name)
+    assert len(study.directions) == 2
+    assert all(len(t.values) == 2 for t in _finished(study))
+    assert result.table.count("\n") >= 2
+
+
+def test_pruning_reports_every_epoch(tmp_path):
+    # A threshold no trial reaches: every trial is pruned after its first epoch.
+    result = search(_cfg(tmp_path, "study.n_trials=3", "~pruner", "+pruner._target_=optuna.pruners.ThresholdPruner",
+                         "+pruner.lower=0.999"))
+    trials = _study(tmp_path, result.study_name).get_trials()
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 3
+    assert all(t.user_attrs["epochs"] == 1 and list(t.intermediate_values) == [1] for t in trials)
+
+
+@pytest.mark.parametrize("sampler", ["random", "grid", "gp"])
+def test_samplers(tmp_path, sampler):
+    space = ["search_space=gc_design"] if sampler == "grid" else []
+    result = search(_cfg(tmp_path, "study.n_trials=3", f"sampler={sampler}", *space))
+    assert result.n_finished == 3
+
+
+def test_journal_storage(tmp_path):
+    result = search(_cfg(tmp_path, "study.n_trials=2", "storage=journal"))
+    assert result.n_finished == 2 and (tmp_path / "studies.journal").is_file()
+
+
+BAD = [
+    (["search_space.positions.stages=[7]"], "search_spaces/gc_full.yaml: positions.stages: 7 is not a stage"),
+    (["+search_space.design.colour=red"], "search_spaces/gc_full.yaml: design.colour: unknown key"),
+    (["search_space.design.context=[]"], "design.context: empty list of choices"),
+    (["search_space.limits.min_blocks=99"], "limits.min_blocks: 99 is impossible"),
+    (["trainer.epochs=0"], "trainer.epochs: must be an integer >= 1; got 0"),
+    (["study.n_trials=0"], "study.n_trials: must be an integer >= 1; got 0"),
+    (["objective.directions=[minimize]"], "objective.directions: must be ['maximize']"),
+    (["constraints.max_params=-3"], "constraints.max_params: must be a positive number or null; got -3"),
+    (["sampler._target_=optuna.samplers.NoSuchSampler"], "sampler._target_: 'optuna.samplers.NoSuchSampler' does "
+                                                         "not exist"),
+    (["data.name=mnist"], "data.name must be one of 'fashion_mnist', 'cifar10', 'imagefolder', 'synthetic'"),
+    (["study.storage=studies.db"], "study.storage: 'studies.db' is not a URL"),
+    (["device=tpu"], "device: must be cpu, cuda or auto; got 'tpu'"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD, ids=[m[:48] for _, m in BAD])
+def test_bad_input_is_explained_before_any_study_exists(tmp_path, overrides, message):
+    with pytest.raises(ValueError) as err:
+        search(_cfg(tmp_path, *overrides))
+    assert message in str(err.value)
+    db = tmp_path / "studies.db"
+    assert not db.exists() or optuna.get_all_study_summaries(f"sqlite:///{db}") == []
+
+
+def _run_cli(tmp_path: Path, *args: str, multirun: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "gcnas.cli.search", *(["-m"] if multirun else []),
+                           f"paths.root={tmp_path}", *FAST, *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_cli_user_error_exits_2_without_traceback(tmp_path):
+    res = _run_cli(tmp_path, "search_space.positions.position=middle")
+    assert res.returncode == 2
+    assert "gcnas-search: search_spaces/gc_full.yaml: positions.position: 'middle' is not valid" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+@pytest.mark.slow
+def test_two_joblib_workers_share_one_sqlite_study(tmp_path):
+    res = _run_cli(tmp_path, "worker=0,1", "hydra/launcher=joblib", "study.n_trials=6", multirun=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    study = _study(tmp_path, "gc_full-gcnas_resnet_tiny-synthetic")
+    finished = _finished(study)
+    assert len(finished) == 6  # exactly the budget: none lost, none extra
+    assert len({t.number for t in finished}) == 6
+    assert {t.user_attrs["worker"] for t in finished} == {0, 1}  # both workers ran trials
+    assert sum(t.user_attrs.get("role") == "baseline" for t in study.get_trials()) == 1
+    for t in study.get_trials(states=(TrialState.FAIL,)):  # a worker that asked after the budget was taken
+        assert "study budget of 6 trials already taken" in t.user_attrs["cancelled"]
+    logs = list((tmp_path / "multirun").rglob("*.log"))
+    assert logs and all("1 threads" in p.read_text() for p in logs)  # 2 workers on 2 cores: 1 thread each
