@@ -26,5 +26,6 @@ demo: setup data
 test: setup data
 	$(PY) -m pytest
 
-bench: setup
+bench: setup data
 	$(PY) benchmarks/blocks.py
+	$(PY) benchmarks/search.py

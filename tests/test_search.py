@@ -170,3 +170,18 @@ def test_two_joblib_workers_share_one_sqlite_study(tmp_path):
         assert "study budget of 6 trials already taken" in t.user_attrs["cancelled"]
     logs = list((tmp_path / "multirun").rglob("*.log"))
     assert logs and all("1 threads" in p.read_text() for p in logs)  # 2 workers on 2 cores: 1 thread each
+
+
+def test_a_space_extends_another_and_overrides_from_the_command_line(tmp_path):
+    own = tmp_path / "my_spaces" / "search_space"
+    own.mkdir(parents=True)
+    (own / "gc_design_r4.yaml").write_text("defaults:\n  - gc_design\n  - _self_\nname: gc_design_r4\n"
+                                           "design:\n  ratio: [0.25]\n")
+    cfg = _cfg(tmp_path, f"hydra.searchpath=[file://{tmp_path / 'my_spaces'}]", "search_space=gc_design_r4",
+               "search_space.design.context=avg", "study.n_trials=3")
+    assert cfg.search_space.positions.stages == "all_but_first"  # inherited from gc_design
+    assert list(cfg.search_space.design.ratio) == [0.25] and cfg.search_space.design.context == "avg"
+    result = search(cfg)
+    searched = [t for t in _study(tmp_path, result.study_name).get_trials() if t.user_attrs["role"] == "searched"]
+    assert searched and all(t.params.get("design.ratio", 0.25) == 0.25 for t in searched)
+    assert all("design.context" not in t.params for t in searched)  # fixed by the override, not searched

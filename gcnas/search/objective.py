@@ -136,9 +136,13 @@ class TrialRunner:
             history: list[float] = []
             single = len(self.metrics) == 1
 
+            train_seconds = [0.0]
+
             def on_epoch(er: EpochResult) -> None:
                 history.append(er.val_acc)
+                train_seconds[0] += er.seconds
                 trial.set_user_attr("history", history)
+                trial.set_user_attr("train_seconds", train_seconds[0])
                 trial.set_user_attr("epochs", er.epoch)
                 note(f"epoch {er.epoch}: train loss {er.train_loss:.4f}, val loss {er.val_loss:.4f}, "
                      f"val acc {er.val_acc:.4f} ({er.seconds:.1f}s)")

@@ -66,6 +66,8 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
     multi = len(metrics) > 1
     rows = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
     head = ["trial", "role", "val acc", "vs plain", "params", "MFLOPs", "latency ms", "epochs", "blocks"]
+    if not rows:
+        return "(no feasible complete trial yet)"
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i in (2, 3, 4, 5, 6, 7) else "---"
                                                         for i in range(len(head))) + "|"]
     for t in rows:
@@ -75,5 +77,5 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
         lines.append("| " + " | ".join([
             str(t.number), t.user_attrs.get("role", ""), f"{acc:.4f}", delta,
             f"{t.user_attrs.get('params', 0) / 1e6:.3f}M", f"{t.user_attrs.get('flops', 0) / 1e6:.1f}",
-            "" if lat is None else f"{lat:.2f}", str(t.user_attrs.get("epochs", "")), _fmt_blocks(t)]) + " |")
+            "-" if lat is None else f"{lat:.2f}", str(t.user_attrs.get("epochs", "")), _fmt_blocks(t)]) + " |")
     return "\n".join(lines)
