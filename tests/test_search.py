@@ -185,3 +185,18 @@ def test_a_space_extends_another_and_overrides_from_the_command_line(tmp_path):
     searched = [t for t in _study(tmp_path, result.study_name).get_trials() if t.user_attrs["role"] == "searched"]
     assert searched and all(t.params.get("design.ratio", 0.25) == 0.25 for t in searched)
     assert all("design.context" not in t.params for t in searched)  # fixed by the override, not searched
+
+
+@pytest.mark.parametrize("mode", ["bar", "plain"])
+def test_progress_modes(tmp_path, mode, capsys, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="gcnas.search")
+    cfg = _cfg(tmp_path, "study.n_trials=2")
+    cfg.progress = mode
+    search(cfg)
+    err = capsys.readouterr().err
+    if mode == "bar":
+        assert "trials" in err and "2/2" in err  # tqdm's bar over trials
+    else:
+        assert "trial 0 epoch 1: val acc" in caplog.text and "[2/2 finished]" in caplog.text

@@ -1,7 +1,6 @@
 """Search spaces: every shipped space validates and reaches every choice; every malformed space is explained."""
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from pathlib import Path
 

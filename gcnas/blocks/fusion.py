@@ -25,7 +25,7 @@ FusionArg = Union[str, Sequence[str]]
 def parse_fusion(fusion: FusionArg, *, owner: str = "") -> tuple[str, ...]:
     """Canonical form of a fusion argument: a tuple in application order, ``("scale",)``, ``("add",)`` or both."""
     where = f"{owner}: " if owner else ""
-    valid = f"'add', 'scale' or ['scale', 'add']"
+    valid = "'add', 'scale' or ['scale', 'add']"
     names = [fusion] if isinstance(fusion, str) else list(fusion) if isinstance(fusion, (list, tuple)) else None
     if not names or any(n not in FUSIONS for n in names) or len(set(names)) != len(names):
         raise ValueError(f"{where}fusion must be {valid}; got {fusion!r}")

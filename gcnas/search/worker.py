@@ -8,7 +8,6 @@ number comes after the budget's last is cancelled (recorded as failed with the r
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time

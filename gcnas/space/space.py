@@ -43,7 +43,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from gcnas.arch import BLOCK_SELECTORS, Architecture, BlockSpec, Placement
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
-from gcnas.backbones.sites import Site, position_order
+from gcnas.backbones.sites import Site
 from gcnas.blocks import CONTEXTS, NL_MODES, NORMS, TRANSFORMS
 from gcnas.blocks.layers import ACTIVATIONS
 
