@@ -34,17 +34,27 @@ from torch import nn
 
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
 from gcnas.backbones.insert import insert
-from gcnas.backbones.sites import Site, create_backbone, list_sites, position_order
+from gcnas.backbones.sites import Site, blocks_by_stage, create_backbone, list_sites, position_order
 from gcnas.blocks import (CONTEXTS, GATES, NL_MODES, NORMS, TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO,
                           GlobalContextBlock, NonLocalBlock, parse_fusion, preset)
 from gcnas.blocks.layers import ACTIVATIONS
 
-__all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_backbone_weights", "BLOCK_SELECTORS"]
+__all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_backbone_weights", "BLOCK_SELECTORS",
+           "select_blocks"]
 
 BLOCK_SELECTORS = ("all", "first", "last", "every_other")
 _SPEC_KEYS = {"kind", "preset", "context", "transform", "ratio", "fusion", "norm", "act", "gate", "mode"}
 _PLACEMENT_KEYS = {"stage", "stages", "block", "blocks", "position", "positions", "spec", "replace"}
 _ARCH_KEYS = {"backbone", "backbone_kwargs", "placements"}
+
+
+def select_blocks(blocks: Sequence[int], selector: Any) -> list[int]:
+    """The block indices a selector picks from a stage's sorted ``blocks``: a name in BLOCK_SELECTORS, an index
+    or a list of indices (returned as given)."""
+    if isinstance(selector, str):
+        return {"all": list(blocks), "first": list(blocks[:1]), "last": list(blocks[-1:]),
+                "every_other": list(blocks[::2])}[selector]
+    return list(selector) if isinstance(selector, (list, tuple)) else [selector]
 
 
 def _err(where: str, msg: str) -> ValueError:
@@ -282,10 +292,8 @@ class Architecture:
                 if valid:
                     hint = f"valid positions there: {', '.join(valid)}"
                 else:
-                    blocks: dict[int, int] = {}
-                    for s in sites:
-                        blocks[s.stage] = max(blocks.get(s.stage, -1), s.block)
-                    hint = "valid sites: " + ", ".join(f"stage {st} blocks 0-{b}" for st, b in sorted(blocks.items()))
+                    hint = "valid sites: " + ", ".join(f"stage {st} blocks 0-{b[-1]}"
+                                                       for st, b in blocks_by_stage(sites).items())
                 raise ValueError(f"placements: {self.backbone} has no site at stage {p.stage}, block {p.block}, "
                                  f"position {p.position!r}; {hint}")
             site = by_key[p.site]
@@ -332,12 +340,7 @@ def _expand(item: Any, where: str, get_sites) -> list[Placement]:
     if simple:
         return [Placement(stage_v, block_v, p, spec, replace) for p in positions]
 
-    sites = get_sites()
-    blocks_in: dict[int, list[int]] = {}
-    for s in sites:
-        blocks_in.setdefault(s.stage, [])
-        if s.block not in blocks_in[s.stage]:
-            blocks_in[s.stage].append(s.block)
+    blocks_in = blocks_by_stage(get_sites())
     if stage_v == "all":
         stages = sorted(blocks_in)
     else:
@@ -348,19 +351,16 @@ def _expand(item: Any, where: str, get_sites) -> list[Placement]:
                                  f"{sorted(blocks_in)} or 'all'")
     out = []
     for st in stages:
-        n = sorted(blocks_in[st])
         if isinstance(block_v, str):
             if block_v not in BLOCK_SELECTORS:
                 raise ValueError(f"{where}.blocks: {block_v!r} is not a selector; valid are "
                                  f"{', '.join(BLOCK_SELECTORS)}, an integer or a list of integers")
-            chosen = {"all": n, "first": n[:1], "last": n[-1:], "every_other": n[::2]}[block_v]
         else:
-            chosen = _as_list(block_v)
-            for b in chosen:
+            for b in _as_list(block_v):
                 if isinstance(b, bool) or not isinstance(b, int):
                     raise ValueError(f"{where}.blocks: {b!r} is not a block index; valid are "
                                      f"{', '.join(BLOCK_SELECTORS)}, an integer or a list of integers")
-        for b in chosen:
+        for b in select_blocks(blocks_in[st], block_v):
             out.extend(Placement(st, b, p, spec, replace) for p in positions)
     return out
 

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Optional
 import torch
 from torch import nn
 
-from gcnas.backbones.sites import Site, position_order, resolve_sites
+from gcnas.backbones.sites import Site, blocks_by_stage, position_order, resolve_sites
 
 __all__ = ["insert", "build_block", "inserted_blocks"]
 
@@ -109,10 +109,7 @@ def _describe_valid(sites: list[Site], stage: int, block: int) -> str:
     here = sorted({s.position for s in sites if s.stage == stage and s.block == block}, key=position_order)
     if here:
         return f"stage {stage} block {block} offers positions {', '.join(here)}"
-    stages: dict[int, int] = {}
-    for s in sites:
-        stages[s.stage] = max(stages.get(s.stage, -1), s.block)
-    ranges = ", ".join(f"stage {st}: blocks 0-{b}" for st, b in sorted(stages.items()))
+    ranges = ", ".join(f"stage {st}: blocks 0-{b[-1]}" for st, b in blocks_by_stage(sites).items())
     return f"valid sites: {ranges}"
 
 

@@ -20,7 +20,8 @@ from torch import nn
 
 from gcnas.backbones.families import FAMILIES, GENERIC_POSITIONS, POSITIONS, Anchor
 
-__all__ = ["Site", "list_sites", "resolve_sites", "create_backbone", "GenericFallbackWarning", "position_order"]
+__all__ = ["Site", "list_sites", "resolve_sites", "create_backbone", "GenericFallbackWarning", "position_order",
+           "blocks_by_stage"]
 
 
 class GenericFallbackWarning(UserWarning):
@@ -57,6 +58,14 @@ _ORDER = {p: i for i, p in enumerate(POSITIONS + GENERIC_POSITIONS)}
 
 def position_order(position: str) -> int:
     return _ORDER.get(position, len(_ORDER))
+
+
+def blocks_by_stage(sites: Sequence[Site]) -> dict[int, list[int]]:
+    """Every stage with the sorted indices of its blocks that have at least one site."""
+    out: dict[int, set[int]] = {}
+    for s in sites:
+        out.setdefault(s.stage, set()).add(s.block)
+    return {st: sorted(blocks) for st, blocks in sorted(out.items())}
 
 
 def create_backbone(name: str, device: Union[str, torch.device, None] = None, **kwargs) -> nn.Module:

@@ -59,11 +59,12 @@ def run(channels: int = 256, size: int = 14, batch: int = 8, repeats: int = 5, s
             with counter:
                 block(x[:1])
         xg = x.clone().requires_grad_()
+        context, transform, fusion = _describe(block)
         rows.append({
             "member": name,
-            "context": _describe(block)[0],
-            "transform": _describe(block)[1],
-            "fusion": _describe(block)[2],
+            "context": context,
+            "transform": transform,
+            "fusion": fusion,
             "params": sum(p.numel() for p in block.parameters()),
             "mflops": counter.get_total_flops() / 1e6,
             "fwd_ms": _time(lambda: _no_grad(block, x), repeats),

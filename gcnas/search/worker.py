@@ -178,9 +178,10 @@ def run_search(cfg: Mapping[str, Any]) -> SearchResult:
         _initialise(study, space, cfg)
     study_dir = Path(cfg["paths"]["root"]) / study_cfg["name"]
     n_trials = int(study_cfg["n_trials"])
+    size = space.size()
     log.info("study %s on %s: %d trials, space %s (%s), backbone %s, data %s (%d train / %d val), worker %d, "
              "%d threads", study_cfg["name"], redact_url(url), n_trials, space.name,
-             f"{space.size():,} assignments" if space.size() else "continuous", bb["name"], data.name,
+             f"{size:,} assignments" if size else "continuous", bb["name"], data.name,
              len(data.train_x), len(data.val_x), cfg["worker"], torch.get_num_threads())
     if len(metrics) > 1:
         log.info("multi-objective study: Optuna cannot prune it, every trial trains %d epochs",
@@ -194,7 +195,8 @@ def run_search(cfg: Mapping[str, Any]) -> SearchResult:
     ran = 0
     try:
         while True:
-            if len(finished_trials(study)) >= n_trials:
+            finished = len(finished_trials(study))
+            if finished >= n_trials:
                 break
             if timeout is not None and time.perf_counter() - started > timeout:
                 log.info("study.timeout=%ss reached; this worker stops", timeout)
@@ -205,7 +207,7 @@ def run_search(cfg: Mapping[str, Any]) -> SearchResult:
                 trial.set_user_attr("cancelled", f"study budget of {n_trials} trials already taken by earlier trials")
                 study.tell(trial, state=TrialState.FAIL)
                 break
-            progress.start_trial(trial.number, len(finished_trials(study)))
+            progress.start_trial(trial.number, finished)
             try:
                 state, values = runner(study, trial)
             except Exception as e:  # a trial that raises is recorded as failed; the study goes on

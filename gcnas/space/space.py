@@ -41,9 +41,9 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
-from gcnas.arch import BLOCK_SELECTORS, Architecture, BlockSpec, Placement
+from gcnas.arch import BLOCK_SELECTORS, Architecture, BlockSpec, Placement, select_blocks
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
-from gcnas.backbones.sites import Site
+from gcnas.backbones.sites import Site, blocks_by_stage
 from gcnas.blocks import CONTEXTS, NL_MODES, NORMS, TRANSFORMS
 from gcnas.blocks.layers import ACTIVATIONS
 
@@ -202,10 +202,7 @@ class SearchSpace:
         self.max_blocks, self.min_blocks = max_blocks, min_blocks
         self.training = training
         self._site_keys = {s.key: s for s in sites}
-        self._blocks_in: dict[int, list[int]] = {}
-        for s in sites:
-            if s.block not in self._blocks_in.setdefault(s.stage, []):
-                self._blocks_in[s.stage].append(s.block)
+        self._blocks_in = blocks_by_stage(sites)
 
     # -- construction ------------------------------------------------------------------------------------------------
     @classmethod
@@ -279,11 +276,7 @@ class SearchSpace:
         unknown = set(pos_raw) - _POSITION_KEYS
         if unknown:
             raise r.error(f"positions.{sorted(unknown)[0]}", f"unknown key; valid keys are {_fmt(sorted(_POSITION_KEYS))}")
-        blocks_in: dict[int, list[int]] = {}
-        for s in sites:
-            blocks_in.setdefault(s.stage, [])
-            if s.block not in blocks_in[s.stage]:
-                blocks_in[s.stage].append(s.block)
+        blocks_in = blocks_by_stage(sites)
         all_stages = sorted(blocks_in)
         stages_raw = pos_raw.get("stages", "all")
         if stages_raw in ("all", "all_but_first"):
@@ -383,10 +376,7 @@ class SearchSpace:
                          norm=chosen.get("norm"), act=chosen.get("act"))
 
     def _select(self, stage: int, selector: Any) -> list[int]:
-        n = sorted(self._blocks_in[stage])
-        if isinstance(selector, str):
-            return {"all": n, "first": n[:1], "last": n[-1:], "every_other": n[::2]}[selector]
-        return list(selector) if isinstance(selector, list) else [selector]
+        return select_blocks(self._blocks_in[stage], selector)
 
     def suggest(self, trial: Any) -> Architecture:
         """Sample an architecture; raises :class:`InfeasibleArchitecture` when it breaks the space's limits."""
@@ -421,21 +411,20 @@ class SearchSpace:
 
     # -- size and grid -----------------------------------------------------------------------------------------------
     def _block_count_bounds(self) -> tuple[int, int]:
-        counts = []
-        sels = self.blocks.values() or []
-        poss = self.position.values() or []
-        for st in self.stages:
-            per = [len([b for b in self._select(st, s) if (st, b, p) in self._site_keys]) for s in sels for p in poss]
-            counts.append((min(per), max(per)))
+        """The fewest and most blocks this space can place (before limits)."""
+        def placed(st: int, selector: Any, position: str) -> int:
+            return sum((st, b, position) in self._site_keys for b in self._select(st, selector))
+
+        choices = [(sel, pos) for sel in self.blocks.values() or [] for pos in self.position.values() or []]
+        if self.per_stage:  # each stage picks its own selector and position
+            fewest = sum(min(placed(st, *c) for c in choices) for st in self.stages)
+            most = sum(max(placed(st, *c) for c in choices) for st in self.stages)
+        else:  # one shared choice for every stage
+            totals = [sum(placed(st, *c) for st in self.stages) for c in choices]
+            fewest, most = min(totals), max(totals)
         on_values = self.stage_on.values() or [True]
-        lo = 0 if False in on_values else sum(c[0] for c in counts)
-        hi = sum(c[1] for c in counts) if True in on_values else 0
-        if not self.per_stage:
-            # One selector/position for all stages: the extremes are reached by one shared choice.
-            by_choice = [sum(len([b for b in self._select(st, s) if (st, b, p) in self._site_keys])
-                             for st in self.stages) for s in sels for p in poss]
-            hi = max(by_choice) if True in on_values else 0
-            lo = 0 if False in on_values else min(by_choice)
+        lo = 0 if False in on_values else fewest
+        hi = most if True in on_values else 0
         return lo, hi
 
     def grid(self) -> dict[str, list]:
