@@ -36,6 +36,8 @@ class DataSplits:
     test_y: Optional[torch.Tensor]
     num_classes: int
     classes: tuple[str, ...] = ()
+    mean: tuple[float, ...] = ()  # per channel, of pixel values scaled to [0, 1]; the inputs are (x - mean) / std
+    std: tuple[float, ...] = ()
 
     @property
     def in_chans(self) -> int:
@@ -231,4 +233,5 @@ def load_data(cfg: Mapping[str, Any]) -> DataSplits:
         test_y=None if test_y is None else torch.from_numpy(np.asarray(test_y, dtype=np.int64)),
         num_classes=max(num_classes, len(raw.get("classes") or ())),
         classes=tuple(raw.get("classes") or ()),
+        mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
     )

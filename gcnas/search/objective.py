@@ -10,19 +10,22 @@ from typing import Any, Callable, Mapping, Optional
 
 import optuna
 import torch
+from safetensors.torch import save_model
 
 from gcnas.arch import Architecture, build_model
 from gcnas.backbones.cost import measure_cost
 from gcnas.data import DataSplits
+from gcnas.search.callbacks import Callbacks
 from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.train import EpochResult, train_proxy
 
-__all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR"]
+__all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "WEIGHTS_FILE"]
 
 log = logging.getLogger("gcnas.search")
 
 FIXED_ARCH_ATTR = "fixed_architecture"  # user attribute of enqueued trials: the architecture YAML to evaluate
 ROLE_ATTR = "role"  # baseline | paper_gc | searched
+WEIGHTS_FILE = "model.safetensors"  # in a trial's folder while the trial is among the study's kept top trials
 METRICS = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 _CONSTRAINT_KEYS = (("max_params", "params"), ("max_flops", "flops"), ("max_latency_ms", "latency_ms"))
 
@@ -41,7 +44,8 @@ class TrialRunner:
     study_dir: Path
     device: str = "cpu"
     on_epoch: Optional[Callable[[int, EpochResult], None]] = None
-    _key_cache: dict = field(default_factory=dict)
+    callbacks: Callbacks = field(default_factory=Callbacks)
+    keep_weights: int = 3  # > 0: every trained trial saves its weights; the worker then keeps only the top ones
 
     @property
     def needs_latency(self) -> bool:
@@ -100,8 +104,10 @@ class TrialRunner:
             trial.set_user_attr("arch_key", key)
             trial.set_user_attr("architecture", arch.to_yaml())
             trial.set_user_attr("n_blocks", len(arch.placements))
+            trial.set_user_attr("train", {k: v for k, v in train_kw.items() if k != "name"})
             (tdir / "architecture.yaml").write_text(arch.to_yaml())
             note(f"trial {trial.number} ({role}) worker {self.worker}: {len(arch.placements)} blocks, key {key}")
+            self.callbacks("trial_started", trial.number, role, arch, train_kw)
 
             dup = self._find_duplicate(study, key, trial.number)
             if dup is not None:
@@ -148,6 +154,7 @@ class TrialRunner:
                      f"val acc {er.val_acc:.4f} ({er.seconds:.1f}s)")
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, er)
+                self.callbacks("epoch_ended", trial.number, er)
                 if single:
                     trial.report(er.val_acc, er.epoch)
                     if trial.should_prune():
@@ -167,6 +174,10 @@ class TrialRunner:
                 note(str(e))
                 return optuna.trial.TrialState.PRUNED, None
             accuracy = result.final_val_acc
+            if self.keep_weights > 0:
+                # Saved now, while the model exists; the worker deletes the files of trials that leave the top.
+                save_model(model, str(tdir / WEIGHTS_FILE), metadata={"arch_key": key})
+                trial.set_user_attr("weights", str(tdir / WEIGHTS_FILE))
             trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
             note(f"done: val acc {accuracy:.4f} in {time.perf_counter() - t0:.1f}s")
             return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)

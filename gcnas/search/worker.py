@@ -7,13 +7,14 @@ number comes after the budget's last is cancelled (recorded as failed with the r
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import optuna
 import torch
@@ -21,13 +22,14 @@ from optuna.trial import TrialState
 
 from gcnas.backbones import list_sites
 from gcnas.data import load_data
+from gcnas.search.callbacks import Callbacks, SearchCallback
 from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, ROLE_ATTR, TrialRunner
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
 from gcnas.space import SearchSpace, paper_default_architecture
 from gcnas.arch import Architecture
 
-__all__ = ["run_search", "SearchResult", "validate_config"]
+__all__ = ["run_search", "SearchResult", "validate_config", "public_config", "keep_top_weights"]
 
 log = logging.getLogger("gcnas.search")
 _RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -57,6 +59,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     study = cfg["study"]
     _int(study, "n_trials", "study", 1)
     _int(study, "top_k", "study", 1)
+    if study.get("keep_weights") is not None:
+        _int(study, "keep_weights", "study", 0)
     if study.get("timeout") is not None and (not isinstance(study["timeout"], (int, float)) or study["timeout"] <= 0):
         raise ValueError(f"study.timeout: must be a positive number of seconds or null; got {study['timeout']!r}")
     if not isinstance(study.get("name"), str) or not study["name"]:
@@ -131,7 +135,7 @@ class _Progress:
                 b.close()
 
 
-def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any]) -> None:
+def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], input_size) -> None:
     """Worker 0, once per study: record the space and enqueue the plain backbone and the paper's default GC."""
     if study.user_attrs.get("gcnas_initialised"):
         return
@@ -139,6 +143,8 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any])
     study.set_user_attr("backbone", space.backbone)
     study.set_user_attr("data", cfg["data"]["name"])
     study.set_user_attr("metrics", list(cfg["objective"]["metrics"]))
+    study.set_user_attr("config", public_config(cfg))
+    study.set_user_attr("input_size", list(input_size))
     if cfg["study"].get("enqueue_baselines", True):
         plain = Architecture(space.backbone, space.backbone_kwargs, ())
         paper = paper_default_architecture(space.backbone, space.sites, space.backbone_kwargs)
@@ -147,8 +153,36 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any])
     study.set_user_attr("gcnas_initialised", True)
 
 
-def run_search(cfg: Mapping[str, Any]) -> SearchResult:
-    """Run one search worker with a resolved, plain config (see ``conf/config.yaml``)."""
+def public_config(cfg: Mapping[str, Any]) -> dict:
+    """The config as stored with the study and shown to trackers: storage URLs with their passwords masked."""
+    out = copy.deepcopy({k: v for k, v in cfg.items() if not str(k).startswith("_")})
+    if isinstance(out.get("study"), dict) and isinstance(out["study"].get("storage"), str):
+        out["study"]["storage"] = redact_url(out["study"]["storage"])
+    if isinstance(out.get("storage"), dict) and isinstance(out["storage"].get("url"), str):
+        out["storage"]["url"] = redact_url(out["storage"]["url"])
+    return out
+
+
+def keep_top_weights(study: optuna.Study, keep: int) -> list[int]:
+    """Delete the saved weights of trials outside the top ``keep`` (single objective) or off the Pareto front.
+
+    Returns the trial numbers whose weights remain. Any worker may call it; a file another worker removed first is fine.
+    """
+    multi = len(study.directions) > 1
+    top = pareto_trials(study) if multi else ranked_trials(study)[:keep]
+    kept = {t.number for t in top}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        path = t.user_attrs.get("weights")
+        if path and t.number not in kept:
+            Path(path).unlink(missing_ok=True)
+    return sorted(n for n in kept if any(t.number == n and t.user_attrs.get("weights") for t in top))
+
+
+def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ()) -> SearchResult:
+    """Run one search worker with a resolved, plain config (see ``conf/config.yaml``).
+
+    ``callbacks`` see every trial (``gcnas.track.WandbTracker`` is one); none of them can stop the search.
+    """
     validate_config(cfg)
     threads = cfg.get("threads", "auto")
     torch.set_num_threads(int(os.cpu_count() or 1) if threads in (None, "auto") else max(1, int(threads)))
@@ -175,7 +209,7 @@ def run_search(cfg: Mapping[str, Any]) -> SearchResult:
     storage = make_storage(url)
     study = make_study(study_cfg["name"], storage, cfg["objective"]["directions"], sampler, pruner)
     if cfg["worker"] == 0:
-        _initialise(study, space, cfg)
+        _initialise(study, space, cfg, data.input_size)
     study_dir = Path(cfg["paths"]["root"]) / study_cfg["name"]
     n_trials = int(study_cfg["n_trials"])
     size = space.size()
@@ -188,8 +222,11 @@ def run_search(cfg: Mapping[str, Any]) -> SearchResult:
                  cfg["trainer"]["epochs"])
 
     progress = _Progress(cfg.get("progress", "auto"), n_trials, int(cfg["trainer"]["epochs"]))
+    hooks = Callbacks(callbacks)
+    keep = int(study_cfg.get("keep_weights", 3) or 0)
     runner = TrialRunner(space, data, dict(cfg["trainer"]), metrics, dict(cfg.get("constraints") or {}),
-                         int(cfg["worker"]), int(cfg.get("seed", 0)), study_dir, device, on_epoch=progress.epoch)
+                         int(cfg["worker"]), int(cfg.get("seed", 0)), study_dir, device, on_epoch=progress.epoch,
+                         callbacks=hooks, keep_weights=keep)
     started = time.perf_counter()
     timeout = study_cfg.get("timeout")
     ran = 0
@@ -214,10 +251,14 @@ def run_search(cfg: Mapping[str, Any]) -> SearchResult:
                 trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
                 study.tell(trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
+                hooks("trial_ended", study.get_trials(deepcopy=False)[trial.number])
                 ran += 1
                 continue
             study.tell(trial, values=values, state=state)
             ran += 1
+            if keep > 0 and "weights" in trial.user_attrs:
+                keep_top_weights(study, keep)
+            hooks("trial_ended", study.get_trials(deepcopy=False)[trial.number])
             note = f" (same as trial {trial.user_attrs['duplicate_of']})" if "duplicate_of" in trial.user_attrs else ""
             if "infeasible" in trial.user_attrs:
                 note = f" (infeasible: {trial.user_attrs['infeasible']})"
@@ -232,6 +273,9 @@ def run_search(cfg: Mapping[str, Any]) -> SearchResult:
     result = SearchResult(study_cfg["name"], redact_url(url), len(finished_trials(study)), ran,
                           best.number if best else None, list(best.values) if best else None, best_path, table)
     _print_summary(result, url, len(metrics) > 1)
+    if result.n_finished >= n_trials and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        hooks("study_ended", study, result, study_dir)
+    hooks("close")
     return result
 
 
