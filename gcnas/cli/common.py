@@ -1,0 +1,54 @@
+"""What the Hydra entry points share: resolving a config with clear errors, and user errors without tracebacks."""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = ["resolve", "user_errors", "require_study"]
+
+
+def resolve(cfg: DictConfig) -> dict:
+    """The composed config as plain containers; an unresolvable or missing value names its key."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        msg = str(e).splitlines()[0]
+        raise ValueError(f"{key}: {msg}") from None
+
+
+def require_study(config: dict) -> tuple[str, str]:
+    """(study.name, study.storage); with no name, the error lists the studies the storage holds."""
+    name, url = (config.get("study") or {}).get("name"), (config.get("study") or {}).get("storage")
+    if not name:
+        from gcnas.export.export import study_names
+
+        names = study_names(url)
+        raise ValueError(f"study.name: required (study.name=NAME); the storage holds: "
+                         f"{', '.join(names) if names else '(no studies)'}")
+    if not isinstance(name, str):
+        raise ValueError(f"study.name: must be a string; got {name!r}")
+    return name, url
+
+
+def user_errors(prog: str) -> Callable:
+    """Wrap a Hydra main: a ``ValueError`` is a user error, printed as one paragraph, exit status 2."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except ValueError as e:
+                logging.getLogger("gcnas").debug("user error", exc_info=True)
+                print(f"{prog}: {e}", file=sys.stderr)
+                sys.exit(2)
+
+        return inner
+
+    return wrap

@@ -1,0 +1,42 @@
+"""``gcnas-report``: a study's pictures (Optuna's plots and where the blocks go) and a Markdown summary."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from gcnas.cli.common import require_study, resolve, user_errors
+from gcnas.export import open_study
+from gcnas.report import Report, write_report
+
+
+def report(cfg: DictConfig) -> Report:
+    """Write the report from a composed ``report`` config (tests call this with ``hydra.compose``)."""
+    c = resolve(cfg)
+    name, url = require_study(c)
+    rc = c.get("report") or {}
+    top_k = rc.get("top_k", 5)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"report.top_k: must be an integer >= 1; got {top_k!r}")
+    html = rc.get("html", "auto")
+    if html not in ("auto", True, False):
+        raise ValueError(f"report.html: must be auto, true or false; got {html!r}")
+    study = open_study(url, name)
+    out = Path(rc.get("dir") or Path(c["paths"]["root"]) / name / "report")
+    rep = write_report(study, out, top_k=top_k, html=None if html == "auto" else html)
+    print(f"Report of {name} in {rep.dir}/: {rep.summary.name}, "
+          + ", ".join(p.name for p in rep.pictures + rep.html))
+    for what, why in rep.skipped.items():
+        print(f"  not drawn: {what} ({why})")
+    return rep
+
+
+@hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="report")
+@user_errors("gcnas-report")
+def main(cfg: DictConfig) -> None:
+    report(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""A study's report: Optuna's plots, where the blocks of the top trials sit, and a Markdown summary.
+
+Pictures (PNG, matplotlib): optimisation history, parameter importances, intermediate values (single objective) or the
+Pareto front (multi-objective), and a stage x position heatmap counting the blocks of the top trials. HTML versions of
+Optuna's plots are written too where plotly is installed. ``summary.md`` holds the top-k architectures with their cost
+and their delta to the plain backbone, and links the pictures.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import optuna
+import yaml
+
+from gcnas.search.summary import baseline_trial, finished_trials, pareto_trials, ranked_trials, results_table
+
+__all__ = ["Report", "write_report", "placement_counts"]
+
+log = logging.getLogger("gcnas.report")
+
+
+@dataclass
+class Report:
+    dir: Path
+    summary: Path
+    pictures: list = field(default_factory=list)
+    html: list = field(default_factory=list)
+    skipped: dict = field(default_factory=dict)  # plot name -> why it was not drawn
+
+
+def placement_counts(trials) -> tuple[list, list, dict]:
+    """(stages, positions, {(stage, position): number of blocks}) over the architectures of ``trials``."""
+    counts: Counter = Counter()
+    for t in trials:
+        arch = yaml.safe_load(t.user_attrs.get("architecture", "")) or {}
+        for p in arch.get("placements") or []:
+            counts[(int(p["stage"]), str(p["position"]))] += 1
+    stages = sorted({s for s, _ in counts})
+    order = ["after_conv1", "after_conv2", "before_add", "after_add", "after_block", "after_stage"]
+    positions = sorted({p for _, p in counts}, key=lambda p: (order.index(p) if p in order else len(order), p))
+    return stages, positions, dict(counts)
+
+
+def _heatmap(trials, path: Path, title: str) -> bool:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    stages, positions, counts = placement_counts(trials)
+    if not counts:
+        return False
+    grid = np.array([[counts.get((s, p), 0) for s in stages] for p in positions], dtype=float)
+    with plt.style.context("default"):  # Optuna's plots switch the global style to ggplot (grid lines over cells)
+        return _draw_heatmap(plt, grid, stages, positions, path, title, len(trials))
+
+
+def _draw_heatmap(plt, grid, stages, positions, path: Path, title: str, n_trials: int) -> bool:
+    fig, ax = plt.subplots(figsize=(2.5 + 1.1 * len(stages), 1.6 + 0.6 * len(positions)))
+    im = ax.imshow(grid, cmap="viridis", aspect="auto", vmin=0)
+    ax.set_xticks(range(len(stages)), [f"stage {s}" for s in stages])
+    ax.set_yticks(range(len(positions)), positions)
+    for i in range(len(positions)):
+        for j in range(len(stages)):
+            ax.text(j, i, f"{int(grid[i, j])}", ha="center", va="center",
+                    color="white" if grid[i, j] < grid.max() / 2 else "black")
+    ax.set_title(title, fontsize=10)
+    ax.grid(False)
+    bar = fig.colorbar(im, ax=ax, label=f"blocks in {n_trials} trials")
+    bar.ax.yaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html: Optional[bool] = None) -> Report:
+    """Write the report of ``study`` into ``out_dir`` (created); returns what was written."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    multi = len(study.directions) > 1
+    metrics = study.user_attrs.get("metrics") or (["accuracy"] if not multi else [f"v{i}" for i in
+                                                                                 range(len(study.directions))])
+    report = Report(out, out / "summary.md")
+    target = (lambda t: t.values[0]) if multi else None
+    name0 = "val acc"
+    plots = {
+        "optimization_history": lambda: ovm.plot_optimization_history(study, target=target, target_name=name0),
+        "param_importances": lambda: ovm.plot_param_importances(study, target=target, target_name=name0),
+    }
+    if multi:
+        plots["pareto_front"] = lambda: ovm.plot_pareto_front(study, target_names=list(metrics))
+    else:
+        plots["intermediate_values"] = lambda: ovm.plot_intermediate_values(study)
+    for name, make in plots.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = make()
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()
+            path = out / f"{name}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            report.pictures.append(path)
+        except Exception as e:  # e.g. importances need two complete trials with varying parameters
+            report.skipped[name] = f"{type(e).__name__}: {e}"
+    top = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
+    searched = [t for t in top if t.user_attrs.get("role") != "baseline"]
+    if _heatmap(searched, out / "placements.png",
+                f"Blocks per stage and position, top {len(searched)} trials with blocks"):
+        report.pictures.append(out / "placements.png")
+    else:
+        report.skipped["placements"] = "no top trial has blocks"
+
+    want_html = html if html is not None else _has_plotly()
+    if want_html:
+        from optuna import visualization as ov
+
+        for name in plots:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fn = getattr(ov, f"plot_{name}")
+                    kw = {} if name in ("intermediate_values", "pareto_front") else {"target": target,
+                                                                                      "target_name": name0}
+                    fig = fn(study, **kw)
+                path = out / f"{name}.html"
+                fig.write_html(str(path))
+                report.html.append(path)
+            except Exception as e:
+                report.skipped[f"{name}.html"] = f"{type(e).__name__}: {e}"
+
+    _summary(study, report, metrics, top_k, multi)
+    return report
+
+
+def _has_plotly() -> bool:
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _summary(study, report: Report, metrics, top_k: int, multi: bool) -> None:
+    base = baseline_trial(study)
+    finished = finished_trials(study)
+    states = Counter(t.state.name.lower() for t in finished)
+    lines = [f"# Study `{study.study_name}`", ""]
+    ua = study.user_attrs
+    lines.append(f"Search space `{ua.get('search_space', '?')}`, backbone `{ua.get('backbone', '?')}`, data "
+                 f"`{ua.get('data', '?')}`, objective {' + '.join(metrics)}; {len(finished)} finished trials ("
+                 + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ").")
+    if base is not None:
+        lines.append(f"Plain backbone (trial {base.number}): val acc {base.values[0]:.4f}, "
+                     f"{base.user_attrs.get('params', 0) / 1e6:.3f}M params, "
+                     f"{base.user_attrs.get('flops', 0) / 1e6:.1f} MFLOPs.")
+    lines += ["", "## Pareto front" if multi else f"## Top {top_k} trials", "",
+              results_table(study, metrics, top_k), ""]
+    ranked = pareto_trials(study) if multi else ranked_trials(study)
+    if ranked:
+        best = ranked[0]
+        lines += [f"## Best architecture (trial {best.number})", "", "```yaml",
+                  best.user_attrs.get("architecture", "").rstrip(), "```", ""]
+    if report.pictures:
+        lines += ["## Pictures", ""] + [f"![{p.stem}]({p.name})" for p in report.pictures] + [""]
+    if report.skipped:
+        lines += ["## Not drawn", ""] + [f"- {k}: {v}" for k, v in report.skipped.items()] + [""]
+    report.summary.write_text("\n".join(lines))

@@ -1,0 +1,77 @@
+"""gcnas-report: Optuna's plots and ours as real PNGs, and a Markdown summary of the top trials."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from hydra import compose, initialize_config_module
+
+from gcnas.cli.report import report
+from gcnas.report import placement_counts, write_report
+from gcnas.search.summary import ranked_trials
+
+
+def test_report_pictures_and_summary(searched, tmp_path):
+    root, result, study = searched
+    rep = write_report(study, tmp_path / "r", top_k=3, html=False)
+    names = sorted(p.name for p in rep.pictures)
+    assert names == ["intermediate_values.png", "optimization_history.png", "param_importances.png",
+                     "placements.png"], rep.skipped
+    for p in rep.pictures:
+        img = np.asarray(Image.open(p).convert("L"), dtype=float)
+        assert img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 10, p.name  # drawn, not blank
+    text = rep.summary.read_text()
+    assert f"# Study `{result.study_name}`" in text and "| trial | role | val acc | vs plain |" in text
+    assert f"## Best architecture (trial {result.best_number})" in text
+    assert all(f"![{p.stem}]({p.name})" in text for p in rep.pictures)
+
+
+def test_placement_counts_match_the_top_architectures(searched):
+    _, _, study = searched
+    top = [t for t in ranked_trials(study)[:3] if t.user_attrs.get("role") != "baseline"]
+    stages, positions, counts = placement_counts(top)
+    expected = {}
+    for t in top:
+        for p in yaml.safe_load(t.user_attrs["architecture"])["placements"]:
+            expected[(p["stage"], p["position"])] = expected.get((p["stage"], p["position"]), 0) + 1
+    assert counts == expected and stages == sorted({s for s, _ in expected})
+    assert set(positions) == {p for _, p in expected}
+
+
+def _cfg(root, *overrides):
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        return compose("report", overrides=[f"paths.root={root}", *overrides])
+
+
+def test_report_config_defaults_to_the_study_folder(searched):
+    root, result, _ = searched
+    rep = report(_cfg(root, f"study.name={result.study_name}", "report.html=false"))
+    assert rep.dir == root / result.study_name / "report" and rep.summary.is_file()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["report.top_k=0"], "report.top_k: must be an integer >= 1; got 0"),
+    (["report.html=sometimes"], "report.html: must be auto, true or false; got 'sometimes'"),
+    (["study.name=nope"], "study.name: no study 'nope' in"),
+])
+def test_bad_report_input(searched, overrides, message):
+    root, result, _ = searched
+    args = [f"study.name={result.study_name}", *overrides] if "study.name" not in overrides[0] else overrides
+    with pytest.raises(ValueError, match=message):
+        report(_cfg(root, *args))
+
+
+def test_cli_report_exit_codes(searched, tmp_path):
+    root, result, _ = searched
+    res = subprocess.run([sys.executable, "-m", "gcnas.cli.report", f"paths.root={root}",
+                          f"study.name={result.study_name}", f"report.dir={tmp_path / 'cli'}"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "cli" / "placements.png").is_file()
+    res = subprocess.run([sys.executable, "-m", "gcnas.cli.report", f"paths.root={tmp_path}/empty"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "study.storage: sqlite:///" in res.stderr and "Traceback" not in res.stderr
