@@ -3,3 +3,32 @@ import sys
 
 # The tests import their formula references (tests/reference.py) as a plain module.
 sys.path.insert(0, os.path.dirname(__file__))
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# A fast search on the generated task: the study that the tracking, export and report tests read.
+FAST_SEARCH = ["data=synthetic", "trainer.epochs=2", "trainer.batch_size=32", "progress=none", "data.size=512",
+               "data.val_size=64"]
+
+
+def compose_search(root: Path, *overrides: str):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        return compose("config", overrides=[f"paths.root={root}", *FAST_SEARCH, *overrides])
+
+
+@pytest.fixture(scope="session")
+def searched(tmp_path_factory):
+    """A finished 5-trial study with W&B offline tracking and the top 2 trials' weights kept."""
+    from gcnas.cli.search import search
+
+    root = tmp_path_factory.mktemp("searched")
+    result = search(compose_search(root, "study.n_trials=5", "study.keep_weights=2", "sampler=random",
+                                   "pruner=none", "wandb.mode=offline"))
+    import optuna
+
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{root}/studies.db")
+    return root, result, study

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from gcnas.cli.search import search
 
-FAST = ["data=synthetic", "trainer.epochs=2", "trainer.batch_size=32", "progress=none", "data.size=512",
+FAST = ["data=synthetic", "wandb.mode=disabled", "trainer.epochs=2", "trainer.batch_size=32", "progress=none", "data.size=512",
         "data.val_size=64"]
 
 

@@ -9,6 +9,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gcnas.search import SearchResult, run_search
+from gcnas.search.worker import public_config
+from gcnas.track import WandbTracker
 
 log = logging.getLogger("gcnas.search")
 
@@ -40,7 +42,9 @@ def search(cfg: DictConfig) -> SearchResult:
         config["_space_source"] = f"search_spaces/{choice}.yaml"
     if config.get("threads") in (None, "auto"):
         config["threads"] = max(1, (os.cpu_count() or 1) // concurrent)
-    return run_search(config)
+    tracker = WandbTracker(config.get("wandb") or {"mode": "disabled"}, config["study"]["name"],
+                           public_config(config))
+    return run_search(config, callbacks=[tracker])
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="config")

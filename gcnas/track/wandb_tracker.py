@@ -1,0 +1,228 @@
+"""Weights & Biases tracking for a search: one run per trial, one run per study.
+
+Each trial's run has ``group`` = the study name, ``job_type`` = ``trial`` and name ``trial-N``; its config holds the
+architecture and the training hyperparameters (with storage credentials masked), its history one row per epoch, its
+summary the final metrics, cost and state (complete, pruned, failed, infeasible, duplicate). When a study's budget is
+spent, the worker that leaves last logs a ``job_type=study`` run with the trials table, the best architecture as an
+Artifact of type ``architecture`` (its YAML, and its weights when kept) and the report's plots.
+
+Tracking never stops a search: ``wandb.init`` has a time limit (``wandb.init_timeout``), and the first W&B error of any
+kind becomes one warning, after which this worker stops tracking.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from gcnas.search.callbacks import SearchCallback
+
+__all__ = ["WandbTracker", "WandbSession", "TrackingWarning", "MODES", "check_wandb_config"]
+
+log = logging.getLogger("gcnas.track")
+MODES = ("offline", "online", "disabled")
+
+
+class TrackingWarning(RuntimeWarning):
+    """W&B failed; the search or training goes on without tracking."""
+
+
+def check_wandb_config(cfg: Mapping[str, Any]) -> None:
+    """Validate the ``wandb`` config section before anything starts."""
+    mode = cfg.get("mode")
+    if mode not in MODES:
+        raise ValueError(f"wandb.mode: must be one of {', '.join(MODES)}; got {mode!r}")
+    t = cfg.get("init_timeout", 30)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
+        raise ValueError(f"wandb.init_timeout: must be a positive number of seconds; got {t!r}")
+    if not isinstance(cfg.get("project") or "gcnas", str):
+        raise ValueError(f"wandb.project: must be a string; got {cfg.get('project')!r}")
+    tags = cfg.get("tags") or []
+    if not isinstance(tags, (list, tuple)) or not all(isinstance(x, str) for x in tags):
+        raise ValueError(f"wandb.tags: must be a list of strings; got {tags!r}")
+
+
+class WandbSession:
+    """W&B runs that never raise: the first error of any kind becomes one warning and turns the session off.
+
+    ``cfg`` is the ``wandb`` config section (mode, project, entity, tags, init_timeout, dir); ``group`` names the runs'
+    group (the study, or the training run).
+    """
+
+    def __init__(self, cfg: Mapping[str, Any], group: str) -> None:
+        check_wandb_config(cfg)
+        self.mode = cfg["mode"]
+        self.project = cfg.get("project") or "gcnas"
+        self.entity = cfg.get("entity")
+        self.tags = list(cfg.get("tags") or [])
+        self.init_timeout = float(cfg.get("init_timeout", 30))
+        self.dir = Path(cfg["dir"]) if cfg.get("dir") else None
+        self.group = group
+        self.off = self.mode == "disabled"
+        self.runs: dict[Any, Any] = {}
+        self._wandb = None
+
+    def fail(self, what: str, e: BaseException) -> None:
+        self.off = True
+        msg = (f"W&B {what} failed ({type(e).__name__}: {str(e)[:300]}); tracking is off from here on, the work "
+               f"goes on")
+        log.warning("%s", msg)
+        warnings.warn(msg, TrackingWarning, stacklevel=3)
+        for run in list(self.runs.values()):
+            try:
+                run.finish(exit_code=1)
+            except Exception:  # already failing; nothing more to report
+                pass
+        self.runs.clear()
+
+    @property
+    def wandb(self):
+        if self._wandb is None:
+            import wandb
+
+            self._wandb = wandb
+        return self._wandb
+
+    def start(self, key: Any, **kw) -> Any:
+        """Start a run kept under ``key``; None when the session is off or the start failed."""
+        if self.off:
+            return None
+        try:
+            wandb = self.wandb
+            if self.dir is not None:
+                self.dir.mkdir(parents=True, exist_ok=True)
+            settings = wandb.Settings(init_timeout=self.init_timeout, console="off", silent=True,
+                                      x_disable_stats=True)
+            run = wandb.init(mode=self.mode, project=self.project, entity=self.entity, group=self.group,
+                             tags=self.tags, dir=str(self.dir) if self.dir else None, reinit="create_new",
+                             settings=settings, **kw)
+        except Exception as e:
+            self.fail("init", e)
+            return None
+        self.runs[key] = run
+        return run
+
+    def log(self, key: Any, data: Mapping[str, Any], step: Optional[int] = None) -> None:
+        run = self.runs.get(key)
+        if self.off or run is None:
+            return
+        try:
+            run.log(dict(data), step=step)
+        except Exception as e:
+            self.fail("log", e)
+
+    def finish(self, key: Any, summary: Optional[Mapping[str, Any]] = None, exit_code: int = 0) -> None:
+        run = self.runs.pop(key, None)
+        if self.off or run is None:
+            return
+        try:
+            if summary:
+                run.summary.update(dict(summary))
+            run.finish(exit_code=exit_code)
+        except Exception as e:
+            self.fail("finish", e)
+
+    def close(self) -> None:
+        for key in list(self.runs):
+            self.finish(key)
+
+
+class WandbTracker(SearchCallback):
+    """Search callback that mirrors trials into W&B. ``cfg`` is the ``wandb`` config section."""
+
+    def __init__(self, cfg: Mapping[str, Any], study_name: str, config: Optional[Mapping[str, Any]] = None) -> None:
+        self.session = WandbSession(cfg, study_name)
+        self.study_name = study_name
+        self.config = dict(config or {})
+
+    @property
+    def off(self) -> bool:
+        return self.session.off
+
+    # -- hooks ---------------------------------------------------------------------------------------------------------
+    def trial_started(self, number: int, role: str, arch, train: Mapping[str, Any]) -> None:
+        if self.off:
+            return
+        config = {"architecture": arch.to_dict(), "train": dict(train), "role": role, "study": self.study_name,
+                  "arch_key": arch.key()}
+        for k in ("backbone", "data", "search_space", "seed", "worker", "objective", "constraints"):
+            if k in self.config:
+                config[k] = self.config[k]
+        self.session.start(number, job_type="trial", name=f"trial-{number}", config=config)
+
+    def epoch_ended(self, number: int, result) -> None:
+        self.session.log(number, {"epoch": result.epoch, "train_loss": result.train_loss, "val_loss": result.val_loss,
+                                  "val_acc": result.val_acc, "epoch_seconds": result.seconds}, step=result.epoch)
+
+    def trial_ended(self, trial) -> None:
+        if self.off:
+            return
+        if trial.number not in self.session.runs:  # ended before its architecture was known (space limits)
+            self.session.start(trial.number, job_type="trial", name=f"trial-{trial.number}",
+                               config={"study": self.study_name})
+        attrs = trial.user_attrs
+        state = trial.state.name.lower()
+        if "infeasible" in attrs:
+            state = "infeasible"
+        elif "duplicate_of" in attrs:
+            state = "duplicate"
+        summary = {"state": state}
+        for k in ("params", "flops", "latency_ms", "epochs", "wall_time_s", "train_seconds", "duplicate_of",
+                  "infeasible", "error", "n_blocks"):
+            if attrs.get(k) is not None:
+                summary[k] = attrs[k]
+        if trial.values:
+            metrics = self.config.get("objective", {}).get("metrics") or ["accuracy"]
+            for m, v in zip(metrics, trial.values):
+                summary["val_acc" if m == "accuracy" else f"objective_{m}"] = v
+        if attrs.get("history"):
+            summary["best_val_acc"] = max(attrs["history"])
+        self.session.finish(trial.number, summary, exit_code=1 if trial.state.name == "FAIL" else 0)
+
+    def study_ended(self, study, result, study_dir: Path) -> None:
+        if self.off:
+            return
+        from gcnas.report import write_report
+        from gcnas.search.summary import finished_trials
+
+        try:
+            report = write_report(study, Path(study_dir) / "report")
+        except Exception as e:  # the study run is still worth logging without pictures
+            log.warning("report for W&B failed: %s", e)
+            report = None
+        run = self.session.start("study", job_type="study", name="study", config=dict(self.config))
+        if run is None:
+            return
+        try:
+            wandb = self.session.wandb
+            metrics = list(self.config.get("objective", {}).get("metrics") or ["accuracy"])
+            cols = ["trial", "state", "role", *metrics, "params", "flops", "latency_ms", "epochs", "arch_key"]
+            rows = []
+            for t in finished_trials(study):
+                a = t.user_attrs
+                vals = list(t.values) if t.values else [None] * len(metrics)
+                rows.append([t.number, t.state.name.lower(), a.get("role"), *vals, a.get("params"), a.get("flops"),
+                             a.get("latency_ms"), a.get("epochs"), a.get("arch_key")])
+            log_data = {"trials": wandb.Table(columns=cols, data=rows)}
+            for png in report.pictures if report else []:
+                log_data[f"report/{png.stem}"] = wandb.Image(str(png))
+            run.log(log_data)
+            if result.best_architecture:
+                name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{self.study_name}-best")
+                art = wandb.Artifact(name, type="architecture",
+                                     metadata={"trial": result.best_number, "values": result.best_values})
+                art.add_file(result.best_architecture, name="architecture.yaml")
+                weights = Path(result.best_architecture).with_name("model.safetensors")
+                if weights.exists():
+                    art.add_file(str(weights), name="model.safetensors")
+                run.log_artifact(art)
+        except Exception as e:
+            self.session.fail("study run", e)
+            return
+        self.session.finish("study", {"best_trial": result.best_number, "best_values": result.best_values,
+                                      "n_finished": result.n_finished})
+
+    def close(self) -> None:
+        self.session.close()
