@@ -1,9 +1,9 @@
 """gcnas: neural architecture search over the GCNet global context framework on timm backbones."""
-from gcnas.arch import Architecture, BlockSpec, Placement, build_model
+from gcnas.arch import Architecture, BlockSpec, Placement, build_model, load_model
 from gcnas.backbones import insert, list_sites, measure_cost
 from gcnas.blocks import GlobalContextBlock, NonLocalBlock, preset
 
 __version__ = "0.1.0"
 
 __all__ = ["GlobalContextBlock", "NonLocalBlock", "preset", "Architecture", "BlockSpec", "Placement", "build_model",
-           "list_sites", "insert", "measure_cost", "__version__"]
+           "load_model", "list_sites", "insert", "measure_cost", "__version__"]

@@ -39,7 +39,7 @@ from gcnas.blocks import (CONTEXTS, GATES, NL_MODES, NORMS, TRANSFORMS, TRANSFOR
                           GlobalContextBlock, NonLocalBlock, parse_fusion, preset)
 from gcnas.blocks.layers import ACTIVATIONS
 
-__all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_backbone_weights", "BLOCK_SELECTORS",
+__all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_model", "load_backbone_weights", "BLOCK_SELECTORS",
            "select_blocks"]
 
 BLOCK_SELECTORS = ("all", "first", "last", "every_other")
@@ -403,3 +403,26 @@ def build_model(arch: Architecture, pretrained_backbone: Optional[Union[str, Pat
     insert(model, arch.placements, sites=sites)
     model.gcnas_architecture = arch
     return model
+
+
+def load_model(folder: Union[str, Path], device: str = "cpu") -> nn.Module:
+    """Rebuild an exported model (``architecture.yaml`` + ``model.safetensors``) with torch, timm and gcnas alone.
+
+    The weights are read by safetensors (no pickle) and must match the architecture exactly. Returns the model in
+    eval mode on ``device``.
+    """
+    from safetensors.torch import load_model as load_safetensors
+
+    folder = Path(folder)
+    arch_path, weights = folder / "architecture.yaml", folder / "model.safetensors"
+    for p in (arch_path, weights):
+        if not p.is_file():
+            raise ValueError(f"load_model: {p} is missing; an export folder holds architecture.yaml and "
+                             f"model.safetensors (write one with gcnas-export)")
+    arch = Architecture.from_yaml(arch_path.read_text())
+    model = build_model(arch)
+    missing, unexpected = load_safetensors(model, str(weights), strict=False, device=device)
+    if missing or unexpected:
+        raise ValueError(f"load_model: {weights} does not match {arch_path}: missing keys {sorted(missing)[:10]}, "
+                         f"unexpected keys {sorted(unexpected)[:10]}")
+    return model.to(device).eval()

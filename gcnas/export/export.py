@@ -1,0 +1,337 @@
+"""Export a trial of a study as a folder anyone can rebuild, retrain and ship without gcnas's search machinery.
+
+The folder holds ``architecture.yaml`` (rebuild with ``gcnas.build_model``), ``model.safetensors`` (the trial's kept
+weights, else weights retrained at the trial's proxy fidelity), ``model.onnx`` (checked against torch with
+onnxruntime) and ``MODEL_CARD.md`` (metrics, baseline delta, cost, search space, study, how to load).
+``gcnas.load_model(folder)`` reads it back with torch + timm + gcnas alone.
+
+The folder is written under a temporary name and renamed into place when complete, so a failed export (a full disk, an
+ONNX mismatch) never leaves a folder that looks valid; an existing export is replaced only with ``overwrite=True``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from gcnas.arch import Architecture, build_model
+from gcnas.search.objective import WEIGHTS_FILE
+from gcnas.search.study import make_storage, redact_url
+from gcnas.search.summary import baseline_trial, pareto_trials, ranked_trials
+
+__all__ = ["export_trial", "ExportResult", "open_study", "study_names", "choose_trial", "PICK_BOUNDS", "ONNX_TOLERANCE"]
+
+log = logging.getLogger("gcnas.export")
+PICK_BOUNDS = {"max_params": "params", "max_flops": "flops", "max_latency_ms": "latency_ms"}
+ONNX_TOLERANCE = 1e-4
+
+
+@dataclass
+class ExportResult:
+    dir: Path
+    trial: int
+    weights_source: str  # "kept" | "retrained"
+    onnx_max_abs_diff: float
+    picked: str = ""
+    files: list = field(default_factory=list)
+
+
+def _local_path(url: str) -> Optional[Path]:
+    for prefix in ("sqlite:///", "journal://"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix):])
+    return None
+
+
+def study_names(storage_url: str) -> list[str]:
+    """The studies an existing storage holds (an error names study.storage when it cannot be opened)."""
+    if not isinstance(storage_url, str) or not storage_url:
+        raise ValueError(f"study.storage: must be a storage URL (sqlite:///..., journal:///..., postgresql+psycopg://"
+                         f"...); got {storage_url!r}")
+    local = _local_path(storage_url)
+    if local is not None and not local.is_file():
+        raise ValueError(f"study.storage: {redact_url(storage_url)} does not exist; point study.storage (or "
+                         f"paths.root) at the storage the search used")
+    storage = make_storage(storage_url)
+    return sorted(s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False))
+
+
+def open_study(storage_url: str, study_name: str) -> optuna.Study:
+    """Load an existing study; errors name the key, the bad value and what the storage holds."""
+    names = study_names(storage_url)
+    if study_name not in names:
+        raise ValueError(f"study.name: no study {study_name!r} in {redact_url(storage_url)}; it holds: "
+                         f"{', '.join(names) if names else '(no studies)'}")
+    return optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
+
+
+def _describe(t: FrozenTrial) -> str:
+    a = t.user_attrs
+    if t.state == TrialState.PRUNED:
+        return f"pruned after epoch {a.get('epochs', '?')}"
+    if t.state == TrialState.FAIL:
+        return "failed" + (f" ({a['error'][:120]})" if a.get("error") else "")
+    return t.state.name.lower()
+
+
+def _parse_pick(pick: Any) -> tuple[str, Optional[float], Optional[int]]:
+    """``pick``: an index into the Pareto front (best accuracy first) or ``max_params|max_flops|max_latency_ms=V``."""
+    if pick is None:
+        return "", None, None
+    if isinstance(pick, bool):
+        raise ValueError(f"pick: must be an index or <bound>=<value>; got {pick!r}")
+    if isinstance(pick, int):
+        if pick < 0:
+            raise ValueError(f"pick: an index must be >= 0; got {pick}")
+        return "", None, pick
+    m = re.fullmatch(r"\s*(\w+)\s*[=<]=?\s*([0-9.eE+_-]+)\s*", str(pick))
+    if not m or m.group(1) not in PICK_BOUNDS:
+        raise ValueError(f"pick: must be an index into the Pareto front or one of "
+                         f"{', '.join(k + '=<value>' for k in PICK_BOUNDS)}; got {pick!r}")
+    try:
+        value = float(m.group(2).replace("_", ""))
+    except ValueError:
+        raise ValueError(f"pick: {m.group(2)!r} is not a number") from None
+    return m.group(1), value, None
+
+
+def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any = None) -> tuple[FrozenTrial, str]:
+    """The trial to export and a sentence saying why it was chosen."""
+    bound_key, bound, index = _parse_pick(pick)
+    multi = len(study.directions) > 1
+    trials = study.get_trials(deepcopy=False)
+    if trial != "best":
+        if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
+            raise ValueError(f"trial: must be 'best' or a trial number >= 0; got {trial!r}")
+        if trial >= len(trials):
+            raise ValueError(f"trial: study {study.study_name!r} has trials 0..{len(trials) - 1}; got {trial}")
+        t = trials[trial]
+        if t.state != TrialState.COMPLETE:
+            done = [x.number for x in ranked_trials(study)]
+            raise ValueError(f"trial: trial {trial} is not complete ({_describe(t)}); complete trials: "
+                             f"{', '.join(map(str, done[:20])) or 'none'}")
+        if "infeasible" in t.user_attrs:
+            raise ValueError(f"trial: trial {trial} was never trained ({t.user_attrs['infeasible']})")
+        if pick is not None:
+            raise ValueError("pick: chooses among the best trials; give either trial=N or pick, not both")
+        return t, f"trial {trial}, as asked"
+    front = pareto_trials(study) if multi else ranked_trials(study)
+    if not front:
+        raise ValueError(f"trial: study {study.study_name!r} has no complete, trained trial yet")
+    what = "Pareto front" if multi else "ranking"
+    if index is not None:
+        if index >= len(front):
+            raise ValueError(f"pick: the {what} has {len(front)} trials (0..{len(front) - 1}); got {index}")
+        t = front[index]
+        return t, f"entry {index} of the {what} ({len(front)} trials, best accuracy first)"
+    if bound_key:
+        metric = PICK_BOUNDS[bound_key]
+        ok = [t for t in ranked_trials(study) if t.user_attrs.get(metric) is not None and
+              float(t.user_attrs[metric]) <= bound]
+        if not ok:
+            have = sorted(float(t.user_attrs[metric]) for t in ranked_trials(study) if t.user_attrs.get(metric))
+            raise ValueError(f"pick: no complete trial has {metric} <= {bound:g}; the smallest is "
+                             f"{have[0]:g}" if have else f"pick: no trial recorded {metric}")
+        t = ok[0]
+        return t, f"best accuracy with {metric} <= {bound:g} ({metric} = {t.user_attrs[metric]:g})"
+    if multi:
+        return front[0], f"best accuracy on the Pareto front ({len(front)} trials)"
+    return front[0], "best trial of the study"
+
+
+def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overrides: Mapping[str, Any]):
+    from gcnas.data import load_data
+    from gcnas.train import train_proxy
+
+    cfg = study.user_attrs.get("config")
+    if not cfg:
+        raise ValueError(f"trial: trial {t.number} kept no weights and study {study.study_name!r} recorded no config "
+                         f"to retrain it with; rerun the search with study.keep_weights > 0")
+    data_cfg = {**cfg["data"], **dict(data_overrides or {})}
+    data = load_data(data_cfg)
+    train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(t.user_attrs.get("train") or {})}
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    model = build_model(arch)
+    log.info("trial %d kept no weights: retraining it at its proxy fidelity (%s epochs)", t.number, train["epochs"])
+    result = train_proxy(model, data.train_x, data.train_y, data.val_x, data.val_y, epochs=int(train["epochs"]),
+                         batch_size=int(train["batch_size"]), lr=float(train["lr"]),
+                         weight_decay=float(train["weight_decay"]), momentum=float(train.get("momentum", 0.9)),
+                         optimizer=str(train.get("optimizer", "sgd")),
+                         warmup_epochs=float(train.get("warmup_epochs", 0.0)),
+                         label_smoothing=float(train.get("label_smoothing", 0.0)), seed=int(cfg.get("seed", 0)))
+    return model, data, result.final_val_acc
+
+
+def _onnx(model: torch.nn.Module, input_size, path: Path) -> float:
+    import numpy as np
+    import onnxruntime
+
+    x = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about shape checks that are constant for this model
+        torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        ref = model(x).numpy()
+    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x.numpy()})[0]
+    return float(np.abs(got - ref).max())
+
+
+def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: str, onnx_diff: float,
+          input_size, data_info: Mapping[str, Any], retrained_acc: Optional[float]) -> str:
+    a, ua = t.user_attrs, study.user_attrs
+    cfg = ua.get("config") or {}
+    base = baseline_trial(study)
+    metrics = ua.get("metrics") or ["accuracy"]
+    acc = t.values[0]
+    lines = [f"# {arch.backbone} with {len(arch.placements)} global-context block(s): trial {t.number} of "
+             f"`{study.study_name}`", "",
+             f"Exported {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by gcnas-export. "
+             f"Chosen: {why}.", "", "## Metrics (proxy fidelity of the search)", "",
+             "| | value |", "|---|---:|",
+             f"| validation accuracy | {acc:.4f} |"]
+    if base is not None:
+        lines.append(f"| plain backbone (trial {base.number}) | {base.values[0]:.4f} |")
+        lines.append(f"| delta vs plain | {100 * (acc - base.values[0]):+.2f} pp |")
+    if retrained_acc is not None:
+        lines.append(f"| validation accuracy of the exported (retrained) weights | {retrained_acc:.4f} |")
+    for m, v in zip(metrics[1:], t.values[1:]):
+        lines.append(f"| objective {m} | {v:g} |")
+    lines += [f"| epochs | {a.get('epochs', '?')} |", "", "## Cost", "", "| | value |", "|---|---:|",
+              f"| parameters | {a.get('params', 0):,} |", f"| FLOPs at {tuple(input_size)} | {a.get('flops', 0):,} |"]
+    if a.get("latency_ms") is not None:
+        lines.append(f"| CPU latency (batch 1, search machine) | {a['latency_ms']:.2f} ms |")
+    if base is not None:
+        lines.append(f"| parameters vs plain | {a.get('params', 0) - base.user_attrs.get('params', 0):+,} |")
+    trainer = {**{k: v for k, v in (cfg.get("trainer") or {}).items() if k != "name"}, **(a.get("train") or {})}
+    lines += ["", "## Where it came from", "",
+              f"- study `{study.study_name}`, search space `{ua.get('search_space', '?')}`, backbone "
+              f"`{arch.backbone}`, data `{ua.get('data', '?')}`, objective {' + '.join(metrics)}",
+              f"- trial {t.number} ({a.get('role', 'searched')}), architecture key `{a.get('arch_key', arch.key())}`",
+              "- training: " + ", ".join(f"{k}={v}" for k, v in sorted(trainer.items())),
+              f"- weights: {'kept by the search' if weights_source == 'kept' else 'retrained at the trial fidelity'}",
+              f"- ONNX checked with onnxruntime: max abs difference to torch {onnx_diff:.2e} "
+              f"(tolerance {ONNX_TOLERANCE:g})", "",
+              "## Inputs", "",
+              f"Tensors of shape (N, {', '.join(map(str, input_size))}), float32: pixel values scaled to [0, 1], then "
+              f"normalised per channel with mean {list(data_info.get('mean') or [])} and std "
+              f"{list(data_info.get('std') or [])}. Output: logits over {arch.backbone_kwargs.get('num_classes', '?')}"
+              f" classes" + (f" ({', '.join(data_info['classes'])})" if data_info.get("classes") else "") + ".", "",
+              "## How to load", "", "```python", "import gcnas", "",
+              "model = gcnas.load_model(\"path/to/this/folder\")  # torch + timm + gcnas; weights via safetensors", "```",
+              "", "ONNX: `onnxruntime.InferenceSession(\"model.onnx\")`, input `input`, output `logits`, dynamic batch.",
+              "Retrain at full fidelity: `gcnas-train arch=path/to/this/folder/architecture.yaml trainer=full`.", "",
+              "## Architecture", "", "```yaml", arch.to_yaml().rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _check_free(final: Path, overwrite: bool) -> None:
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"overwrite: must be true or false; got {overwrite!r}")
+    if final.exists() and not overwrite:
+        raise ValueError(f"export.dir: {final} already exists; pass overwrite=true to replace it, or choose another "
+                         f"export.dir")
+
+
+def _write_atomically(final: Path, overwrite: bool, fill) -> None:
+    final = Path(final)
+    _check_free(final, overwrite)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    except OSError as e:
+        raise ValueError(f"export.dir: cannot write under {final.parent} ({e.strerror or e})") from None
+    try:
+        fill(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        for p in tmp.iterdir():
+            p.chmod(0o666 & ~umask)
+        tmp.chmod(0o777 & ~umask)
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"export.dir: writing {final} failed ({e.strerror or e}); nothing was left there") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best", pick: Any = None,
+                 out_dir: Optional[Union[str, Path]] = None, overwrite: bool = False, retrain: bool = True,
+                 data_overrides: Optional[Mapping[str, Any]] = None) -> ExportResult:
+    """Export one trial of ``study_name`` (see the module docstring). ``out_dir`` defaults to
+    ``exports/<study>/trial-<N>`` under the current directory."""
+    from safetensors.torch import load_model as load_safetensors, save_model
+
+    study = open_study(storage, study_name)
+    t, why = choose_trial(study, trial, pick)
+    source = t
+    if "duplicate_of" in t.user_attrs:
+        source = study.get_trials(deepcopy=False)[int(t.user_attrs["duplicate_of"])]
+    arch = Architecture.from_yaml(t.user_attrs["architecture"])
+    final = Path(out_dir) if out_dir else Path("exports") / study_name / f"trial-{t.number}"
+    _check_free(final, overwrite)
+    kept = source.user_attrs.get("weights")
+    retrained_acc = None
+    cfg = study.user_attrs.get("config") or {}
+    data_info: dict = {}
+    if kept and Path(kept).is_file():
+        model = build_model(arch)
+        missing, unexpected = load_safetensors(model, kept, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"trial: the kept weights {kept} do not match trial {t.number}'s architecture")
+        weights_source = "kept"
+        if cfg.get("data"):
+            try:
+                from gcnas.data import load_data
+
+                d = load_data({**cfg["data"], **dict(data_overrides or {})})
+                data_info = {"mean": d.mean, "std": d.std, "classes": d.classes}
+            except Exception as e:  # the card then says less about inputs; the export itself is complete
+                log.warning("could not read the study's data for the model card: %s", e)
+    elif retrain:
+        model, data, retrained_acc = _retrain(study, source, arch, data_overrides or {})
+        weights_source = "retrained"
+        data_info = {"mean": data.mean, "std": data.std, "classes": data.classes}
+    else:
+        raise ValueError(f"trial: trial {t.number} kept no weights (study.keep_weights keeps the top trials only); "
+                         f"allow retraining or export a kept trial")
+    model = model.cpu().eval()
+    in_chans = int(arch.backbone_kwargs.get("in_chans", 3))
+    input_size = tuple(study.user_attrs.get("input_size") or (in_chans, 224, 224))
+    out = ExportResult(final, t.number, weights_source, float("nan"), why)
+
+    def fill(tmp: Path) -> None:
+        (tmp / "architecture.yaml").write_text(arch.to_yaml())
+        save_model(model, str(tmp / WEIGHTS_FILE), metadata={"arch_key": arch.key(), "study": study_name,
+                                                               "trial": str(t.number)})
+        diff = _onnx(model, input_size, tmp / "model.onnx")
+        if not diff <= ONNX_TOLERANCE:
+            raise ValueError(f"model.onnx: onnxruntime differs from torch by {diff:.3g} (> {ONNX_TOLERANCE:g}); "
+                             f"the export was not written")
+        out.onnx_max_abs_diff = diff
+        (tmp / "MODEL_CARD.md").write_text(_card(study, t, arch, why, weights_source, diff, input_size, data_info,
+                                                 retrained_acc))
+        out.files = sorted(p.name for p in tmp.iterdir())
+
+    _write_atomically(final, overwrite, fill)
+    return out
+
