@@ -1,9 +1,12 @@
 """One trial: suggest -> build -> cost and hard constraints -> proxy training with pruning -> objective values."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -17,7 +20,7 @@ from gcnas.backbones.cost import measure_cost
 from gcnas.data import DataSplits
 from gcnas.search.callbacks import Callbacks
 from gcnas.space import InfeasibleArchitecture, SearchSpace
-from gcnas.train import EpochResult, train_proxy
+from gcnas.train import EpochResult, NonFiniteLossError, train_proxy
 
 __all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "WEIGHTS_FILE"]
 
@@ -46,6 +49,7 @@ class TrialRunner:
     on_epoch: Optional[Callable[[int, EpochResult], None]] = None
     callbacks: Callbacks = field(default_factory=Callbacks)
     keep_weights: int = 3  # > 0: every trained trial saves its weights; the worker then keeps only the top ones
+    max_twin_wait_s: float = 3600.0  # how long to wait for another worker evaluating the same architecture
 
     @property
     def needs_latency(self) -> bool:
@@ -63,10 +67,32 @@ class TrialRunner:
                 out.append(float(cost[m]))
         return out
 
+    _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
     def _find_duplicate(self, study: optuna.Study, key: str, number: int) -> Optional[optuna.trial.FrozenTrial]:
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.number != number and t.user_attrs.get("arch_key") == key and "duplicate_of" not in t.user_attrs:
+        """A finished trial (any worker) that evaluated the same architecture with the same training recipe."""
+        for t in study.get_trials(deepcopy=False, states=self._FINISHED):
+            if t.number != number and t.user_attrs.get("trial_key") == key and "duplicate_of" not in t.user_attrs:
                 return t
+        return None
+
+    def _wait_for_twin(self, study: optuna.Study, key: str, number: int, note) -> Optional[optuna.trial.FrozenTrial]:
+        """If an earlier trial with the same key is running now (another worker sampled the same architecture at the
+        same time), wait for it and return it once finished; None if there is none or it failed."""
+        started = time.monotonic()
+        while time.monotonic() - started < self.max_twin_wait_s:
+            twins = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                     if t.number < number and t.user_attrs.get("trial_key") == key
+                     and "duplicate_of" not in t.user_attrs]
+            if not twins:
+                return self._find_duplicate(study, key, number)
+            if time.monotonic() - started < 1e-3:
+                note(f"trial {twins[0].number} is evaluating the same architecture right now: waiting for its result")
+            time.sleep(1.0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # a twin whose worker died stops being waited for
+        note(f"waited {self.max_twin_wait_s:.0f}s for a running trial with the same architecture; training it here")
         return None
 
     def _trial_dir(self, number: int) -> Path:
@@ -109,14 +135,22 @@ class TrialRunner:
             note(f"trial {trial.number} ({role}) worker {self.worker}: {len(arch.placements)} blocks, key {key}")
             self.callbacks("trial_started", trial.number, role, arch, train_kw)
 
-            dup = self._find_duplicate(study, key, trial.number)
+            train_part = json.dumps({k: v for k, v in sorted(train_kw.items()) if k != "name"}, sort_keys=True,
+                                    default=str)
+            trial_key = f"{key}-{hashlib.sha256(train_part.encode()).hexdigest()[:8]}"
+            trial.set_user_attr("trial_key", trial_key)  # set before looking, so concurrent twins see each other
+            dup = self._find_duplicate(study, trial_key, trial.number) or self._wait_for_twin(study, trial_key,
+                                                                                              trial.number, note)
             if dup is not None:
-                for k in ("params", "flops", "latency_ms", "epochs", "history", "constraints"):
+                for k in ("params", "flops", "latency_ms", "epochs", "history", "constraints", "infeasible",
+                          "pruned_reason"):
                     if k in dup.user_attrs:
                         trial.set_user_attr(k, dup.user_attrs[k])
                 trial.set_user_attr("duplicate_of", dup.number)
                 trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
-                note(f"same architecture as trial {dup.number}: its result is reused, nothing trained")
+                note(f"same architecture and recipe as trial {dup.number}: its result is reused, nothing trained")
+                if dup.state == optuna.trial.TrialState.PRUNED:
+                    return optuna.trial.TrialState.PRUNED, None
                 return optuna.trial.TrialState.COMPLETE, list(dup.values)
 
             torch.manual_seed(self.seed)
@@ -173,6 +207,14 @@ class TrialRunner:
                 trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
                 note(str(e))
                 return optuna.trial.TrialState.PRUNED, None
+            except NonFiniteLossError as e:  # this architecture/recipe diverged: end it with the reason, go on
+                trial.set_user_attr("pruned_reason", str(e))
+                trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                note(f"stopped: {e}")
+                state = optuna.trial.TrialState.PRUNED if single else optuna.trial.TrialState.FAIL
+                if not single:
+                    trial.set_user_attr("error", str(e))
+                return state, None
             accuracy = result.final_val_acc
             if self.keep_weights > 0:
                 # Saved now, while the model exists; the worker deletes the files of trials that leave the top.

@@ -6,6 +6,7 @@ import inspect
 import logging
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -16,21 +17,33 @@ __all__ = ["make_storage", "make_sampler", "make_pruner", "make_study", "redact_
 log = logging.getLogger("gcnas.search")
 
 
+# scheme://user:password@ , also as Hydra escapes it in override strings (scheme\://user\:password@, with the
+# backslashes doubled again inside YAML strings)
+_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*\\*://[^:/@\s'\"\\]+\\*:)[^@\s'\"]+@", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for logs and messages)."""
-    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", str(url))
+    """``url`` (or any text) with every URL password replaced by ``***`` (for logs, messages and saved configs)."""
+    return _PASSWORD.sub(r"\1***@", str(url))
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
+def make_storage(url: str, heartbeat_interval: Optional[float] = None, grace_period: Optional[float] = None,
+                 failed_trial_callback: Optional[Callable] = None) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL: ``sqlite:///file``, ``postgresql+psycopg://...``, ``journal:///file``.
 
     The RDB schema is created here, with retries, so that concurrent workers starting together do not race on it.
+    With ``heartbeat_interval`` (seconds), running trials send heartbeats; one silent for ``grace_period`` seconds
+    is failed by the next worker that looks, and ``failed_trial_callback`` retries it (RDB storages only).
     """
     if not isinstance(url, str) or not url:
         raise ValueError(f"study.storage: must be a storage URL (sqlite:///..., postgresql+psycopg://..., "
                          f"journal:///...); got {url!r}")
     if url.startswith("journal://"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        if heartbeat_interval:
+            raise ValueError("study.heartbeat_interval: Optuna's JournalStorage has no heartbeats; use storage=sqlite "
+                             "or storage=postgres for heartbeats, or set study.heartbeat_interval=null")
 
         path = Path(url[len("journal://"):])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,14 +55,21 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 120}}
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_interval:
+        heartbeat = {"heartbeat_interval": max(1, int(round(heartbeat_interval))),
+                     "grace_period": None if grace_period is None else max(1, int(round(grace_period))),
+                     "heartbeat_stale_trial_callback": failed_trial_callback}
     last: Optional[Exception] = None
     for attempt in range(8):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
         except Exception as e:  # schema creation raced with another worker, or the server is not up yet
             last = e
             time.sleep(0.25 * (attempt + 1))
-    raise ValueError(f"study.storage: cannot open {redact_url(url)}: {last}") from None
+    raise ValueError(f"study.storage: cannot open {redact_url(url)}: {redact_url(str(last)).splitlines()[0]}") from None
 
 
 def _instantiate(spec: Mapping[str, Any], what: str, extra: Mapping[str, Any]) -> Any:

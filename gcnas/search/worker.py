@@ -8,10 +8,14 @@ number comes after the budget's last is cancelled (recorded as failed with the r
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import os
 import sys
+import threading
 import time
+import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -61,6 +65,17 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     _int(study, "top_k", "study", 1)
     if study.get("keep_weights") is not None:
         _int(study, "keep_weights", "study", 0)
+    for key, lo in (("max_retries", 0), ("max_failures", 1)):
+        if study.get(key) is not None:
+            _int(study, key, "study", lo)
+    hb, grace = study.get("heartbeat_interval"), study.get("grace_period")
+    for key, v in (("heartbeat_interval", hb), ("grace_period", grace)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            raise ValueError(f"study.{key}: must be a positive number of seconds or null; got {v!r}")
+    if grace is not None and hb is None:
+        raise ValueError("study.grace_period: needs study.heartbeat_interval (heartbeats are off); set both or neither")
+    if grace is not None and hb is not None and grace <= hb:
+        raise ValueError(f"study.grace_period: must be longer than study.heartbeat_interval={hb}; got {grace}")
     if study.get("timeout") is not None and (not isinstance(study["timeout"], (int, float)) or study["timeout"] <= 0):
         raise ValueError(f"study.timeout: must be a positive number of seconds or null; got {study['timeout']!r}")
     if not isinstance(study.get("name"), str) or not study["name"]:
@@ -153,6 +168,72 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     study.set_user_attr("gcnas_initialised", True)
 
 
+class _Heartbeat:
+    """Records a running trial's heartbeat every ``interval`` seconds from a thread, while the trial runs."""
+
+    def __init__(self, storage, trial_id: int, interval: Optional[float]) -> None:
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "_Heartbeat":
+        if self.interval:
+            self.storage.record_heartbeat(self.trial_id)
+            self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.trial_id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception as e:  # a database hiccup: the next beat tries again; the grace period absorbs it
+                log.warning("heartbeat of trial id %d not recorded: %s", self.trial_id, redact_url(str(e))[:200])
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def retry_stale_trial(max_retries: int):
+    """Optuna's failed-trial callback for heartbeats: a trial whose worker died is run again (same architecture).
+
+    The stale trial itself is failed by Optuna; its retry is a new waiting trial with the same parameters (or the same
+    enqueued architecture) and ``retry_of`` / ``retry_reason`` attributes, at most ``max_retries`` times in a chain.
+    """
+
+    def retry(study: optuna.Study, trial) -> None:
+        chain = int(trial.user_attrs.get("retries", 0))
+        if chain >= max_retries:
+            log.warning("trial %d went stale and has been retried %d times already; not again", trial.number, chain)
+            return
+        attrs = {k: trial.user_attrs[k] for k in (FIXED_ARCH_ATTR, ROLE_ATTR) if k in trial.user_attrs}
+        attrs.update(retry_of=trial.number, retries=chain + 1,
+                     retry_reason=f"trial {trial.number} (worker {trial.user_attrs.get('worker', '?')}) stopped "
+                                  f"sending heartbeats")
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params=trial.params,
+                                                  distributions=trial.distributions, user_attrs=attrs))
+        log.warning("trial %d went stale (its worker stopped); its architecture is queued again", trial.number)
+
+    return retry
+
+
+def _failure_reason(e: BaseException) -> str:
+    """One line for the trial's ``error`` attribute: the kind, the message and where it was raised."""
+    oom = isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e)
+    frames = traceback.extract_tb(e.__traceback__)[-3:]
+    where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+    kind = "out of memory" if oom else type(e).__name__
+    return f"{kind}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} [{where}]"[:2000]
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def public_config(cfg: Mapping[str, Any]) -> dict:
     """The config as stored with the study and shown to trackers: storage URLs with their passwords masked."""
     out = copy.deepcopy({k: v for k, v in cfg.items() if not str(k).startswith("_")})
@@ -178,12 +259,27 @@ def keep_top_weights(study: optuna.Study, keep: int) -> list[int]:
     return sorted(n for n in kept if any(t.number == n and t.user_attrs.get("weights") for t in top))
 
 
+def check_writable(root: Any, key: str = "paths.root") -> Path:
+    """Create ``root`` if needed and prove it writable, or say so naming the key (before any study is touched)."""
+    path = Path(str(root))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".gcnas-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{key}: cannot write to {path} ({e.strerror or e}); choose a writable folder, e.g. "
+                         f"{key}=$PWD/outputs") from None
+    return path
+
+
 def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ()) -> SearchResult:
     """Run one search worker with a resolved, plain config (see ``conf/config.yaml``).
 
     ``callbacks`` see every trial (``gcnas.track.WandbTracker`` is one); none of them can stop the search.
     """
     validate_config(cfg)
+    check_writable(cfg["paths"]["root"])
     threads = cfg.get("threads", "auto")
     torch.set_num_threads(int(os.cpu_count() or 1) if threads in (None, "auto") else max(1, int(threads)))
     device = cfg.get("device", "cpu")
@@ -201,12 +297,21 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     space = SearchSpace.from_config(space_cfg, backbone=bb["name"], sites=sites, backbone_kwargs=kwargs,
                                     source=source)
     metrics = tuple(cfg["objective"]["metrics"])
-    sampler = make_sampler(cfg["sampler"], grid=space.grid)
+    sampler_cfg = dict(cfg["sampler"])
+    if sampler_cfg.get("seed") is not None:  # one random stream per worker, or concurrent workers sample alike
+        sampler_cfg["seed"] = int(sampler_cfg["seed"]) + int(cfg["worker"])
+    sampler = make_sampler(sampler_cfg, grid=space.grid)
     pruner = make_pruner(cfg["pruner"])
 
     study_cfg = cfg["study"]
     url = study_cfg["storage"]
-    storage = make_storage(url)
+    heartbeat = study_cfg.get("heartbeat_interval")
+    if heartbeat and str(url).startswith("journal://"):
+        log.warning("storage=journal has no heartbeats: a killed worker's trial stays RUNNING (and counts against "
+                    "study.n_trials) until it is failed by hand; use sqlite or postgres to have it retried")
+        heartbeat = None
+    storage = make_storage(url, heartbeat, study_cfg.get("grace_period"),
+                           retry_stale_trial(int(study_cfg.get("max_retries", 2))) if heartbeat else None)
     study = make_study(study_cfg["name"], storage, cfg["objective"]["directions"], sampler, pruner)
     if cfg["worker"] == 0:
         _initialise(study, space, cfg, data.input_size)
@@ -229,16 +334,24 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                          callbacks=hooks, keep_weights=keep)
     started = time.perf_counter()
     timeout = study_cfg.get("timeout")
-    ran = 0
+    max_failures = int(study_cfg.get("max_failures", 5))
+    ran, failures_in_a_row = 0, 0
     try:
         while True:
+            if heartbeat:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
             finished = len(finished_trials(study))
             if finished >= n_trials:
                 break
             if timeout is not None and time.perf_counter() - started > timeout:
                 log.info("study.timeout=%ss reached; this worker stops", timeout)
                 break
-            trial = study.ask()
+            with warnings.catch_warnings():
+                # our loop sends the heartbeats itself (_Heartbeat); Optuna only expects them from Study.optimize
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                trial = study.ask()
             ahead = sum(1 for t in study.get_trials(deepcopy=False, states=_RUNNING) if t.number < trial.number)
             if ahead >= n_trials:
                 trial.set_user_attr("cancelled", f"study budget of {n_trials} trials already taken by earlier trials")
@@ -246,14 +359,24 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                 break
             progress.start_trial(trial.number, finished)
             try:
-                state, values = runner(study, trial)
+                with _Heartbeat(storage, trial._trial_id, heartbeat):
+                    state, values = runner(study, trial)
             except Exception as e:  # a trial that raises is recorded as failed; the study goes on
-                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+                reason = _failure_reason(e)
+                del e
+                _free_memory()  # an out-of-memory trial must not take the next ones with it
+                trial.set_user_attr("error", reason)
                 study.tell(trial, state=TrialState.FAIL)
-                log.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
+                log.warning("trial %d failed: %s", trial.number, reason)
                 hooks("trial_ended", study.get_trials(deepcopy=False)[trial.number])
                 ran += 1
+                failures_in_a_row += 1
+                if failures_in_a_row >= max_failures:
+                    raise RuntimeError(f"{failures_in_a_row} trials in a row failed in this worker (study.max_failures="
+                                       f"{max_failures}); the last: {reason}. Finished trials are kept; fix the "
+                                       f"cause and run the same command to resume.") from None
                 continue
+            failures_in_a_row = 0
             study.tell(trial, values=values, state=state)
             ran += 1
             if keep > 0 and "weights" in trial.user_attrs:
