@@ -19,6 +19,9 @@ def resolve(cfg: DictConfig) -> dict:
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "config"
         msg = str(e).splitlines()[0]
+        if "GCNAS_STORAGE_URL" in msg:
+            msg += ("; storage=postgres reads the URL from it: export GCNAS_STORAGE_URL=postgresql+psycopg://USER:"
+                    "PASSWORD@HOST:5432/DB (or give study.storage=...)")
         raise ValueError(f"{key}: {msg}") from None
 
 

@@ -8,11 +8,20 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from gcnas.cli.common import resolve
 from gcnas.search import SearchResult, run_search
 from gcnas.search.worker import public_config
 from gcnas.track import WandbTracker
 
 log = logging.getLogger("gcnas.search")
+
+
+def _cpus() -> int:
+    """The cores this process may use (a SLURM allocation or a cgroup may give fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _hydra_context() -> tuple[str | None, int]:
@@ -26,22 +35,25 @@ def _hydra_context() -> tuple[str | None, int]:
     choice = hc.runtime.choices.get("search_space")
     concurrent = 1
     if str(hc.mode) == "RunMode.MULTIRUN":
-        n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
-        cpus = os.cpu_count() or 1
-        concurrent = cpus if n_jobs in (None, -1) else max(1, min(int(n_jobs), cpus))
-        if "joblib" not in str(OmegaConf.select(hc, "launcher._target_", default="")):
-            concurrent = 1  # the basic launcher runs jobs one after another
+        target = str(OmegaConf.select(hc, "launcher._target_", default=""))
+        cpus = _cpus()
+        if "joblib" in target:
+            n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
+            concurrent = cpus if n_jobs in (None, -1) else max(1, min(int(n_jobs), cpus))
+        elif "LocalLauncher" in target and "submitit" in target:  # submitit's local executor: jobs side by side
+            concurrent = max(1, min(int(OmegaConf.select(hc, "launcher.array_parallelism", default=cpus)), cpus))
+        # the basic launcher runs jobs one after another; a SLURM task has its own allocation
     return choice, concurrent
 
 
 def search(cfg: DictConfig) -> SearchResult:
     """Resolve the composed config and run one worker (tests call this with ``hydra.compose``)."""
     choice, concurrent = _hydra_context()
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = resolve(cfg)
     if choice:
         config["_space_source"] = f"search_spaces/{choice}.yaml"
     if config.get("threads") in (None, "auto"):
-        config["threads"] = max(1, (os.cpu_count() or 1) // concurrent)
+        config["threads"] = max(1, _cpus() // concurrent)
     tracker = WandbTracker(config.get("wandb") or {"mode": "disabled"}, config["study"]["name"],
                            public_config(config))
     return run_search(config, callbacks=[tracker])

@@ -93,8 +93,9 @@ class WandbSession:
             wandb = self.wandb
             if self.dir is not None:
                 self.dir.mkdir(parents=True, exist_ok=True)
+            # no system metadata: it records the command line, which may hold a storage URL's password
             settings = wandb.Settings(init_timeout=self.init_timeout, console="off", silent=True,
-                                      x_disable_stats=True)
+                                      x_disable_stats=True, x_disable_meta=True, disable_git=True)
             run = wandb.init(mode=self.mode, project=self.project, entity=self.entity, group=self.group,
                              tags=self.tags, dir=str(self.dir) if self.dir else None, reinit="create_new",
                              settings=settings, **kw)
