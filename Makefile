@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup data demo test bench
+.PHONY: setup data postgres demo test bench
 
 setup: $(VENV)/.installed
 
@@ -19,11 +19,18 @@ data: $(FASHION_MNIST)
 $(FASHION_MNIST):
 	$(if $(shell id -u | grep -x 0),,sudo )apt-get install -y dataset-fashion-mnist
 
+# PostgreSQL's server binaries for the tests, which start a throw-away server on a loopback port themselves. Where
+# the package cannot be installed, those tests are skipped and say why.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  $(if $(shell id -u | grep -x 0),,sudo )apt-get install -y postgresql || \
+	  echo "PostgreSQL could not be installed; the PostgreSQL tests will be skipped"
+
 # A real search: Fashion-MNIST, the tiny timm ResNet, the gc_full space, 20 trials with median pruning.
 demo: setup data
 	$(VENV)/bin/gcnas-search
 
-test: setup data
+test: setup data postgres
 	$(PY) -m pytest
 
 bench: setup data

@@ -32,3 +32,17 @@ def searched(tmp_path_factory):
 
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{root}/studies.db")
     return root, result, study
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for this test session; skipped, saying why, only where none can be started."""
+    from postgres import PostgresServer
+
+    server = PostgresServer()
+    why = server.start()
+    if why:
+        server.stop()
+        pytest.skip(why)
+    yield server
+    server.stop()

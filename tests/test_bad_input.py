@@ -1,0 +1,144 @@
+"""The bad-input catalog: malformed search spaces, overrides, storage URLs, architecture YAMLs and export arguments.
+
+Each one is refused before any training, by the same code path as the command line (a ``ValueError`` becomes one
+paragraph on stderr and exit status 2, no traceback), naming the key, the bad value and the valid values; no study is
+created, and an existing study is not changed.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from conftest import compose_search
+from gcnas.cli.common import user_errors
+from gcnas.cli.export import export
+from gcnas.cli.search import search
+from gcnas.cli.train import train
+
+SEARCH = [  # (overrides, words the message must hold)
+    (["+search_space.design.colour=[red]"], ["search_spaces/gc_full.yaml", "design.colour", "unknown key",
+                                             "'context'"]),
+    (["search_space.design.context=[]"], ["design.context", "empty list", "'avg', 'att'"]),
+    (["+search_space.design.conditions.ratio.colour=[x]"], ["design.conditions.ratio.colour", "unknown key 'colour'",
+                                                            "'transform'"]),
+    (["search_space.positions.stages=[7]"], ["positions.stages", "7 is not a stage of gcnas_resnet_tiny",
+                                             "[0, 1, 2, 3]"]),
+    (["search_space.positions.position=[after_nothing]"], ["positions.position", "'after_nothing'", "'before_add'"]),
+    (["search_space.limits.min_blocks=100"], ["limits.min_blocks", "100 is impossible", "at most 8 blocks"]),
+    (["study.n_trials=0"], ["study.n_trials", "integer >= 1", "got 0"]),
+    (["trainer.epochs=0"], ["trainer.epochs", "integer >= 1", "got 0"]),
+    (["constraints.max_params=-1"], ["constraints.max_params", "positive number or null", "got -1"]),
+    (["sampler._target_=optuna.samplers.Nope"], ["sampler._target_", "'optuna.samplers.Nope' does not exist"]),
+    (["+pruner.n_startup=3"], ["pruner", "n_startup", "n_startup_trials, n_warmup_steps"]),
+    (["study.storage=notaurl"], ["study.storage", "'notaurl' is not a URL", "sqlite:///path", "journal:///path"]),
+    (["study.storage=journal:///tmp/x.journal", "study.heartbeat_interval=-1"],
+     ["study.heartbeat_interval", "positive number of seconds or null", "got -1"]),
+    (["study.grace_period=1"], ["study.grace_period", "longer than study.heartbeat_interval=30", "got 1"]),
+    (["wandb.mode=onilne"], ["wandb.mode", "offline, online, disabled", "'onilne'"]),
+    (["device=tpu"], ["device", "cpu, cuda or auto", "'tpu'"]),
+    (["data.val_size=-5"], ["data.val_size", "between 1 and", "-5"]),
+    (["backbone.name=resnet_nope"], ["backbone", "unknown timm model 'resnet_nope'", "close matches"]),
+    (["objective.directions=[minimize]"], ["objective.directions", "['maximize']", "['minimize']"]),
+    (["progress=loud"], ["progress", "auto, bar, plain or none", "'loud'"]),
+]
+
+
+def _db_state(root: Path) -> str:
+    db = root / "studies.db"
+    return hashlib.sha256(db.read_bytes()).hexdigest() if db.exists() else "absent"
+
+
+@pytest.mark.parametrize("overrides,words", SEARCH, ids=[" ".join(o) for o, _ in SEARCH])
+def test_search_refuses(overrides, words, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        user_errors("gcnas-search")(search)(compose_search(tmp_path, "wandb.mode=disabled", *overrides))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gcnas-search: ") and "Traceback" not in err and err.count("\n") == 1, err
+    for w in words:
+        assert w in err, (w, err)
+    assert _db_state(tmp_path) == "absent"  # no study created
+    assert not list(tmp_path.rglob("trial-*"))  # nothing trained
+
+
+def test_a_bad_input_leaves_an_existing_study_unchanged(searched, tmp_path, capsys):
+    root, result, _ = searched
+    shutil.copy(root / "studies.db", tmp_path / "studies.db")
+    before = _db_state(tmp_path)
+    for overrides, _ in SEARCH[:6]:
+        with pytest.raises(SystemExit):
+            user_errors("gcnas-search")(search)(compose_search(tmp_path, "wandb.mode=disabled", "study.n_trials=9",
+                                                               *overrides))
+    assert _db_state(tmp_path) == before
+
+
+ARCHS = [  # architecture YAMLs given to gcnas-train
+    ("backbone: gcnas_resnet_tiny\nplacements:\n  - {stages: [1], blocks: all, position: after_nothing, spec: gc}\n",
+     ["position", "after_nothing", "before_add"]),
+    ("backbone: gcnas_resnet_tiny\nplacements:\n  - {stages: [1], blocks: all, position: before_add, spec: gc_r3}\n",
+     ["gc_r3", "gc_r4"]),
+    ("placements: []\n", ["backbone"]),
+    ("backbone: gcnas_resnet_tiny\nplacements:\n  - {stages: [1], blocks: all, position: before_add,\n"
+     "     spec: {context: att, transform: bottleneck, ratio: 3.0}}\n", ["ratio", "3"]),
+    ("backbone: [unclosed\n", ["arch:"]),
+]
+
+
+@pytest.mark.parametrize("text,words", ARCHS, ids=[f"arch{i}" for i in range(len(ARCHS))])
+def test_train_refuses_a_bad_architecture_file(text, words, tmp_path, capsys):
+    bad = tmp_path / "architecture.yaml"
+    bad.write_text(text)
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.root={tmp_path}", f"arch={bad}", "data=synthetic",
+                                          "wandb.mode=disabled"])
+    with pytest.raises(SystemExit) as exc:
+        user_errors("gcnas-train")(train)(cfg)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith(f"gcnas-train: arch: {bad}") and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (tmp_path / "train").exists()
+
+
+EXPORTS = [
+    (["trial=-1"], ["trial", "'best' or a trial number >= 0", "-1"]),
+    (["pick=fastest"], ["pick", "max_params=<value>", "'fastest'"]),
+    (["overwrite=maybe"], ["overwrite", "true or false", "'maybe'"]),
+    (["study.name=nope"], ["study.name", "no study 'nope'", "it holds: gc_full-gcnas_resnet_tiny-synthetic"]),
+    (["study.storage=sqlite:////nonexistent/studies.db"], ["study.storage", "does not exist"]),
+]
+
+
+@pytest.mark.parametrize("overrides,words", EXPORTS, ids=[" ".join(o) for o, _ in EXPORTS])
+def test_export_refuses(overrides, words, searched, tmp_path, capsys):
+    root, result, _ = searched
+    args = [f"paths.root={root}", f"study.name={result.study_name}", f"export.dir={tmp_path / 'out'}", *overrides]
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        cfg = compose("export", overrides=args)
+    with pytest.raises(SystemExit) as exc:
+        user_errors("gcnas-export")(export)(cfg)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("override,words", [
+    ("search_space=nope", ["search_space", "nope", "gc_full"]),
+    ("study.n_trial=5", ["study.n_trial", "not in struct"]),
+    ("sampler=annealing", ["sampler", "annealing", "tpe"]),
+])
+def test_command_line_typos_are_named_by_hydra(override, words, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "gcnas.cli.search", f"paths.root={tmp_path}", override],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    for w in words:
+        assert w in res.stderr, (w, res.stderr)
+    assert not (tmp_path / "studies.db").exists()

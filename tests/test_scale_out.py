@@ -1,0 +1,213 @@
+"""Scale-out and faults, for real: 4 concurrent workers on SQLite, Journal and PostgreSQL; SLURM/submitit launchers;
+a worker killed with SIGKILL; NaN losses, out-of-memory and raising trials; secrets never written anywhere."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from optuna.trial import TrialState
+
+from conftest import FAST_SEARCH, compose_search
+from gcnas.cli.search import search
+from gcnas.search import objective as objective_module
+
+STUDY = "gc_full-gcnas_resnet_tiny-synthetic"
+TINY = [*FAST_SEARCH, "trainer.epochs=1", "data.size=256", "wandb.mode=disabled"]
+
+
+def _cli(root: Path, *args: str, multirun: bool = False, env=None, timeout: int = 900, check: bool = True):
+    cmd = [sys.executable, "-m", "gcnas.cli.search", *(["-m"] if multirun else []), f"paths.root={root}", *TINY,
+           *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=timeout,
+                         env={**os.environ, **(env or {})})
+    if check:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def _check_exact_budget(study: optuna.Study, n: int, workers: int) -> None:
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == n  # the study total is respected, none lost
+    # none duplicated: every trained architecture ran once (a repeat is a marked duplicate that trained nothing)
+    trained = [t.user_attrs["trial_key"] for t in finished
+               if "duplicate_of" not in t.user_attrs and "infeasible" not in t.user_attrs]
+    assert len(trained) == len(set(trained))
+    for t in finished:
+        assert t.user_attrs["worker"] in range(workers)
+    others = study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING))
+    assert all("cancelled" in t.user_attrs for t in others), [t.user_attrs for t in others]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgres"])
+def test_four_concurrent_workers_share_one_study(kind, tmp_path, request):
+    args = ["study.n_trials=8", "worker=0,1,2,3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]
+    if kind == "postgres":
+        url = request.getfixturevalue("postgres").create_database("four_workers")
+        args.append("storage=postgres")
+        env = {"GCNAS_STORAGE_URL": url}
+    else:
+        args.append(f"storage={kind}")
+        env, url = {}, None
+    _cli(tmp_path, *args, multirun=True, env=env)
+    storage = url if kind == "postgres" else (
+        f"sqlite:///{tmp_path}/studies.db" if kind == "sqlite" else None)
+    if kind == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        storage = JournalStorage(JournalFileBackend(str(tmp_path / "studies.journal")))
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    _check_exact_budget(study, 8, 4)
+    assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) >= 2
+
+
+def test_slurm_launcher_composes_as_array_tasks():
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.cpus_per_task == 4 and launcher.array_parallelism == 64
+    assert launcher.tasks_per_node == 1 and launcher.timeout_min == 720
+
+
+@pytest.mark.slow
+def test_the_same_multirun_through_submitit_local_executor(tmp_path):
+    _cli(tmp_path, "study.n_trials=4", "worker=0,1", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+         multirun=True)
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{tmp_path}/studies.db")
+    _check_exact_budget(study, 4, 2)
+    assert list((tmp_path / "multirun").rglob(".submitit/*/*_result.pkl"))  # submitit really ran the jobs
+
+
+@pytest.mark.slow
+def test_kill_9_mid_trial_fails_the_stale_trial_and_retries_its_architecture(tmp_path):
+    hb = ["study.heartbeat_interval=1", "study.grace_period=3", "sampler=random", "trainer.epochs=30",
+          "data.size=512", "study.enqueue_baselines=false"]
+    cmd = [sys.executable, "-m", "gcnas.cli.search", f"paths.root={tmp_path}", *TINY, *hb, "study.n_trials=3"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    victim = None
+    deadline = time.time() + 240
+    while time.time() < deadline and victim is None:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name=STUDY, storage=storage)
+        except KeyError:
+            continue
+        running = study.get_trials(states=(TrialState.RUNNING,))
+        if running and running[0].user_attrs.get("epochs", 0) >= 1:  # training, past its first epoch
+            victim = running[0]
+    assert victim is not None, "the worker never got into a trial"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(4)  # the grace period passes without heartbeats
+    # the same command resumes (with short trials now): the stale trial is failed and queued again
+    _cli(tmp_path, *hb[:3], "trainer.epochs=1", "data.size=512", "study.enqueue_baselines=false",
+         "study.n_trials=3")
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    dead = study.trials[victim.number]
+    assert dead.state == TrialState.FAIL
+    retries = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].user_attrs["arch_key"] == victim.user_attrs["arch_key"]
+    assert "stopped sending heartbeats" in retries[0].user_attrs["retry_reason"]
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+
+
+def test_nan_loss_ends_the_trial_pruned_with_reason_and_the_study_goes_on(tmp_path):
+    result = search(compose_search(tmp_path, "study.n_trials=3", "trainer.lr=1e12", "wandb.mode=disabled",
+                                   "trainer.epochs=2"))
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path}/studies.db")
+    assert result.n_finished == 3
+    diverged = [t for t in study.trials if "pruned_reason" in t.user_attrs]
+    assert diverged and all(t.state == TrialState.PRUNED for t in diverged)
+    assert all("at epoch 1, step" in t.user_attrs["pruned_reason"] and "loss became" in t.user_attrs["pruned_reason"]
+               for t in diverged)
+
+
+def _failing_first(monkeypatch, error: BaseException, times: int = 1):
+    """The first ``times`` trainings raise ``error`` (a real CUDA OOM cannot happen on this CPU machine)."""
+    real = objective_module.train_proxy
+    calls = {"n": 0}
+
+    def train_proxy(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] <= times:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective_module, "train_proxy", train_proxy)
+
+
+def test_out_of_memory_fails_that_trial_and_the_worker_continues(tmp_path, monkeypatch):
+    _failing_first(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"))
+    result = search(compose_search(tmp_path, "study.n_trials=2", "wandb.mode=disabled"))
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path}/studies.db")
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and failed[0].user_attrs["error"].startswith("out of memory: CUDA out of memory.")
+    assert "objective.py" in failed[0].user_attrs["error"]  # where it was raised
+    assert result.n_finished == 2
+
+
+def test_a_raising_trial_is_recorded_and_too_many_in_a_row_stop_the_worker(tmp_path, monkeypatch):
+    _failing_first(monkeypatch, RuntimeError("boom in a layer"), times=100)
+    with pytest.raises(RuntimeError, match=r"3 trials in a row failed in this worker \(study.max_failures=3\); "
+                                           r"the last: RuntimeError: boom in a layer"):
+        search(compose_search(tmp_path, "study.n_trials=5", "study.max_failures=3", "wandb.mode=disabled"))
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{tmp_path}/studies.db")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
+    assert all("RuntimeError: boom in a layer" in t.user_attrs["error"] for t in study.trials)
+
+
+def test_unwritable_output_root_is_a_clear_error_before_anything(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    res = _cli(tmp_path, f"paths.root={blocker}/outputs", check=False, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"paths.root: cannot write to {blocker}/outputs" in res.stderr
+
+
+def test_postgres_without_its_url_says_how_to_give_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "GCNAS_STORAGE_URL"}
+    res = subprocess.run([sys.executable, "-m", "gcnas.cli.search", f"paths.root={tmp_path}", "storage=postgres",
+                          *TINY], capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "GCNAS_STORAGE_URL" in res.stderr and "export GCNAS_STORAGE_URL=postgresql+psycopg://" in res.stderr
+
+
+@pytest.mark.slow
+def test_the_storage_password_is_written_nowhere(postgres, tmp_path):
+    """A search (2 workers, URL given literally on the command line), W&B offline, an export and a report: no file
+    they write and no line they print holds the password."""
+    from postgres import PASSWORD
+
+    url = postgres.create_database("secrets")
+    res = _cli(tmp_path, "worker=0,1", "hydra/launcher=joblib", f"study.storage={url}", "study.n_trials=3",
+               "wandb.mode=offline", "hydra.job_logging.root.level=DEBUG", multirun=True)
+    out = res.stdout + res.stderr
+    for tool, extra in (("export", []), ("report", [])):
+        r = subprocess.run([sys.executable, "-m", f"gcnas.cli.{tool}", f"paths.root={tmp_path}",
+                            f"study.storage={url}", f"study.name={STUDY}", *extra], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out += r.stdout + r.stderr
+    bad = subprocess.run([sys.executable, "-m", "gcnas.cli.export", f"paths.root={tmp_path}",
+                          f"study.storage={url}", "study.name=nope"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=120)
+    assert bad.returncode == 2 and "postgres:***@127.0.0.1" in bad.stderr
+    out += bad.stdout + bad.stderr
+    assert PASSWORD not in out
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".wandb" for p in written) and any(p.name == "overrides.yaml" for p in written)
+    assert any(p.name == "model.onnx" for p in written) and any(p.name.endswith(".log") for p in written)
+    leaks = [str(p) for p in written if PASSWORD.encode() in p.read_bytes()]
+    assert not leaks, leaks
