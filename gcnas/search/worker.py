@@ -7,6 +7,7 @@ number comes after the budget's last is cancelled (recorded as failed with the r
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import logging
@@ -168,6 +169,31 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     study.set_user_attr("gcnas_initialised", True)
 
 
+@contextlib.contextmanager
+def _ask_lock(url: str):
+    """Serialise ``study.ask`` among the processes sharing one SQLite file.
+
+    Python's sqlite3 reads a waiting (enqueued) trial's state outside a transaction, so two workers asking at the same
+    moment could both take it and run it twice (seen: two workers both ran the enqueued baseline, and the second
+    crashed telling a finished trial). A file lock beside the database closes that window; PostgreSQL (row locks) and
+    the journal storage (its own lock) need none.
+    """
+    if not str(url).startswith("sqlite:///"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock; Optuna's own checks remain
+        yield
+        return
+    with open(f"{url[len('sqlite:///'):]}.ask.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class _Heartbeat:
     """Records a running trial's heartbeat every ``interval`` seconds from a thread, while the trial runs."""
 
@@ -232,6 +258,17 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _tell(study: optuna.Study, trial, **kwargs) -> None:
+    """``study.tell``, where a grid sampler's "grid exhausted" ``study.stop()`` is no error: the trial is stored first,
+    and this loop ends on the study's budget (Optuna's GridSampler only expects to stop ``Study.optimize``)."""
+    try:
+        study.tell(trial, **kwargs)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise
+        log.info("the grid is exhausted: every grid point has been evaluated")
 
 
 def public_config(cfg: Mapping[str, Any]) -> dict:
@@ -348,14 +385,14 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
             if timeout is not None and time.perf_counter() - started > timeout:
                 log.info("study.timeout=%ss reached; this worker stops", timeout)
                 break
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _ask_lock(url):
                 # our loop sends the heartbeats itself (_Heartbeat); Optuna only expects them from Study.optimize
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                 trial = study.ask()
             ahead = sum(1 for t in study.get_trials(deepcopy=False, states=_RUNNING) if t.number < trial.number)
             if ahead >= n_trials:
                 trial.set_user_attr("cancelled", f"study budget of {n_trials} trials already taken by earlier trials")
-                study.tell(trial, state=TrialState.FAIL)
+                _tell(study, trial, state=TrialState.FAIL)
                 break
             progress.start_trial(trial.number, finished)
             try:
@@ -366,7 +403,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                 del e
                 _free_memory()  # an out-of-memory trial must not take the next ones with it
                 trial.set_user_attr("error", reason)
-                study.tell(trial, state=TrialState.FAIL)
+                _tell(study, trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s", trial.number, reason)
                 hooks("trial_ended", study.get_trials(deepcopy=False)[trial.number])
                 ran += 1
@@ -377,7 +414,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                                        f"cause and run the same command to resume.") from None
                 continue
             failures_in_a_row = 0
-            study.tell(trial, values=values, state=state)
+            _tell(study, trial, values=values, state=state)
             ran += 1
             if keep > 0 and "weights" in trial.user_attrs:
                 keep_top_weights(study, keep)
