@@ -49,6 +49,7 @@ def test_sampling_reaches_every_choice(name):
             space.suggest(trial)
         except InfeasibleArchitecture:
             pass
+        space.suggest_training(trial)
         for k, v in trial.params.items():
             seen[k].add(v)
         study.tell(trial, 0.0)
@@ -122,7 +123,16 @@ def test_training_hyperparameters_are_searched():
 
 MALFORMED = [
     (dict(colour="red"), "search_spaces/gc_full.yaml: colour: unknown key; valid top-level keys are"),
-    (dict(design__colour="red"), "design.colour: unknown key; valid keys are 'kind', 'context'"),
+    (dict(design__colour="red"), "design.colour: unknown key; valid keys are 'preset', 'kind', 'context'"),
+    (dict(design__preset=["gc", "transformer"]), "design.preset: 'transformer' is not valid; valid values are "),
+    (dict(design__preset="gc"), "design.act: cannot be combined with design.preset: a preset fixes the whole"),
+    (dict(positions__stage_sets=[[1]]), "positions.stage_sets: replaces positions.stages and positions.stage_on; "
+                                        "give stage_sets alone"),
+    (dict(positions__stage_sets=[[1], [9]], positions__stages=None, positions__stage_on=True),
+     "positions.stage_sets: 9 is not a stage of resnet18; valid stages are [0, 1, 2, 3]"),
+    (dict(positions__stage_sets=[], positions__stages=None, positions__stage_on=True),
+     "positions.stage_sets: must be a non-empty list of non-empty stage lists"),
+    (dict(training={"seed": [0, 1.5]}), "training.seed: must be integers (a list of seeds)"),
     (dict(design__context=[]), "design.context: empty list of choices; give at least one value from 'avg', 'att'"),
     (dict(design__context=["att", "max"]), "design.context: 'max' is not valid; valid values are 'avg', 'att'"),
     (dict(design__transform="mlp"), "design.transform: 'mlp' is not valid; valid values are 'bottleneck'"),

@@ -161,7 +161,8 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
     data_cfg = {**cfg["data"], **dict(data_overrides or {})}
     data = load_data(data_cfg)
     train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(t.user_attrs.get("train") or {})}
-    torch.manual_seed(int(cfg.get("seed", 0)))
+    seed = int(train.pop("seed", cfg.get("seed", 0)))
+    torch.manual_seed(seed)
     model = build_model(arch)
     log.info("trial %d kept no weights: retraining it at its proxy fidelity (%s epochs)", t.number, train["epochs"])
     result = train_proxy(model, data.train_x, data.train_y, data.val_x, data.val_y, epochs=int(train["epochs"]),
@@ -169,7 +170,7 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
                          weight_decay=float(train["weight_decay"]), momentum=float(train.get("momentum", 0.9)),
                          optimizer=str(train.get("optimizer", "sgd")),
                          warmup_epochs=float(train.get("warmup_epochs", 0.0)),
-                         label_smoothing=float(train.get("label_smoothing", 0.0)), seed=int(cfg.get("seed", 0)))
+                         label_smoothing=float(train.get("label_smoothing", 0.0)), seed=seed)
     return model, data, result.final_val_acc
 
 

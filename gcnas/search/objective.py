@@ -153,7 +153,8 @@ class TrialRunner:
                     return optuna.trial.TrialState.PRUNED, None
                 return optuna.trial.TrialState.COMPLETE, list(dup.values)
 
-            torch.manual_seed(self.seed)
+            seed = int(train_kw.get("seed", self.seed))  # a space may search the seed (the paper recipes do)
+            torch.manual_seed(seed)
             model = build_model(arch)
             cost_obj = measure_cost(model, self.data.input_size, latency=self.needs_latency, repeats=10, warmup=3)
             cost = {"params": cost_obj.params, "flops": cost_obj.flops, "latency_ms": cost_obj.latency_ms}
@@ -201,7 +202,7 @@ class TrialRunner:
                     weight_decay=float(train_kw["weight_decay"]), momentum=float(train_kw.get("momentum", 0.9)),
                     optimizer=str(train_kw.get("optimizer", "sgd")),
                     warmup_epochs=float(train_kw.get("warmup_epochs", 0.0)),
-                    label_smoothing=float(train_kw.get("label_smoothing", 0.0)), seed=self.seed, device=self.device,
+                    label_smoothing=float(train_kw.get("label_smoothing", 0.0)), seed=seed, device=self.device,
                     on_epoch=on_epoch)
             except optuna.TrialPruned as e:
                 trial.set_user_attr("wall_time_s", time.perf_counter() - t0)

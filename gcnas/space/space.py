@@ -45,19 +45,23 @@ from gcnas.arch import BLOCK_SELECTORS, Architecture, BlockSpec, Placement, sele
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
 from gcnas.backbones.sites import Site, blocks_by_stage
 from gcnas.blocks import CONTEXTS, NL_MODES, NORMS, TRANSFORMS
+from gcnas.blocks.presets import PRESETS
 from gcnas.blocks.layers import ACTIVATIONS
 
 __all__ = ["SearchSpace", "SearchSpaceError", "InfeasibleArchitecture", "DESIGN_KEYS", "TRAINING_KEYS",
            "paper_default_architecture"]
 
-DESIGN_KEYS = ("kind", "context", "transform", "ratio", "fusion", "norm", "act", "mode")
-TRAINING_KEYS = ("lr", "weight_decay", "momentum", "batch_size", "optimizer", "label_smoothing")
+DESIGN_KEYS = ("preset", "kind", "context", "transform", "ratio", "fusion", "norm", "act", "mode")
+TRAINING_KEYS = ("lr", "weight_decay", "momentum", "batch_size", "optimizer", "label_smoothing", "seed")
 _SECTIONS = {"name", "description", "design", "positions", "limits", "training"}
 _DESIGN_EXTRA = {"share", "conditions"}
-_POSITION_KEYS = {"stages", "stage_on", "blocks", "position", "per_stage", "replace"}
+_POSITION_KEYS = {"stages", "stage_sets", "stage_on", "blocks", "position", "per_stage", "replace"}
 _LIMIT_KEYS = {"max_blocks", "min_blocks"}
 _FUSIONS = ("add", "scale", "scale+add")
+# design.preset: a named member of the framework (gcnas.blocks presets), or "nl" (Non-local), or "none" (no block)
+PRESET_CHOICES = tuple(PRESETS.names()) + ("nl", "none")
 _VALID: dict[str, tuple] = {
+    "preset": PRESET_CHOICES + (None,),
     "kind": ("gc", "nl"),
     "context": tuple(CONTEXTS.names()),
     "transform": tuple(TRANSFORMS.names()),
@@ -66,7 +70,7 @@ _VALID: dict[str, tuple] = {
     "act": tuple(ACTIVATIONS.names()) + (None,),
     "mode": NL_MODES,
 }
-_DEFAULTS = {"kind": "gc", "context": "att", "transform": "bottleneck", "ratio": 1 / 16, "fusion": "add",
+_DEFAULTS = {"preset": None, "kind": "gc", "context": "att", "transform": "bottleneck", "ratio": 1 / 16, "fusion": "add",
              "norm": "layernorm", "act": "relu", "mode": "embedded_gaussian"}
 
 
@@ -203,6 +207,7 @@ class SearchSpace:
         self.training = training
         self._site_keys = {s.key: s for s in sites}
         self._blocks_in = blocks_by_stage(sites)
+        self.stage_sets: Optional[_Param] = None  # positions.stage_sets: one explicit set of stages per trial
 
     # -- construction ------------------------------------------------------------------------------------------------
     @classmethod
@@ -247,6 +252,13 @@ class SearchSpace:
             else:
                 p = r.param(f"design.{key}", raw, valid=_VALID[key])
             design[key] = p
+            if key == "preset" and design_raw.get("preset") is not None:
+                others = sorted(k for k in design_raw if k != "preset")
+                if others:
+                    raise r.error(f"design.{others[0]}", "cannot be combined with design.preset: a preset fixes the "
+                                                         "whole block design (use one or the other)")
+                if cond_raw:
+                    raise r.error("design.conditions", "cannot be combined with design.preset")
 
         conditions: dict[str, dict[str, tuple]] = {}
         if not isinstance(cond_raw, Mapping):
@@ -278,6 +290,22 @@ class SearchSpace:
             raise r.error(f"positions.{sorted(unknown)[0]}", f"unknown key; valid keys are {_fmt(sorted(_POSITION_KEYS))}")
         blocks_in = blocks_by_stage(sites)
         all_stages = sorted(blocks_in)
+        stage_sets = None
+        if "stage_sets" in pos_raw:
+            if pos_raw.get("stages") is not None or pos_raw.get("stage_on", True) is not True:
+                raise r.error("positions.stage_sets", "replaces positions.stages and positions.stage_on; give "
+                                                      "stage_sets alone")
+            sets = pos_raw["stage_sets"]
+            if not isinstance(sets, list) or not sets or not all(isinstance(x, list) and x for x in sets):
+                raise r.error("positions.stage_sets", f"must be a non-empty list of non-empty stage lists, e.g. "
+                                                      f"[[1], [2], [1, 2]]; got {sets!r}")
+            for x in sets:
+                for st in x:
+                    if isinstance(st, bool) or not isinstance(st, int) or st not in blocks_in:
+                        raise r.error("positions.stage_sets", f"{st!r} is not a stage of {backbone}; valid stages "
+                                                              f"are {all_stages}")
+            stage_sets = r.param("positions.stage_sets", [sorted(set(x)) for x in sets])
+            pos_raw["stages"] = sorted({st for x in sets for st in x})
         stages_raw = pos_raw.get("stages", "all")
         if stages_raw in ("all", "all_but_first"):
             stages = tuple(all_stages if stages_raw == "all" else all_stages[1:])
@@ -338,6 +366,7 @@ class SearchSpace:
                 raise r.error(f"limits.{key}", f"must be a non-negative integer or null; got {v!r}")
         space = cls(name, r.source, backbone, backbone_kwargs or {}, sites, design, share, conditions, stages,
                     stage_on, blocks, position, per_stage, replace, max_blocks, min_blocks or 0, {})
+        space.stage_sets = stage_sets
         lo, hi = space._block_count_bounds()
         if max_blocks is not None and min_blocks and max_blocks < min_blocks:
             raise r.error("limits.max_blocks", f"{max_blocks} is below limits.min_blocks={min_blocks}")
@@ -353,16 +382,29 @@ class SearchSpace:
         if unknown:
             raise r.error(f"training.{sorted(unknown)[0]}", f"unknown key; valid keys are {_fmt(TRAINING_KEYS)}")
         for key, raw in train_raw.items():
-            if key == "optimizer":
+            if key == "seed":
+                space.training[key] = r.param("training.seed", raw, number=True)
+                bad = [v for v in space.training[key].values() or [] if not isinstance(v, int) or isinstance(v, bool)]
+                if bad or space.training[key].values() is None:
+                    raise r.error("training.seed", f"must be integers (a list of seeds); got {raw!r}")
+            elif key == "optimizer":
                 space.training[key] = r.param("training.optimizer", raw)
             else:
                 space.training[key] = r.param(f"training.{key}", raw, number=True)
         return space
 
     # -- sampling ----------------------------------------------------------------------------------------------------
-    def _design_for(self, trial: Any, prefix: str) -> BlockSpec:
+    def _design_for(self, trial: Any, prefix: str) -> Optional[BlockSpec]:
+        """The block spec to place, or None for the design preset ``none`` (no block)."""
+        name = self.design["preset"].suggest(trial, f"{prefix}.preset")
+        if name == "none":
+            return None
+        if name == "nl":
+            return BlockSpec(kind="nl", ratio=0.5, mode="embedded_gaussian")
+        if name is not None:
+            return BlockSpec.from_value(name, f"{prefix}.preset")
         chosen: dict[str, Any] = {}
-        for key in DESIGN_KEYS:
+        for key in DESIGN_KEYS[1:]:
             cond = self.conditions.get(key, {})
             if any(chosen.get(dep, _DEFAULTS[dep]) not in allowed for dep, allowed in cond.items()):
                 continue
@@ -386,15 +428,21 @@ class SearchSpace:
         if not self.per_stage:
             shared = {"blocks": self.blocks.suggest(trial, "blocks"), "position": self.position.suggest(trial, "position"),
                       "replace": self.replace.suggest(trial, "replace")}
+        chosen_stages = set(self.stage_sets.suggest(trial, "stages")) if self.stage_sets is not None else None
         for st in self.stages:
-            if not self.stage_on.suggest(trial, f"stage{st}.on"):
+            if chosen_stages is not None:
+                if st not in chosen_stages:
+                    continue
+            elif not self.stage_on.suggest(trial, f"stage{st}.on"):
                 continue
             if self.per_stage:
                 choice = {k: p.suggest(trial, f"s{st}.{k}") for k, p in
                           (("blocks", self.blocks), ("position", self.position), ("replace", self.replace))}
             else:
                 choice = shared
-            spec = shared_design if shared_design is not None else self._design_for(trial, f"s{st}")
+            spec = shared_design if self.share == "global" else self._design_for(trial, f"s{st}")
+            if spec is None:  # design preset "none"
+                continue
             for b in self._select(st, choice["blocks"]):
                 if (st, b, choice["position"]) in self._site_keys:
                     placements.append(Placement(st, b, choice["position"], spec, bool(choice["replace"])))
@@ -423,7 +471,10 @@ class SearchSpace:
             totals = [sum(placed(st, *c) for st in self.stages) for c in choices]
             fewest, most = min(totals), max(totals)
         on_values = self.stage_on.values() or [True]
-        lo = 0 if False in on_values else fewest
+        lo = 0 if False in on_values or "none" in (self.design["preset"].values() or []) else fewest
+        if self.stage_sets is not None:  # each trial's stages are one of the explicit sets
+            per_set = [sum(min(placed(st, *c) for c in choices) for st in s) for s in self.stage_sets.values()]
+            lo = min(lo, min(per_set))
         hi = most if True in on_values else 0
         return lo, hi
 
@@ -444,8 +495,11 @@ class SearchSpace:
         for prefix in prefixes:
             for key in DESIGN_KEYS:
                 add(f"{prefix}.{key}", self.design[key])
-        for st in self.stages:
-            add(f"stage{st}.on", self.stage_on)
+        if self.stage_sets is not None:
+            add("stages", self.stage_sets)
+        else:
+            for st in self.stages:
+                add(f"stage{st}.on", self.stage_on)
         if self.per_stage:
             for st in self.stages:
                 add(f"s{st}.blocks", self.blocks)
@@ -471,7 +525,8 @@ class SearchSpace:
             per.append(len(vals))
         pos = math.prod(per)
         positions = pos if not self.per_stage else pos ** len(self.stages)
-        stage_states = len(self.stage_on.values()) ** len(self.stages)
+        stage_states = len(self.stage_on.values()) ** len(self.stages) if self.stage_sets is None else \
+            len(self.stage_sets.values())
         training = 1
         for p in self.training.values():
             vals = p.values()
