@@ -168,6 +168,10 @@ def _summary(study, report: Report, metrics, top_k: int, multi: bool) -> None:
                      f"{base.user_attrs.get('flops', 0) / 1e6:.1f} MFLOPs.")
     lines += ["", "## Pareto front" if multi else f"## Top {top_k} trials", "",
               results_table(study, metrics, top_k), ""]
+    if any("train.seed" in t.params for t in finished):  # a recipe run over seeds: one row per grid point
+        from gcnas.analysis.recipes import recipe_table
+
+        lines += ["## Grid points over seeds (mean ± std)", "", recipe_table(study), ""]
     ranked = pareto_trials(study) if multi else ranked_trials(study)
     if ranked:
         best = ranked[0]
