@@ -43,14 +43,14 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     extra = FIDELITY[args.fidelity]
-    common = [f"paths.root={out}", "wandb.mode=disabled", *extra]
+    common = [f"paths.root={out}", *extra]
     walls: dict[str, float] = {}
     t_all = time.perf_counter()
     if "analyze" in args.only:
         walls["analyze"] = run([sys.executable, "-m", "gcnas.cli.analyze", *common], out)
     for part in [p for p in args.only if p != "analyze"]:
         walls[part] = run([sys.executable, "-m", "gcnas.cli.search", f"+experiment=paper_{part}", "progress=none",
-                           *common], out)
+                           "wandb.mode=disabled", *common], out)
     total = time.perf_counter() - t_all
 
     described = " ".join(extra) or ("data/trainer defaults: Fashion-MNIST, 6,000 train / 2,000 val images, 4 epochs, "

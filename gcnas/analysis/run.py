@@ -178,7 +178,7 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
                     if seed == seeds[0]:
                         result.figure = attention_figure(
                             model, fig_images, _display(data, fig_images), out / "attention.png", k=queries_k,
-                            title=f"NL attention after training (seed {seed}): nearly the same map for every query")
+                            title=f"NL attention maps of four query positions after training (seed {seed})")
                         attention_figure(build_model(arch), fig_images, _display(data, fig_images),
                                          out / "attention_init.png", k=queries_k,
                                          title="the same NL blocks at initialisation")

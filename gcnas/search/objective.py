@@ -79,15 +79,16 @@ class TrialRunner:
     def _wait_for_twin(self, study: optuna.Study, key: str, number: int, note) -> Optional[optuna.trial.FrozenTrial]:
         """If an earlier trial with the same key is running now (another worker sampled the same architecture at the
         same time), wait for it and return it once finished; None if there is none or it failed."""
-        started = time.monotonic()
+        started, told = time.monotonic(), False
         while time.monotonic() - started < self.max_twin_wait_s:
             twins = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
                      if t.number < number and t.user_attrs.get("trial_key") == key
                      and "duplicate_of" not in t.user_attrs]
             if not twins:
                 return self._find_duplicate(study, key, number)
-            if time.monotonic() - started < 1e-3:
+            if not told:
                 note(f"trial {twins[0].number} is evaluating the same architecture right now: waiting for its result")
+                told = True
             time.sleep(1.0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
