@@ -18,7 +18,7 @@ from gcnas.analysis.nl_stats import NLStats, nl_statistics
 from gcnas.arch import Architecture, build_model, load_model
 from gcnas.backbones.cost import measure_cost
 from gcnas.data import load_data
-from gcnas.train import evaluate, train_proxy
+from gcnas.train import evaluate, proxy_kwargs, train_proxy
 
 __all__ = ["DESIGNS", "AnalysisResult", "run_analysis", "design_architecture"]
 
@@ -157,12 +157,8 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
                                      for s in nl_statistics(model, images)]
                 cost = measure_cost(model, data.input_size, latency=True, repeats=10, warmup=3)
                 t0 = time.perf_counter()
-                res = train_proxy(model, data.train_x, data.train_y, data.val_x, data.val_y,
-                                  epochs=int(tr["epochs"]), batch_size=int(tr["batch_size"]), lr=float(tr["lr"]),
-                                  weight_decay=float(tr["weight_decay"]), momentum=float(tr.get("momentum", 0.9)),
-                                  optimizer=str(tr.get("optimizer", "sgd")),
-                                  warmup_epochs=float(tr.get("warmup_epochs", 0.0)),
-                                  label_smoothing=float(tr.get("label_smoothing", 0.0)), seed=seed)
+                res = train_proxy(model, data.train_x, data.train_y, data.val_x, data.val_y, **proxy_kwargs(tr),
+                                  seed=seed)
                 seconds = time.perf_counter() - t0
                 test_acc = None
                 if data.test_x is not None:

@@ -54,8 +54,8 @@ def _local_path(url: str) -> Optional[Path]:
     return None
 
 
-def study_names(storage_url: str) -> list[str]:
-    """The studies an existing storage holds (an error names study.storage when it cannot be opened)."""
+def _existing_storage(storage_url: str) -> optuna.storages.BaseStorage:
+    """Open a storage that must already exist (an error names study.storage when it does not or cannot be opened)."""
     if not isinstance(storage_url, str) or not storage_url:
         raise ValueError(f"study.storage: must be a storage URL (sqlite:///..., journal:///..., postgresql+psycopg://"
                          f"...); got {storage_url!r}")
@@ -63,17 +63,26 @@ def study_names(storage_url: str) -> list[str]:
     if local is not None and not local.is_file():
         raise ValueError(f"study.storage: {redact_url(storage_url)} does not exist; point study.storage (or "
                          f"paths.root) at the storage the search used")
-    storage = make_storage(storage_url)
+    return make_storage(storage_url)
+
+
+def _names(storage: optuna.storages.BaseStorage) -> list[str]:
     return sorted(s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False))
+
+
+def study_names(storage_url: str) -> list[str]:
+    """The studies an existing storage holds."""
+    return _names(_existing_storage(storage_url))
 
 
 def open_study(storage_url: str, study_name: str) -> optuna.Study:
     """Load an existing study; errors name the key, the bad value and what the storage holds."""
-    names = study_names(storage_url)
+    storage = _existing_storage(storage_url)
+    names = _names(storage)
     if study_name not in names:
         raise ValueError(f"study.name: no study {study_name!r} in {redact_url(storage_url)}; it holds: "
                          f"{', '.join(names) if names else '(no studies)'}")
-    return optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
+    return optuna.load_study(study_name=study_name, storage=storage)
 
 
 def _describe(t: FrozenTrial) -> str:
@@ -152,7 +161,7 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
 
 def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overrides: Mapping[str, Any]):
     from gcnas.data import load_data
-    from gcnas.train import train_proxy
+    from gcnas.train import proxy_kwargs, train_proxy
 
     cfg = study.user_attrs.get("config")
     if not cfg:
@@ -165,12 +174,7 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
     torch.manual_seed(seed)
     model = build_model(arch)
     log.info("trial %d kept no weights: retraining it at its proxy fidelity (%s epochs)", t.number, train["epochs"])
-    result = train_proxy(model, data.train_x, data.train_y, data.val_x, data.val_y, epochs=int(train["epochs"]),
-                         batch_size=int(train["batch_size"]), lr=float(train["lr"]),
-                         weight_decay=float(train["weight_decay"]), momentum=float(train.get("momentum", 0.9)),
-                         optimizer=str(train.get("optimizer", "sgd")),
-                         warmup_epochs=float(train.get("warmup_epochs", 0.0)),
-                         label_smoothing=float(train.get("label_smoothing", 0.0)), seed=seed)
+    result = train_proxy(model, data.train_x, data.train_y, data.val_x, data.val_y, **proxy_kwargs(train), seed=seed)
     return model, data, result.final_val_acc
 
 

@@ -20,7 +20,7 @@ from gcnas.backbones.cost import measure_cost
 from gcnas.data import DataSplits
 from gcnas.search.callbacks import Callbacks
 from gcnas.space import InfeasibleArchitecture, SearchSpace
-from gcnas.train import EpochResult, NonFiniteLossError, train_proxy
+from gcnas.train import EpochResult, NonFiniteLossError, proxy_kwargs, train_proxy
 
 __all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "WEIGHTS_FILE"]
 
@@ -199,12 +199,7 @@ class TrialRunner:
             try:
                 result = train_proxy(
                     model, self.data.train_x, self.data.train_y, self.data.val_x, self.data.val_y,
-                    epochs=int(train_kw["epochs"]), batch_size=int(train_kw["batch_size"]), lr=float(train_kw["lr"]),
-                    weight_decay=float(train_kw["weight_decay"]), momentum=float(train_kw.get("momentum", 0.9)),
-                    optimizer=str(train_kw.get("optimizer", "sgd")),
-                    warmup_epochs=float(train_kw.get("warmup_epochs", 0.0)),
-                    label_smoothing=float(train_kw.get("label_smoothing", 0.0)), seed=seed, device=self.device,
-                    on_epoch=on_epoch)
+                    **proxy_kwargs(train_kw), seed=seed, device=self.device, on_epoch=on_epoch)
             except optuna.TrialPruned as e:
                 trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
                 note(str(e))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         model.train(was_training)
     n = max(1, len(x))
     return loss_sum / n, correct / n
+
+
+def proxy_kwargs(trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`train_proxy`'s recipe arguments from a ``trainer`` config (the keys of ``conf/trainer/proxy.yaml``)."""
+    return {"epochs": int(trainer["epochs"]), "batch_size": int(trainer["batch_size"]), "lr": float(trainer["lr"]),
+            "weight_decay": float(trainer["weight_decay"]), "momentum": float(trainer.get("momentum", 0.9)),
+            "optimizer": str(trainer.get("optimizer", "sgd")),
+            "warmup_epochs": float(trainer.get("warmup_epochs", 0.0)),
+            "label_smoothing": float(trainer.get("label_smoothing", 0.0))}
 
 
 def train_proxy(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
