@@ -198,3 +198,23 @@ def test_nonlocal_block_inserts_too():
     x = torch.randn(1, *INPUT)
     with torch.no_grad():
         assert torch.equal(model(x), plain(x))
+
+
+def test_list_sites_by_name_is_built_once_per_process(monkeypatch):
+    """A name's sites are cached (build_model asks for them every trial); each call gets its own list and the same
+    warnings, and other kwargs or input sizes are listed afresh."""
+    import gcnas.backbones.sites as sites_mod
+
+    built = []
+    real = sites_mod.create_backbone
+    monkeypatch.setattr(sites_mod, "create_backbone", lambda *a, **k: built.append(a) or real(*a, **k))
+    monkeypatch.setattr(sites_mod, "_SITES_CACHE", {})
+    first = list_sites("resnet18", input_size=(3, 64, 64), num_classes=7)
+    second = list_sites("resnet18", input_size=(3, 64, 64), num_classes=7)
+    assert second == first and second is not first and len(built) == 1
+    other = list_sites("resnet18", input_size=(3, 32, 32), num_classes=7)
+    assert len(built) == 2 and other[0].size != first[0].size
+    for _ in range(2):
+        with pytest.warns(GenericFallbackWarning, match="generic fallback"):
+            list_sites("dla34", input_size=(3, 64, 64))
+    assert len(built) == 3

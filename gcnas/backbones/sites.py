@@ -11,6 +11,7 @@ Models whose blocks no family describes get the *generic fallback*: stages are t
 from __future__ import annotations
 
 import difflib
+import json
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
@@ -52,6 +53,9 @@ class Site:
     def key(self) -> tuple[int, int, str]:
         return (self.stage, self.block, self.position)
 
+
+_SITES_CACHE: dict = {}  # (name, input size, kwargs as JSON) -> (sites, warnings); sites are frozen dataclasses
+_SITES_CACHE_SIZE = 64
 
 _ORDER = {p: i for i, p in enumerate(POSITIONS + GENERIC_POSITIONS)}
 
@@ -209,12 +213,28 @@ def list_sites(model_or_name: Union[nn.Module, str], input_size: Optional[Sequen
         input_size: (C, H, W) of one input image; default the model's ``pretrained_cfg['input_size']``.
         model_kwargs: passed to ``timm.create_model`` when a name is given.
     """
-    if isinstance(model_or_name, str):
-        if input_size is not None:
-            model_kwargs.setdefault("in_chans", int(input_size[0]))
+    if not isinstance(model_or_name, str):
+        return resolve_sites(model_or_name, input_size)
+    if input_size is not None:
+        model_kwargs.setdefault("in_chans", int(input_size[0]))
+    try:  # a name's sites depend only on the name, its kwargs and the input size: built and probed once per process
+        key = (model_or_name, None if input_size is None else tuple(int(s) for s in input_size),
+               json.dumps(model_kwargs, sort_keys=True))
+    except (TypeError, ValueError):  # kwargs that are not plain data (rare): no caching
+        key = None
+    hit = _SITES_CACHE.get(key) if key is not None else None
+    if hit is None:
         model = create_backbone(model_or_name, device="meta", **model_kwargs)
         if input_size is None and "in_chans" in model_kwargs:
             input_size = (int(model_kwargs["in_chans"]), *_default_input_size(model)[1:])
-    else:
-        model = model_or_name
-    return resolve_sites(model, input_size)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sites = resolve_sites(model, input_size)
+        hit = (tuple(sites), [(w.message, w.category) for w in caught])
+        if key is not None:
+            if len(_SITES_CACHE) >= _SITES_CACHE_SIZE:
+                _SITES_CACHE.pop(next(iter(_SITES_CACHE)))
+            _SITES_CACHE[key] = hit
+    for message, category in hit[1]:  # the same warnings on every call, cached or not
+        warnings.warn(message, category, stacklevel=2)
+    return list(hit[0])
