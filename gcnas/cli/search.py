@@ -56,7 +56,10 @@ def search(cfg: DictConfig) -> SearchResult:
         config["threads"] = max(1, _cpus() // concurrent)
     tracker = WandbTracker(config.get("wandb") or {"mode": "disabled"}, config["study"]["name"],
                            public_config(config))
-    return run_search(config, callbacks=[tracker])
+    try:
+        return run_search(config, callbacks=[tracker])
+    finally:
+        tracker.close()  # also when the worker stops on an error: W&B calls still queued are run, runs finished
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="config")

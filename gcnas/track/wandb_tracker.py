@@ -7,15 +7,18 @@ spent, the worker that leaves last logs a ``job_type=study`` run with the trials
 Artifact of type ``architecture`` (its YAML, and its weights when kept) and the report's plots.
 
 Tracking never stops a search: ``wandb.init`` has a time limit (``wandb.init_timeout``), and the first W&B error of any
-kind becomes one warning, after which this worker stops tracking.
+kind becomes one warning, after which this worker stops tracking. Nor does it slow one down: the trial runs are
+started, logged and finished in order on one background thread (the trial loop only hands the data over), and they
+skip what every trial run would repeat (the package list, code and machine description; the study run keeps them).
 """
 from __future__ import annotations
 
 import logging
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from gcnas.search.callbacks import SearchCallback
 
@@ -85,8 +88,12 @@ class WandbSession:
             self._wandb = wandb
         return self._wandb
 
-    def start(self, key: Any, **kw) -> Any:
-        """Start a run kept under ``key``; None when the session is off or the start failed."""
+    def start(self, key: Any, light: bool = False, **kw) -> Any:
+        """Start a run kept under ``key``; None when the session is off or the start failed.
+
+        ``light``: skip the environment's package list, code saving and machine description (a search's trial runs;
+        the study run records them once).
+        """
         if self.off:
             return None
         try:
@@ -94,8 +101,9 @@ class WandbSession:
             if self.dir is not None:
                 self.dir.mkdir(parents=True, exist_ok=True)
             # no system metadata: it records the command line, which may hold a storage URL's password
+            extra = dict(x_save_requirements=False, save_code=False, x_disable_machine_info=True) if light else {}
             settings = wandb.Settings(init_timeout=self.init_timeout, console="off", silent=True,
-                                      x_disable_stats=True, x_disable_meta=True, disable_git=True)
+                                      x_disable_stats=True, x_disable_meta=True, disable_git=True, **extra)
             run = wandb.init(mode=self.mode, project=self.project, entity=self.entity, group=self.group,
                              tags=self.tags, dir=str(self.dir) if self.dir else None, reinit="create_new",
                              settings=settings, **kw)
@@ -133,14 +141,28 @@ class WandbSession:
 class WandbTracker(SearchCallback):
     """Search callback that mirrors trials into W&B. ``cfg`` is the ``wandb`` config section."""
 
-    def __init__(self, cfg: Mapping[str, Any], study_name: str, config: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(self, cfg: Mapping[str, Any], study_name: str, config: Optional[Mapping[str, Any]] = None,
+                 background: bool = True) -> None:
         self.session = WandbSession(cfg, study_name)
         self.study_name = study_name
         self.config = dict(config or {})
+        # One thread runs the W&B calls of trial runs in the order they were made; the loop never waits for W&B.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gcnas-wandb") if background else None
 
     @property
     def off(self) -> bool:
         return self.session.off
+
+    def _submit(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        if self._pool is None:
+            fn(*args, **kw)
+        else:
+            self._pool.submit(fn, *args, **kw)
+
+    def drain(self) -> None:
+        """Wait until every W&B call handed over so far has run."""
+        if self._pool is not None:
+            self._pool.submit(lambda: None).result()
 
     # -- hooks ---------------------------------------------------------------------------------------------------------
     def trial_started(self, number: int, role: str, arch, train: Mapping[str, Any]) -> None:
@@ -151,18 +173,27 @@ class WandbTracker(SearchCallback):
         for k in ("backbone", "data", "search_space", "seed", "worker", "objective", "constraints"):
             if k in self.config:
                 config[k] = self.config[k]
-        self.session.start(number, job_type="trial", name=f"trial-{number}", config=config)
+        self._submit(self.session.start, number, light=True, job_type="trial", name=f"trial-{number}", config=config)
 
     def epoch_ended(self, number: int, result) -> None:
-        self.session.log(number, {"epoch": result.epoch, "train_loss": result.train_loss, "val_loss": result.val_loss,
-                                  "val_acc": result.val_acc, "epoch_seconds": result.seconds}, step=result.epoch)
+        if self.off:
+            return
+        self._submit(self.session.log, number, {"epoch": result.epoch, "train_loss": result.train_loss,
+                                                "val_loss": result.val_loss, "val_acc": result.val_acc,
+                                                "epoch_seconds": result.seconds}, step=result.epoch)
 
     def trial_ended(self, trial) -> None:
         if self.off:
             return
-        if trial.number not in self.session.runs:  # ended before its architecture was known (space limits)
-            self.session.start(trial.number, job_type="trial", name=f"trial-{trial.number}",
+        self._submit(self._end_trial, trial.number, self._summary(trial), 1 if trial.state.name == "FAIL" else 0)
+
+    def _end_trial(self, number: int, summary: Mapping[str, Any], exit_code: int) -> None:
+        if number not in self.session.runs:  # ended before its architecture was known (space limits)
+            self.session.start(number, light=True, job_type="trial", name=f"trial-{number}",
                                config={"study": self.study_name})
+        self.session.finish(number, summary, exit_code=exit_code)
+
+    def _summary(self, trial) -> dict:
         attrs = trial.user_attrs
         state = trial.state.name.lower()
         if "infeasible" in attrs:
@@ -180,9 +211,10 @@ class WandbTracker(SearchCallback):
                 summary["val_acc" if m == "accuracy" else f"objective_{m}"] = v
         if attrs.get("history"):
             summary["best_val_acc"] = max(attrs["history"])
-        self.session.finish(trial.number, summary, exit_code=1 if trial.state.name == "FAIL" else 0)
+        return summary
 
     def study_ended(self, study, result, study_dir: Path) -> None:
+        self.drain()
         if self.off:
             return
         from gcnas.report import write_report
@@ -226,4 +258,7 @@ class WandbTracker(SearchCallback):
                                       "n_finished": result.n_finished})
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # every handed-over call runs before the worker returns
+            self._pool = None
         self.session.close()
