@@ -69,23 +69,29 @@ class TrialRunner:
 
     _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
-    def _find_duplicate(self, study: optuna.Study, key: str, number: int) -> Optional[optuna.trial.FrozenTrial]:
+    def _find_duplicate(self, study: optuna.Study, key: str, number: int,
+                        trials: Optional[list] = None) -> Optional[optuna.trial.FrozenTrial]:
         """A finished trial (any worker) that evaluated the same architecture with the same training recipe."""
-        for t in study.get_trials(deepcopy=False, states=self._FINISHED):
-            if t.number != number and t.user_attrs.get("trial_key") == key and "duplicate_of" not in t.user_attrs:
+        for t in trials if trials is not None else study.get_trials(deepcopy=False, states=self._FINISHED):
+            if (t.state in self._FINISHED and t.number != number and t.user_attrs.get("trial_key") == key
+                    and "duplicate_of" not in t.user_attrs):
                 return t
         return None
 
     def _wait_for_twin(self, study: optuna.Study, key: str, number: int, note) -> Optional[optuna.trial.FrozenTrial]:
-        """If an earlier trial with the same key is running now (another worker sampled the same architecture at the
-        same time), wait for it and return it once finished; None if there is none or it failed."""
+        """A finished trial with the same key; else, if an earlier one is running now (another worker sampled the same
+        architecture at the same time), wait for it and return it once finished; None if there is none or it failed.
+        """
         started, told = time.monotonic(), False
         while time.monotonic() - started < self.max_twin_wait_s:
-            twins = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-                     if t.number < number and t.user_attrs.get("trial_key") == key
-                     and "duplicate_of" not in t.user_attrs]
+            trials = study.get_trials(deepcopy=False)  # one read for both questions
+            dup = self._find_duplicate(study, key, number, trials)
+            if dup is not None:
+                return dup
+            twins = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.number < number
+                     and t.user_attrs.get("trial_key") == key and "duplicate_of" not in t.user_attrs]
             if not twins:
-                return self._find_duplicate(study, key, number)
+                return None
             if not told:
                 note(f"trial {twins[0].number} is evaluating the same architecture right now: waiting for its result")
                 told = True
@@ -140,8 +146,7 @@ class TrialRunner:
                                     default=str)
             trial_key = f"{key}-{hashlib.sha256(train_part.encode()).hexdigest()[:8]}"
             trial.set_user_attr("trial_key", trial_key)  # set before looking, so concurrent twins see each other
-            dup = self._find_duplicate(study, trial_key, trial.number) or self._wait_for_twin(study, trial_key,
-                                                                                              trial.number, note)
+            dup = self._wait_for_twin(study, trial_key, trial.number, note)
             if dup is not None:
                 for k in ("params", "flops", "latency_ms", "epochs", "history", "constraints", "infeasible",
                           "pruned_reason"):
@@ -183,9 +188,6 @@ class TrialRunner:
             def on_epoch(er: EpochResult) -> None:
                 history.append(er.val_acc)
                 train_seconds[0] += er.seconds
-                trial.set_user_attr("history", history)
-                trial.set_user_attr("train_seconds", train_seconds[0])
-                trial.set_user_attr("epochs", er.epoch)
                 note(f"epoch {er.epoch}: train loss {er.train_loss:.4f}, val loss {er.val_loss:.4f}, "
                      f"val acc {er.val_acc:.4f} ({er.seconds:.1f}s)")
                 if self.on_epoch is not None:
@@ -197,21 +199,29 @@ class TrialRunner:
                         raise optuna.TrialPruned(f"pruned after epoch {er.epoch} (val acc {er.val_acc:.4f})")
 
             try:
-                result = train_proxy(
-                    model, self.data.train_x, self.data.train_y, self.data.val_x, self.data.val_y,
-                    **proxy_kwargs(train_kw), seed=seed, device=self.device, on_epoch=on_epoch)
-            except optuna.TrialPruned as e:
-                trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
-                note(str(e))
-                return optuna.trial.TrialState.PRUNED, None
-            except NonFiniteLossError as e:  # this architecture/recipe diverged: end it with the reason, go on
-                trial.set_user_attr("pruned_reason", str(e))
-                trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
-                note(f"stopped: {e}")
-                state = optuna.trial.TrialState.PRUNED if single else optuna.trial.TrialState.FAIL
-                if not single:
-                    trial.set_user_attr("error", str(e))
-                return state, None
+                try:
+                    result = train_proxy(
+                        model, self.data.train_x, self.data.train_y, self.data.val_x, self.data.val_y,
+                        **proxy_kwargs(train_kw), seed=seed, device=self.device, on_epoch=on_epoch)
+                except optuna.TrialPruned as e:
+                    trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                    note(str(e))
+                    return optuna.trial.TrialState.PRUNED, None
+                except NonFiniteLossError as e:  # this architecture/recipe diverged: end it with the reason, go on
+                    trial.set_user_attr("pruned_reason", str(e))
+                    trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                    note(f"stopped: {e}")
+                    state = optuna.trial.TrialState.PRUNED if single else optuna.trial.TrialState.FAIL
+                    if not single:
+                        trial.set_user_attr("error", str(e))
+                    return state, None
+            finally:
+                # once per trial, however it ended (each write is a storage transaction; the intermediate values
+                # that pruning reads are reported every epoch)
+                if history:
+                    trial.set_user_attr("history", history)
+                    trial.set_user_attr("train_seconds", train_seconds[0])
+                    trial.set_user_attr("epochs", len(history))
             accuracy = result.final_val_acc
             if self.keep_weights > 0:
                 # Saved now, while the model exists; the worker deletes the files of trials that leave the top.

@@ -405,7 +405,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                 trial.set_user_attr("error", reason)
                 _tell(study, trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s", trial.number, reason)
-                hooks("trial_ended", study.get_trials(deepcopy=False)[trial.number])
+                hooks("trial_ended", storage.get_trial(trial._trial_id))
                 ran += 1
                 failures_in_a_row += 1
                 if failures_in_a_row >= max_failures:
@@ -418,7 +418,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
             ran += 1
             if keep > 0 and "weights" in trial.user_attrs:
                 keep_top_weights(study, keep)
-            hooks("trial_ended", study.get_trials(deepcopy=False)[trial.number])
+            hooks("trial_ended", storage.get_trial(trial._trial_id))
             note = f" (same as trial {trial.user_attrs['duplicate_of']})" if "duplicate_of" in trial.user_attrs else ""
             if "infeasible" in trial.user_attrs:
                 note = f" (infeasible: {trial.user_attrs['infeasible']})"
