@@ -9,24 +9,29 @@ seed, so every run with that seed proposes the same architectures in the same or
   first trial's start to the last trial's end as the storage recorded them (process start-up and data loading come
   before it and are reported apart). The same trials again with ``wandb.mode=disabled`` give tracking's whole cost,
   including what its background thread and service take from training;
-* workers, at a reduced fidelity (``--train-subset``): wall time of 2 workers (``-m worker=0,1
-  hydra/launcher=joblib``) over 1 worker on the same study budget, twice: with ``threads=1`` for every worker (each
-  worker has the same resources, as on a cluster: the scaling of the worker design itself, shared storage, exact
-  budget, no batch barrier) and with the default ``threads=auto`` (one worker alone gets every core, two get half each,
-  so that ratio is bounded by how well one training step uses several cores, also measured here);
-* pruning, at the reduced fidelity: the default median pruner against none over several sampler seeds. Both runs of a
-  seed see the same architectures in the same order; the pruned search must end with the same best accuracy, and the
-  target is met when it spends <= 0.6x the epochs (the study totals, summed over the seeds). The epochs until the best
-  first appears are shown too: they depend on where the best falls in the random order (a best among the pruner's
-  start-up trials costs the same epochs either way). The enqueued baselines are off here: they are always trained
-  first and in full, and would only measure where the paper's design happens to rank.
+* workers, at a reduced fidelity (``--worker-subset`` images, ``--trials`` trials): wall time of 2 workers
+  (``-m worker=0,1 hydra/launcher=joblib``, which gives each half the cores) over 1 worker with the same threads
+  (the scaling of the worker design itself, as when each worker has its own cores or machine: shared storage, exact
+  budget, no batch barrier), and over 1 worker that uses every core (``threads=auto`` alone), a ratio bounded by how
+  well one training step uses several cores, also measured here;
+* pruning, at a reduced fidelity (``--train-subset`` images): the default median pruner against none over several
+  sampler seeds. Both runs of a seed see the same architectures in the same order; the pruned search must end with the
+  same best accuracy (shown exactly, and within the binomial standard error of that accuracy on the validation
+  images), and the target is met when it spends <= 0.6x the epochs (the study totals, summed over the seeds). The
+  epochs until the best first appears are shown too: they depend on where the best falls in the random order (a best
+  among the pruner's start-up trials costs the same epochs either way). The enqueued baselines are off here: they are
+  always trained first and in full, and would only measure where the paper's design happens to rank. The median pruner
+  also runs with ``pruner.n_warmup_steps=2`` (``--compare-warmup``), the earlier default, to show why the default
+  prunes from epoch 1.
 
-Usage: python benchmarks/search.py [--orch-trials 10] [--trials 10] [--train-subset 3000] [--epochs 4]
-                                   [--prune-trials 24] [--seeds 0 1 2]
+Usage: python benchmarks/search.py [--parts orchestration workers pruning] [--orch-trials 10] [--trials 24]
+                                   [--worker-subset 2000] [--train-subset 3000] [--epochs 4] [--prune-trials 24]
+                                   [--seeds 0 1 2] [--compare-warmup 2] [--keep DIR]
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -38,6 +43,8 @@ import optuna
 from optuna.trial import TrialState
 
 STUDY = "gc_full-gcnas_resnet_tiny-fashion_mnist"
+PARTS = ("orchestration", "workers", "pruning")
+VAL_IMAGES = 1000  # validation images per trial in the workers and pruning parts
 
 
 def run(root: Path, *overrides: str, multirun: bool = False) -> float:
@@ -66,10 +73,15 @@ def trained(t) -> bool:
     return t.state == TrialState.COMPLETE and "infeasible" not in t.user_attrs
 
 
+def epochs_of(t) -> int:
+    """Epochs this trial trained (a duplicate copies its original's attributes but trains nothing)."""
+    return 0 if "duplicate_of" in t.user_attrs else int(t.user_attrs.get("epochs", 0))
+
+
 def epochs_to_reach(ts: list, target: float) -> int | None:
     spent = 0
     for t in ts:
-        spent += t.user_attrs.get("epochs", 0) if "duplicate_of" not in t.user_attrs else 0
+        spent += epochs_of(t)
         if trained(t) and t.values[0] >= target - 1e-12:
             return spent
     return None
@@ -79,91 +91,130 @@ def yes(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
+def measure_orchestration(tmp: Path, args) -> list[str]:
+    orch = [f"study.n_trials={args.orch_trials}", "pruner=none"]  # the demo's data and trainer config
+    wall = {"demo": run(tmp / "demo", *orch), "demo_off": run(tmp / "demo_off", *orch, "wandb.mode=disabled")}
+    loops = {k: loop_seconds(trials(tmp / k)) for k in wall}
+    t_demo = trials(tmp / "demo")
+    train = {k: sum(t.user_attrs.get("train_seconds", 0.0) for t in trials(tmp / k)) for k in wall}
+    share = {k: (loops[k] - train[k]) / loops[k] for k in wall}
+    n_demo = len([t for t in t_demo if trained(t)])
+    return [
+        f"| orchestration share of the trial loop, demo fidelity (1 worker, {args.orch_trials} trials, {n_demo} "
+        f"trained; {loops['demo']:.1f} s loop, {train['demo']:.1f} s training and evaluation; W&B offline, kept "
+        f"weights, heartbeats) | {100 * share['demo']:.1f}% | <= 3% | {yes(share['demo'] <= 0.03)} |",
+        f"| the same with W&B disabled ({loops['demo_off']:.1f} s loop, {train['demo_off']:.1f} s training); "
+        f"tracking's whole cost: loop offline / disabled = {loops['demo'] / loops['demo_off']:.3f}x | "
+        f"{100 * share['demo_off']:.1f}% | | |",
+        f"| process start-up and data loading before the loop (demo run, {wall['demo']:.1f} s wall) | "
+        f"{wall['demo'] - loops['demo']:.1f} s | | |"]
+
+
+def measure_workers(tmp: Path, args) -> list[str]:
+    data = [f"data.train_subset={args.worker_subset}", f"data.val_subset={VAL_IMAGES}"]
+    common = [f"study.n_trials={args.trials}", f"trainer.epochs={args.epochs}", "pruner=none", *data]
+    # two joblib workers on this machine's cores get threads=auto = cores / 2 each (1 on 2 cores)
+    wall = {"one_t1": run(tmp / "one_t1", *common, f"threads={max(1, (os.cpu_count() or 2) // 2)}"),
+            "two": run(tmp / "two", *common, "worker=0,1", "hydra/launcher=joblib", multirun=True),
+            "one": run(tmp / "one", *common)}
+    loops = {k: loop_seconds(trials(tmp / k)) for k in wall}
+    train = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials(tmp / "one"))
+    train_t1 = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials(tmp / "one_t1"))
+    n_trained = {k: len([t for t in trials(tmp / k) if trained(t)]) for k in wall}
+    r1, r = wall["two"] / wall["one_t1"], wall["two"] / wall["one"]
+    return [
+        f"| wall, 2 workers / 1 worker with the same threads per worker ({args.trials} trials x {args.epochs} epochs "
+        f"on {args.worker_subset} images, {n_trained['two']} / {n_trained['one_t1']} trained; {wall['two']:.1f} s / "
+        f"{wall['one_t1']:.1f} s; trial loop {loops['two'] / loops['one_t1']:.2f}x) | {r1:.2f}x | <= 0.6x | "
+        f"{yes(r1 <= 0.6)} |",
+        f"| wall, 2 workers / 1 worker using every core (threads=auto: {wall['two']:.1f} s / {wall['one']:.1f} s; "
+        f"trial loop {loops['two'] / loops['one']:.2f}x): can't go below {train_t1 / (2 * train):.2f}x here, see "
+        f"the next row | {r:.2f}x | | |",
+        f"| training and evaluation of the same trials, 1 worker, {max(1, (os.cpu_count() or 2) // 2)} thread(s) / "
+        f"{os.cpu_count()} threads ({train_t1:.1f} s / {train:.1f} s) | {train_t1 / train:.2f}x | | |"]
+
+
+def measure_pruning(tmp: Path, args, data: list[str]) -> list[str]:
+    pruners = {"median": ["pruner=median"]}
+    if args.compare_warmup:
+        pruners[f"median, n_warmup_steps={args.compare_warmup}"] = [
+            "pruner=median", f"pruner.n_warmup_steps={args.compare_warmup}"]
+    rows: dict[str, list[dict]] = {name: [] for name in pruners}
+    for seed in args.seeds:
+        pc = [f"study.n_trials={args.prune_trials}", f"trainer.epochs={args.epochs}", f"seed={seed}",
+              "study.enqueue_baselines=false", *data]
+        run(tmp / f"none{seed}", *pc, "pruner=none")
+        t_none = trials(tmp / f"none{seed}")
+        best = max(t.values[0] for t in t_none if trained(t))
+        for k, (name, overrides) in enumerate(pruners.items()):
+            run(tmp / f"pruned{k}-{seed}", *pc, *overrides)
+            t_med = trials(tmp / f"pruned{k}-{seed}")
+            best_med = max((t.values[0] for t in t_med if trained(t)), default=float("nan"))
+            se = math.sqrt(best * (1 - best) / VAL_IMAGES)  # binomial standard error of the best's accuracy
+            rows[name].append({
+                "seed": seed, "best": best, "best_med": best_med, "same": best_med >= best - 1e-12,
+                "near": best_med >= best - se - 1e-12, "se": se,
+                "best_trial": next(t.number for t in t_none if trained(t) and t.values[0] >= best - 1e-12),
+                "e_none": epochs_to_reach(t_none, best), "e_med": epochs_to_reach(t_med, best),
+                "total_none": sum(epochs_of(t) for t in t_none), "total_med": sum(epochs_of(t) for t in t_med),
+                "pruned": sum(t.state == TrialState.PRUNED for t in t_med)})
+    out = []
+    for name, prs in rows.items():
+        for p in prs:
+            first = "never (pruned)" if p["e_med"] is None else f"{p['e_med']} / {p['e_none']} epochs"
+            how = "the same" if p["same"] else (f"{100 * (p['best'] - p['best_med']):.1f} pp lower, within" if p["near"]
+                                                 else f"{100 * (p['best'] - p['best_med']):.1f} pp lower, beyond")
+            if not p["same"]:
+                how += f" the validation standard error {100 * p['se']:.1f} pp"
+            out.append(f"| {name}, seed {p['seed']}: study epochs, pruned / none ({p['pruned']} of "
+                       f"{args.prune_trials} pruned; best {p['best_med']:.4f} / {p['best']:.4f}: {how}; the unpruned "
+                       f"best first appears at trial {p['best_trial']}, reached after {first}) | "
+                       f"{p['total_med'] / p['total_none']:.2f}x ({p['total_med']} / {p['total_none']}) | | |")
+        same, near = sum(p["same"] for p in prs), sum(p["near"] for p in prs)
+        r = sum(p["total_med"] for p in prs) / sum(p["total_none"] for p in prs)
+        reached = [p for p in prs if p["e_med"] is not None]
+        first = sum(p["e_med"] for p in reached) / max(1, sum(p["e_none"] for p in reached))
+        target, met = ("<= 0.6x", f"{yes(r <= 0.6 and same == len(prs))} (exactly the same best); "
+                                  f"{yes(r <= 0.6 and near == len(prs))} (the same within the validation noise)") \
+            if name == "median" else ("", "")
+        out.append(f"| study epochs for the same best, {name} / none, {len(prs)} seeds x {args.prune_trials} trials "
+                   f"x {args.epochs} epochs (the same best in {same} of {len(prs)}, within the validation standard "
+                   f"error in {near}; epochs until the unpruned best first appears, where reached: {first:.2f}x) | "
+                   f"{r:.2f}x | {target} | {met} |")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     ap.add_argument("--orch-trials", type=int, default=10, help="trials of each orchestration run (demo fidelity)")
-    ap.add_argument("--trials", type=int, default=10, help="study budget of the worker runs")
-    ap.add_argument("--train-subset", type=int, default=3000, help="training images per trial: workers and pruning")
+    ap.add_argument("--trials", type=int, default=24, help="study budget of the worker runs")
+    ap.add_argument("--worker-subset", type=int, default=2000, help="training images per trial in the worker runs")
+    ap.add_argument("--train-subset", type=int, default=3000, help="training images per trial in the pruning runs")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per trial: workers and pruning")
     ap.add_argument("--prune-trials", type=int, default=24)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--compare-warmup", type=int, default=2, metavar="N",
+                    help="also run the median pruner with pruner.n_warmup_steps=N on the same seeds (0: not)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the studies in this folder (default: a temp dir)")
     args = ap.parse_args(argv)
-    data = [f"data.train_subset={args.train_subset}", "data.val_subset=1000"]
-    common = [f"study.n_trials={args.trials}", f"trainer.epochs={args.epochs}", "pruner=none", *data]
-    two = ["worker=0,1", "hydra/launcher=joblib"]
+    data = [f"data.train_subset={args.train_subset}", f"data.val_subset={VAL_IMAGES}"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        orch = [f"study.n_trials={args.orch_trials}", "pruner=none"]  # the demo's data and trainer config
-        wall = {"demo": run(tmp / "demo", *orch), "demo_off": run(tmp / "demo_off", *orch, "wandb.mode=disabled"),
-                "one_t1": run(tmp / "one_t1", *common, "threads=1"),
-                "two_t1": run(tmp / "two_t1", *common, "threads=1", *two, multirun=True),
-                "one": run(tmp / "one", *common),
-                "two": run(tmp / "two", *common, *two, multirun=True)}
-        loops = {k: loop_seconds(trials(tmp / k)) for k in wall}
-        t_demo = trials(tmp / "demo")
-        train_demo = sum(t.user_attrs.get("train_seconds", 0.0) for t in t_demo)
-        train_demo_off = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials(tmp / "demo_off"))
-        orchestration = (loops["demo"] - train_demo) / loops["demo"]
-        orchestration_off = (loops["demo_off"] - train_demo_off) / loops["demo_off"]
-        train = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials(tmp / "one"))
-        train_t1 = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials(tmp / "one_t1"))
-
-        prune_rows = []
-        for seed in args.seeds:
-            pc = [f"study.n_trials={args.prune_trials}", f"trainer.epochs={args.epochs}", f"seed={seed}",
-                  "study.enqueue_baselines=false", *data]
-            run(tmp / f"none{seed}", *pc, "pruner=none")
-            run(tmp / f"median{seed}", *pc, "pruner=median")
-            t_none, t_med = trials(tmp / f"none{seed}"), trials(tmp / f"median{seed}")
-            best = max(t.values[0] for t in t_none if trained(t))
-            best_med = max((t.values[0] for t in t_med if trained(t)), default=float("nan"))
-            prune_rows.append({
-                "seed": seed, "best": best, "best_med": best_med, "same": best_med >= best - 1e-12,
-                "best_trial": next(t.number for t in t_none if trained(t) and t.values[0] >= best - 1e-12),
-                "e_none": epochs_to_reach(t_none, best), "e_med": epochs_to_reach(t_med, best),
-                "total_none": sum(t.user_attrs.get("epochs", 0) for t in t_none),
-                "total_med": sum(t.user_attrs.get("epochs", 0) for t in t_med),
-                "pruned": sum(t.state == TrialState.PRUNED for t in t_med)})
-
-    n_demo = len([t for t in t_demo if trained(t)])
+        tmp = args.keep or Path(tmp)
+        if "orchestration" in args.parts:
+            rows += measure_orchestration(tmp, args)
+        if "workers" in args.parts:
+            rows += measure_workers(tmp, args)
+        if "pruning" in args.parts:
+            rows += measure_pruning(tmp, args, data)
     print(f"Fashion-MNIST, gcnas_resnet_tiny, gc_full, random sampler, {os.cpu_count()} CPU cores; demo fidelity = "
-          f"the data config's subsets and trainer.epochs; reduced = {args.train_subset} train / 1000 val images, "
-          f"{args.epochs} epochs\n")
+          f"the data config's subsets and trainer.epochs; workers: {args.worker_subset}, pruning: {args.train_subset} "
+          f"training images, {VAL_IMAGES} validation images, {args.epochs} epochs per trial\n")
     print("| measure | value | target | met |")
     print("|---|---:|---:|---|")
-    print(f"| orchestration share of the trial loop, demo fidelity (1 worker, {args.orch_trials} trials, {n_demo} "
-          f"trained; {loops['demo']:.1f} s loop, {train_demo:.1f} s training and evaluation; W&B offline, kept "
-          f"weights, heartbeats) | {100 * orchestration:.1f}% | <= 3% | {yes(orchestration <= 0.03)} |")
-    print(f"| the same with W&B disabled ({loops['demo_off']:.1f} s loop, {train_demo_off:.1f} s training); "
-          f"tracking's whole cost: loop offline / disabled = {loops['demo'] / loops['demo_off']:.3f}x | "
-          f"{100 * orchestration_off:.1f}% | | |")
-    print(f"| process start-up and data loading before the loop (demo run, {wall['demo']:.1f} s wall) | "
-          f"{wall['demo'] - loops['demo']:.1f} s | | |")
-    r1 = wall["two_t1"] / wall["one_t1"]
-    print(f"| wall, 2 workers / 1 worker, threads=1 each, reduced fidelity ({args.trials} trials; "
-          f"{wall['two_t1']:.1f} s / {wall['one_t1']:.1f} s; trial loop {loops['two_t1'] / loops['one_t1']:.2f}x) | "
-          f"{r1:.2f}x | <= 0.6x | {yes(r1 <= 0.6)} |")
-    r = wall["two"] / wall["one"]
-    bound = train_t1 / (2 * train)
-    print(f"| wall, 2 workers / 1 worker, threads=auto ({wall['two']:.1f} s / {wall['one']:.1f} s; trial loop "
-          f"{loops['two'] / loops['one']:.2f}x): one worker alone trains on every core, so this cannot go below "
-          f"{bound:.2f}x here | {r:.2f}x | | |")
-    print(f"| training and evaluation of the same trials, 1 thread / {os.cpu_count()} threads ({train_t1:.1f} s / "
-          f"{train:.1f} s) | {train_t1 / train:.2f}x | | |")
-    for p in prune_rows:
-        first = "not reached" if p["e_med"] is None else f"{p['e_med']} / {p['e_none']} epochs"
-        print(f"| seed {p['seed']}: study epochs, median / none ({p['pruned']} of {args.prune_trials} pruned; best "
-              f"{p['best_med']:.4f} / {p['best']:.4f}{'' if p['same'] else ', NOT the same'}; the best first "
-              f"appears at trial {p['best_trial']}: {first}) | {p['total_med'] / p['total_none']:.2f}x "
-              f"({p['total_med']} / {p['total_none']}) | | |")
-    same = sum(p["same"] for p in prune_rows)
-    r = sum(p["total_med"] for p in prune_rows) / sum(p["total_none"] for p in prune_rows)
-    reached = [p for p in prune_rows if p["e_med"] is not None]
-    first = sum(p["e_med"] for p in reached) / max(1, sum(p["e_none"] for p in reached))
-    print(f"| epochs to reach the same best, median pruner / none, {len(prune_rows)} seeds x {args.prune_trials} "
-          f"trials x {args.epochs} epochs (same best in {same} of {len(prune_rows)}; until the best first appears: "
-          f"{first:.2f}x) | {r:.2f}x | <= 0.6x | {yes(r <= 0.6 and same == len(prune_rows))} |")
+    print("\n".join(rows))
     return 0
 
 
