@@ -130,7 +130,7 @@ def measure_workers(tmp: Path, args) -> list[str]:
         f"| wall, 2 workers / 1 worker using every core (threads=auto: {wall['two']:.1f} s / {wall['one']:.1f} s; "
         f"trial loop {loops['two'] / loops['one']:.2f}x): can't go below {train_t1 / (2 * train):.2f}x here, see "
         f"the next row | {r:.2f}x | | |",
-        f"| training and evaluation of the same trials, 1 worker, {max(1, (os.cpu_count() or 2) // 2)} thread(s) / "
+        f"| training and evaluation of the same trials, 1 worker, {max(1, (os.cpu_count() or 2) // 2)} thread / "
         f"{os.cpu_count()} threads ({train_t1:.1f} s / {train:.1f} s) | {train_t1 / train:.2f}x | | |"]
 
 
@@ -161,14 +161,14 @@ def measure_pruning(tmp: Path, args, data: list[str]) -> list[str]:
     out = []
     for name, prs in rows.items():
         for p in prs:
-            first = "never (pruned)" if p["e_med"] is None else f"{p['e_med']} / {p['e_none']} epochs"
+            first = "not reached: it was pruned" if p["e_med"] is None else f"reached after {p['e_med']} / {p['e_none']} epochs"
             how = "the same" if p["same"] else (f"{100 * (p['best'] - p['best_med']):.1f} pp lower, within" if p["near"]
                                                  else f"{100 * (p['best'] - p['best_med']):.1f} pp lower, beyond")
             if not p["same"]:
                 how += f" the validation standard error {100 * p['se']:.1f} pp"
             out.append(f"| {name}, seed {p['seed']}: study epochs, pruned / none ({p['pruned']} of "
                        f"{args.prune_trials} pruned; best {p['best_med']:.4f} / {p['best']:.4f}: {how}; the unpruned "
-                       f"best first appears at trial {p['best_trial']}, reached after {first}) | "
+                       f"best first appears at trial {p['best_trial']}, {first}) | "
                        f"{p['total_med'] / p['total_none']:.2f}x ({p['total_med']} / {p['total_none']}) | | |")
         same, near = sum(p["same"] for p in prs), sum(p["near"] for p in prs)
         r = sum(p["total_med"] for p in prs) / sum(p["total_none"] for p in prs)
