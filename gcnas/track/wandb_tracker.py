@@ -7,9 +7,10 @@ spent, the worker that leaves last logs a ``job_type=study`` run with the trials
 Artifact of type ``architecture`` (its YAML, and its weights when kept) and the report's plots.
 
 Tracking never stops a search: ``wandb.init`` has a time limit (``wandb.init_timeout``), and the first W&B error of any
-kind becomes one warning, after which this worker stops tracking. Nor does it slow one down: the trial runs are
-started, logged and finished in order on one background thread (the trial loop only hands the data over), and they
+kind becomes one warning, after which this worker stops tracking. Nor does the trial loop wait for W&B: the trial
+runs are started, logged and finished in order on one background thread (the loop only hands the data over), and they
 skip what every trial run would repeat (the package list, code and machine description; the study run keeps them).
+The thread and W&B's service still share the machine's cores with training (README, "Search speed").
 """
 from __future__ import annotations
 
@@ -139,7 +140,10 @@ class WandbSession:
 
 
 class WandbTracker(SearchCallback):
-    """Search callback that mirrors trials into W&B. ``cfg`` is the ``wandb`` config section."""
+    """Search callback that mirrors trials into W&B. ``cfg`` is the ``wandb`` config section.
+
+    ``background=False`` makes every W&B call in the caller's thread (the calls and their order are the same).
+    """
 
     def __init__(self, cfg: Mapping[str, Any], study_name: str, config: Optional[Mapping[str, Any]] = None,
                  background: bool = True) -> None:
