@@ -104,7 +104,7 @@ def test_kill_9_mid_trial_fails_the_stale_trial_and_retries_its_architecture(tmp
         except KeyError:
             continue
         running = study.get_trials(states=(TrialState.RUNNING,))
-        if running and running[0].user_attrs.get("epochs", 0) >= 1:  # training, past its first epoch
+        if running and len(running[0].intermediate_values) >= 1:  # training, past its first (reported) epoch
             victim = running[0]
     assert victim is not None, "the worker never got into a trial"
     os.kill(proc.pid, signal.SIGKILL)
