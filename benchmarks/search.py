@@ -161,7 +161,8 @@ def measure_pruning(tmp: Path, args, data: list[str]) -> list[str]:
     out = []
     for name, prs in rows.items():
         for p in prs:
-            first = "not reached: it was pruned" if p["e_med"] is None else f"reached after {p['e_med']} / {p['e_none']} epochs"
+            first = ("not reached: it was pruned" if p["e_med"] is None
+                     else f"reached after {p['e_med']} / {p['e_none']} epochs")
             how = "the same" if p["same"] else (f"{100 * (p['best'] - p['best_med']):.1f} pp lower, within" if p["near"]
                                                  else f"{100 * (p['best'] - p['best_med']):.1f} pp lower, beyond")
             if not p["same"]:
