@@ -94,11 +94,11 @@ def yes(ok: bool) -> str:
 def measure_orchestration(tmp: Path, args) -> list[str]:
     orch = [f"study.n_trials={args.orch_trials}", "pruner=none"]  # the demo's data and trainer config
     wall = {"demo": run(tmp / "demo", *orch), "demo_off": run(tmp / "demo_off", *orch, "wandb.mode=disabled")}
-    loops = {k: loop_seconds(trials(tmp / k)) for k in wall}
-    t_demo = trials(tmp / "demo")
-    train = {k: sum(t.user_attrs.get("train_seconds", 0.0) for t in trials(tmp / k)) for k in wall}
+    ts = {k: trials(tmp / k) for k in wall}
+    loops = {k: loop_seconds(ts[k]) for k in wall}
+    train = {k: sum(t.user_attrs.get("train_seconds", 0.0) for t in ts[k]) for k in wall}
     share = {k: (loops[k] - train[k]) / loops[k] for k in wall}
-    n_demo = len([t for t in t_demo if trained(t)])
+    n_demo = len([t for t in ts["demo"] if trained(t)])
     return [
         f"| orchestration share of the trial loop, demo fidelity (1 worker, {args.orch_trials} trials, {n_demo} "
         f"trained; {loops['demo']:.1f} s loop, {train['demo']:.1f} s training and evaluation; W&B offline, kept "
@@ -113,14 +113,15 @@ def measure_orchestration(tmp: Path, args) -> list[str]:
 def measure_workers(tmp: Path, args) -> list[str]:
     data = [f"data.train_subset={args.worker_subset}", f"data.val_subset={VAL_IMAGES}"]
     common = [f"study.n_trials={args.trials}", f"trainer.epochs={args.epochs}", "pruner=none", *data]
-    # two joblib workers on this machine's cores get threads=auto = cores / 2 each (1 on 2 cores)
-    wall = {"one_t1": run(tmp / "one_t1", *common, f"threads={max(1, (os.cpu_count() or 2) // 2)}"),
+    half = max(1, (os.cpu_count() or 2) // 2)  # threads=auto of each of two joblib workers (1 on 2 cores)
+    wall = {"one_t1": run(tmp / "one_t1", *common, f"threads={half}"),
             "two": run(tmp / "two", *common, "worker=0,1", "hydra/launcher=joblib", multirun=True),
             "one": run(tmp / "one", *common)}
-    loops = {k: loop_seconds(trials(tmp / k)) for k in wall}
-    train = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials(tmp / "one"))
-    train_t1 = sum(t.user_attrs.get("train_seconds", 0.0) for t in trials(tmp / "one_t1"))
-    n_trained = {k: len([t for t in trials(tmp / k) if trained(t)]) for k in wall}
+    ts = {k: trials(tmp / k) for k in wall}
+    loops = {k: loop_seconds(ts[k]) for k in wall}
+    train = sum(t.user_attrs.get("train_seconds", 0.0) for t in ts["one"])
+    train_t1 = sum(t.user_attrs.get("train_seconds", 0.0) for t in ts["one_t1"])
+    n_trained = {k: len([t for t in ts[k] if trained(t)]) for k in wall}
     r1, r = wall["two"] / wall["one_t1"], wall["two"] / wall["one"]
     return [
         f"| wall, 2 workers / 1 worker with the same threads per worker ({args.trials} trials x {args.epochs} epochs "
@@ -130,7 +131,7 @@ def measure_workers(tmp: Path, args) -> list[str]:
         f"| wall, 2 workers / 1 worker using every core (threads=auto: {wall['two']:.1f} s / {wall['one']:.1f} s; "
         f"trial loop {loops['two'] / loops['one']:.2f}x): can't go below {train_t1 / (2 * train):.2f}x here, see "
         f"the next row | {r:.2f}x | | |",
-        f"| training and evaluation of the same trials, 1 worker, {max(1, (os.cpu_count() or 2) // 2)} thread / "
+        f"| training and evaluation of the same trials, 1 worker, {half} thread / "
         f"{os.cpu_count()} threads ({train_t1:.1f} s / {train:.1f} s) | {train_t1 / train:.2f}x | | |"]
 
 

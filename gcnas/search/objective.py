@@ -69,10 +69,9 @@ class TrialRunner:
 
     _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
-    def _find_duplicate(self, study: optuna.Study, key: str, number: int,
-                        trials: Optional[list] = None) -> Optional[optuna.trial.FrozenTrial]:
-        """A finished trial (any worker) that evaluated the same architecture with the same training recipe."""
-        for t in trials if trials is not None else study.get_trials(deepcopy=False, states=self._FINISHED):
+    def _find_duplicate(self, trials: list, key: str, number: int) -> Optional[optuna.trial.FrozenTrial]:
+        """Among ``trials``, a finished one (any worker) that evaluated the same architecture with the same recipe."""
+        for t in trials:
             if (t.state in self._FINISHED and t.number != number and t.user_attrs.get("trial_key") == key
                     and "duplicate_of" not in t.user_attrs):
                 return t
@@ -85,7 +84,7 @@ class TrialRunner:
         started, told = time.monotonic(), False
         while time.monotonic() - started < self.max_twin_wait_s:
             trials = study.get_trials(deepcopy=False)  # one read for both questions
-            dup = self._find_duplicate(study, key, number, trials)
+            dup = self._find_duplicate(trials, key, number)
             if dup is not None:
                 return dup
             twins = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.number < number

@@ -140,25 +140,21 @@ class WandbSession:
 
 
 class WandbTracker(SearchCallback):
-    """Search callback that mirrors trials into W&B. ``cfg`` is the ``wandb`` config section.
+    """Search callback that mirrors trials into W&B. ``cfg`` is the ``wandb`` config section."""
 
-    ``background=False`` makes every W&B call in the caller's thread (the calls and their order are the same).
-    """
-
-    def __init__(self, cfg: Mapping[str, Any], study_name: str, config: Optional[Mapping[str, Any]] = None,
-                 background: bool = True) -> None:
+    def __init__(self, cfg: Mapping[str, Any], study_name: str, config: Optional[Mapping[str, Any]] = None) -> None:
         self.session = WandbSession(cfg, study_name)
         self.study_name = study_name
         self.config = dict(config or {})
         # One thread runs the W&B calls of trial runs in the order they were made; the loop never waits for W&B.
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gcnas-wandb") if background else None
+        self._pool: Optional[ThreadPoolExecutor] = ThreadPoolExecutor(1, thread_name_prefix="gcnas-wandb")
 
     @property
     def off(self) -> bool:
         return self.session.off
 
     def _submit(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
-        if self._pool is None:
+        if self._pool is None:  # closed: run in the caller's thread
             fn(*args, **kw)
         else:
             self._pool.submit(fn, *args, **kw)
