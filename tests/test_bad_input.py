@@ -36,6 +36,7 @@ SEARCH = [  # (overrides, words the message must hold)
     (["constraints.max_params=-1"], ["constraints.max_params", "positive number or null", "got -1"]),
     (["sampler._target_=optuna.samplers.Nope"], ["sampler._target_", "'optuna.samplers.Nope' does not exist"]),
     (["+pruner.n_startup=3"], ["pruner", "n_startup", "n_startup_trials, n_warmup_steps"]),
+    (["pruner.n_min_trials=0"], ["pruner: MedianPruner refuses", "pruner.n_min_trials=0", "must be at least 1"]),
     (["study.storage=notaurl"], ["study.storage", "'notaurl' is not a URL", "sqlite:///path", "journal:///path"]),
     (["study.storage=journal:///tmp/x.journal", "study.heartbeat_interval=-1"],
      ["study.heartbeat_interval", "positive number of seconds or null", "got -1"]),

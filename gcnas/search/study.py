@@ -89,6 +89,9 @@ def _instantiate(spec: Mapping[str, Any], what: str, extra: Mapping[str, Any]) -
     except TypeError as e:
         valid = [p for p in params if p != "self"]
         raise ValueError(f"{what}: {e}; {name} takes {', '.join(valid)}") from None
+    except ValueError as e:  # the class refused a value: say which group, and what was given
+        given = ", ".join(f"{what}.{k}={v!r}" for k, v in spec.items())
+        raise ValueError(f"{what}: {name} refuses {given}: {e}") from None
 
 
 def make_sampler(spec: Mapping[str, Any], grid: Optional[Callable[[], dict]] = None) -> optuna.samplers.BaseSampler:
