@@ -12,9 +12,9 @@ setup: $(VENV)/.installed
 # half-way with "No space left on device".
 NEED_KB := 6500000
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
-	@free_kb=$$(df -Pk . | awk 'NR==2 {print $$4}'); \
+	@free_kb=$$(df -Pk $(dir $(abspath $(VENV))) 2>/dev/null | awk 'NR==2 {print $$4}'); \
 	  if [ ! -x $(PY) ] && [ -n "$$free_kb" ] && [ "$$free_kb" -lt $(NEED_KB) ]; then \
-	    echo "warning: $$((free_kb / 1024)) MB free on $$(df -P . | awk 'NR==2 {print $$6}'); the install needs about 6,300 MB (PyTorch's CUDA build)" >&2; \
+	    echo "warning: $$((free_kb / 1024)) MB free on $$(df -P $(dir $(abspath $(VENV))) | awk 'NR==2 {print $$6}'); the install needs about 6,300 MB (PyTorch's CUDA build)" >&2; \
 	  fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
