@@ -69,26 +69,21 @@ class TrialRunner:
 
     _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
-    def _find_duplicate(self, trials: list, key: str, number: int) -> Optional[optuna.trial.FrozenTrial]:
-        """Among ``trials``, a finished one (any worker) that evaluated the same architecture with the same recipe."""
-        for t in trials:
-            if (t.state in self._FINISHED and t.number != number and t.user_attrs.get("trial_key") == key
-                    and "duplicate_of" not in t.user_attrs):
-                return t
-        return None
-
-    def _wait_for_twin(self, study: optuna.Study, key: str, number: int, note) -> Optional[optuna.trial.FrozenTrial]:
-        """A finished trial with the same key; else, if an earlier one is running now (another worker sampled the same
-        architecture at the same time), wait for it and return it once finished; None if there is none or it failed.
+    def _find_duplicate(self, study: optuna.Study, key: str, number: int,
+                        note) -> Optional[optuna.trial.FrozenTrial]:
+        """A finished trial (any worker) that evaluated the same architecture with the same recipe; else, if an earlier
+        one is running now (another worker sampled it at the same time), wait for it and return it once finished. None
+        if there is none, or the running one failed.
         """
         started, told = time.monotonic(), False
         while time.monotonic() - started < self.max_twin_wait_s:
-            trials = study.get_trials(deepcopy=False)  # one read for both questions
-            dup = self._find_duplicate(trials, key, number)
-            if dup is not None:
-                return dup
-            twins = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.number < number
-                     and t.user_attrs.get("trial_key") == key and "duplicate_of" not in t.user_attrs]
+            same = [t for t in study.get_trials(deepcopy=False)  # one read answers both questions
+                    if t.number != number and t.user_attrs.get("trial_key") == key
+                    and "duplicate_of" not in t.user_attrs]
+            done = next((t for t in same if t.state in self._FINISHED), None)
+            if done is not None:
+                return done
+            twins = [t for t in same if t.state == optuna.trial.TrialState.RUNNING and t.number < number]
             if not twins:
                 return None
             if not told:
@@ -145,7 +140,7 @@ class TrialRunner:
                                     default=str)
             trial_key = f"{key}-{hashlib.sha256(train_part.encode()).hexdigest()[:8]}"
             trial.set_user_attr("trial_key", trial_key)  # set before looking, so concurrent twins see each other
-            dup = self._wait_for_twin(study, trial_key, trial.number, note)
+            dup = self._find_duplicate(study, trial_key, trial.number, note)
             if dup is not None:
                 for k in ("params", "flops", "latency_ms", "epochs", "history", "constraints", "infeasible",
                           "pruned_reason"):
