@@ -135,7 +135,8 @@ def measure_workers(tmp: Path, args) -> list[str]:
         f"{os.cpu_count()} threads ({train_t1:.1f} s / {train:.1f} s) | {train_t1 / train:.2f}x | | |"]
 
 
-def measure_pruning(tmp: Path, args, data: list[str]) -> list[str]:
+def measure_pruning(tmp: Path, args) -> list[str]:
+    data = [f"data.train_subset={args.train_subset}", f"data.val_subset={VAL_IMAGES}"]
     pruners = {"median": ["pruner=median"]}
     if args.compare_warmup:
         pruners[f"median, n_warmup_steps={args.compare_warmup}"] = [
@@ -200,7 +201,6 @@ def main(argv=None) -> int:
                     help="also run the median pruner with pruner.n_warmup_steps=N on the same seeds (0: not)")
     ap.add_argument("--keep", type=Path, default=None, help="keep the studies in this folder (default: a temp dir)")
     args = ap.parse_args(argv)
-    data = [f"data.train_subset={args.train_subset}", f"data.val_subset={VAL_IMAGES}"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
         if "workers" in args.parts:
             rows += measure_workers(tmp, args)
         if "pruning" in args.parts:
-            rows += measure_pruning(tmp, args, data)
+            rows += measure_pruning(tmp, args)
     print(f"Fashion-MNIST, gcnas_resnet_tiny, gc_full, random sampler, {os.cpu_count()} CPU cores; demo fidelity = "
           f"the data config's subsets and trainer.epochs; workers: {args.worker_subset}, pruning: {args.train_subset} "
           f"training images, {VAL_IMAGES} validation images, {args.epochs} epochs per trial\n")
