@@ -20,17 +20,30 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $@
 
+# System packages come from Debian's apt. A fresh machine has no package lists (or stale ones) until `apt-get update`
+# has run, and `apt-get install` then answers "Unable to locate package": on a failed install refresh the lists once
+# and try again. $(call apt_install,PACKAGES) exits non-zero, after one line saying what to run by hand, if that fails.
+SUDO := $(if $(shell id -u | grep -x 0),,sudo )
+APT := $(SUDO)env DEBIAN_FRONTEND=noninteractive apt-get
+define apt_install
+{ $(APT) install -y $(1) || \
+  { echo "apt-get could not install $(1); refreshing the package lists (apt-get update) and trying again" >&2; \
+    $(APT) update && $(APT) install -y $(1); } || \
+  { echo "error: could not install $(1); run by hand: $(SUDO)apt-get update && $(SUDO)apt-get install -y $(1)" >&2; \
+    false; }; }
+endef
+
 # Fashion-MNIST from Debian's package (the only image data this machine class can reach).
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 data: $(FASHION_MNIST)
 $(FASHION_MNIST):
-	$(if $(shell id -u | grep -x 0),,sudo )apt-get install -y dataset-fashion-mnist
+	@$(call apt_install,dataset-fashion-mnist)
 
 # PostgreSQL's server binaries for the tests, which start a throw-away server on a loopback port themselves. Where
-# the package cannot be installed, those tests are skipped and say why.
+# the package cannot be installed, those tests are skipped and say why (CI turns that skip into a failure).
+PG_INITDB := /usr/lib/postgresql/*/bin/initdb
 postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  $(if $(shell id -u | grep -x 0),,sudo )apt-get install -y postgresql || \
+	@ls $(PG_INITDB) >/dev/null 2>&1 || $(call apt_install,postgresql) || \
 	  echo "PostgreSQL could not be installed; the PostgreSQL tests will be skipped"
 
 # A real search: Fashion-MNIST, the tiny timm ResNet, the gc_full space, 20 trials with median pruning.

@@ -14,6 +14,7 @@ import gcnas  # noqa: F401  (registers gcnas_resnet_tiny)
 from gcnas.data import DataUnavailableError, load_data
 from gcnas.data.datasets import FASHION_MNIST_DEFAULT_ROOT, read_idx
 from gcnas.train import NonFiniteLossError, train_proxy
+from conftest import skip_or_fail
 
 
 def _write_idx(path: Path, arr: np.ndarray) -> None:
@@ -49,9 +50,9 @@ def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
     assert "data.root" in msg and "apt-get install -y dataset-fashion-mnist" in msg and "data.download=true" in msg
 
 
-@pytest.mark.skipif(not Path(FASHION_MNIST_DEFAULT_ROOT, "train-images-idx3-ubyte.gz").is_file(),
-                    reason="Debian's dataset-fashion-mnist is not installed (make test installs it)")
 def test_real_fashion_mnist():
+    if not Path(FASHION_MNIST_DEFAULT_ROOT, "train-images-idx3-ubyte.gz").is_file():
+        skip_or_fail("Debian's dataset-fashion-mnist is not installed (make test installs it)")
     d = load_data({"name": "fashion_mnist", "val_size": 5000, "train_subset": 1000, "val_subset": 500})
     assert d.train_x.shape == (1000, 1, 28, 28) and d.val_x.shape == (500, 1, 28, 28)
     assert d.test_x.shape == (10000, 1, 28, 28)
