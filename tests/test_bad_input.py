@@ -32,6 +32,7 @@ SEARCH = [  # (overrides, words the message must hold)
     (["search_space.positions.position=[after_nothing]"], ["positions.position", "'after_nothing'", "'before_add'"]),
     (["search_space.limits.min_blocks=100"], ["limits.min_blocks", "100 is impossible", "at most 8 blocks"]),
     (["study.n_trials=0"], ["study.n_trials", "integer >= 1", "got 0"]),
+    (["study.noise_seeds=0"], ["study.noise_seeds", "integer >= 1", "got 0"]),
     (["trainer.epochs=0"], ["trainer.epochs", "integer >= 1", "got 0"]),
     (["constraints.max_params=-1"], ["constraints.max_params", "positive number or null", "got -1"]),
     (["sampler._target_=optuna.samplers.Nope"], ["sampler._target_", "'optuna.samplers.Nope' does not exist"]),

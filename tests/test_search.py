@@ -13,8 +13,10 @@ from optuna.trial import TrialState
 
 from gcnas.cli.search import search
 
+# One seed per reference (no noise-floor replicates): these tests count and order the trials; tests/test_noise.py
+# covers the replicates.
 FAST = ["data=synthetic", "wandb.mode=disabled", "trainer.epochs=2", "trainer.batch_size=32", "progress=none", "data.size=512",
-        "data.val_size=64"]
+        "data.val_size=64", "study.noise_seeds=1"]
 
 
 def _cfg(tmp_path: Path, *overrides: str):
@@ -96,12 +98,14 @@ def test_multi_objective_pareto_front(tmp_path):
 
 
 def test_pruning_reports_every_epoch(tmp_path):
-    # A threshold no trial reaches: every trial is pruned after its first epoch.
-    result = search(_cfg(tmp_path, "study.n_trials=3", "~pruner", "+pruner._target_=optuna.pruners.ThresholdPruner",
+    # A threshold no trial reaches: every searched trial is pruned after its first epoch. The enqueued references
+    # (plain, paper GC) report too but always train in full: every delta and the noise floor are read from them.
+    result = search(_cfg(tmp_path, "study.n_trials=4", "~pruner", "+pruner._target_=optuna.pruners.ThresholdPruner",
                          "+pruner.lower=0.999"))
     trials = _study(tmp_path, result.study_name).get_trials()
-    assert [t.state for t in trials] == [TrialState.PRUNED] * 3
-    assert all(t.user_attrs["epochs"] == 1 and list(t.intermediate_values) == [1] for t in trials)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED] * 2
+    assert all(t.user_attrs["epochs"] == 2 and list(t.intermediate_values) == [1, 2] for t in trials[:2])
+    assert all(t.user_attrs["epochs"] == 1 and list(t.intermediate_values) == [1] for t in trials[2:])
 
 
 @pytest.mark.parametrize("sampler", ["random", "grid", "gp"])

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gcnas.arch import Architecture, build_model
 from gcnas.search.objective import WEIGHTS_FILE
 from gcnas.search.study import make_storage, redact_url
-from gcnas.search.summary import baseline_trial, pareto_trials, ranked_trials
+from gcnas.search.summary import baseline_trial, noise_floor, pareto_trials, ranked_trials
 
 __all__ = ["export_trial", "ExportResult", "open_study", "study_names", "choose_trial", "PICK_BOUNDS", "ONNX_TOLERANCE"]
 
@@ -206,7 +206,14 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
              f"Chosen: {why}.", "", "## Metrics (proxy fidelity of the search)", "",
              "| | value |", "|---|---:|",
              f"| validation accuracy | {acc:.4f} |"]
-    if base is not None:
+    noise = noise_floor(study)
+    if noise is not None and noise.baseline:
+        lines.append(f"| plain backbone (mean of {len(noise.baseline)} seeds) | {noise.baseline_mean:.4f} |")
+        lines.append(f"| delta vs plain | {100 * (acc - noise.baseline_mean):+.2f} pp |")
+        lines.append(f"| seed-to-seed std of the study (noise floor) | {100 * noise.std:.2f} pp |")
+        lines.append(f"| delta beyond the noise (outside ±{100 * noise.band:.2f} pp) | "
+                     f"{'yes' if noise.beyond(acc - noise.baseline_mean) else 'no'} |")
+    elif base is not None:
         lines.append(f"| plain backbone (trial {base.number}) | {base.values[0]:.4f} |")
         lines.append(f"| delta vs plain | {100 * (acc - base.values[0]):+.2f} pp |")
     if retrained_acc is not None:

@@ -22,12 +22,15 @@ from gcnas.search.callbacks import Callbacks
 from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.train import EpochResult, NonFiniteLossError, proxy_kwargs, train_proxy
 
-__all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "WEIGHTS_FILE"]
+__all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "REPLICATE_ATTR", "WEIGHTS_FILE"]
 
 log = logging.getLogger("gcnas.search")
 
 FIXED_ARCH_ATTR = "fixed_architecture"  # user attribute of enqueued trials: the architecture YAML to evaluate
 ROLE_ATTR = "role"  # baseline | paper_gc | searched
+# Enqueued baseline and paper-GC trials: k = 0 .. study.noise_seeds - 1, trained with seed ``seed + k``. Together
+# they measure the study's seed-to-seed noise (gcnas.search.summary.noise_floor).
+REPLICATE_ATTR = "replicate"
 WEIGHTS_FILE = "model.safetensors"  # in a trial's folder while the trial is among the study's kept top trials
 METRICS = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 _CONSTRAINT_KEYS = (("max_params", "params"), ("max_flops", "flops"), ("max_latency_ms", "latency_ms"))
@@ -107,6 +110,7 @@ class TrialRunner:
         t0 = time.perf_counter()
         trial.set_user_attr("worker", self.worker)
         fixed = trial.user_attrs.get(FIXED_ARCH_ATTR)
+        replicate = int(trial.user_attrs.get(REPLICATE_ATTR, 0))
         role = trial.user_attrs.get(ROLE_ATTR, "searched")
         trial.set_user_attr(ROLE_ATTR, role)
         tdir = self._trial_dir(trial.number)
@@ -121,6 +125,8 @@ class TrialRunner:
             try:
                 if fixed is not None:
                     arch = Architecture.from_yaml(fixed, sites=self.space.sites)
+                    if replicate:  # part of the trial key, so replicates are trained, never taken as duplicates
+                        train_kw["seed"] = self.seed + replicate
                 else:
                     arch = self.space.suggest(trial)
                     train_kw.update(self.space.suggest_training(trial))
@@ -187,9 +193,12 @@ class TrialRunner:
                 if self.on_epoch is not None:
                     self.on_epoch(trial.number, er)
                 self.callbacks("epoch_ended", trial.number, er)
-                if single:
+                # The references' extra seeds measure the noise; as the pruner's evidence they would count the
+                # references three times over and set its median at theirs, pruning nearly every searched trial.
+                if single and not replicate:
                     trial.report(er.val_acc, er.epoch)
-                    if trial.should_prune():
+                    # the enqueued references always train in full: every delta and the noise floor are read from them
+                    if fixed is None and trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {er.epoch} (val acc {er.val_acc:.4f})")
 
             try:

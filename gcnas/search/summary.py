@@ -1,12 +1,21 @@
-"""Tables of a study's results: top trials with baseline deltas, the Pareto front for multi-objective studies."""
+"""Tables of a study's results: top trials with baseline deltas next to the study's noise floor, the Pareto front for
+multi-objective studies."""
 from __future__ import annotations
 
+import math
+import statistics
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["finished_trials", "ranked_trials", "baseline_trial", "results_table"]
+from gcnas.search.objective import REPLICATE_ATTR
+
+__all__ = ["finished_trials", "ranked_trials", "baseline_trial", "results_table", "describe_blocks", "NoiseFloor",
+           "noise_floor"]
+
+REFERENCE_ROLES = ("baseline", "paper_gc")
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -25,11 +34,69 @@ def baseline_trial(study: optuna.Study) -> Optional[FrozenTrial]:
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Feasible complete trials, best first (first objective), duplicates left out."""
+    """Feasible complete trials, best first (first objective); duplicates and the references' extra seeds (they
+    measure the noise floor, see :func:`noise_floor`) left out."""
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if _feasible(t) and "duplicate_of" not in t.user_attrs]
+              if _feasible(t) and "duplicate_of" not in t.user_attrs and not t.user_attrs.get(REPLICATE_ATTR)]
     sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
     return sorted(trials, key=lambda t: (sign * t.values[0], t.number))
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """A study's seed-to-seed noise, from its references (plain backbone, paper's GC) trained with several seeds.
+
+    ``std`` is the pooled standard deviation of one training run's accuracy across seeds (each reference's sample
+    variance, weighted by its degrees of freedom). A trial is one run, compared with the mean of the baseline's
+    ``n`` runs, so its difference has standard deviation ``std * sqrt(1 + 1/n)``; :attr:`band` is twice that (about
+    95% of differences between equally good architectures fall inside it).
+    """
+
+    std: float
+    values: dict  # role -> accuracies, one per seed
+
+    @property
+    def seeds(self) -> int:
+        return max(len(v) for v in self.values.values())
+
+    @property
+    def baseline(self) -> tuple[float, ...]:
+        return tuple(self.values.get("baseline", ()))
+
+    @property
+    def baseline_mean(self) -> Optional[float]:
+        return statistics.fmean(self.baseline) if self.baseline else None
+
+    @property
+    def band(self) -> float:
+        return 2 * self.std * math.sqrt(1 + 1 / max(1, len(self.baseline)))
+
+    def beyond(self, delta: float) -> bool:
+        """Whether a difference to the baseline's mean lies outside the noise band."""
+        return abs(delta) > self.band
+
+    def describe(self) -> str:
+        names = {"baseline": "plain", "paper_gc": "paper GC"}
+        parts = [f"{names[role]} {100 * statistics.fmean(v):.2f}" + (f" ± {100 * statistics.stdev(v):.2f}"
+                                                                      if len(v) > 1 else "")
+                 for role, v in self.values.items()]
+        return (f"noise floor: {100 * self.std:.2f} pp seed-to-seed std (val acc %: {'; '.join(parts)}; "
+                f"{self.seeds} seeds); a trial's difference to the plain mean is beyond the noise outside "
+                f"±{100 * self.band:.2f} pp")
+
+
+def noise_floor(study: optuna.Study) -> Optional[NoiseFloor]:
+    """The study's :class:`NoiseFloor`; None until some reference has finished with two or more seeds."""
+    values: dict[str, list[float]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        role = t.user_attrs.get("role")
+        if role in REFERENCE_ROLES and _feasible(t) and "duplicate_of" not in t.user_attrs:
+            values.setdefault(role, []).append(t.values[0])
+    dof = sum(len(v) - 1 for v in values.values())
+    if dof < 1:
+        return None
+    pooled = sum((len(v) - 1) * statistics.variance(v) for v in values.values() if len(v) > 1) / dof
+    return NoiseFloor(math.sqrt(pooled), {r: tuple(values[r]) for r in REFERENCE_ROLES if r in values})
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -41,7 +108,8 @@ def _fusion_name(fusion) -> str:
     return "+".join(fusion) if isinstance(fusion, list) else str(fusion)
 
 
-def _fmt_blocks(t: FrozenTrial) -> str:
+def describe_blocks(t: FrozenTrial) -> str:
+    """One line for a trial's blocks: how many, which design(s), at which positions and stages."""
     import yaml
 
     arch = yaml.safe_load(t.user_attrs.get("architecture", "placements: []")) or {}
@@ -61,21 +129,29 @@ def _fmt_blocks(t: FrozenTrial) -> str:
 
 
 def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, trial_dir: Optional[str] = None) -> str:
-    """A Markdown table of the top trials (or the Pareto front) with deltas against the plain backbone."""
+    """A Markdown table of the top trials (or the Pareto front) with deltas against the plain backbone: against the
+    mean of its seeds and marked against the noise floor once the study knows it, otherwise against its one run."""
     base = baseline_trial(study)
+    noise = noise_floor(study)
+    reference = noise.baseline_mean if noise is not None and noise.baseline else (
+        None if base is None else base.values[0])
     multi = len(metrics) > 1
     rows = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
-    head = ["trial", "role", "val acc", "vs plain", "params", "MFLOPs", "latency ms", "epochs", "blocks"]
+    head = ["trial", "role", "val acc", "vs plain", "beyond noise", "params", "MFLOPs", "latency ms", "epochs",
+            "blocks"]
     if not rows:
         return "(no feasible complete trial yet)"
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i in (2, 3, 4, 5, 6, 7) else "---"
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i in (2, 3, 5, 6, 7, 8) else "---"
                                                         for i in range(len(head))) + "|"]
     for t in rows:
         acc = t.values[0]
-        delta = "" if base is None else f"{100 * (acc - base.values[0]):+.2f} pp"
+        delta = "" if reference is None else f"{100 * (acc - reference):+.2f} pp"
+        beyond = "-" if noise is None or reference is None else ("yes" if noise.beyond(acc - reference) else "no")
         lat = t.user_attrs.get("latency_ms")
         lines.append("| " + " | ".join([
-            str(t.number), t.user_attrs.get("role", ""), f"{acc:.4f}", delta,
+            str(t.number), t.user_attrs.get("role", ""), f"{acc:.4f}", delta, beyond,
             f"{t.user_attrs.get('params', 0) / 1e6:.3f}M", f"{t.user_attrs.get('flops', 0) / 1e6:.1f}",
-            "-" if lat is None else f"{lat:.2f}", str(t.user_attrs.get("epochs", "")), _fmt_blocks(t)]) + " |")
+            "-" if lat is None else f"{lat:.2f}", str(t.user_attrs.get("epochs", "")), describe_blocks(t)]) + " |")
+    if noise is not None:
+        lines += ["", noise.describe() + "."]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from gcnas.backbones import list_sites
 from gcnas.data import load_data
 from gcnas.search.callbacks import Callbacks, SearchCallback
-from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, ROLE_ATTR, TrialRunner
+from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
 from gcnas.space import SearchSpace, paper_default_architecture
@@ -64,6 +64,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     study = cfg["study"]
     _int(study, "n_trials", "study", 1)
     _int(study, "top_k", "study", 1)
+    _int(study, "noise_seeds", "study", 1)
     if study.get("keep_weights") is not None:
         _int(study, "keep_weights", "study", 0)
     for key, lo in (("max_retries", 0), ("max_failures", 1)):
@@ -152,7 +153,8 @@ class _Progress:
 
 
 def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], input_size) -> None:
-    """Worker 0, once per study: record the space and enqueue the plain backbone and the paper's default GC."""
+    """Worker 0, once per study: record the space and enqueue the plain backbone and the paper's default GC, each
+    with ``study.noise_seeds`` training seeds (in pairs, so the first two trials are still plain and paper GC)."""
     if study.user_attrs.get("gcnas_initialised"):
         return
     study.set_user_attr("search_space", space.name)
@@ -164,8 +166,10 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     if cfg["study"].get("enqueue_baselines", True):
         plain = Architecture(space.backbone, space.backbone_kwargs, ())
         paper = paper_default_architecture(space.backbone, space.sites, space.backbone_kwargs)
-        for role, arch in (("baseline", plain), ("paper_gc", paper))[: cfg["study"]["n_trials"]]:
-            study.enqueue_trial({}, user_attrs={FIXED_ARCH_ATTR: arch.to_yaml(), ROLE_ATTR: role})
+        refs = [(k, role, arch) for k in range(int(cfg["study"].get("noise_seeds", 1)))
+                for role, arch in (("baseline", plain), ("paper_gc", paper))]
+        for k, role, arch in refs[: cfg["study"]["n_trials"]]:
+            study.enqueue_trial({}, user_attrs={FIXED_ARCH_ATTR: arch.to_yaml(), ROLE_ATTR: role, REPLICATE_ATTR: k})
     study.set_user_attr("gcnas_initialised", True)
 
 
@@ -234,7 +238,8 @@ def retry_stale_trial(max_retries: int):
         if chain >= max_retries:
             log.warning("trial %d went stale and has been retried %d times already; not again", trial.number, chain)
             return
-        attrs = {k: trial.user_attrs[k] for k in (FIXED_ARCH_ATTR, ROLE_ATTR) if k in trial.user_attrs}
+        attrs = {k: trial.user_attrs[k] for k in (FIXED_ARCH_ATTR, ROLE_ATTR, REPLICATE_ATTR)
+                 if k in trial.user_attrs}
         attrs.update(retry_of=trial.number, retries=chain + 1,
                      retry_reason=f"trial {trial.number} (worker {trial.user_attrs.get('worker', '?')}) stopped "
                                   f"sending heartbeats")

@@ -218,7 +218,7 @@ class WandbTracker(SearchCallback):
         if self.off:
             return
         from gcnas.report import write_report
-        from gcnas.search.summary import finished_trials
+        from gcnas.search.summary import finished_trials, noise_floor
 
         try:
             report = write_report(study, Path(study_dir) / "report")
@@ -239,6 +239,10 @@ class WandbTracker(SearchCallback):
                 rows.append([t.number, t.state.name.lower(), a.get("role"), *vals, a.get("params"), a.get("flops"),
                              a.get("latency_ms"), a.get("epochs"), a.get("arch_key")])
             log_data = {"trials": wandb.Table(columns=cols, data=rows)}
+            noise = noise_floor(study)
+            if noise is not None:  # every delta a user reads here has its noise beside it
+                run.summary.update({"noise/std": noise.std, "noise/band": noise.band, "noise/seeds": noise.seeds,
+                                    **({"noise/baseline_mean": noise.baseline_mean} if noise.baseline else {})})
             for png in report.pictures if report else []:
                 log_data[f"report/{png.stem}"] = wandb.Image(str(png))
             run.log(log_data)
