@@ -29,7 +29,7 @@ def require_study(config: dict) -> tuple[str, str]:
     """(study.name, study.storage); with no name, the error lists the studies the storage holds."""
     name, url = (config.get("study") or {}).get("name"), (config.get("study") or {}).get("storage")
     if not name:
-        from gcnas.export.export import study_names
+        from gcnas.search.study import study_names
 
         names = study_names(url)
         raise ValueError(f"study.name: required (study.name=NAME); the storage holds: "

@@ -24,7 +24,7 @@ def report(cfg: DictConfig) -> Report:
         raise ValueError(f"report.html: must be auto, true or false; got {html!r}")
     study = open_study(url, name)
     out = Path(rc.get("dir") or Path(c["paths"]["root"]) / name / "report")
-    rep = write_report(study, out, top_k=top_k, html=None if html == "auto" else html)
+    rep = write_report(study, out, top_k=top_k, html=None if html == "auto" else html, storage=url)
     print(f"Report of {name} in {rep.dir}/: {rep.summary.name}, "
           + ", ".join(p.name for p in rep.pictures + rep.html))
     for what, why in rep.skipped.items():

@@ -46,14 +46,22 @@ def _hydra_context() -> tuple[str | None, int]:
     return choice, concurrent
 
 
+def worker_threads(threads, concurrent: int | None = None):
+    """``threads=auto`` (or null): this worker's share of the cores among the jobs Hydra runs side by side."""
+    if threads not in (None, "auto"):
+        return threads
+    if concurrent is None:
+        concurrent = _hydra_context()[1]
+    return max(1, _cpus() // concurrent)
+
+
 def search(cfg: DictConfig) -> SearchResult:
     """Resolve the composed config and run one worker (tests call this with ``hydra.compose``)."""
     choice, concurrent = _hydra_context()
     config = resolve(cfg)
     if choice:
         config["_space_source"] = f"search_spaces/{choice}.yaml"
-    if config.get("threads") in (None, "auto"):
-        config["threads"] = max(1, _cpus() // concurrent)
+    config["threads"] = worker_threads(config.get("threads"), concurrent)
     tracker = WandbTracker(config.get("wandb") or {"mode": "disabled"}, config["study"]["name"],
                            public_config(config))
     try:

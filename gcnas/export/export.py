@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import optuna
 import torch
@@ -27,7 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.arch import Architecture, build_model
 from gcnas.search.objective import WEIGHTS_FILE
-from gcnas.search.study import make_storage, redact_url
+from gcnas.search.study import open_study, redact_url, study_names
+from gcnas.search.confirm import Confirmed, confirmation, confirmation_table
 from gcnas.search.summary import baseline_trial, noise_floor, pareto_trials, ranked_trials
 
 __all__ = ["export_trial", "ExportResult", "open_study", "study_names", "choose_trial", "PICK_BOUNDS", "ONNX_TOLERANCE"]
@@ -45,44 +46,6 @@ class ExportResult:
     onnx_max_abs_diff: float
     picked: str = ""
     files: list = field(default_factory=list)
-
-
-def _local_path(url: str) -> Optional[Path]:
-    for prefix in ("sqlite:///", "journal://"):
-        if url.startswith(prefix):
-            return Path(url[len(prefix):])
-    return None
-
-
-def _existing_storage(storage_url: str) -> optuna.storages.BaseStorage:
-    """Open a storage that must already exist (an error names study.storage when it does not or cannot be opened)."""
-    if not isinstance(storage_url, str) or not storage_url:
-        raise ValueError(f"study.storage: must be a storage URL (sqlite:///..., journal:///..., postgresql+psycopg://"
-                         f"...); got {storage_url!r}")
-    local = _local_path(storage_url)
-    if local is not None and not local.is_file():
-        raise ValueError(f"study.storage: {redact_url(storage_url)} does not exist; point study.storage (or "
-                         f"paths.root) at the storage the search used")
-    return make_storage(storage_url)
-
-
-def _names(storage: optuna.storages.BaseStorage) -> list[str]:
-    return sorted(s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False))
-
-
-def study_names(storage_url: str) -> list[str]:
-    """The studies an existing storage holds."""
-    return _names(_existing_storage(storage_url))
-
-
-def open_study(storage_url: str, study_name: str) -> optuna.Study:
-    """Load an existing study; errors name the key, the bad value and what the storage holds."""
-    storage = _existing_storage(storage_url)
-    names = _names(storage)
-    if study_name not in names:
-        raise ValueError(f"study.name: no study {study_name!r} in {redact_url(storage_url)}; it holds: "
-                         f"{', '.join(names) if names else '(no studies)'}")
-    return optuna.load_study(study_name=study_name, storage=storage)
 
 
 def _describe(t: FrozenTrial) -> str:
@@ -115,8 +78,11 @@ def _parse_pick(pick: Any) -> tuple[str, Optional[float], Optional[int]]:
     return m.group(1), value, None
 
 
-def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any = None) -> tuple[FrozenTrial, str]:
-    """The trial to export and a sentence saying why it was chosen."""
+def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any = None,
+                 confirmed: Optional[Sequence[Confirmed]] = None) -> tuple[FrozenTrial, str]:
+    """The trial to export and a sentence saying why it was chosen. With ``confirmed`` (the study's confirmation,
+    :func:`gcnas.search.confirm.confirmation`), ``trial=best`` is the confirmed candidate with the largest mean paired
+    difference to the plain backbone, not the search's luckiest single run."""
     bound_key, bound, index = _parse_pick(pick)
     multi = len(study.directions) > 1
     trials = study.get_trials(deepcopy=False)
@@ -156,6 +122,14 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
         return t, f"best accuracy with {metric} <= {bound:g} ({metric} = {t.user_attrs[metric]:g})"
     if multi:
         return front[0], f"best accuracy on the Pareto front ({len(front)} trials)"
+    candidates = [c for c in confirmed or () if c.role != "baseline"]
+    if candidates:
+        c = candidates[0]
+        ci = c.interval
+        return (trials[c.trial], f"best confirmed candidate ({len(candidates)} confirmed over {len(c.values)} seeds): "
+                f"val acc {c.mean:.4f} ± {c.std:.4f}, {100 * c.diff:+.2f} pp vs plain paired by seed"
+                + ("" if ci is None else f" (95% CI [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}] pp)")
+                + f", {c.verdict}")
     return front[0], "best trial of the study"
 
 
@@ -194,7 +168,8 @@ def _onnx(model: torch.nn.Module, input_size, path: Path) -> float:
 
 
 def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: str, onnx_diff: float,
-          input_size, data_info: Mapping[str, Any], retrained_acc: Optional[float]) -> str:
+          input_size, data_info: Mapping[str, Any], retrained_acc: Optional[float],
+          confirmed: Optional[Sequence[Confirmed]] = None) -> str:
     a, ua = t.user_attrs, study.user_attrs
     cfg = ua.get("config") or {}
     base = baseline_trial(study)
@@ -220,7 +195,15 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
         lines.append(f"| validation accuracy of the exported (retrained) weights | {retrained_acc:.4f} |")
     for m, v in zip(metrics[1:], t.values[1:]):
         lines.append(f"| objective {m} | {v:g} |")
-    lines += [f"| epochs | {a.get('epochs', '?')} |", "", "## Cost", "", "| | value |", "|---|---:|",
+    lines += [f"| epochs | {a.get('epochs', '?')} |", ""]
+    if confirmed:
+        info = ua.get("confirmation") or {}
+        fidelity = ", ".join(f"{k}={v}" for part in ("trainer", "data") for k, v in (info.get(part) or {}).items())
+        lines += ["## Confirmation (fresh seeds, paired with the plain backbone)", "",
+                  f"Study `{info.get('study', '?')}`: each architecture retrained with {info.get('seeds', '?')} seeds "
+                  f"from {info.get('first_seed', '?')} at the search's fidelity"
+                  + (f" with {fidelity}" if fidelity else "") + ".", "", confirmation_table(confirmed), ""]
+    lines += ["## Cost", "", "| | value |", "|---|---:|",
               f"| parameters | {a.get('params', 0):,} |", f"| FLOPs at {tuple(input_size)} | {a.get('flops', 0):,} |"]
     if a.get("latency_ms") is not None:
         lines.append(f"| CPU latency (batch 1, search machine) | {a['latency_ms']:.2f} ms |")
@@ -294,7 +277,8 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
     from safetensors.torch import load_model as load_safetensors, save_model
 
     study = open_study(storage, study_name)
-    t, why = choose_trial(study, trial, pick)
+    confirmed = confirmation(study, storage)
+    t, why = choose_trial(study, trial, pick, confirmed)
     source = t
     if "duplicate_of" in t.user_attrs:
         source = study.get_trials(deepcopy=False)[int(t.user_attrs["duplicate_of"])]
@@ -341,7 +325,7 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
                              f"the export was not written")
         out.onnx_max_abs_diff = diff
         (tmp / "MODEL_CARD.md").write_text(_card(study, t, arch, why, weights_source, diff, input_size, data_info,
-                                                 retrained_acc))
+                                                 retrained_acc, confirmed))
         out.files = sorted(p.name for p in tmp.iterdir())
 
     _write_atomically(final, overwrite, fill)

@@ -12,11 +12,12 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import optuna
 import yaml
 
+from gcnas.search.confirm import confirmation, confirmation_table
 from gcnas.search.summary import baseline_trial, finished_trials, pareto_trials, ranked_trials, results_table
 
 __all__ = ["Report", "write_report", "placement_counts"]
@@ -77,8 +78,10 @@ def _draw_heatmap(plt, grid, stages, positions, path: Path, title: str, n_trials
     return True
 
 
-def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html: Optional[bool] = None) -> Report:
-    """Write the report of ``study`` into ``out_dir`` (created); returns what was written."""
+def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html: Optional[bool] = None,
+                 storage: Any = None) -> Report:
+    """Write the report of ``study`` into ``out_dir`` (created); returns what was written. With ``storage`` (the
+    study's storage URL or object) the summary also has the study's confirmation, when it was confirmed."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -141,7 +144,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html:
             except Exception as e:
                 report.skipped[f"{name}.html"] = f"{type(e).__name__}: {e}"
 
-    _summary(study, report, metrics, top_k, multi)
+    _summary(study, report, metrics, top_k, multi, None if storage is None else confirmation(study, storage))
     return report
 
 
@@ -153,7 +156,7 @@ def _has_plotly() -> bool:
     return True
 
 
-def _summary(study, report: Report, metrics, top_k: int, multi: bool) -> None:
+def _summary(study, report: Report, metrics, top_k: int, multi: bool, confirmed=None) -> None:
     base = baseline_trial(study)
     finished = finished_trials(study)
     states = Counter(t.state.name.lower() for t in finished)
@@ -172,6 +175,11 @@ def _summary(study, report: Report, metrics, top_k: int, multi: bool) -> None:
         from gcnas.analysis.recipes import recipe_table
 
         lines += ["## Grid points over seeds (mean ± std)", "", recipe_table(study), ""]
+    if confirmed:
+        info = study.user_attrs.get("confirmation") or {}
+        lines += [f"## Confirmation (study `{info.get('study', '?')}`: {info.get('seeds', '?')} fresh seeds from "
+                  f"{info.get('first_seed', '?')}, paired with the plain backbone)", "", confirmation_table(confirmed),
+                  ""]
     ranked = pareto_trials(study) if multi else ranked_trials(study)
     if ranked:
         best = ranked[0]

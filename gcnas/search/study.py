@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import optuna
 
-__all__ = ["make_storage", "make_sampler", "make_pruner", "make_study", "redact_url"]
+__all__ = ["make_storage", "make_sampler", "make_pruner", "make_study", "redact_url", "open_study", "study_names"]
 
 log = logging.getLogger("gcnas.search")
 
@@ -120,3 +120,41 @@ def make_study(name: str, storage: optuna.storages.BaseStorage, directions: Sequ
         raise ValueError(f"study.name: {name!r} already exists with directions {existing}; this objective has "
                          f"{list(directions)}. Pick another study.name or the matching objective.")
     return study
+
+
+def _local_path(url: str) -> Optional[Path]:
+    for prefix in ("sqlite:///", "journal://"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix):])
+    return None
+
+
+def _existing_storage(storage_url: str) -> optuna.storages.BaseStorage:
+    """Open a storage that must already exist (an error names study.storage when it does not or cannot be opened)."""
+    if not isinstance(storage_url, str) or not storage_url:
+        raise ValueError(f"study.storage: must be a storage URL (sqlite:///..., journal:///..., postgresql+psycopg://"
+                         f"...); got {storage_url!r}")
+    local = _local_path(storage_url)
+    if local is not None and not local.is_file():
+        raise ValueError(f"study.storage: {redact_url(storage_url)} does not exist; point study.storage (or "
+                         f"paths.root) at the storage the search used")
+    return make_storage(storage_url)
+
+
+def _names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False))
+
+
+def study_names(storage_url: str) -> list[str]:
+    """The studies an existing storage holds."""
+    return _names(_existing_storage(storage_url))
+
+
+def open_study(storage_url: str, study_name: str) -> optuna.Study:
+    """Load an existing study; errors name the key, the bad value and what the storage holds."""
+    storage = _existing_storage(storage_url)
+    names = _names(storage)
+    if study_name not in names:
+        raise ValueError(f"study.name: no study {study_name!r} in {redact_url(storage_url)}; it holds: "
+                         f"{', '.join(names) if names else '(no studies)'}")
+    return optuna.load_study(study_name=study_name, storage=storage)

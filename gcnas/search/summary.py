@@ -10,10 +10,11 @@ from typing import Optional, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from gcnas.arch import Architecture
 from gcnas.search.objective import REPLICATE_ATTR
 
-__all__ = ["finished_trials", "ranked_trials", "baseline_trial", "results_table", "describe_blocks", "NoiseFloor",
-           "noise_floor"]
+__all__ = ["finished_trials", "ranked_trials", "baseline_trial", "results_table", "describe_blocks",
+           "describe_architecture", "NoiseFloor", "noise_floor"]
 
 REFERENCE_ROLES = ("baseline", "paper_gc")
 
@@ -104,28 +105,27 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     return sorted((t for t in study.best_trials if t.number in feasible), key=lambda t: -t.values[0])
 
 
-def _fusion_name(fusion) -> str:
-    return "+".join(fusion) if isinstance(fusion, list) else str(fusion)
+def describe_architecture(arch: Architecture) -> str:
+    """One line for an architecture's blocks: how many, which design(s), at which positions and stages."""
+    if not arch.placements:
+        return "plain backbone"
+    specs = {p.spec for p in arch.placements}
+    positions = sorted({p.position for p in arch.placements})
+    stages = sorted({p.stage for p in arch.placements})
+    if len(specs) == 1:
+        spec = next(iter(specs))
+        design = "nl" if spec.kind == "nl" else (f"{spec.context}/{spec.transform}"
+                                                  f"{'' if spec.ratio is None else f' r{spec.ratio:g}'}/"
+                                                  f"{'+'.join(spec.fusion)}")
+    else:
+        design = f"{len(specs)} designs"
+    return f"{len(arch.placements)}x {design} @ {','.join(positions)} s{','.join(map(str, stages))}"
 
 
 def describe_blocks(t: FrozenTrial) -> str:
-    """One line for a trial's blocks: how many, which design(s), at which positions and stages."""
-    import yaml
-
-    arch = yaml.safe_load(t.user_attrs.get("architecture", "placements: []")) or {}
-    placements = arch.get("placements") or []
-    if not placements:
-        return "plain backbone"
-    specs = {(p["spec"].get("kind"), p["spec"].get("context"), p["spec"].get("transform"), p["spec"].get("ratio"),
-              _fusion_name(p["spec"].get("fusion"))) for p in placements}
-    positions = sorted({p["position"] for p in placements})
-    stages = sorted({p["stage"] for p in placements})
-    if len(specs) == 1:
-        kind, ctx, tr, ratio, fusion = next(iter(specs))
-        design = "nl" if kind == "nl" else f"{ctx}/{tr}{'' if ratio is None else f' r{ratio:g}'}/{fusion}"
-    else:
-        design = f"{len(specs)} designs"
-    return f"{len(placements)}x {design} @ {','.join(positions)} s{','.join(map(str, stages))}"
+    """:func:`describe_architecture` of a trial's recorded architecture."""
+    text = t.user_attrs.get("architecture")
+    return "no architecture recorded" if text is None else describe_architecture(Architecture.from_yaml(text))
 
 
 def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, trial_dir: Optional[str] = None) -> str:

@@ -154,7 +154,8 @@ class _Progress:
 
 def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], input_size) -> None:
     """Worker 0, once per study: record the space and enqueue the plain backbone and the paper's default GC, each
-    with ``study.noise_seeds`` training seeds (in pairs, so the first two trials are still plain and paper GC)."""
+    with ``study.noise_seeds`` training seeds (in pairs, so the first two trials are still plain and paper GC); or,
+    for a study of given architectures (the confirmation's), the user attributes of each in ``cfg["_fixed_trials"]``."""
     if study.user_attrs.get("gcnas_initialised"):
         return
     study.set_user_attr("search_space", space.name)
@@ -163,13 +164,18 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     study.set_user_attr("metrics", list(cfg["objective"]["metrics"]))
     study.set_user_attr("config", public_config(cfg))
     study.set_user_attr("input_size", list(input_size))
-    if cfg["study"].get("enqueue_baselines", True):
+    if cfg.get("_fixed_trials") is not None:  # a study of given architectures only (gcnas.search.confirm)
+        fixed = list(cfg["_fixed_trials"])
+    elif cfg["study"].get("enqueue_baselines", True):
         plain = Architecture(space.backbone, space.backbone_kwargs, ())
         paper = paper_default_architecture(space.backbone, space.sites, space.backbone_kwargs)
-        refs = [(k, role, arch) for k in range(int(cfg["study"].get("noise_seeds", 1)))
-                for role, arch in (("baseline", plain), ("paper_gc", paper))]
-        for k, role, arch in refs[: cfg["study"]["n_trials"]]:
-            study.enqueue_trial({}, user_attrs={FIXED_ARCH_ATTR: arch.to_yaml(), ROLE_ATTR: role, REPLICATE_ATTR: k})
+        fixed = [{FIXED_ARCH_ATTR: arch.to_yaml(), ROLE_ATTR: role, REPLICATE_ATTR: k}
+                 for k in range(int(cfg["study"].get("noise_seeds", 1)))
+                 for role, arch in (("baseline", plain), ("paper_gc", paper))]
+    else:
+        fixed = []
+    for attrs in fixed[: cfg["study"]["n_trials"]]:
+        study.enqueue_trial({}, user_attrs=attrs)
     study.set_user_attr("gcnas_initialised", True)
 
 
@@ -315,10 +321,12 @@ def check_writable(root: Any, key: str = "paths.root") -> Path:
     return path
 
 
-def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ()) -> SearchResult:
+def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (), summary: bool = True
+               ) -> SearchResult:
     """Run one search worker with a resolved, plain config (see ``conf/config.yaml``).
 
-    ``callbacks`` see every trial (``gcnas.track.WandbTracker`` is one); none of them can stop the search.
+    ``callbacks`` see every trial (``gcnas.track.WandbTracker`` is one); none of them can stop the search. ``summary``
+    prints the top trials at the end (the confirmation prints its own table instead).
     """
     validate_config(cfg)
     check_writable(cfg["paths"]["root"])
@@ -357,6 +365,14 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     study = make_study(study_cfg["name"], storage, cfg["objective"]["directions"], sampler, pruner)
     if cfg["worker"] == 0:
         _initialise(study, space, cfg, data.input_size)
+    elif cfg.get("_fixed_trials") is not None:
+        # a study of given architectures: an asked trial before worker 0 enqueued them would be a sampled one
+        waited = time.monotonic()
+        while not study.user_attrs.get("gcnas_initialised"):
+            if time.monotonic() - waited > 600:
+                raise RuntimeError(f"study {study_cfg['name']!r}: worker 0 has not enqueued its trials after 600 s; "
+                                   "start worker=0 (it creates the study's trials)")
+            time.sleep(1.0)
     study_dir = Path(cfg["paths"]["root"]) / study_cfg["name"]
     n_trials = int(study_cfg["n_trials"])
     size = space.size()
@@ -437,7 +453,8 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     best_path = str(study_dir / "trials" / f"trial-{best.number}" / "architecture.yaml") if best else None
     result = SearchResult(study_cfg["name"], redact_url(url), len(finished_trials(study)), ran,
                           best.number if best else None, list(best.values) if best else None, best_path, table)
-    _print_summary(result, url, len(metrics) > 1)
+    if summary:
+        _print_summary(result, url, len(metrics) > 1)
     if result.n_finished >= n_trials and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         hooks("study_ended", study, result, study_dir)
     hooks("close")

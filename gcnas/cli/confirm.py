@@ -1,0 +1,44 @@
+"""``gcnas-confirm``: retrain a study's top trials and the plain backbone with fresh, paired seeds (see
+:mod:`gcnas.search.confirm`)."""
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from gcnas.cli.common import require_study, resolve, user_errors
+from gcnas.cli.search import worker_threads
+from gcnas.search import SearchResult
+from gcnas.search.confirm import confirm_study, confirmation, confirmation_table
+from gcnas.search.study import open_study
+from gcnas.search.worker import public_config
+from gcnas.track import WandbTracker
+
+
+def confirm(cfg: DictConfig) -> SearchResult:
+    """Run one confirmation worker from a composed ``confirm`` config (tests call this with ``hydra.compose``)."""
+    c = resolve(cfg)
+    name, url = require_study(c)
+    conf = c.get("confirm") or {}
+    run = {key: c[key] for key in ("worker", "threads", "device", "progress", "paths", "wandb") if key in c}
+    run["threads"] = worker_threads(c.get("threads"))
+    tracker = WandbTracker(c.get("wandb") or {"mode": "disabled"}, f"{name}-confirm", public_config(c))
+    try:
+        result = confirm_study(url, name, k=conf.get("k", 5), seeds=conf.get("seeds", 3),
+                               first_seed=conf.get("first_seed", 100), trainer=conf.get("trainer"),
+                               data=conf.get("data"), run=run, callbacks=[tracker])
+    finally:
+        tracker.close()
+    found = confirmation(open_study(url, name), url) or []
+    print(f"\nConfirmation of {name} ({result.n_finished} of the confirmation's trials finished):\n")
+    print(confirmation_table(found))
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="confirm")
+@user_errors("gcnas-confirm")
+def main(cfg: DictConfig) -> None:
+    confirm(cfg)
+
+
+if __name__ == "__main__":
+    main()

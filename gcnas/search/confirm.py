@@ -1,0 +1,210 @@
+"""Confirming a study's top trials: retrain them and the plain backbone with fresh seeds, paired by seed.
+
+A search reports the best of many single noisy runs, so its winner is partly luck (the winner's curse). The
+confirmation retrains the top ``k`` trials and the plain backbone with ``n`` seeds the search never used
+(``first_seed``, ``first_seed + 1``, ...), every candidate sharing each seed with the baseline, and states per
+candidate: mean ± std, the paired difference to the baseline with a 95% confidence interval (Student's t over the
+``n`` paired differences), and a verdict: better, worse, or not distinguishable (the interval holds 0).
+
+It runs as a study of its own, ``<study>-confirm``, in the same storage and through the same worker loop as the search
+(:func:`gcnas.search.run_search`): every worker and machine sees it, a rerun resumes it, its budget of
+``(k + 1) * n`` trials is exact, and W&B tracks it. Its trials are enqueued fixed architectures; the training seed of
+the j-th seed is ``first_seed + j`` (the ``replicate`` attribute). The source study records which confirmation
+belongs to it (user attribute ``confirmation``), so export and report find it.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from gcnas.search.callbacks import SearchCallback
+from gcnas.search.objective import FIXED_ARCH_ATTR, REPLICATE_ATTR, ROLE_ATTR
+from gcnas.search.study import open_study
+from gcnas.search.summary import baseline_trial, ranked_trials
+from gcnas.search.worker import SearchResult, run_search, validate_config
+
+__all__ = ["Confirmed", "confirm_study", "confirmation", "confirmation_table", "CONFIRMATION_ATTR", "SOURCE_ATTR"]
+
+CONFIRMATION_ATTR = "confirmation"  # source study's user attribute: {study, k, seeds, first_seed, trainer, data}
+SOURCE_ATTR = "confirms"  # a confirmation trial's user attribute: the source study's trial it retrains
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom; between the listed ones the next smaller df is used
+# (a slightly wider, conservative interval), past 30 the normal 1.960.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+
+
+def t975(df: int) -> float:
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1; got {df}")
+    if df > 30:
+        return 1.960
+    return _T975[max(d for d in _T975 if d <= df)]
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """One confirmed architecture: its accuracy per seed and its paired differences to the baseline."""
+
+    trial: int  # the source study's trial
+    role: str
+    values: tuple[float, ...]
+    diffs: tuple[float, ...]  # value - baseline's value with the same seed; empty for the baseline itself
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    @property
+    def diff(self) -> float:
+        return statistics.fmean(self.diffs) if self.diffs else 0.0
+
+    @property
+    def interval(self) -> Optional[tuple[float, float]]:
+        """95% confidence interval of the mean paired difference; None with fewer than 2 pairs."""
+        if len(self.diffs) < 2:
+            return None
+        half = t975(len(self.diffs) - 1) * statistics.stdev(self.diffs) / math.sqrt(len(self.diffs))
+        return self.diff - half, self.diff + half
+
+    @property
+    def verdict(self) -> str:
+        if self.role == "baseline":
+            return "baseline"
+        ci = self.interval
+        if ci is None:
+            return "not distinguishable (one seed)"
+        if ci[0] > 0:
+            return "better"
+        if ci[1] < 0:
+            return "worse"
+        return "not distinguishable"
+
+
+def _check_positive(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key}: must be an integer >= 1; got {value!r}")
+    return value
+
+
+def _overrides(section: str, given: Optional[Mapping[str, Any]], have: Mapping[str, Any]) -> dict:
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(have))
+    if unknown:
+        raise ValueError(f"confirm.{section}.{unknown[0]}: not a key of the search's {section} config; valid keys are "
+                         f"{', '.join(sorted(k for k in have if k != 'name'))}")
+    return given
+
+
+def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed: int = 100,
+                  trainer: Optional[Mapping[str, Any]] = None, data: Optional[Mapping[str, Any]] = None,
+                  run: Optional[Mapping[str, Any]] = None,
+                  callbacks: Sequence[SearchCallback] = ()) -> SearchResult:
+    """Confirm the top ``k`` trials of study ``name``: ``seeds`` paired seeds each, and the plain backbone.
+
+    ``trainer`` / ``data`` override the search's own config (a higher fidelity: more epochs, more images); ``run``
+    holds the worker's own keys (``worker``, ``threads``, ``device``, ``progress``, ``paths``, ``wandb``). Everything
+    is checked before the confirmation study is created. Returns the worker's :class:`SearchResult` for the
+    ``<name>-confirm`` study.
+    """
+    k, seeds = _check_positive("confirm.k", k), _check_positive("confirm.seeds", seeds)
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise ValueError(f"confirm.first_seed: must be an integer >= 0; got {first_seed!r}")
+    source = open_study(url, name)
+    if len(source.directions) > 1:
+        raise ValueError(f"study.name: {name!r} is multi-objective; confirmation compares accuracy, so confirm a "
+                         "single-objective study (or pick a trial with gcnas-export pick=...)")
+    cfg = copy.deepcopy(source.user_attrs.get("config") or {})
+    if not cfg:
+        raise ValueError(f"study.name: study {name!r} recorded no config (not made by gcnas-search); nothing to "
+                         "retrain its trials with")
+    base = baseline_trial(source)
+    candidates = [t for t in ranked_trials(source) if t.user_attrs.get(ROLE_ATTR) != "baseline"][:k]
+    if base is None or not candidates:
+        raise ValueError(f"study.name: study {name!r} has no finished "
+                         + ("plain-backbone trial (run the search with study.enqueue_baselines=true)" if base is None
+                            else "trained trial besides the baseline yet") + "; nothing to confirm")
+    cfg["trainer"].update(_overrides("trainer", trainer, cfg["trainer"]))
+    cfg["data"].update(_overrides("data", data, cfg["data"]))
+    confirm_name = f"{name}-confirm"
+    trials: list[dict] = []
+    for j in range(seeds):
+        for t in [base, *candidates]:
+            trials.append({FIXED_ARCH_ATTR: t.user_attrs["architecture"], ROLE_ATTR: t.user_attrs.get(ROLE_ATTR,
+                           "searched"), REPLICATE_ATTR: j, SOURCE_ATTR: t.number})
+    cfg.update({k_: v for k_, v in dict(run or {}).items()})
+    cfg["seed"] = first_seed
+    cfg["study"] = {**cfg["study"], "name": confirm_name, "storage": url, "n_trials": len(trials),
+                    "enqueue_baselines": False, "noise_seeds": 1, "keep_weights": 0, "timeout": None}
+    cfg["sampler"] = {"_target_": "optuna.samplers.RandomSampler", "seed": first_seed}
+    cfg["pruner"] = {"_target_": "optuna.pruners.NopPruner"}
+    cfg["objective"] = {"metrics": ["accuracy"], "directions": ["maximize"]}
+    cfg["constraints"] = {}
+    cfg["_fixed_trials"] = trials
+    recorded = {"study": confirm_name, "k": k, "seeds": seeds, "first_seed": first_seed,
+                "trainer": dict(trainer or {}), "data": dict(data or {})}
+    earlier = source.user_attrs.get(CONFIRMATION_ATTR)
+    if earlier and earlier != recorded:
+        raise ValueError(f"confirm: study {name!r} was confirmed with {earlier}; this asks for {recorded}. Run the "
+                         "same confirmation to resume it, or search into a new study.name to confirm differently")
+    validate_config(cfg)  # the worker's own keys too, before anything is stored
+    source.set_user_attr(CONFIRMATION_ATTR, recorded)  # before training: export and report find a partial one
+    return run_search(cfg, callbacks=callbacks, summary=False)
+
+
+def confirmation(study: optuna.Study, storage: Any) -> Optional[list[Confirmed]]:
+    """The confirmed architectures of a (source) study in ``storage`` (its URL or storage object), baseline first,
+    then by mean paired difference; None if it was never confirmed. Only seeds whose baseline run finished are paired;
+    unfinished runs are left out."""
+    info = study.user_attrs.get(CONFIRMATION_ATTR)
+    if not info:
+        return None
+    try:
+        conf = optuna.load_study(study_name=info["study"], storage=storage)
+    except KeyError:
+        return None
+    runs: dict[int, dict[int, float]] = {}
+    roles: dict[int, str] = {}
+    for t in conf.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        src = t.user_attrs.get(SOURCE_ATTR)
+        if src is None:
+            continue
+        runs.setdefault(src, {})[int(t.user_attrs.get(REPLICATE_ATTR, 0))] = t.values[0]
+        roles[src] = t.user_attrs.get(ROLE_ATTR, "searched")
+    base = next((src for src, role in roles.items() if role == "baseline"), None)
+    if base is None:
+        return []
+    base_runs = runs[base]
+    out = [Confirmed(base, "baseline", tuple(base_runs[j] for j in sorted(base_runs)), ())]
+    for src, r in runs.items():
+        if src == base:
+            continue
+        seeds = sorted(set(r) & set(base_runs))
+        if seeds:
+            out.append(Confirmed(src, roles[src], tuple(r[j] for j in seeds),
+                                 tuple(r[j] - base_runs[j] for j in seeds)))
+    return out[:1] + sorted(out[1:], key=lambda c: (-c.diff, c.trial))
+
+
+def confirmation_table(confirmed: Sequence[Confirmed]) -> str:
+    """A Markdown table: per architecture, mean ± std over the seeds, the paired difference to the baseline with its
+    95% confidence interval, and the verdict."""
+    lines = ["| trial | role | seeds | val acc (mean ± std) | vs plain, paired | 95% CI | verdict |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for c in confirmed:
+        ci = c.interval
+        lines.append(f"| {c.trial} | {c.role} | {len(c.values)} | {c.mean:.4f} ± {c.std:.4f} | "
+                     + ("-" if c.role == "baseline" else f"{100 * c.diff:+.2f} pp") + " | "
+                     + ("-" if ci is None else f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}] pp") + f" | {c.verdict} |")
+    return "\n".join(lines)
+
