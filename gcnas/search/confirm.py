@@ -142,7 +142,7 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
         for t in [base, *candidates]:
             trials.append({FIXED_ARCH_ATTR: t.user_attrs["architecture"], ROLE_ATTR: t.user_attrs.get(ROLE_ATTR,
                            "searched"), REPLICATE_ATTR: j, SOURCE_ATTR: t.number})
-    cfg.update({k_: v for k_, v in dict(run or {}).items()})
+    cfg.update(run or {})
     cfg["seed"] = first_seed
     cfg["study"] = {**cfg["study"], "name": confirm_name, "storage": url, "n_trials": len(trials),
                     "enqueue_baselines": False, "noise_seeds": 1, "keep_weights": 0, "timeout": None}
