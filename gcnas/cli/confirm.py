@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from gcnas.cli.common import require_study, resolve, user_errors
 from gcnas.cli.search import worker_threads
 from gcnas.search import SearchResult
-from gcnas.search.confirm import confirm_study, confirmation, confirmation_table
+from gcnas.search.confirm import confirm_study, confirmation, confirmation_study_name, confirmation_table
 from gcnas.search.study import open_study
 from gcnas.search.worker import public_config
 from gcnas.track import WandbTracker
@@ -21,7 +21,8 @@ def confirm(cfg: DictConfig) -> SearchResult:
     conf = c.get("confirm") or {}
     run = {key: c[key] for key in ("worker", "threads", "device", "progress", "paths", "wandb") if key in c}
     run["threads"] = worker_threads(c.get("threads"))
-    tracker = WandbTracker(c.get("wandb") or {"mode": "disabled"}, f"{name}-confirm", public_config(c))
+    tracker = WandbTracker(c.get("wandb") or {"mode": "disabled"}, confirmation_study_name(name),
+                           public_config(c))
     try:
         result = confirm_study(url, name, k=conf.get("k", 5), seeds=conf.get("seeds", 3),
                                first_seed=conf.get("first_seed", 100), trainer=conf.get("trainer"),

@@ -29,7 +29,7 @@ from gcnas.search.study import open_study
 from gcnas.search.summary import baseline_trial, ranked_trials
 from gcnas.search.worker import SearchResult, run_search, validate_config
 
-__all__ = ["Confirmed", "confirm_study", "confirmation", "confirmation_table", "CONFIRMATION_ATTR", "SOURCE_ATTR"]
+__all__ = ["Confirmed", "confirm_study", "confirmation_study_name", "confirmation", "confirmation_table", "CONFIRMATION_ATTR", "SOURCE_ATTR"]
 
 CONFIRMATION_ATTR = "confirmation"  # source study's user attribute: {study, k, seeds, first_seed, trainer, data}
 SOURCE_ATTR = "confirms"  # a confirmation trial's user attribute: the source study's trial it retrains
@@ -91,6 +91,11 @@ class Confirmed:
         return "not distinguishable"
 
 
+def confirmation_study_name(name: str) -> str:
+    """The name of study ``name``'s confirmation study, in the same storage."""
+    return f"{name}-confirm"
+
+
 def _check_positive(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{key}: must be an integer >= 1; got {value!r}")
@@ -136,7 +141,7 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
                             else "trained trial besides the baseline yet") + "; nothing to confirm")
     cfg["trainer"].update(_overrides("trainer", trainer, cfg["trainer"]))
     cfg["data"].update(_overrides("data", data, cfg["data"]))
-    confirm_name = f"{name}-confirm"
+    confirm_name = confirmation_study_name(name)
     trials: list[dict] = []
     for j in range(seeds):
         for t in [base, *candidates]:
