@@ -31,6 +31,7 @@ import torch
 from timm.layers import GlobalContext
 
 from gcnas.blocks.convert import from_timm
+from gcnas.machine import describe_machine
 
 SHAPES = [(32, 256, 28, 28), (32, 512, 14, 14), (32, 1024, 7, 7)]
 PAPER = ("att", "add")
@@ -141,8 +142,7 @@ def main(argv=None):
     repeats = 5 if args.quick else args.repeats
     combos = [PAPER] if args.quick else COMBOS
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU; median of {repeats} "
-          "interleaved repetitions\n")
+    print(f"{describe_machine()}; float32, CPU; median of {repeats} interleaved repetitions\n")
     results = {}
     for shape in SHAPES:
         mem = measure_memory(shape, combos)

@@ -9,14 +9,14 @@ Usage: python benchmarks/paper_suite.py [--out outputs/paper] [--fidelity defaul
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import optuna
+
+from gcnas.machine import describe_machine
 
 PARTS = ["analyze", "design", "position", "stages", "bottleneck", "fusion"]
 REFERENCE = {"design": "preset=none", "position": "position=before_add", "stages": "stages=1,2,3",
@@ -55,8 +55,8 @@ def main(argv=None) -> int:
 
     described = " ".join(extra) or ("data/trainer defaults: Fashion-MNIST, 6,000 train / 2,000 val images, 4 epochs, "
                                      "SGD lr 0.1 cosine, batch 128")
-    print(f"Fidelity `{args.fidelity}` ({described}), gcnas_resnet_tiny, seeds 0-2; {os.cpu_count()} CPU cores "
-          f"({platform.processor() or platform.machine()}), torch threads = cores; total wall {total / 60:.1f} min\n")
+    print(f"Fidelity `{args.fidelity}` ({described}), gcnas_resnet_tiny, seeds 0-2; {describe_machine()}; total wall "
+          f"{total / 60:.1f} min\n")
     if "analyze" in walls:
         print(f"### gcnas-analyze ({walls['analyze'] / 60:.1f} min)\n")
         print((out / "analysis" / "analysis.md").read_text())

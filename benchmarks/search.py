@@ -42,6 +42,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from gcnas.machine import describe_machine
+
 STUDY = "gc_full-gcnas_resnet_tiny-fashion_mnist"
 PARTS = ("orchestration", "workers", "pruning")
 VAL_IMAGES = 1000  # validation images per trial in the workers and pruning parts
@@ -211,7 +213,7 @@ def main(argv=None) -> int:
             rows += measure_workers(tmp, args)
         if "pruning" in args.parts:
             rows += measure_pruning(tmp, args)
-    print(f"Fashion-MNIST, gcnas_resnet_tiny, gc_full, random sampler, {os.cpu_count()} CPU cores; demo fidelity = "
+    print(f"{describe_machine()}. Fashion-MNIST, gcnas_resnet_tiny, gc_full, random sampler; demo fidelity = "
           f"the data config's subsets and trainer.epochs; workers: {args.worker_subset}, pruning: {args.train_subset} "
           f"training images, {VAL_IMAGES} validation images, {args.epochs} epochs per trial\n")
     print("| measure | value | target | met |")

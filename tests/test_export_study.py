@@ -43,7 +43,8 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
         t.user_attrs["architecture"]).to_yaml()
     card = (tmp_path / "best" / "MODEL_CARD.md").read_text()
     for text in (f"trial {t.number} of `{result.study_name}`", "delta vs plain", f"{t.values[0]:.4f}",
-                 "gcnas.load_model", "search space `gc_full`", f"{t.user_attrs['params']:,}"):
+                 "gcnas.load_model", "search space `gc_full`", f"{t.user_attrs['params']:,}",
+                 f"- measured on: {t.user_attrs['machine']};"):
         assert text in card, text
 
     # torch + timm + gcnas alone: optuna, hydra and wandb are never imported; the output matches onnxruntime's

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_module
 
 from gcnas.cli.report import report
 from gcnas.report import placement_counts, write_report
+from gcnas.machine import describe_machine
 from gcnas.search.summary import ranked_trials
 
 
@@ -28,6 +29,8 @@ def test_report_pictures_and_summary(searched, tmp_path):
     assert f"# Study `{result.study_name}`" in text and "| trial | role | val acc | vs plain |" in text
     assert f"## Best architecture (trial {result.best_number})" in text
     assert all(f"![{p.stem}]({p.name})" in text for p in rep.pictures)
+    machine = describe_machine()  # every trial ran here: the summary says so, with the count
+    assert f"Measured on: {machine} ({len(study.trials)} trials)." in text
 
 
 def test_placement_counts_match_the_top_architectures(searched):

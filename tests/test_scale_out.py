@@ -69,6 +69,28 @@ def test_four_concurrent_workers_share_one_study(kind, tmp_path, request):
     assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) >= 2
 
 
+@pytest.mark.slow
+def test_two_workers_share_one_confirmation(tmp_path):
+    """gcnas-confirm -m worker=0,1 hydra/launcher=joblib, as the README shows: one exact budget, every pair complete."""
+    _cli(tmp_path, "study.n_trials=4", "storage=sqlite")
+    res = subprocess.run([sys.executable, "-m", "gcnas.cli.confirm", "-m", f"paths.root={tmp_path}",
+                          f"study.name={STUDY}", "confirm.k=2", "confirm.seeds=2", "wandb.mode=disabled",
+                          "progress=none", "worker=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    url = f"sqlite:///{tmp_path}/studies.db"
+    conf = optuna.load_study(study_name=f"{STUDY}-confirm", storage=url)
+    _check_exact_budget(conf, 6, 2)  # (k + 1) x seeds, none twice, none lost
+    assert len({t.user_attrs["worker"] for t in conf.trials if "worker" in t.user_attrs}) == 2
+    pairs = sorted((t.user_attrs["confirms"], t.user_attrs["replicate"]) for t in conf.get_trials(
+        states=(TrialState.COMPLETE,)))
+    assert len(pairs) == len(set(pairs)) == 6  # each (architecture, seed) once
+    from gcnas.search.confirm import confirmation
+
+    base, *cands = confirmation(optuna.load_study(study_name=STUDY, storage=url), url)
+    assert base.role == "baseline" and len(cands) == 2 and all(len(c.diffs) == 2 for c in cands)
+
+
 def test_slurm_launcher_composes_as_array_tasks():
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],

@@ -214,6 +214,8 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
               f"- study `{study.study_name}`, search space `{ua.get('search_space', '?')}`, backbone "
               f"`{arch.backbone}`, data `{ua.get('data', '?')}`, objective {' + '.join(metrics)}",
               f"- trial {t.number} ({a.get('role', 'searched')}), architecture key `{a.get('arch_key', arch.key())}`",
+              f"- measured on: {a.get('machine', 'not recorded (a study from before gcnas recorded machines)')}; "
+              "another CPU gives other numbers (other floating-point kernels)",
               "- training: " + ", ".join(f"{k}={v}" for k, v in sorted(trainer.items())),
               f"- weights: {'kept by the search' if weights_source == 'kept' else 'retrained at the trial fidelity'}",
               f"- ONNX checked with onnxruntime: max abs difference to torch {onnx_diff:.2e} "

@@ -165,6 +165,9 @@ def _summary(study, report: Report, metrics, top_k: int, multi: bool, confirmed=
     lines.append(f"Search space `{ua.get('search_space', '?')}`, backbone `{ua.get('backbone', '?')}`, data "
                  f"`{ua.get('data', '?')}`, objective {' + '.join(metrics)}; {len(finished)} finished trials ("
                  + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ").")
+    machines = Counter(t.user_attrs["machine"] for t in finished if "machine" in t.user_attrs)
+    if machines:  # numbers differ between CPUs; a study run on several machines mixes them
+        lines.append("Measured on: " + "; ".join(f"{m} ({n} trials)" for m, n in machines.most_common()) + ".")
     if base is not None:
         lines.append(f"Plain backbone (trial {base.number}): val acc {base.values[0]:.4f}, "
                      f"{base.user_attrs.get('params', 0) / 1e6:.3f}M params, "

@@ -18,6 +18,7 @@ from safetensors.torch import save_model
 from gcnas.arch import Architecture, build_model
 from gcnas.backbones.cost import measure_cost
 from gcnas.data import DataSplits
+from gcnas.machine import describe_machine
 from gcnas.search.callbacks import Callbacks
 from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.train import EpochResult, NonFiniteLossError, proxy_kwargs, train_proxy
@@ -28,6 +29,7 @@ log = logging.getLogger("gcnas.search")
 
 FIXED_ARCH_ATTR = "fixed_architecture"  # user attribute of enqueued trials: the architecture YAML to evaluate
 ROLE_ATTR = "role"  # baseline | paper_gc | searched
+MACHINE_ATTR = "machine"  # the CPU, cores, threads and torch a trial ran with (gcnas.machine.describe_machine)
 # Enqueued baseline and paper-GC trials: k = 0 .. study.noise_seeds - 1, trained with seed ``seed + k``. Together
 # they measure the study's seed-to-seed noise (gcnas.search.summary.noise_floor).
 REPLICATE_ATTR = "replicate"
@@ -109,6 +111,7 @@ class TrialRunner:
         """Run ``trial``; returns the state and values to ``tell`` (values None for pruned or failed)."""
         t0 = time.perf_counter()
         trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr(MACHINE_ATTR, describe_machine())  # numbers differ between CPUs: say where it ran
         fixed = trial.user_attrs.get(FIXED_ARCH_ATTR)
         replicate = int(trial.user_attrs.get(REPLICATE_ATTR, 0))
         role = trial.user_attrs.get(ROLE_ATTR, "searched")
