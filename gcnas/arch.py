@@ -38,6 +38,7 @@ from gcnas.backbones.sites import Site, blocks_by_stage, create_backbone, list_s
 from gcnas.blocks import (CONTEXTS, GATES, NL_MODES, NORMS, TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO,
                           GlobalContextBlock, NonLocalBlock, parse_fusion, preset)
 from gcnas.blocks.layers import ACTIVATIONS
+from gcnas.errors import ConfigError
 
 __all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_model", "load_backbone_weights", "BLOCK_SELECTORS",
            "select_blocks"]
@@ -57,8 +58,8 @@ def select_blocks(blocks: Sequence[int], selector: Any) -> list[int]:
     return list(selector) if isinstance(selector, (list, tuple)) else [selector]
 
 
-def _err(where: str, msg: str) -> ValueError:
-    return ValueError(f"{where}: {msg}" if where else msg)
+def _err(where: str, msg: str) -> ConfigError:
+    return ConfigError(f"{where}: {msg}" if where else msg)
 
 
 @dataclass(frozen=True)
@@ -221,34 +222,34 @@ class Architecture:
                                                and text_or_path.endswith((".yaml", ".yml"))):
             path = Path(text_or_path)
             if not path.is_file():
-                raise ValueError(f"architecture file {path} does not exist")
+                raise ConfigError(f"architecture file {path} does not exist")
             source, text = str(path), path.read_text()
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ValueError(f"{source or 'architecture YAML'}: not valid YAML ({e})") from None
+            raise ConfigError(f"{source or 'architecture YAML'}: not valid YAML ({e})") from None
         try:
             return cls.from_dict(data, sites=sites)
         except ValueError as e:
-            raise ValueError(f"{source}: {e}" if source else str(e)) from None
+            raise ConfigError(f"{source}: {e}" if source else str(e)) from None
 
     @classmethod
     def from_dict(cls, data: Any, sites: Optional[list[Site]] = None) -> "Architecture":
         """From the (shorthand or canonical) dict form; shorthands expand against the backbone's sites."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"architecture must be a mapping with keys {sorted(_ARCH_KEYS)}; got {data!r}")
+            raise ConfigError(f"architecture must be a mapping with keys {sorted(_ARCH_KEYS)}; got {data!r}")
         unknown = set(data) - _ARCH_KEYS
         if unknown:
-            raise ValueError(f"architecture: unknown keys {sorted(unknown)}; valid keys are {sorted(_ARCH_KEYS)}")
+            raise ConfigError(f"architecture: unknown keys {sorted(unknown)}; valid keys are {sorted(_ARCH_KEYS)}")
         backbone = data.get("backbone")
         if not isinstance(backbone, str) or not backbone:
-            raise ValueError(f"backbone: must be a timm model name; got {backbone!r}")
+            raise ConfigError(f"backbone: must be a timm model name; got {backbone!r}")
         kwargs = data.get("backbone_kwargs") or {}
         if not isinstance(kwargs, Mapping):
-            raise ValueError(f"backbone_kwargs: must be a mapping; got {kwargs!r}")
+            raise ConfigError(f"backbone_kwargs: must be a mapping; got {kwargs!r}")
         raw = data.get("placements") or []
         if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
-            raise ValueError(f"placements: must be a list; got {raw!r}")
+            raise ConfigError(f"placements: must be a list; got {raw!r}")
 
         cache: dict[str, list[Site]] = {}
 
@@ -266,8 +267,8 @@ class Architecture:
         seen: dict[tuple, int] = {}
         for p in arch.placements:
             if p.site in seen:
-                raise ValueError(f"placements: two blocks at stage {p.stage}, block {p.block}, position "
-                                 f"{p.position!r}; a site holds one block")
+                raise ConfigError(f"placements: two blocks at stage {p.stage}, block {p.block}, position "
+                                  f"{p.position!r}; a site holds one block")
             seen[p.site] = 1
         return arch
 
@@ -294,12 +295,12 @@ class Architecture:
                 else:
                     hint = "valid sites: " + ", ".join(f"stage {st} blocks 0-{b[-1]}"
                                                        for st, b in blocks_by_stage(sites).items())
-                raise ValueError(f"placements: {self.backbone} has no site at stage {p.stage}, block {p.block}, "
-                                 f"position {p.position!r}; {hint}")
+                raise ConfigError(f"placements: {self.backbone} has no site at stage {p.stage}, block {p.block}, "
+                                  f"position {p.position!r}; {hint}")
             site = by_key[p.site]
             if p.replace and site.attention is None:
-                raise ValueError(f"placements: stage {p.stage}, block {p.block}, position {p.position!r} has "
-                                 f"replace: true but {self.backbone} has no attention module there")
+                raise ConfigError(f"placements: stage {p.stage}, block {p.block}, position {p.position!r} has "
+                                  f"replace: true but {self.backbone} has no attention module there")
             used.append(site)
         return used
 
@@ -310,30 +311,30 @@ def _as_list(value: Any) -> list:
 
 def _expand(item: Any, where: str, get_sites) -> list[Placement]:
     if not isinstance(item, Mapping):
-        raise ValueError(f"{where}: must be a mapping with stage, block(s), position and spec; got {item!r}")
+        raise ConfigError(f"{where}: must be a mapping with stage, block(s), position and spec; got {item!r}")
     unknown = set(item) - _PLACEMENT_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; valid keys are {sorted(_PLACEMENT_KEYS)}")
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; valid keys are {sorted(_PLACEMENT_KEYS)}")
     for a, b in (("stage", "stages"), ("block", "blocks"), ("position", "positions")):
         if a in item and b in item:
-            raise ValueError(f"{where}: give either {a!r} or {b!r}, not both")
+            raise ConfigError(f"{where}: give either {a!r} or {b!r}, not both")
     stage_v = item.get("stage", item.get("stages"))
     block_v = item.get("block", item.get("blocks"))
     pos_v = item.get("position", item.get("positions"))
     for name, v in (("stage", stage_v), ("block", block_v), ("position", pos_v)):
         if v is None:
-            raise ValueError(f"{where}.{name}: missing")
+            raise ConfigError(f"{where}.{name}: missing")
     spec = BlockSpec.from_value(item.get("spec", "gc"), where=f"{where}.spec")
     replace = item.get("replace", False)
     if not isinstance(replace, bool):
-        raise ValueError(f"{where}.replace: must be true or false; got {replace!r}")
+        raise ConfigError(f"{where}.replace: must be true or false; got {replace!r}")
 
     positions = _as_list(pos_v)
     valid_positions = POSITIONS + GENERIC_POSITIONS
     for p in positions:
         if p not in valid_positions:
-            raise ValueError(f"{where}.position: {p!r} is not a position; valid positions are "
-                             f"{', '.join(valid_positions)}")
+            raise ConfigError(f"{where}.position: {p!r} is not a position; valid positions are "
+                              f"{', '.join(valid_positions)}")
 
     simple = (isinstance(stage_v, int) and not isinstance(stage_v, bool) and isinstance(block_v, int)
               and not isinstance(block_v, bool))
@@ -347,19 +348,19 @@ def _expand(item: Any, where: str, get_sites) -> list[Placement]:
         stages = _as_list(stage_v)
         for st in stages:
             if isinstance(st, bool) or not isinstance(st, int) or st not in blocks_in:
-                raise ValueError(f"{where}.stage: {st!r} is not a stage of this backbone; valid stages are "
-                                 f"{sorted(blocks_in)} or 'all'")
+                raise ConfigError(f"{where}.stage: {st!r} is not a stage of this backbone; valid stages are "
+                                  f"{sorted(blocks_in)} or 'all'")
     out = []
     for st in stages:
         if isinstance(block_v, str):
             if block_v not in BLOCK_SELECTORS:
-                raise ValueError(f"{where}.blocks: {block_v!r} is not a selector; valid are "
-                                 f"{', '.join(BLOCK_SELECTORS)}, an integer or a list of integers")
+                raise ConfigError(f"{where}.blocks: {block_v!r} is not a selector; valid are "
+                                  f"{', '.join(BLOCK_SELECTORS)}, an integer or a list of integers")
         else:
             for b in _as_list(block_v):
                 if isinstance(b, bool) or not isinstance(b, int):
-                    raise ValueError(f"{where}.blocks: {b!r} is not a block index; valid are "
-                                     f"{', '.join(BLOCK_SELECTORS)}, an integer or a list of integers")
+                    raise ConfigError(f"{where}.blocks: {b!r} is not a block index; valid are "
+                                      f"{', '.join(BLOCK_SELECTORS)}, an integer or a list of integers")
         for b in select_blocks(blocks_in[st], block_v):
             out.extend(Placement(st, b, p, spec, replace) for p in positions)
     return out
@@ -371,7 +372,7 @@ def load_backbone_weights(model: nn.Module, path: Union[str, Path]) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"pretrained_backbone: {path} does not exist")
+        raise ConfigError(f"pretrained_backbone: {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -384,8 +385,8 @@ def load_backbone_weights(model: nn.Module, path: Union[str, Path]) -> None:
                 break
     result = model.load_state_dict(sd, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"pretrained_backbone: {path} does not match the backbone: missing keys "
-                         f"{result.missing_keys[:10]}, unexpected keys {result.unexpected_keys[:10]}")
+        raise ConfigError(f"pretrained_backbone: {path} does not match the backbone: missing keys "
+                          f"{result.missing_keys[:10]}, unexpected keys {result.unexpected_keys[:10]}")
 
 
 def build_model(arch: Architecture, pretrained_backbone: Optional[Union[str, Path]] = None) -> nn.Module:
@@ -417,12 +418,12 @@ def load_model(folder: Union[str, Path], device: str = "cpu") -> nn.Module:
     arch_path, weights = folder / "architecture.yaml", folder / "model.safetensors"
     for p in (arch_path, weights):
         if not p.is_file():
-            raise ValueError(f"load_model: {p} is missing; an export folder holds architecture.yaml and "
-                             f"model.safetensors (write one with gcnas-export)")
+            raise ConfigError(f"load_model: {p} is missing; an export folder holds architecture.yaml and "
+                              f"model.safetensors (write one with gcnas-export)")
     arch = Architecture.from_yaml(arch_path.read_text())
     model = build_model(arch)
     missing, unexpected = load_safetensors(model, str(weights), strict=False, device=device)
     if missing or unexpected:
-        raise ValueError(f"load_model: {weights} does not match {arch_path}: missing keys {sorted(missing)[:10]}, "
-                         f"unexpected keys {sorted(unexpected)[:10]}")
+        raise ConfigError(f"load_model: {weights} does not match {arch_path}: missing keys {sorted(missing)[:10]}, "
+                          f"unexpected keys {sorted(unexpected)[:10]}")
     return model.to(device).eval()

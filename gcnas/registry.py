@@ -2,20 +2,22 @@
 
 Every swappable choice in gcnas (activation, context modeling, transform, fusion, preset, ...) is looked up by name in
 a :class:`Registry`. An unknown name raises :class:`UnknownNameError`, which is both a ``KeyError`` (it is a failed
-lookup) and a ``ValueError`` (it is bad user input), and whose message names the argument, the bad value and the valid
-names, so callers can pass the message straight to the user.
+lookup) and a :class:`~gcnas.errors.ConfigError` (it is bad user input), and whose message names the argument, the
+bad value and the valid names, so callers can pass the message straight to the user.
 """
 from __future__ import annotations
 
 import difflib
 from typing import Callable, Generic, Iterator, TypeVar
 
+from gcnas.errors import ConfigError
+
 __all__ = ["Registry", "UnknownNameError"]
 
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError, ValueError):
+class UnknownNameError(KeyError, ConfigError):
     """A name that a registry does not hold."""
 
     def __str__(self) -> str:

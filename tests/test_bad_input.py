@@ -20,6 +20,7 @@ from gcnas.cli.common import user_errors
 from gcnas.cli.export import export
 from gcnas.cli.search import search
 from gcnas.cli.train import train
+from gcnas.errors import ConfigError
 
 SEARCH = [  # (overrides, words the message must hold)
     (["+search_space.design.colour=[red]"], ["search_spaces/gc_full.yaml", "design.colour", "unknown key",
@@ -48,6 +49,8 @@ SEARCH = [  # (overrides, words the message must hold)
     (["backbone.name=resnet_nope"], ["backbone", "unknown timm model 'resnet_nope'", "close matches"]),
     (["objective.directions=[minimize]"], ["objective.directions", "['maximize']", "['minimize']"]),
     (["progress=loud"], ["progress", "auto, bar, plain or none", "'loud'"]),
+    (["seed=notanint"], ["seed", "integer >= 0", "'notanint'"]),
+    (["threads=many"], ["threads", "auto or an integer >= 1", "'many'"]),
 ]
 
 
@@ -67,6 +70,46 @@ def test_search_refuses(overrides, words, tmp_path, capsys):
         assert w in err, (w, err)
     assert _db_state(tmp_path) == "absent"  # no study created
     assert not list(tmp_path.rglob("trial-*"))  # nothing trained
+
+
+@pytest.mark.parametrize("data,words", [
+    ("fashion_mnist", ["data.root", "/nonexistent/data", "dataset-fashion-mnist"]),
+    ("imagefolder", ["data.root", "/nonexistent/data", "does not exist"]),
+])
+def test_a_missing_data_root_is_one_line(data, words, tmp_path, capsys):
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.root={tmp_path}", f"data={data}", "data.root=/nonexistent/data",
+                                           "wandb.mode=disabled", "progress=none"])
+    with pytest.raises(SystemExit) as exc:
+        user_errors("gcnas-search")(search)(cfg)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert all(w in err for w in words), err
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(capsys):
+    """Only ConfigError (the user's to fix) becomes one line and exit status 2; any other exception is a bug and
+    propagates with its traceback (Hydra prints it and exits 1), even a ValueError from inside a library."""
+    def bad_input():
+        raise ConfigError("trainer.epochs: must be an integer >= 1; got 0")
+
+    def bug():
+        return int("not a number")  # a ValueError nobody meant for the user
+
+    with pytest.raises(SystemExit) as exc:
+        user_errors("gcnas-x")(bad_input)()
+    assert exc.value.code == 2 and capsys.readouterr().err == "gcnas-x: trainer.epochs: must be an integer >= 1; got 0\n"
+    with pytest.raises(ValueError, match="invalid literal"):
+        user_errors("gcnas-x")(bug)()
+    assert capsys.readouterr().err == ""
+    # the library's own user errors are all ConfigErrors, and stay ValueErrors for callers that catch those
+    from gcnas.data import DataUnavailableError
+    from gcnas.registry import UnknownNameError
+    from gcnas.space.space import SearchSpaceError
+
+    for kind in (DataUnavailableError, UnknownNameError, SearchSpaceError):
+        assert issubclass(kind, ConfigError) and issubclass(kind, ValueError)
+    assert issubclass(DataUnavailableError, FileNotFoundError)
 
 
 def test_a_bad_input_leaves_an_existing_study_unchanged(searched, tmp_path, capsys):

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gcnas.analysis.nl_stats import nl_blocks
+from gcnas.errors import ConfigError
 
 __all__ = ["default_queries", "attention_maps", "attention_figure"]
 
@@ -32,10 +33,10 @@ def attention_maps(model: nn.Module, images: torch.Tensor, block: Optional[str] 
     """(block name, attention (B, h, w, h, w)) of one NL block (default: the first) for ``images``."""
     blocks = dict(nl_blocks(model))
     if not blocks:
-        raise ValueError("the model has no NonLocalBlock")
+        raise ConfigError("the model has no NonLocalBlock")
     name = block or next(iter(blocks))
     if name not in blocks:
-        raise ValueError(f"block: {name!r} is not an NL block of the model; NL blocks: {', '.join(blocks)}")
+        raise ConfigError(f"block: {name!r} is not an NL block of the model; NL blocks: {', '.join(blocks)}")
     seen = {}
 
     def hook(module, args, _out):

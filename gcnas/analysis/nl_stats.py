@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from gcnas.blocks import NonLocalBlock
+from gcnas.errors import ConfigError
 
 __all__ = ["NLStats", "pairwise_cosine_distance", "nl_statistics", "nl_blocks"]
 
@@ -64,7 +65,7 @@ def nl_statistics(model: nn.Module, images: torch.Tensor, batch_size: int = 64) 
     """The three distances for every NL block of ``model`` on ``images`` (B, C, H, W), in eval mode."""
     blocks = nl_blocks(model)
     if not blocks:
-        raise ValueError("the model has no NonLocalBlock; insert one (spec kind: nl) to analyse it")
+        raise ConfigError("the model has no NonLocalBlock; insert one (spec kind: nl) to analyse it")
     sums = {name: [0.0, 0.0, 0.0, 0, 0] for name, _ in blocks}  # input, output, attention, images, positions
 
     def hook(name):

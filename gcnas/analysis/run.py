@@ -18,6 +18,7 @@ from gcnas.analysis.nl_stats import NLStats, nl_statistics
 from gcnas.arch import Architecture, build_model, load_model
 from gcnas.backbones.cost import measure_cost
 from gcnas.data import load_data
+from gcnas.errors import ConfigError
 from gcnas.train import evaluate, proxy_kwargs, train_proxy
 
 __all__ = ["DESIGNS", "AnalysisResult", "run_analysis", "design_architecture"]
@@ -47,7 +48,7 @@ class AnalysisResult:
 
 def design_architecture(design: str, backbone: str, kwargs: Mapping[str, Any], placement: Mapping[str, Any]):
     if design not in DESIGNS:
-        raise ValueError(f"designs: {design!r} is not a design; valid designs are {', '.join(DESIGNS)}")
+        raise ConfigError(f"designs: {design!r} is not a design; valid designs are {', '.join(DESIGNS)}")
     spec = DESIGNS[design]
     placements = [] if spec is None else [{**dict(placement), "spec": spec}]
     return Architecture.from_dict({"backbone": backbone, "backbone_kwargs": dict(kwargs), "placements": placements})
@@ -118,13 +119,13 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
     designs = list(cfg.get("designs") or [])
     seeds = list(cfg.get("seeds") or [])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seeds: must be a non-empty list of integers; got {cfg.get('seeds')!r}")
+        raise ConfigError(f"seeds: must be a non-empty list of integers; got {cfg.get('seeds')!r}")
     for d in designs:
         if d not in DESIGNS:
-            raise ValueError(f"designs: {d!r} is not a design; valid designs are {', '.join(DESIGNS)}")
+            raise ConfigError(f"designs: {d!r} is not a design; valid designs are {', '.join(DESIGNS)}")
     samples = cfg["analysis"].get("samples", 512)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise ValueError(f"analysis.samples: must be an integer >= 2; got {samples!r}")
+        raise ConfigError(f"analysis.samples: must be an integer >= 2; got {samples!r}")
     data = load_data(cfg["data"])
     images = data.val_x[:samples]
     result = AnalysisResult(out)

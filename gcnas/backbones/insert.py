@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from gcnas.backbones.sites import Site, blocks_by_stage, position_order, resolve_sites
+from gcnas.errors import ConfigError
 
 __all__ = ["insert", "build_block", "inserted_blocks"]
 
@@ -64,7 +65,7 @@ def _as_request(p: Any) -> _Request:
         return _Request(int(get("stage")), int(get("block")), str(get("position")), get("spec"),
                         bool(get("replace", False)))
     except (TypeError, ValueError) as e:
-        raise ValueError(f"placement {p!r}: needs integer stage and block, a position and a spec ({e})") from None
+        raise ConfigError(f"placement {p!r}: needs integer stage and block, a position and a spec ({e})") from None
 
 
 def build_block(spec: Any, channels: int) -> nn.Module:
@@ -85,9 +86,9 @@ def build_block(spec: Any, channels: int) -> nn.Module:
         if kind == "nl":
             return NonLocalBlock(channels, **kw)
         if kind != "gc":
-            raise ValueError(f"spec: kind must be 'gc' or 'nl'; got {kind!r}")
+            raise ConfigError(f"spec: kind must be 'gc' or 'nl'; got {kind!r}")
         return GlobalContextBlock(channels, **kw)
-    raise ValueError(f"spec must be a BlockSpec, a preset name or a dict of block arguments; got {spec!r}")
+    raise ConfigError(f"spec must be a BlockSpec, a preset name or a dict of block arguments; got {spec!r}")
 
 
 def _host(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -100,8 +101,8 @@ def _host(model: nn.Module, name: str) -> tuple[nn.Module, str]:
         if not isinstance(mod, _CONTAINERS):
             return mod, cur
         if not parts:
-            raise ValueError(f"model {type(model).__name__}: no module around {name!r} can hold an inserted block "
-                             "(every enclosing module is a container whose forward runs all its children)")
+            raise ConfigError(f"model {type(model).__name__}: no module around {name!r} can hold an inserted block "
+                              "(every enclosing module is a container whose forward runs all its children)")
         parts.pop()
 
 
@@ -137,17 +138,17 @@ def insert(model: nn.Module, placements: Iterable[Any], input_size: Optional[tup
         key = (r.stage, r.block, r.position)
         site = by_key.get(key)
         if site is None:
-            raise ValueError(f"placement at stage {r.stage}, block {r.block}, position {r.position!r}: "
-                             f"{type(model).__name__} has no such site; {_describe_valid(sites, r.stage, r.block)}")
+            raise ConfigError(f"placement at stage {r.stage}, block {r.block}, position {r.position!r}: "
+                              f"{type(model).__name__} has no such site; {_describe_valid(sites, r.stage, r.block)}")
         if key in seen:
-            raise ValueError(f"two placements at stage {r.stage}, block {r.block}, position {r.position!r}; "
-                             "a site holds one block")
+            raise ConfigError(f"two placements at stage {r.stage}, block {r.block}, position {r.position!r}; "
+                              "a site holds one block")
         seen.add(key)
         if r.replace and site.attention is None:
             with_attn = [f"({s.stage}, {s.block}, {s.position})" for s in sites if s.attention]
             listing = ", ".join(with_attn[:8]) + (" ..." if len(with_attn) > 8 else "") if with_attn else "none"
-            raise ValueError(f"placement at stage {r.stage}, block {r.block}, position {r.position!r} has replace=true "
-                             f"but the backbone has no attention module there; sites with one: {listing}")
+            raise ConfigError(f"placement at stage {r.stage}, block {r.block}, position {r.position!r} has "
+                              f"replace=true but the backbone has no attention module there; sites with one: {listing}")
         plan.append((r, site, build_block(r.spec, site.channels)))
 
     modules = dict(model.named_modules())

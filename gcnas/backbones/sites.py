@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from gcnas.backbones.families import FAMILIES, GENERIC_POSITIONS, POSITIONS, Anchor
+from gcnas.errors import ConfigError
 
 __all__ = ["Site", "list_sites", "resolve_sites", "create_backbone", "GenericFallbackWarning", "position_order",
            "blocks_by_stage"]
@@ -79,7 +80,7 @@ def create_backbone(name: str, device: Union[str, torch.device, None] = None, **
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f"; close matches: {', '.join(close)}" if close else ""
-        raise ValueError(f"backbone: unknown timm model {name!r}{hint} (timm.list_models() lists all)")
+        raise ConfigError(f"backbone: unknown timm model {name!r}{hint} (timm.list_models() lists all)")
     if device is None:
         return timm.create_model(name, pretrained=False, **kwargs)
     with torch.device(device):
@@ -131,7 +132,7 @@ def _candidates(model: nn.Module) -> tuple[str, list]:
     if len(found) == 1:
         return next(iter(found.items()))
     if len(found) > 1:
-        raise ValueError(f"model {type(model).__name__} matches several families: {sorted(found)}")
+        raise ConfigError(f"model {type(model).__name__} matches several families: {sorted(found)}")
     return "generic", _generic_candidates(model)
 
 
@@ -164,8 +165,8 @@ def _probe(model: nn.Module, candidates: list, input_size: Sequence[int]) -> dic
             try:
                 model(torch.zeros(1, *input_size, device=device, dtype=dtype))
             except (RuntimeError, ValueError) as e:
-                raise ValueError(f"{type(model).__name__} cannot run on an input of size {tuple(input_size)} "
-                                 f"(C, H, W): {e}") from None
+                raise ConfigError(f"{type(model).__name__} cannot run on an input of size {tuple(input_size)} "
+                                  f"(C, H, W): {e}") from None
     finally:
         model.train(was_training)
         for h in handles:
@@ -183,8 +184,8 @@ def resolve_sites(model: nn.Module, input_size: Optional[Sequence[int]] = None, 
     """The sites of an existing model (see :func:`list_sites`)."""
     family, candidates = _candidates(model)
     if not candidates:
-        raise ValueError(f"model {type(model).__name__}: no family describes its blocks and its feature_info names no "
-                         "stage with blocks, so gcnas finds no insertion site")
+        raise ConfigError(f"model {type(model).__name__}: no family describes its blocks and its feature_info names no "
+                          "stage with blocks, so gcnas finds no insertion site")
     if family == "generic" and warn:
         warnings.warn(f"{type(model).__name__}: no gcnas family describes its blocks; using the generic fallback "
                       f"(positions {', '.join(GENERIC_POSITIONS)} from feature_info's stages)", GenericFallbackWarning,

@@ -10,13 +10,15 @@ from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
+from gcnas.errors import ConfigError
+
 __all__ = ["gcnas_resnet_tiny"]
 
 
 @register_model
 def gcnas_resnet_tiny(pretrained: bool = False, **kwargs) -> ResNet:
     if pretrained:
-        raise ValueError("gcnas_resnet_tiny has no pretrained weights; pass pretrained_backbone= a local checkpoint")
+        raise ConfigError("gcnas_resnet_tiny has no pretrained weights; pass pretrained_backbone= a local checkpoint")
     for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # timm's factory options, not ResNet's
         kwargs.pop(key, None)
     kwargs.setdefault("stem_width", 16)

@@ -9,8 +9,8 @@ Sources:
   (``timm.layers.squeeze_excite``) and EfficientNet's ``SqueezeExcite`` (``conv_reduce`` / ``conv_expand``).
 
 The converted block computes the same function (float32 outputs equal within 1e-5). Keys that do not belong to the
-source layout, or that it lacks, raise ``ValueError`` naming them. This module reads timm modules by structure and
-never imports timm.
+source layout, or that it lacks, raise :class:`~gcnas.errors.ConfigError` (a ``ValueError``) naming them. This
+module reads timm modules by structure and never imports timm.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from gcnas.blocks.global_context import GlobalContextBlock
+from gcnas.errors import ConfigError
 
 __all__ = ["from_mmcv", "to_mmcv", "from_timm"]
 
@@ -27,13 +28,13 @@ _MMCV_FUSION_PREFIX = {"add": "channel_add_conv", "scale": "channel_mul_conv"}
 _MMCV_CONV_IDX = ("0", "1", "3")  # conv, LayerNorm, (ReLU has no weights), conv
 
 
-def _key_error(source: str, unknown: set[str], missing: set[str]) -> ValueError:
+def _key_error(source: str, unknown: set[str], missing: set[str]) -> ConfigError:
     parts = []
     if unknown:
         parts.append(f"unknown keys {sorted(unknown)}")
     if missing:
         parts.append(f"missing keys {sorted(missing)}")
-    return ValueError(f"{source}: {' and '.join(parts)}")
+    return ConfigError(f"{source}: {' and '.join(parts)}")
 
 
 def from_mmcv(state_dict: Mapping[str, torch.Tensor], prefix: str = "") -> GlobalContextBlock:
@@ -50,11 +51,11 @@ def from_mmcv(state_dict: Mapping[str, torch.Tensor], prefix: str = "") -> Globa
     source = "from_mmcv"
     sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     if not sd:
-        raise ValueError(f"{source}: no key starts with prefix {prefix!r}")
+        raise ConfigError(f"{source}: no key starts with prefix {prefix!r}")
     fusions = [f for f, head in _MMCV_FUSION_PREFIX.items() if any(k.startswith(head + ".") for k in sd)]
     if not fusions:
-        raise ValueError(f"{source}: no fusion found; expected keys under 'channel_add_conv.' or 'channel_mul_conv.', "
-                         f"got {sorted(sd)}")
+        raise ConfigError(f"{source}: no fusion found; expected keys under 'channel_add_conv.' or 'channel_mul_conv.', "
+                          f"got {sorted(sd)}")
     context = "att" if any(k.startswith("conv_mask.") for k in sd) else "avg"
     expected = {f"conv_mask.{p}" for p in ("weight", "bias")} if context == "att" else set()
     for f in fusions:
@@ -74,7 +75,7 @@ def from_mmcv(state_dict: Mapping[str, torch.Tensor], prefix: str = "") -> Globa
         })
     bad = [f"{k} {tuple(v.shape)} (expected {shapes[k]})" for k, v in sd.items() if tuple(v.shape) != shapes[k]]
     if bad:
-        raise ValueError(f"{source}: inconsistent shapes for in_channels={channels}, planes={planes}: {bad}")
+        raise ConfigError(f"{source}: inconsistent shapes for in_channels={channels}, planes={planes}: {bad}")
 
     block = GlobalContextBlock(channels, context=context, transform="bottleneck", fusion=fusions, norm="layernorm",
                                act="relu", hidden_channels=planes)
@@ -98,7 +99,7 @@ def to_mmcv(block: GlobalContextBlock) -> dict[str, torch.Tensor]:
     """The mmcv ``ContextBlock`` state dict of ``block`` (bottleneck + LayerNorm + ReLU + sigmoid blocks only)."""
     if (block.transform_name, block.norm_name, block.act_name, block.gate_name) != (
             "bottleneck", "layernorm", "relu", "sigmoid") or block.norm_eps != 1e-5:
-        raise ValueError(
+        raise ConfigError(
             "to_mmcv: mmcv's ContextBlock has transform='bottleneck', norm='layernorm' (eps 1e-5), act='relu' and a "
             f"sigmoid gate; this block has transform={block.transform_name!r}, norm={block.norm_name!r} "
             f"(eps {block.norm_eps:g}), act={block.act_name!r}, gate={block.gate_name!r}")
@@ -129,15 +130,15 @@ def _gate_name(gate: nn.Module, source: str) -> str:
         return "sigmoid"
     if name in ("hardsigmoid", "hard_sigmoid"):
         return "hard_sigmoid"
-    raise ValueError(f"{source}: unsupported gate {type(gate).__name__}; supported gates are Sigmoid and Hardsigmoid")
+    raise ConfigError(f"{source}: unsupported gate {type(gate).__name__}; supported gates are Sigmoid and Hardsigmoid")
 
 
 def _conv_vec(conv: nn.Conv2d, source: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """A 1x1 conv as a linear layer's (weight, bias)."""
     if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (1, 1) or conv.groups != 1:
-        raise ValueError(f"{source}: {name} must be a 1x1 nn.Conv2d without groups; got {conv!r}")
+        raise ConfigError(f"{source}: {name} must be a 1x1 nn.Conv2d without groups; got {conv!r}")
     if conv.bias is None:
-        raise ValueError(f"{source}: {name} has no bias (bias=False), which GlobalContextBlock does not support")
+        raise ConfigError(f"{source}: {name} has no bias (bias=False), which GlobalContextBlock does not support")
     return conv.weight.detach().reshape(conv.out_channels, conv.in_channels), conv.bias.detach()
 
 
@@ -150,8 +151,8 @@ def _norm_spec(norm: nn.Module, source: str) -> tuple[str | None, float, dict[st
         return "layernorm", norm.eps, {"weight": norm.weight.detach().reshape(-1), "bias": norm.bias.detach().reshape(-1)}
     if isinstance(norm, nn.BatchNorm2d) and norm.affine and norm.track_running_stats:
         return "batchnorm", norm.eps, {k: v.detach() for k, v in norm.state_dict().items()}
-    raise ValueError(f"{source}: unsupported norm {norm!r}; supported are Identity, affine LayerNorm / LayerNorm2d "
-                     "and affine BatchNorm2d with running stats")
+    raise ConfigError(f"{source}: unsupported norm {norm!r}; supported are Identity, affine LayerNorm / LayerNorm2d "
+                      "and affine BatchNorm2d with running stats")
 
 
 def _check_keys(module: nn.Module, expected: set[str], source: str) -> None:
@@ -185,7 +186,7 @@ def from_timm(module: nn.Module) -> GlobalContextBlock:
 
     Supported: ``GlobalContext`` (att/avg context, add and/or scale fusion, bottleneck with LayerNorm2d),
     ``SEModule`` (avg, se or bottleneck+batchnorm when it has a norm, scale), ``EffectiveSEModule`` (avg, conv,
-    scale with its hard sigmoid) and EfficientNet's ``SqueezeExcite``. Anything else raises ``ValueError``.
+    scale with its hard sigmoid) and EfficientNet's ``SqueezeExcite``. Anything else raises ``ConfigError``.
     """
     kind = type(module).__name__
     source = f"from_timm({kind})"
@@ -197,7 +198,8 @@ def from_timm(module: nn.Module) -> GlobalContextBlock:
         return _build_se(module, parts, source)
     if kind in ("SEModule", "SqueezeExcite") and hasattr(module, "fc1"):
         if getattr(module, "add_maxpool", False):
-            raise ValueError(f"{source}: add_maxpool=True (average + max pooling) has no GlobalContextBlock equivalent")
+            raise ConfigError(f"{source}: add_maxpool=True (average + max pooling) has no GlobalContextBlock "
+                              "equivalent")
         parts = _mlp_parts(module, ("fc1", "bn", "act", "fc2"), source)
         expected = {f"{c}.{p}" for c in ("fc1", "fc2") for p in ("weight", "bias")}
         expected |= {f"bn.{k}" for k in parts["norm_state"]}
@@ -208,7 +210,8 @@ def from_timm(module: nn.Module) -> GlobalContextBlock:
         return block
     if kind == "EffectiveSEModule":
         if getattr(module, "add_maxpool", False):
-            raise ValueError(f"{source}: add_maxpool=True (average + max pooling) has no GlobalContextBlock equivalent")
+            raise ConfigError(f"{source}: add_maxpool=True (average + max pooling) has no GlobalContextBlock "
+                              "equivalent")
         _check_keys(module, {"fc.weight", "fc.bias"}, source)
         w, b = _conv_vec(module.fc, source, "fc")
         block = GlobalContextBlock(w.shape[1], context="avg", transform="conv", fusion="scale",
@@ -217,7 +220,7 @@ def from_timm(module: nn.Module) -> GlobalContextBlock:
             block.scale_transform.fc.weight.copy_(w)
             block.scale_transform.fc.bias.copy_(b)
         return block
-    raise ValueError(f"from_timm: unsupported module type {kind}; supported: {_TIMM_TYPES}")
+    raise ConfigError(f"from_timm: unsupported module type {kind}; supported: {_TIMM_TYPES}")
 
 
 def _build_se(module: nn.Module, parts: dict[str, Any], source: str) -> GlobalContextBlock:
@@ -233,7 +236,7 @@ def _build_se(module: nn.Module, parts: dict[str, Any], source: str) -> GlobalCo
 def _from_timm_gc(module: nn.Module, source: str) -> GlobalContextBlock:
     fusions = [f for f, attr in (("scale", "mlp_scale"), ("add", "mlp_add")) if getattr(module, attr) is not None]
     if not fusions:
-        raise ValueError(f"{source}: neither mlp_add nor mlp_scale is set")
+        raise ConfigError(f"{source}: neither mlp_add nor mlp_scale is set")
     context = "att" if module.conv_attn is not None else "avg"
     parts = {}
     expected = {"conv_attn.weight", "conv_attn.bias"} if context == "att" else set()
@@ -241,7 +244,7 @@ def _from_timm_gc(module: nn.Module, source: str) -> GlobalContextBlock:
         mlp = getattr(module, f"mlp_{f}")
         drop = getattr(mlp, "drop", None)
         if drop is not None and getattr(drop, "p", 0.0) > 0:
-            raise ValueError(f"{source}: mlp_{f}.drop has p={drop.p}; dropout inside the transform is not supported")
+            raise ConfigError(f"{source}: mlp_{f}.drop has p={drop.p}; dropout inside the transform is not supported")
         parts[f] = _mlp_parts(mlp, ("fc1", "norm", "act", "fc2"), source)
         expected |= {f"mlp_{f}.{c}.{p}" for c in ("fc1", "fc2") for p in ("weight", "bias")}
         expected |= {f"mlp_{f}.norm.{k}" for k in parts[f]["norm_state"]}

@@ -16,6 +16,8 @@ from typing import Sequence, Union
 
 import torch
 
+from gcnas.errors import ConfigError
+
 __all__ = ["FUSIONS", "FusionArg", "parse_fusion", "fuse"]
 
 FUSIONS = ("scale", "add")
@@ -28,7 +30,7 @@ def parse_fusion(fusion: FusionArg, *, owner: str = "") -> tuple[str, ...]:
     valid = "'add', 'scale' or ['scale', 'add']"
     names = [fusion] if isinstance(fusion, str) else list(fusion) if isinstance(fusion, (list, tuple)) else None
     if not names or any(n not in FUSIONS for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"{where}fusion must be {valid}; got {fusion!r}")
+        raise ConfigError(f"{where}fusion must be {valid}; got {fusion!r}")
     return tuple(n for n in FUSIONS if n in names)
 
 

@@ -21,6 +21,7 @@ from gcnas.blocks.fused import global_context_fused
 from gcnas.blocks.fusion import FusionArg, fuse, parse_fusion
 from gcnas.blocks.layers import GATES, NORMS, ActArg, act_name, create_act, create_gate
 from gcnas.blocks.transform import TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO, hidden_channels_for
+from gcnas.errors import ConfigError
 
 __all__ = ["GlobalContextBlock"]
 
@@ -29,7 +30,7 @@ _OWNER = "GlobalContextBlock"
 
 def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{_OWNER}: {name} must be a positive integer; got {value!r}")
+        raise ConfigError(f"{_OWNER}: {name} must be a positive integer; got {value!r}")
     return int(value)
 
 
@@ -77,26 +78,26 @@ class GlobalContextBlock(nn.Module):
         context_cls = CONTEXTS.get(context, owner=_OWNER)
         make_transform = TRANSFORMS.get(transform, owner=_OWNER)
         if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1:
-            raise ValueError(f"{_OWNER}: ratio must be a number in (0, 1]; got {ratio!r}")
+            raise ConfigError(f"{_OWNER}: ratio must be a number in (0, 1]; got {ratio!r}")
         fusions = parse_fusion(fusion, owner=_OWNER)
         if norm is not None and norm not in NORMS:
-            raise ValueError(NORMS.unknown_message(norm, owner=_OWNER) + " or None")
+            raise ConfigError(NORMS.unknown_message(norm, owner=_OWNER) + " or None")
         GATES.get(gate, owner=_OWNER)
         if isinstance(norm_eps, bool) or not isinstance(norm_eps, numbers.Real) or not norm_eps > 0:
-            raise ValueError(f"{_OWNER}: norm_eps must be a positive number; got {norm_eps!r}")
+            raise ConfigError(f"{_OWNER}: norm_eps must be a positive number; got {norm_eps!r}")
         create_act(act, owner=_OWNER)  # validates the activation before anything is built
 
         if transform in TRANSFORMS_WITH_RATIO:
             if hidden_channels is None:
                 hidden = hidden_channels_for(channels, ratio)
                 if hidden < 1:
-                    raise ValueError(
+                    raise ConfigError(
                         f"{_OWNER}: ratio={ratio!r} leaves no hidden channel for channels={channels} "
                         f"(floor({channels} * {ratio!r}) = 0); valid ratios are in [1/{channels}, 1]")
             else:
                 hidden = _check_positive_int("hidden_channels", hidden_channels)
                 if hidden > channels:
-                    raise ValueError(f"{_OWNER}: hidden_channels must be in [1, channels={channels}]; got {hidden}")
+                    raise ConfigError(f"{_OWNER}: hidden_channels must be in [1, channels={channels}]; got {hidden}")
                 ratio = hidden / channels
         else:
             hidden = None
@@ -173,7 +174,7 @@ class GlobalContextBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"{_OWNER}: expected input of shape (B, {self.channels}, H, W); got {tuple(x.shape)}")
+            raise ConfigError(f"{_OWNER}: expected input of shape (B, {self.channels}, H, W); got {tuple(x.shape)}")
         if self._use_fused(x):
             return global_context_fused(self, x)
         gate, add = self.transform_terms(self.context(x))

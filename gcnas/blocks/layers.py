@@ -12,6 +12,7 @@ from typing import Union
 
 from torch import nn
 
+from gcnas.errors import ConfigError
 from gcnas.registry import Registry
 
 __all__ = ["ACTIVATIONS", "NORMS", "GATES", "ActArg", "create_act", "act_name", "create_norm", "create_gate"]
@@ -59,7 +60,7 @@ def create_act(act: ActArg, *, owner: str = "") -> nn.Module:
         return act()
     if isinstance(act, nn.Module):
         return copy.deepcopy(act)
-    raise ValueError(ACTIVATIONS.unknown_message(act, owner=owner) + ", an nn.Module class or instance, or None")
+    raise ConfigError(ACTIVATIONS.unknown_message(act, owner=owner) + ", an nn.Module class or instance, or None")
 
 
 def act_name(act: ActArg) -> str | None:

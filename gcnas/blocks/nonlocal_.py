@@ -27,6 +27,8 @@ import numbers
 import torch
 from torch import nn
 
+from gcnas.errors import ConfigError
+
 __all__ = ["NonLocalBlock", "NL_MODES"]
 
 NL_MODES = ("embedded_gaussian", "gaussian", "dot")
@@ -47,15 +49,15 @@ class NonLocalBlock(nn.Module):
                  scale: bool = True) -> None:
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
-            raise ValueError(f"{_OWNER}: channels must be a positive integer; got {channels!r}")
+            raise ConfigError(f"{_OWNER}: channels must be a positive integer; got {channels!r}")
         if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1:
-            raise ValueError(f"{_OWNER}: ratio must be a number in (0, 1]; got {ratio!r}")
+            raise ConfigError(f"{_OWNER}: ratio must be a number in (0, 1]; got {ratio!r}")
         if mode not in NL_MODES:
-            raise ValueError(f"{_OWNER}: mode must be one of {', '.join(map(repr, NL_MODES))}; got {mode!r}")
+            raise ConfigError(f"{_OWNER}: mode must be one of {', '.join(map(repr, NL_MODES))}; got {mode!r}")
         inner = int(channels * ratio + 1e-6)
         if inner < 1:
-            raise ValueError(f"{_OWNER}: ratio={ratio!r} leaves no embedding channel for channels={channels}; "
-                             f"valid ratios are in [1/{channels}, 1]")
+            raise ConfigError(f"{_OWNER}: ratio={ratio!r} leaves no embedding channel for channels={channels}; "
+                              f"valid ratios are in [1/{channels}, 1]")
         self.channels = int(channels)
         self.ratio = float(ratio)
         self.mode = mode
@@ -96,7 +98,7 @@ class NonLocalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"{_OWNER}: expected input of shape (B, {self.channels}, H, W); got {tuple(x.shape)}")
+            raise ConfigError(f"{_OWNER}: expected input of shape (B, {self.channels}, H, W); got {tuple(x.shape)}")
         b, _, h, w = x.shape
         attn = self.attention(x)
         v = self.g(x).reshape(b, self.inner_channels, h * w)

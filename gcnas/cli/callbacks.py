@@ -19,6 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from gcnas.errors import ConfigError
+
 __all__ = ["PrepareStorage", "RedactSecrets", "RedactFilter", "CheckOutputRoot", "redact_text"]
 
 log = logging.getLogger("gcnas.search")
@@ -90,7 +92,7 @@ class CheckOutputRoot(Callback):
             return
         try:
             check_writable(root)
-        except ValueError as e:
+        except ConfigError as e:
             print(f"{Path(sys.argv[0]).name}: {e}", file=sys.stderr)
             sys.exit(2)
 

@@ -9,6 +9,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from gcnas.errors import ConfigError
+
 __all__ = ["resolve", "user_errors", "require_study"]
 
 
@@ -22,7 +24,7 @@ def resolve(cfg: DictConfig) -> dict:
         if "GCNAS_STORAGE_URL" in msg:
             msg += ("; storage=postgres reads the URL from it: export GCNAS_STORAGE_URL=postgresql+psycopg://USER:"
                     "PASSWORD@HOST:5432/DB (or give study.storage=...)")
-        raise ValueError(f"{key}: {msg}") from None
+        raise ConfigError(f"{key}: {msg}") from None
 
 
 def require_study(config: dict) -> tuple[str, str]:
@@ -32,22 +34,23 @@ def require_study(config: dict) -> tuple[str, str]:
         from gcnas.search.study import study_names
 
         names = study_names(url)
-        raise ValueError(f"study.name: required (study.name=NAME); the storage holds: "
-                         f"{', '.join(names) if names else '(no studies)'}")
+        raise ConfigError(f"study.name: required (study.name=NAME); the storage holds: "
+                          f"{', '.join(names) if names else '(no studies)'}")
     if not isinstance(name, str):
-        raise ValueError(f"study.name: must be a string; got {name!r}")
+        raise ConfigError(f"study.name: must be a string; got {name!r}")
     return name, url
 
 
 def user_errors(prog: str) -> Callable:
-    """Wrap a Hydra main: a ``ValueError`` is a user error, printed as one paragraph, exit status 2."""
+    """Wrap a Hydra main: a :class:`~gcnas.errors.ConfigError` is a user error, printed as one paragraph, exit status 2;
+    anything else is a bug and keeps its traceback (Hydra prints it, exit status 1)."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def inner(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except ValueError as e:
+            except ConfigError as e:
                 logging.getLogger("gcnas").debug("user error", exc_info=True)
                 print(f"{prog}: {e}", file=sys.stderr)
                 sys.exit(2)

@@ -7,6 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 from gcnas.cli.common import require_study, resolve, user_errors
+from gcnas.errors import ConfigError
 from gcnas.export import open_study
 from gcnas.report import Report, write_report
 
@@ -18,10 +19,10 @@ def report(cfg: DictConfig) -> Report:
     rc = c.get("report") or {}
     top_k = rc.get("top_k", 5)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"report.top_k: must be an integer >= 1; got {top_k!r}")
+        raise ConfigError(f"report.top_k: must be an integer >= 1; got {top_k!r}")
     html = rc.get("html", "auto")
     if html not in ("auto", True, False):
-        raise ValueError(f"report.html: must be auto, true or false; got {html!r}")
+        raise ConfigError(f"report.html: must be auto, true or false; got {html!r}")
     study = open_study(url, name)
     out = Path(rc.get("dir") or Path(c["paths"]["root"]) / name / "report")
     rep = write_report(study, out, top_k=top_k, html=None if html == "auto" else html, storage=url)

@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gcnas.cli.common import resolve
+from gcnas.errors import ConfigError
 from gcnas.search import SearchResult, run_search
 from gcnas.search.worker import public_config
 from gcnas.track import WandbTracker
@@ -74,7 +75,7 @@ def search(cfg: DictConfig) -> SearchResult:
 def main(cfg: DictConfig) -> None:
     try:
         search(cfg)
-    except ValueError as e:  # user errors: one paragraph, no traceback
+    except ConfigError as e:  # user errors: one paragraph, no traceback (a bug keeps its traceback)
         log.error("%s", e)
         print(f"gcnas-search: {e}", file=sys.stderr)
         sys.exit(2)

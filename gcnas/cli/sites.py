@@ -6,6 +6,7 @@ import sys
 import warnings
 
 from gcnas.backbones import GenericFallbackWarning, list_sites
+from gcnas.errors import ConfigError
 
 
 def format_sites(name: str, input_size: tuple[int, int, int]) -> str:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
             size = _default_input_size(create_backbone(args.name, device="meta"))
         print(format_sites(args.name, size))
-    except ValueError as e:
+    except ConfigError as e:
         print(f"gcnas-sites: {e}", file=sys.stderr)
         return 2
     return 0

@@ -20,6 +20,7 @@ from gcnas.arch import Architecture, build_model
 from gcnas.backbones.cost import measure_cost
 from gcnas.cli.common import resolve, user_errors
 from gcnas.data import load_data
+from gcnas.errors import ConfigError
 from gcnas.track import WandbSession
 from gcnas.train import train_full
 
@@ -34,17 +35,17 @@ class TrainReport:
 
 def _load_arch(value) -> tuple[Architecture, Path]:
     if not value:
-        raise ValueError("arch: required; give arch=path/to/architecture.yaml (gcnas-export writes one, and every "
-                         "search trial folder holds one)")
+        raise ConfigError("arch: required; give arch=path/to/architecture.yaml (gcnas-export writes one, and every "
+                          "search trial folder holds one)")
     path = Path(str(value))
     if path.is_dir():
         path = path / "architecture.yaml"
     if not path.is_file():
-        raise ValueError(f"arch: {path} does not exist")
+        raise ConfigError(f"arch: {path} does not exist")
     try:
         return Architecture.from_yaml(path.read_text()), path
     except ValueError as e:
-        raise ValueError(f"arch: {path}: {e}") from None
+        raise ConfigError(f"arch: {path}: {e}") from None
 
 
 def _fmt(values: list[float], pct: bool = True) -> str:
@@ -88,16 +89,16 @@ def train(cfg: DictConfig) -> TrainReport:
         seeds = [seeds]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
                                                            for s in seeds):
-        raise ValueError(f"seeds: must be a non-empty list of integers, e.g. seeds=[0,1,2]; got {seeds!r}")
+        raise ConfigError(f"seeds: must be a non-empty list of integers, e.g. seeds=[0,1,2]; got {seeds!r}")
     if not isinstance(c.get("baseline", False), bool):
-        raise ValueError(f"baseline: must be true or false; got {c.get('baseline')!r}")
+        raise ConfigError(f"baseline: must be true or false; got {c.get('baseline')!r}")
     device = c.get("device", "auto")
     if device not in ("cpu", "cuda", "auto"):
-        raise ValueError(f"device: must be cpu, cuda or auto; got {device!r}")
+        raise ConfigError(f"device: must be cpu, cuda or auto; got {device!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
+        raise ConfigError("device: cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
     threads = c.get("threads", "auto")
     torch.set_num_threads(int(os.cpu_count() or 1) if threads in (None, "auto") else max(1, int(threads)))
     tc = c.get("train") or {}

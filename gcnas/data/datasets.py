@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 import torch
 
+from gcnas.errors import ConfigError
 from gcnas.registry import Registry
 
 __all__ = ["DataSplits", "DataUnavailableError", "DATASETS", "load_data", "read_idx"]
@@ -21,7 +22,7 @@ FASHION_MNIST_FILES = {
 }
 
 
-class DataUnavailableError(FileNotFoundError):
+class DataUnavailableError(ConfigError, FileNotFoundError):
     """The dataset's files are not where the config says; the message says how to get them."""
 
 
@@ -54,12 +55,12 @@ def read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+        raise ConfigError(f"{path}: not an unsigned-byte IDX file")
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: expected {dims} values, found {arr.size}")
+        raise ConfigError(f"{path}: expected {dims} values, found {arr.size}")
     return arr.reshape(dims)
 
 
@@ -212,7 +213,7 @@ def load_data(cfg: Mapping[str, Any]) -> DataSplits:
     order = rng.permutation(len(train_x))
     val_size = int(cfg.get("val_size") or max(1, len(train_x) // 10))
     if not 0 < val_size < len(train_x):
-        raise ValueError(f"data.val_size: must be between 1 and {len(train_x) - 1} for {name}; got {val_size}")
+        raise ConfigError(f"data.val_size: must be between 1 and {len(train_x) - 1} for {name}; got {val_size}")
     val_idx, train_idx = order[:val_size], order[val_size:]
     if cfg.get("train_subset"):
         train_idx = train_idx[: int(cfg["train_subset"])]

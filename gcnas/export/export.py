@@ -26,6 +26,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.arch import Architecture, build_model
+from gcnas.errors import ConfigError
 from gcnas.search.objective import WEIGHTS_FILE
 from gcnas.search.study import open_study, redact_url, study_names
 from gcnas.search.confirm import Confirmed, confirmation, confirmation_table
@@ -62,19 +63,19 @@ def _parse_pick(pick: Any) -> tuple[str, Optional[float], Optional[int]]:
     if pick is None:
         return "", None, None
     if isinstance(pick, bool):
-        raise ValueError(f"pick: must be an index or <bound>=<value>; got {pick!r}")
+        raise ConfigError(f"pick: must be an index or <bound>=<value>; got {pick!r}")
     if isinstance(pick, int):
         if pick < 0:
-            raise ValueError(f"pick: an index must be >= 0; got {pick}")
+            raise ConfigError(f"pick: an index must be >= 0; got {pick}")
         return "", None, pick
     m = re.fullmatch(r"\s*(\w+)\s*[=<]=?\s*([0-9.eE+_-]+)\s*", str(pick))
     if not m or m.group(1) not in PICK_BOUNDS:
-        raise ValueError(f"pick: must be an index into the Pareto front or one of "
-                         f"{', '.join(k + '=<value>' for k in PICK_BOUNDS)}; got {pick!r}")
+        raise ConfigError(f"pick: must be an index into the Pareto front or one of "
+                          f"{', '.join(k + '=<value>' for k in PICK_BOUNDS)}; got {pick!r}")
     try:
         value = float(m.group(2).replace("_", ""))
     except ValueError:
-        raise ValueError(f"pick: {m.group(2)!r} is not a number") from None
+        raise ConfigError(f"pick: {m.group(2)!r} is not a number") from None
     return m.group(1), value, None
 
 
@@ -88,26 +89,26 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
     trials = study.get_trials(deepcopy=False)
     if trial != "best":
         if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
-            raise ValueError(f"trial: must be 'best' or a trial number >= 0; got {trial!r}")
+            raise ConfigError(f"trial: must be 'best' or a trial number >= 0; got {trial!r}")
         if trial >= len(trials):
-            raise ValueError(f"trial: study {study.study_name!r} has trials 0..{len(trials) - 1}; got {trial}")
+            raise ConfigError(f"trial: study {study.study_name!r} has trials 0..{len(trials) - 1}; got {trial}")
         t = trials[trial]
         if t.state != TrialState.COMPLETE:
             done = [x.number for x in ranked_trials(study)]
-            raise ValueError(f"trial: trial {trial} is not complete ({_describe(t)}); complete trials: "
-                             f"{', '.join(map(str, done[:20])) or 'none'}")
+            raise ConfigError(f"trial: trial {trial} is not complete ({_describe(t)}); complete trials: "
+                              f"{', '.join(map(str, done[:20])) or 'none'}")
         if "infeasible" in t.user_attrs:
-            raise ValueError(f"trial: trial {trial} was never trained ({t.user_attrs['infeasible']})")
+            raise ConfigError(f"trial: trial {trial} was never trained ({t.user_attrs['infeasible']})")
         if pick is not None:
-            raise ValueError("pick: chooses among the best trials; give either trial=N or pick, not both")
+            raise ConfigError("pick: chooses among the best trials; give either trial=N or pick, not both")
         return t, f"trial {trial}, as asked"
     front = pareto_trials(study) if multi else ranked_trials(study)
     if not front:
-        raise ValueError(f"trial: study {study.study_name!r} has no complete, trained trial yet")
+        raise ConfigError(f"trial: study {study.study_name!r} has no complete, trained trial yet")
     what = "Pareto front" if multi else "ranking"
     if index is not None:
         if index >= len(front):
-            raise ValueError(f"pick: the {what} has {len(front)} trials (0..{len(front) - 1}); got {index}")
+            raise ConfigError(f"pick: the {what} has {len(front)} trials (0..{len(front) - 1}); got {index}")
         t = front[index]
         return t, f"entry {index} of the {what} ({len(front)} trials, best accuracy first)"
     if bound_key:
@@ -116,8 +117,8 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
               float(t.user_attrs[metric]) <= bound]
         if not ok:
             have = sorted(float(t.user_attrs[metric]) for t in ranked_trials(study) if t.user_attrs.get(metric))
-            raise ValueError(f"pick: no complete trial has {metric} <= {bound:g}; the smallest is "
-                             f"{have[0]:g}" if have else f"pick: no trial recorded {metric}")
+            raise ConfigError(f"pick: no complete trial has {metric} <= {bound:g}; the smallest is "
+                              f"{have[0]:g}" if have else f"pick: no trial recorded {metric}")
         t = ok[0]
         return t, f"best accuracy with {metric} <= {bound:g} ({metric} = {t.user_attrs[metric]:g})"
     if multi:
@@ -139,8 +140,8 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
 
     cfg = study.user_attrs.get("config")
     if not cfg:
-        raise ValueError(f"trial: trial {t.number} kept no weights and study {study.study_name!r} recorded no config "
-                         f"to retrain it with; rerun the search with study.keep_weights > 0")
+        raise ConfigError(f"trial: trial {t.number} kept no weights and study {study.study_name!r} recorded no config "
+                          f"to retrain it with; rerun the search with study.keep_weights > 0")
     data_cfg = {**cfg["data"], **dict(data_overrides or {})}
     data = load_data(data_cfg)
     train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(t.user_attrs.get("train") or {})}
@@ -235,10 +236,10 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
 
 def _check_free(final: Path, overwrite: bool) -> None:
     if not isinstance(overwrite, bool):
-        raise ValueError(f"overwrite: must be true or false; got {overwrite!r}")
+        raise ConfigError(f"overwrite: must be true or false; got {overwrite!r}")
     if final.exists() and not overwrite:
-        raise ValueError(f"export.dir: {final} already exists; pass overwrite=true to replace it, or choose another "
-                         f"export.dir")
+        raise ConfigError(f"export.dir: {final} already exists; pass overwrite=true to replace it, or choose another "
+                          f"export.dir")
 
 
 def _write_atomically(final: Path, overwrite: bool, fill) -> None:
@@ -248,7 +249,7 @@ def _write_atomically(final: Path, overwrite: bool, fill) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     except OSError as e:
-        raise ValueError(f"export.dir: cannot write under {final.parent} ({e.strerror or e})") from None
+        raise ConfigError(f"export.dir: cannot write under {final.parent} ({e.strerror or e})") from None
     try:
         fill(tmp)
         umask = os.umask(0)
@@ -265,7 +266,7 @@ def _write_atomically(final: Path, overwrite: bool, fill) -> None:
             tmp.rename(final)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"export.dir: writing {final} failed ({e.strerror or e}); nothing was left there") from None
+        raise ConfigError(f"export.dir: writing {final} failed ({e.strerror or e}); nothing was left there") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -295,7 +296,7 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
         model = build_model(arch)
         missing, unexpected = load_safetensors(model, kept, strict=False)
         if missing or unexpected:
-            raise ValueError(f"trial: the kept weights {kept} do not match trial {t.number}'s architecture")
+            raise ConfigError(f"trial: the kept weights {kept} do not match trial {t.number}'s architecture")
         weights_source = "kept"
         if cfg.get("data"):
             try:
@@ -310,8 +311,8 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
         weights_source = "retrained"
         data_info = {"mean": data.mean, "std": data.std, "classes": data.classes}
     else:
-        raise ValueError(f"trial: trial {t.number} kept no weights (study.keep_weights keeps the top trials only); "
-                         f"allow retraining or export a kept trial")
+        raise ConfigError(f"trial: trial {t.number} kept no weights (study.keep_weights keeps the top trials only); "
+                          f"allow retraining or export a kept trial")
     model = model.cpu().eval()
     in_chans = int(arch.backbone_kwargs.get("in_chans", 3))
     input_size = tuple(study.user_attrs.get("input_size") or (in_chans, 224, 224))
@@ -323,8 +324,8 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
                                                                "trial": str(t.number)})
         diff = _onnx(model, input_size, tmp / "model.onnx")
         if not diff <= ONNX_TOLERANCE:
-            raise ValueError(f"model.onnx: onnxruntime differs from torch by {diff:.3g} (> {ONNX_TOLERANCE:g}); "
-                             f"the export was not written")
+            raise ConfigError(f"model.onnx: onnxruntime differs from torch by {diff:.3g} (> {ONNX_TOLERANCE:g}); "
+                              f"the export was not written")
         out.onnx_max_abs_diff = diff
         (tmp / "MODEL_CARD.md").write_text(_card(study, t, arch, why, weights_source, diff, input_size, data_info,
                                                  retrained_acc, confirmed))

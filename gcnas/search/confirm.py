@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional, Sequence
 import optuna
 from optuna.trial import TrialState
 
+from gcnas.errors import ConfigError
 from gcnas.search.callbacks import SearchCallback
 from gcnas.search.objective import FIXED_ARCH_ATTR, REPLICATE_ATTR, ROLE_ATTR
 from gcnas.search.study import open_study
@@ -98,7 +99,7 @@ def confirmation_study_name(name: str) -> str:
 
 def _check_positive(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key}: must be an integer >= 1; got {value!r}")
+        raise ConfigError(f"{key}: must be an integer >= 1; got {value!r}")
     return value
 
 
@@ -106,8 +107,8 @@ def _overrides(section: str, given: Optional[Mapping[str, Any]], have: Mapping[s
     given = dict(given or {})
     unknown = sorted(set(given) - set(have))
     if unknown:
-        raise ValueError(f"confirm.{section}.{unknown[0]}: not a key of the search's {section} config; valid keys are "
-                         f"{', '.join(sorted(k for k in have if k != 'name'))}")
+        raise ConfigError(f"confirm.{section}.{unknown[0]}: not a key of the search's {section} config; valid keys are "
+                          f"{', '.join(sorted(k for k in have if k != 'name'))}")
     return given
 
 
@@ -124,20 +125,20 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
     """
     k, seeds = _check_positive("confirm.k", k), _check_positive("confirm.seeds", seeds)
     if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
-        raise ValueError(f"confirm.first_seed: must be an integer >= 0; got {first_seed!r}")
+        raise ConfigError(f"confirm.first_seed: must be an integer >= 0; got {first_seed!r}")
     source = open_study(url, name)
     if len(source.directions) > 1:
-        raise ValueError(f"study.name: {name!r} is multi-objective; confirmation compares accuracy, so confirm a "
-                         "single-objective study (or pick a trial with gcnas-export pick=...)")
+        raise ConfigError(f"study.name: {name!r} is multi-objective; confirmation compares accuracy, so confirm a "
+                          "single-objective study (or pick a trial with gcnas-export pick=...)")
     cfg = copy.deepcopy(source.user_attrs.get("config") or {})
     if not cfg:
-        raise ValueError(f"study.name: study {name!r} recorded no config (not made by gcnas-search); nothing to "
-                         "retrain its trials with")
+        raise ConfigError(f"study.name: study {name!r} recorded no config (not made by gcnas-search); nothing to "
+                          "retrain its trials with")
     base = baseline_trial(source)
     candidates = [t for t in ranked_trials(source) if t.user_attrs.get(ROLE_ATTR) != "baseline"][:k]
     if base is None or not candidates:
-        raise ValueError(f"study.name: study {name!r} has no finished "
-                         + ("plain-backbone trial (run the search with study.enqueue_baselines=true)" if base is None
+        raise ConfigError(f"study.name: study {name!r} has no finished "
+                          + ("plain-backbone trial (run the search with study.enqueue_baselines=true)" if base is None
                             else "trained trial besides the baseline yet") + "; nothing to confirm")
     cfg["trainer"].update(_overrides("trainer", trainer, cfg["trainer"]))
     cfg["data"].update(_overrides("data", data, cfg["data"]))
@@ -160,8 +161,8 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
                 "trainer": dict(trainer or {}), "data": dict(data or {})}
     earlier = source.user_attrs.get(CONFIRMATION_ATTR)
     if earlier and earlier != recorded:
-        raise ValueError(f"confirm: study {name!r} was confirmed with {earlier}; this asks for {recorded}. Run the "
-                         "same confirmation to resume it, or search into a new study.name to confirm differently")
+        raise ConfigError(f"confirm: study {name!r} was confirmed with {earlier}; this asks for {recorded}. Run the "
+                          "same confirmation to resume it, or search into a new study.name to confirm differently")
     validate_config(cfg)  # the worker's own keys too, before anything is stored
     source.set_user_attr(CONFIRMATION_ATTR, recorded)  # before training: export and report find a partial one
     return run_search(cfg, callbacks=callbacks, summary=False)

@@ -12,6 +12,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import optuna
 
+from gcnas.errors import ConfigError
+
 __all__ = ["make_storage", "make_sampler", "make_pruner", "make_study", "redact_url", "open_study", "study_names"]
 
 log = logging.getLogger("gcnas.search")
@@ -36,21 +38,21 @@ def make_storage(url: str, heartbeat_interval: Optional[float] = None, grace_per
     is failed by the next worker that looks, and ``failed_trial_callback`` retries it (RDB storages only).
     """
     if not isinstance(url, str) or not url:
-        raise ValueError(f"study.storage: must be a storage URL (sqlite:///..., postgresql+psycopg://..., "
-                         f"journal:///...); got {url!r}")
+        raise ConfigError(f"study.storage: must be a storage URL (sqlite:///..., postgresql+psycopg://..., "
+                          f"journal:///...); got {url!r}")
     if url.startswith("journal://"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         if heartbeat_interval:
-            raise ValueError("study.heartbeat_interval: Optuna's JournalStorage has no heartbeats; use storage=sqlite "
-                             "or storage=postgres for heartbeats, or set study.heartbeat_interval=null")
+            raise ConfigError("study.heartbeat_interval: Optuna's JournalStorage has no heartbeats; use storage=sqlite "
+                              "or storage=postgres for heartbeats, or set study.heartbeat_interval=null")
 
         path = Path(url[len("journal://"):])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
-        raise ValueError(f"study.storage: {url!r} is not a URL; valid forms are sqlite:///path, "
-                         "postgresql+psycopg://user:password@host/db and journal:///path")
+        raise ConfigError(f"study.storage: {url!r} is not a URL; valid forms are sqlite:///path, "
+                          "postgresql+psycopg://user:password@host/db and journal:///path")
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -69,36 +71,38 @@ def make_storage(url: str, heartbeat_interval: Optional[float] = None, grace_per
         except Exception as e:  # schema creation raced with another worker, or the server is not up yet
             last = e
             time.sleep(0.25 * (attempt + 1))
-    raise ValueError(f"study.storage: cannot open {redact_url(url)}: {redact_url(str(last)).splitlines()[0]}") from None
+    raise ConfigError(f"study.storage: cannot open {redact_url(url)}: "
+                      f"{redact_url(str(last)).splitlines()[0]}") from None
 
 
 def _instantiate(spec: Mapping[str, Any], what: str, extra: Mapping[str, Any]) -> Any:
     spec = dict(spec)
     target = spec.pop("_target_", None)
     if not isinstance(target, str) or "." not in target:
-        raise ValueError(f"{what}._target_: must name an Optuna class (e.g. optuna.samplers.TPESampler); got {target!r}")
+        raise ConfigError(f"{what}._target_: must name an Optuna class (e.g. optuna.samplers.TPESampler); got "
+                          f"{target!r}")
     module, _, name = target.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
-        raise ValueError(f"{what}._target_: {target!r} does not exist") from None
+        raise ConfigError(f"{what}._target_: {target!r} does not exist") from None
     params = inspect.signature(cls.__init__).parameters
     kwargs = {**spec, **{k: v for k, v in extra.items() if k in params}}
     try:
         return cls(**kwargs)
     except TypeError as e:
         valid = [p for p in params if p != "self"]
-        raise ValueError(f"{what}: {e}; {name} takes {', '.join(valid)}") from None
+        raise ConfigError(f"{what}: {e}; {name} takes {', '.join(valid)}") from None
     except ValueError as e:  # the class refused a value: say which group, and what was given
         given = ", ".join(f"{what}.{k}={v!r}" for k, v in spec.items())
-        raise ValueError(f"{what}: {name} refuses {given}: {e}") from None
+        raise ConfigError(f"{what}: {name} refuses {given}: {e}") from None
 
 
 def make_sampler(spec: Mapping[str, Any], grid: Optional[Callable[[], dict]] = None) -> optuna.samplers.BaseSampler:
     extra: dict[str, Any] = {}
     if str(spec.get("_target_", "")).endswith("GridSampler"):
         if grid is None:
-            raise ValueError("sampler=grid needs a search space")
+            raise ConfigError("sampler=grid needs a search space")
         extra["search_space"] = grid()
     return _instantiate(spec, "sampler", extra)
 
@@ -114,11 +118,11 @@ def make_study(name: str, storage: optuna.storages.BaseStorage, directions: Sequ
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                     directions=list(directions), load_if_exists=True)
     except ValueError as e:
-        raise ValueError(f"study.name: {name!r}: {e}") from None
+        raise ConfigError(f"study.name: {name!r}: {e}") from None
     existing = [d.name.lower() for d in study.directions]
     if existing != [d.lower() for d in directions]:
-        raise ValueError(f"study.name: {name!r} already exists with directions {existing}; this objective has "
-                         f"{list(directions)}. Pick another study.name or the matching objective.")
+        raise ConfigError(f"study.name: {name!r} already exists with directions {existing}; this objective has "
+                          f"{list(directions)}. Pick another study.name or the matching objective.")
     return study
 
 
@@ -132,12 +136,12 @@ def _local_path(url: str) -> Optional[Path]:
 def _existing_storage(storage_url: str) -> optuna.storages.BaseStorage:
     """Open a storage that must already exist (an error names study.storage when it does not or cannot be opened)."""
     if not isinstance(storage_url, str) or not storage_url:
-        raise ValueError(f"study.storage: must be a storage URL (sqlite:///..., journal:///..., postgresql+psycopg://"
-                         f"...); got {storage_url!r}")
+        raise ConfigError(f"study.storage: must be a storage URL (sqlite:///..., journal:///..., postgresql+psycopg://"
+                          f"...); got {storage_url!r}")
     local = _local_path(storage_url)
     if local is not None and not local.is_file():
-        raise ValueError(f"study.storage: {redact_url(storage_url)} does not exist; point study.storage (or "
-                         f"paths.root) at the storage the search used")
+        raise ConfigError(f"study.storage: {redact_url(storage_url)} does not exist; point study.storage (or "
+                          f"paths.root) at the storage the search used")
     return make_storage(storage_url)
 
 
@@ -155,6 +159,6 @@ def open_study(storage_url: str, study_name: str) -> optuna.Study:
     storage = _existing_storage(storage_url)
     names = _names(storage)
     if study_name not in names:
-        raise ValueError(f"study.name: no study {study_name!r} in {redact_url(storage_url)}; it holds: "
-                         f"{', '.join(names) if names else '(no studies)'}")
+        raise ConfigError(f"study.name: no study {study_name!r} in {redact_url(storage_url)}; it holds: "
+                          f"{', '.join(names) if names else '(no studies)'}")
     return optuna.load_study(study_name=study_name, storage=storage)

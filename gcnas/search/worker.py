@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from gcnas.backbones import list_sites
 from gcnas.data import load_data
+from gcnas.errors import ConfigError
 from gcnas.search.callbacks import Callbacks, SearchCallback
 from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
@@ -55,7 +56,7 @@ class SearchResult:
 def _int(cfg: Mapping, key: str, where: str, minimum: int = 0) -> int:
     v = cfg.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ValueError(f"{where}.{key}: must be an integer >= {minimum}; got {v!r}")
+        raise ConfigError(f"{where + '.' if where else ''}{key}: must be an integer >= {minimum}; got {v!r}")
     return v
 
 
@@ -73,39 +74,45 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     hb, grace = study.get("heartbeat_interval"), study.get("grace_period")
     for key, v in (("heartbeat_interval", hb), ("grace_period", grace)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-            raise ValueError(f"study.{key}: must be a positive number of seconds or null; got {v!r}")
+            raise ConfigError(f"study.{key}: must be a positive number of seconds or null; got {v!r}")
     if grace is not None and hb is None:
-        raise ValueError("study.grace_period: needs study.heartbeat_interval (heartbeats are off); set both or neither")
+        raise ConfigError("study.grace_period: needs study.heartbeat_interval (heartbeats are off); set both or "
+                          "neither")
     if grace is not None and hb is not None and grace <= hb:
-        raise ValueError(f"study.grace_period: must be longer than study.heartbeat_interval={hb}; got {grace}")
+        raise ConfigError(f"study.grace_period: must be longer than study.heartbeat_interval={hb}; got {grace}")
     if study.get("timeout") is not None and (not isinstance(study["timeout"], (int, float)) or study["timeout"] <= 0):
-        raise ValueError(f"study.timeout: must be a positive number of seconds or null; got {study['timeout']!r}")
+        raise ConfigError(f"study.timeout: must be a positive number of seconds or null; got {study['timeout']!r}")
     if not isinstance(study.get("name"), str) or not study["name"]:
-        raise ValueError(f"study.name: must be a non-empty string; got {study.get('name')!r}")
+        raise ConfigError(f"study.name: must be a non-empty string; got {study.get('name')!r}")
     if isinstance(cfg.get("worker"), bool) or not isinstance(cfg.get("worker"), int) or cfg["worker"] < 0:
-        raise ValueError(f"worker: must be an integer >= 0; got {cfg.get('worker')!r}")
+        raise ConfigError(f"worker: must be an integer >= 0; got {cfg.get('worker')!r}")
+    if "seed" in cfg:
+        _int(cfg, "seed", "", 0)
+    threads = cfg.get("threads", "auto")
+    if threads not in (None, "auto") and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads: must be auto or an integer >= 1; got {threads!r}")
     tr = cfg["trainer"]
     _int(tr, "epochs", "trainer", 1)
     _int(tr, "batch_size", "trainer", 2)
     for k in ("lr", "weight_decay"):
         if isinstance(tr.get(k), bool) or not isinstance(tr.get(k), (int, float)) or tr[k] < 0:
-            raise ValueError(f"trainer.{k}: must be a non-negative number; got {tr.get(k)!r}")
+            raise ConfigError(f"trainer.{k}: must be a non-negative number; got {tr.get(k)!r}")
     obj = cfg["objective"]
     metrics, directions = list(obj.get("metrics") or []), list(obj.get("directions") or [])
     if not metrics or metrics[0] != "accuracy" or any(m not in METRICS for m in metrics):
-        raise ValueError(f"objective.metrics: must start with 'accuracy' and use {', '.join(METRICS)}; got {metrics}")
+        raise ConfigError(f"objective.metrics: must start with 'accuracy' and use {', '.join(METRICS)}; got {metrics}")
     if directions != [METRICS[m] for m in metrics]:
-        raise ValueError(f"objective.directions: must be {[METRICS[m] for m in metrics]} for metrics {metrics}; "
-                         f"got {directions}")
+        raise ConfigError(f"objective.directions: must be {[METRICS[m] for m in metrics]} for metrics {metrics}; "
+                          f"got {directions}")
     for k, v in (cfg.get("constraints") or {}).items():
         if k not in ("max_params", "max_flops", "max_latency_ms"):
-            raise ValueError(f"constraints.{k}: unknown; valid keys are max_params, max_flops, max_latency_ms")
+            raise ConfigError(f"constraints.{k}: unknown; valid keys are max_params, max_flops, max_latency_ms")
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-            raise ValueError(f"constraints.{k}: must be a positive number or null; got {v!r}")
+            raise ConfigError(f"constraints.{k}: must be a positive number or null; got {v!r}")
     if cfg.get("device", "cpu") not in ("cpu", "cuda", "auto"):
-        raise ValueError(f"device: must be cpu, cuda or auto; got {cfg.get('device')!r}")
+        raise ConfigError(f"device: must be cpu, cuda or auto; got {cfg.get('device')!r}")
     if cfg.get("progress", "auto") not in ("auto", "bar", "plain", "none"):
-        raise ValueError(f"progress: must be auto, bar, plain or none; got {cfg.get('progress')!r}")
+        raise ConfigError(f"progress: must be auto, bar, plain or none; got {cfg.get('progress')!r}")
 
 
 class _Progress:
@@ -316,8 +323,8 @@ def check_writable(root: Any, key: str = "paths.root") -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise ValueError(f"{key}: cannot write to {path} ({e.strerror or e}); choose a writable folder, e.g. "
-                         f"{key}=$PWD/outputs") from None
+        raise ConfigError(f"{key}: cannot write to {path} ({e.strerror or e}); choose a writable folder, e.g. "
+                          f"{key}=$PWD/outputs") from None
     return path
 
 
@@ -336,7 +343,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (),
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
+        raise ConfigError("device: cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
 
     data = load_data(cfg["data"])
     bb = cfg["backbone"]

@@ -47,6 +47,7 @@ from gcnas.backbones.sites import Site, blocks_by_stage
 from gcnas.blocks import CONTEXTS, NL_MODES, NORMS, TRANSFORMS
 from gcnas.blocks.presets import PRESETS
 from gcnas.blocks.layers import ACTIVATIONS
+from gcnas.errors import ConfigError
 
 __all__ = ["SearchSpace", "SearchSpaceError", "InfeasibleArchitecture", "DESIGN_KEYS", "TRAINING_KEYS",
            "paper_default_architecture"]
@@ -74,7 +75,7 @@ _DEFAULTS = {"preset": None, "kind": "gc", "context": "att", "transform": "bottl
              "norm": "layernorm", "act": "relu", "mode": "embedded_gaussian"}
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(ConfigError):
     """A malformed search space; the message names the file, the key, the bad value and the valid values."""
 
 

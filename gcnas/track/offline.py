@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from gcnas.errors import ConfigError
+
 __all__ = ["OfflineRun", "read_offline_run", "offline_runs"]
 
 _BLOCK = 32768
@@ -37,7 +39,7 @@ class OfflineRun:
 def _records(path: Path) -> Iterator[bytes]:
     data = path.read_bytes()
     if data[:4] != b":W&B":
-        raise ValueError(f"{path}: not a W&B run file (no :W&B header)")
+        raise ConfigError(f"{path}: not a W&B run file (no :W&B header)")
     pos, pending = _HEADER, b""
     while pos + _HEADER <= len(data):
         left = _BLOCK - pos % _BLOCK

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+from gcnas.errors import ConfigError
 from gcnas.search.callbacks import SearchCallback
 
 __all__ = ["WandbTracker", "WandbSession", "TrackingWarning", "MODES", "check_wandb_config"]
@@ -37,15 +38,15 @@ def check_wandb_config(cfg: Mapping[str, Any]) -> None:
     """Validate the ``wandb`` config section before anything starts."""
     mode = cfg.get("mode")
     if mode not in MODES:
-        raise ValueError(f"wandb.mode: must be one of {', '.join(MODES)}; got {mode!r}")
+        raise ConfigError(f"wandb.mode: must be one of {', '.join(MODES)}; got {mode!r}")
     t = cfg.get("init_timeout", 30)
     if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
-        raise ValueError(f"wandb.init_timeout: must be a positive number of seconds; got {t!r}")
+        raise ConfigError(f"wandb.init_timeout: must be a positive number of seconds; got {t!r}")
     if not isinstance(cfg.get("project") or "gcnas", str):
-        raise ValueError(f"wandb.project: must be a string; got {cfg.get('project')!r}")
+        raise ConfigError(f"wandb.project: must be a string; got {cfg.get('project')!r}")
     tags = cfg.get("tags") or []
     if not isinstance(tags, (list, tuple)) or not all(isinstance(x, str) for x in tags):
-        raise ValueError(f"wandb.tags: must be a list of strings; got {tags!r}")
+        raise ConfigError(f"wandb.tags: must be a list of strings; got {tags!r}")
 
 
 class WandbSession:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gcnas.errors import ConfigError
 from gcnas.train.proxy import EpochResult, NonFiniteLossError
 
 __all__ = ["FullTrainResult", "train_full", "evaluate_amp", "FULL_KEYS"]
@@ -46,17 +47,17 @@ class FullTrainResult:
 def _check(cfg: Mapping[str, Any]) -> None:
     unknown = sorted(set(cfg) - set(FULL_KEYS))
     if unknown:
-        raise ValueError(f"trainer.{unknown[0]}: unknown key; valid keys are {', '.join(FULL_KEYS)}")
+        raise ConfigError(f"trainer.{unknown[0]}: unknown key; valid keys are {', '.join(FULL_KEYS)}")
     for k, lo in (("epochs", 1), ("batch_size", 2)):
         v = cfg.get(k)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"trainer.{k}: must be an integer >= {lo}; got {v!r}")
+            raise ConfigError(f"trainer.{k}: must be an integer >= {lo}; got {v!r}")
     for k in ("lr", "weight_decay", "warmup_epochs", "label_smoothing", "min_lr", "warmup_lr"):
         v = cfg.get(k, 0.0)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ValueError(f"trainer.{k}: must be a non-negative number; got {v!r}")
+            raise ConfigError(f"trainer.{k}: must be a non-negative number; got {v!r}")
     if cfg.get("amp", True) not in (True, False, "bf16", "fp16"):
-        raise ValueError(f"trainer.amp: must be true, false, bf16 or fp16; got {cfg.get('amp')!r}")
+        raise ConfigError(f"trainer.amp: must be true, false, bf16 or fp16; got {cfg.get('amp')!r}")
 
 
 def _amp_dtype(cfg: Mapping[str, Any], device: torch.device) -> Optional[torch.dtype]:
@@ -134,13 +135,13 @@ def train_full(model: nn.Module, data, cfg: Mapping[str, Any], *, seed: int = 0,
         changed = [k for k in sorted(set(before) | set(cfg)) if before.get(k) != cfg.get(k)]
         if changed:
             k = changed[0]
-            raise ValueError(f"trainer.{k}: the checkpoint in {ckpt_dir} was trained with trainer.{k}="
-                             f"{before.get(k)!r}, not {cfg.get(k)!r}; resume with the same trainer, or start over "
-                             f"with a new train.dir or train.resume=false")
+            raise ConfigError(f"trainer.{k}: the checkpoint in {ckpt_dir} was trained with trainer.{k}="
+                              f"{before.get(k)!r}, not {cfg.get(k)!r}; resume with the same trainer, or start over "
+                              f"with a new train.dir or train.resume=false")
         missing, unexpected = load_model(model, str(ckpt_dir / "weights.safetensors"), strict=False, device=str(device))
         if missing or unexpected:
-            raise ValueError(f"train.dir: the checkpoint in {ckpt_dir} belongs to another model (missing "
-                             f"{missing[:5]}, unexpected {unexpected[:5]}); use a new train.dir or train.resume=false")
+            raise ConfigError(f"train.dir: the checkpoint in {ckpt_dir} belongs to another model (missing "
+                              f"{missing[:5]}, unexpected {unexpected[:5]}); use a new train.dir or train.resume=false")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])

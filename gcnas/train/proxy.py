@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gcnas.errors import ConfigError
+
 __all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "train_proxy", "evaluate"]
 
 
@@ -93,9 +95,9 @@ def train_proxy(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, 
     from timm.optim import create_optimizer_v2
 
     if epochs < 1:
-        raise ValueError(f"trainer.epochs must be >= 1; got {epochs}")
+        raise ConfigError(f"trainer.epochs must be >= 1; got {epochs}")
     if batch_size < 1:
-        raise ValueError(f"trainer.batch_size must be >= 1; got {batch_size}")
+        raise ConfigError(f"trainer.batch_size must be >= 1; got {batch_size}")
     model.to(device).train()
     opt = create_optimizer_v2(model, opt=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum)
     steps_per_epoch = max(1, math.ceil(len(train_x) / batch_size))
