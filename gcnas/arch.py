@@ -12,7 +12,7 @@ YAML form (what users write; shorthands are expanded to one placement per site):
       - stage: [1, 2, 3]          # an int, a list, or "all"
         blocks: all               # all | first | last | every_other | an int | a list (also spelled "block")
         position: before_add      # or a list of positions
-        spec: gc                  # a preset name, or a dict: {preset: gc, ratio: 0.25} / {context: avg, ...}
+        spec: gc                  # a preset name (nl too), or a dict: {preset: gc, ratio: 0.25} / {context: avg, ...}
                                   # / {kind: nl, ratio: 0.5, mode: embedded_gaussian}
         replace: false            # true: take the place of the backbone's attention module (SE) there
 
@@ -35,8 +35,8 @@ from torch import nn
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
 from gcnas.backbones.insert import insert
 from gcnas.backbones.sites import Site, blocks_by_stage, create_backbone, list_sites, position_order
-from gcnas.blocks import (CONTEXTS, GATES, NL_MODES, NORMS, TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO,
-                          GlobalContextBlock, NonLocalBlock, parse_fusion, preset)
+from gcnas.blocks import (CONTEXTS, GATES, NL_DEFAULTS, NL_MODES, NORMS, TRANSFORMS, TRANSFORMS_WITH_NORM,
+                          TRANSFORMS_WITH_RATIO, GlobalContextBlock, NonLocalBlock, block_preset, parse_fusion)
 from gcnas.blocks.layers import ACTIVATIONS
 from gcnas.errors import ConfigError
 
@@ -83,8 +83,8 @@ class BlockSpec:
     def __post_init__(self) -> None:
         where = "spec"
         if self.kind == "nl":
-            ratio = 0.5 if self.ratio is None else self.ratio
-            mode = self.mode or "embedded_gaussian"
+            ratio = NL_DEFAULTS["ratio"] if self.ratio is None else self.ratio
+            mode = self.mode or NL_DEFAULTS["mode"]
             if mode not in NL_MODES:
                 raise _err(where, f"mode must be one of {', '.join(map(repr, NL_MODES))}; got {mode!r}")
             _check_ratio(where, ratio)
@@ -123,7 +123,7 @@ class BlockSpec:
             return value
         if isinstance(value, str):
             try:
-                return cls(**preset(value))
+                return cls(**block_preset(value))
             except ValueError as e:
                 raise _err(where, str(e)) from None
         if not isinstance(value, Mapping):
@@ -135,7 +135,7 @@ class BlockSpec:
         base = {}
         if "preset" in kw:
             try:
-                base = preset(kw.pop("preset"))
+                base = block_preset(kw.pop("preset"))
             except ValueError as e:
                 raise _err(where, str(e)) from None
         kw = {**base, **kw}

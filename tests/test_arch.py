@@ -29,6 +29,23 @@ def test_shorthand_expands_to_one_placement_per_site():
     assert arch.placements[0] == Placement(1, 0, "before_add", BlockSpec())
 
 
+def test_every_block_preset_names_a_spec_in_an_architecture_file():
+    """``spec: nl`` works in an architecture YAML as in a search space (it used to fail: nl was no block preset)."""
+    from gcnas.blocks import GlobalContextBlock, NonLocalBlock, block_preset_names
+
+    assert "nl" in block_preset_names() and "gc" in block_preset_names()
+    for name in block_preset_names():
+        arch = Architecture.from_yaml(f"backbone: gcnas_resnet_tiny\nplacements:\n  - {{stage: 2, block: 0, "
+                                      f"position: before_add, spec: {name}}}\n")
+        (block,) = [m for m in build_model(arch).modules() if isinstance(m, (GlobalContextBlock, NonLocalBlock))]
+        assert isinstance(block, NonLocalBlock if name == "nl" else GlobalContextBlock), name
+        assert Architecture.from_yaml(arch.to_yaml()) == arch
+    nl = BlockSpec.from_value({"preset": "nl", "ratio": 0.25})
+    assert (nl.kind, nl.ratio, nl.mode) == ("nl", 0.25, "embedded_gaussian")
+    with pytest.raises(ValueError, match=r"spec: preset must be one of .*'nl'; got 'nll' \(did you mean 'nl'"):
+        BlockSpec.from_value("nll")
+
+
 @pytest.mark.parametrize("selector,expected", [("all", [0, 1, 2, 3, 4, 5]), ("first", [0]), ("last", [5]),
                                                ("every_other", [0, 2, 4]), ([1, 3], [1, 3]), (2, [2])])
 def test_block_selectors(selector, expected):

@@ -9,13 +9,13 @@ from gcnas.blocks.context import CONTEXTS, AttentionContext, AvgContext
 from gcnas.blocks.fusion import FUSIONS, parse_fusion
 from gcnas.blocks.global_context import GlobalContextBlock
 from gcnas.blocks.layers import ACTIVATIONS, GATES, NORMS
-from gcnas.blocks.nonlocal_ import NL_MODES, NonLocalBlock
-from gcnas.blocks.presets import PRESETS, preset, preset_names
+from gcnas.blocks.nonlocal_ import NL_DEFAULTS, NL_MODES, NonLocalBlock
+from gcnas.blocks.presets import PRESETS, block_preset, block_preset_names, preset, preset_names
 from gcnas.blocks.transform import TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO
 from gcnas.blocks import convert  # noqa: E402  (after GlobalContextBlock, which it builds)
 
 __all__ = [
-    "GlobalContextBlock", "NonLocalBlock", "preset", "preset_names", "convert",
-    "CONTEXTS", "TRANSFORMS", "FUSIONS", "NORMS", "ACTIVATIONS", "GATES", "PRESETS", "NL_MODES",
+    "GlobalContextBlock", "NonLocalBlock", "preset", "preset_names", "block_preset", "block_preset_names", "convert",
+    "CONTEXTS", "TRANSFORMS", "FUSIONS", "NORMS", "ACTIVATIONS", "GATES", "PRESETS", "NL_MODES", "NL_DEFAULTS",
     "TRANSFORMS_WITH_RATIO", "TRANSFORMS_WITH_NORM", "AttentionContext", "AvgContext", "parse_fusion",
 ]

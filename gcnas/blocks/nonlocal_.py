@@ -29,9 +29,10 @@ from torch import nn
 
 from gcnas.errors import ConfigError
 
-__all__ = ["NonLocalBlock", "NL_MODES"]
+__all__ = ["NonLocalBlock", "NL_MODES", "NL_DEFAULTS"]
 
 NL_MODES = ("embedded_gaussian", "gaussian", "dot")
+NL_DEFAULTS = {"ratio": 1 / 2, "mode": "embedded_gaussian"}  # the NL paper's block; every NL default reads these
 _OWNER = "NonLocalBlock"
 
 
@@ -45,7 +46,7 @@ class NonLocalBlock(nn.Module):
         scale: divide ``embedded_gaussian`` logits by ``sqrt(d)``.
     """
 
-    def __init__(self, channels: int, ratio: float = 1 / 2, mode: str = "embedded_gaussian", *,
+    def __init__(self, channels: int, ratio: float = NL_DEFAULTS["ratio"], mode: str = NL_DEFAULTS["mode"], *,
                  scale: bool = True) -> None:
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:

@@ -4,16 +4,22 @@ Paper: Cao et al., "GCNet: Non-local Networks Meet Squeeze-Excitation Networks a
 (arXiv:1904.11492), Figure 4 and Tables 2-5.
 
 ``preset(name)`` returns the :class:`~gcnas.blocks.GlobalContextBlock` keyword arguments of a member; the
-query-dependent NL block is :class:`~gcnas.blocks.NonLocalBlock`.
+query-dependent NL block is :class:`~gcnas.blocks.NonLocalBlock`. ``block_preset(name)`` covers both, for the places
+that name a block of either kind (an architecture's ``spec: nl``, a search space's ``design.preset``): the GC members'
+arguments with ``kind="gc"``, or ``nl``, the NL block with its defaults (``kind="nl"``).
 """
 from __future__ import annotations
 
 import copy
+import difflib
 from typing import Any
 
-from gcnas.registry import Registry
+from gcnas.blocks.nonlocal_ import NL_DEFAULTS
+from gcnas.registry import Registry, UnknownNameError
 
-__all__ = ["PRESETS", "preset", "preset_names"]
+__all__ = ["PRESETS", "NL_PRESET", "preset", "preset_names", "block_preset", "block_preset_names"]
+
+NL_PRESET = "nl"  # the name of the NL block among the block presets
 
 PRESETS: Registry[dict[str, Any]] = Registry("preset")
 for _name, _kwargs in {
@@ -42,3 +48,21 @@ def preset(name: str) -> dict[str, Any]:
 
 def preset_names() -> list[str]:
     return PRESETS.names()
+
+
+def block_preset_names() -> list[str]:
+    """Every block preset: the GC members, then ``nl``."""
+    return [*PRESETS.names(), NL_PRESET]
+
+
+def block_preset(name: str) -> dict[str, Any]:
+    """The block arguments of a named block of either kind, with ``kind``: ``{"kind": "gc", **preset(name)}`` for a
+    member of the framework, ``{"kind": "nl", "ratio": 0.5, "mode": "embedded_gaussian"}`` for ``nl``."""
+    if name == NL_PRESET:
+        return {"kind": "nl", **NL_DEFAULTS}
+    if name not in PRESETS:
+        names = block_preset_names()
+        close = difflib.get_close_matches(name, names, n=3) if isinstance(name, str) else []
+        raise UnknownNameError(f"preset must be one of {', '.join(map(repr, names))}; got {name!r}"
+                               + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
+    return {"kind": "gc", **preset(name)}

@@ -44,8 +44,7 @@ from typing import Any, Mapping, Optional, Sequence
 from gcnas.arch import BLOCK_SELECTORS, Architecture, BlockSpec, Placement, select_blocks
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
 from gcnas.backbones.sites import Site, blocks_by_stage
-from gcnas.blocks import CONTEXTS, NL_MODES, NORMS, TRANSFORMS
-from gcnas.blocks.presets import PRESETS
+from gcnas.blocks import CONTEXTS, NL_MODES, NORMS, TRANSFORMS, block_preset_names
 from gcnas.blocks.layers import ACTIVATIONS
 from gcnas.errors import ConfigError
 
@@ -59,8 +58,8 @@ _DESIGN_EXTRA = {"share", "conditions"}
 _POSITION_KEYS = {"stages", "stage_sets", "stage_on", "blocks", "position", "per_stage", "replace"}
 _LIMIT_KEYS = {"max_blocks", "min_blocks"}
 _FUSIONS = ("add", "scale", "scale+add")
-# design.preset: a named member of the framework (gcnas.blocks presets), or "nl" (Non-local), or "none" (no block)
-PRESET_CHOICES = tuple(PRESETS.names()) + ("nl", "none")
+# design.preset: a named block (gcnas.blocks.block_preset_names: the framework's members and nl), or "none" (no block)
+PRESET_CHOICES = tuple(block_preset_names()) + ("none",)
 _VALID: dict[str, tuple] = {
     "preset": PRESET_CHOICES + (None,),
     "kind": ("gc", "nl"),
@@ -400,9 +399,7 @@ class SearchSpace:
         name = self.design["preset"].suggest(trial, f"{prefix}.preset")
         if name == "none":
             return None
-        if name == "nl":
-            return BlockSpec(kind="nl", ratio=0.5, mode="embedded_gaussian")
-        if name is not None:
+        if name is not None:  # a GC member or nl: gcnas.blocks.block_preset
             return BlockSpec.from_value(name, f"{prefix}.preset")
         chosen: dict[str, Any] = {}
         for key in DESIGN_KEYS[1:]:
@@ -412,7 +409,7 @@ class SearchSpace:
             chosen[key] = self.design[key].suggest(trial, f"{prefix}.{key}")
         kind = chosen.get("kind", "gc")
         if kind == "nl":
-            return BlockSpec(kind="nl", ratio=chosen.get("ratio", 0.5), mode=chosen.get("mode"))
+            return BlockSpec(kind="nl", ratio=chosen.get("ratio"), mode=chosen.get("mode"))  # None: NL_DEFAULTS
         fusion = chosen.get("fusion", "add")
         return BlockSpec(context=chosen.get("context", "att"), transform=chosen.get("transform", "bottleneck"),
                          ratio=chosen.get("ratio", 1 / 16), fusion=tuple(fusion.split("+")),
