@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -38,6 +36,7 @@ from gcnas.backbones.sites import Site, blocks_by_stage, create_backbone, list_s
 from gcnas.blocks import (CONTEXTS, GATES, NL_DEFAULTS, NL_MODES, NORMS, TRANSFORMS, TRANSFORMS_WITH_NORM,
                           TRANSFORMS_WITH_RATIO, GlobalContextBlock, NonLocalBlock, block_preset, parse_fusion)
 from gcnas.blocks.layers import ACTIVATIONS
+from gcnas.blocks.transform import check_ratio
 from gcnas.errors import ConfigError
 
 __all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_model", "load_backbone_weights", "BLOCK_SELECTORS",
@@ -87,7 +86,7 @@ class BlockSpec:
             mode = self.mode or NL_DEFAULTS["mode"]
             if mode not in NL_MODES:
                 raise _err(where, f"mode must be one of {', '.join(map(repr, NL_MODES))}; got {mode!r}")
-            _check_ratio(where, ratio)
+            check_ratio(ratio, where)
             canon = dict(context=None, transform=None, ratio=float(ratio), fusion=("add",), norm=None, act=None,
                          gate="sigmoid", mode=mode)
         elif self.kind == "gc":
@@ -104,7 +103,7 @@ class BlockSpec:
                 raise _err(where, ACTIVATIONS.unknown_message(self.act) + " or null")
             uses_ratio = self.transform in TRANSFORMS_WITH_RATIO
             if uses_ratio:
-                _check_ratio(where, self.ratio)
+                check_ratio(self.ratio, where)
             canon = dict(
                 context=self.context, transform=self.transform,
                 ratio=float(self.ratio) if uses_ratio else None, fusion=fusion,
@@ -162,11 +161,6 @@ class BlockSpec:
         if self.ratio is not None:
             kw["ratio"] = self.ratio
         return GlobalContextBlock(channels, **kw)
-
-
-def _check_ratio(where: str, ratio: Any) -> None:
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1 or math.isnan(ratio):
-        raise _err(where, f"ratio must be a number in (0, 1]; got {ratio!r}")
 
 
 @dataclass(frozen=True)

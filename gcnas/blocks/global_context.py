@@ -20,7 +20,8 @@ from gcnas.blocks.context import CONTEXTS
 from gcnas.blocks.fused import global_context_fused
 from gcnas.blocks.fusion import FusionArg, fuse, parse_fusion
 from gcnas.blocks.layers import GATES, NORMS, ActArg, act_name, create_act, create_gate
-from gcnas.blocks.transform import TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO, hidden_channels_for
+from gcnas.blocks.transform import (TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO, check_ratio,
+                                    hidden_channels_for)
 from gcnas.errors import ConfigError
 
 __all__ = ["GlobalContextBlock"]
@@ -77,8 +78,7 @@ class GlobalContextBlock(nn.Module):
         channels = _check_positive_int("channels", channels)
         context_cls = CONTEXTS.get(context, owner=_OWNER)
         make_transform = TRANSFORMS.get(transform, owner=_OWNER)
-        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1:
-            raise ConfigError(f"{_OWNER}: ratio must be a number in (0, 1]; got {ratio!r}")
+        check_ratio(ratio, _OWNER)
         fusions = parse_fusion(fusion, owner=_OWNER)
         if norm is not None and norm not in NORMS:
             raise ConfigError(NORMS.unknown_message(norm, owner=_OWNER) + " or None")

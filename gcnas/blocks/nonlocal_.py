@@ -27,6 +27,7 @@ import numbers
 import torch
 from torch import nn
 
+from gcnas.blocks.transform import check_ratio
 from gcnas.errors import ConfigError
 
 __all__ = ["NonLocalBlock", "NL_MODES", "NL_DEFAULTS"]
@@ -51,8 +52,7 @@ class NonLocalBlock(nn.Module):
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
             raise ConfigError(f"{_OWNER}: channels must be a positive integer; got {channels!r}")
-        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1:
-            raise ConfigError(f"{_OWNER}: ratio must be a number in (0, 1]; got {ratio!r}")
+        check_ratio(ratio, _OWNER)
         if mode not in NL_MODES:
             raise ConfigError(f"{_OWNER}: mode must be one of {', '.join(map(repr, NL_MODES))}; got {mode!r}")
         inner = int(channels * ratio + 1e-6)

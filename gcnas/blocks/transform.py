@@ -17,17 +17,32 @@ identity function.
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
 from gcnas.blocks.layers import ActArg, create_act, create_norm
+from gcnas.errors import ConfigError
 from gcnas.registry import Registry
 
 __all__ = ["TRANSFORMS", "TRANSFORMS_WITH_RATIO", "TRANSFORMS_WITH_NORM", "MLPTransform", "ConvTransform",
-           "IdentityTransform", "hidden_channels_for"]
+           "IdentityTransform", "hidden_channels_for", "is_ratio", "check_ratio"]
 
 TRANSFORMS_WITH_RATIO = ("bottleneck", "se")
 TRANSFORMS_WITH_NORM = ("bottleneck",)
+
+
+def is_ratio(value: object) -> bool:
+    """A reduction ratio (of a transform, or of the NL block's embedding) is a real number in (0, 1]."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and 0 < value <= 1
+
+
+def check_ratio(value: object, owner: str = "") -> float:
+    """``value`` as a float if :func:`is_ratio`; else a ConfigError naming ``owner`` (e.g. ``spec``) and the range."""
+    if not is_ratio(value):
+        raise ConfigError(f"{owner + ': ' if owner else ''}ratio must be a number in (0, 1]; got {value!r}")
+    return float(value)
 
 
 def hidden_channels_for(channels: int, ratio: float) -> int:

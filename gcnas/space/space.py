@@ -46,6 +46,7 @@ from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
 from gcnas.backbones.sites import Site, blocks_by_stage
 from gcnas.blocks import CONTEXTS, NL_MODES, NORMS, TRANSFORMS, block_preset_names
 from gcnas.blocks.layers import ACTIVATIONS
+from gcnas.blocks.transform import is_ratio
 from gcnas.errors import ConfigError
 
 __all__ = ["SearchSpace", "SearchSpaceError", "InfeasibleArchitecture", "DESIGN_KEYS", "TRAINING_KEYS",
@@ -244,7 +245,7 @@ class SearchSpace:
             if key == "ratio":
                 p = r.param("design.ratio", raw, number=True)
                 vals = p.values() or [p.low, p.high]
-                bad = [v for v in vals if not 0 < v <= 1]
+                bad = [v for v in vals if not is_ratio(v)]
                 if bad:
                     raise r.error("design.ratio", f"{bad[0]!r} is not in (0, 1]")
                 if p.kind == "int":
