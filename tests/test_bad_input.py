@@ -49,6 +49,7 @@ SEARCH = [  # (overrides, words the message must hold)
     (["backbone.name=resnet_nope"], ["backbone", "unknown timm model 'resnet_nope'", "close matches"]),
     (["objective.directions=[minimize]"], ["objective.directions", "['maximize']", "['minimize']"]),
     (["progress=loud"], ["progress", "auto, bar, plain or none", "'loud'"]),
+    (["data.name=mnist"], ["data.name must be one of", "'fashion_mnist'", "'imagefolder'", "'synthetic'", "'mnist'"]),
     (["seed=notanint"], ["seed", "integer >= 0", "'notanint'"]),
     (["threads=many"], ["threads", "auto or an integer >= 1", "'many'"]),
 ]
