@@ -51,6 +51,7 @@ class SearchResult:
     best_values: Optional[list]
     best_architecture: Optional[str]  # path of architecture.yaml
     table: str
+    sampler: str = ""  # the class of the sampler this worker asked with (its config's sampler._target_)
 
 
 def _int(cfg: Mapping, key: str, where: str, minimum: int = 0) -> int:
@@ -459,7 +460,8 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (),
     best = ranked[0] if ranked else None
     best_path = str(study_dir / "trials" / f"trial-{best.number}" / "architecture.yaml") if best else None
     result = SearchResult(study_cfg["name"], redact_url(url), len(finished_trials(study)), ran,
-                          best.number if best else None, list(best.values) if best else None, best_path, table)
+                          best.number if best else None, list(best.values) if best else None, best_path, table,
+                          type(study.sampler).__name__)
     if summary:
         _print_summary(result, url, len(metrics) > 1)
     if result.n_finished >= n_trials and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
