@@ -1,21 +1,19 @@
 """``gcnas-analyze``: the paper's NL query-position statistics, attention figures, and NL/SNL/GC/SE/none compared."""
 from __future__ import annotations
 
-import os
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from gcnas.analysis import AnalysisResult, run_analysis
 from gcnas.cli.common import resolve, user_errors
+from gcnas.train.runtime import set_threads
 
 
 def analyze(cfg: DictConfig) -> AnalysisResult:
     """Run from a composed ``analyze`` config (tests call this with ``hydra.compose``)."""
     c = resolve(cfg)
-    threads = c.get("threads", "auto")
-    torch.set_num_threads(int(os.cpu_count() or 1) if threads in (None, "auto") else max(1, int(threads)))
+    set_threads(c.get("threads", "auto"))
     result = run_analysis(c)
     if result.stats_table:
         print("\nNL statistics: mean cosine distance between query positions (mean ± std over seeds)\n")

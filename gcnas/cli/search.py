@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import hydra
@@ -13,16 +12,9 @@ from gcnas.errors import ConfigError
 from gcnas.search import SearchResult, run_search
 from gcnas.search.worker import public_config
 from gcnas.track import WandbTracker
+from gcnas.train.runtime import usable_cpus
 
 log = logging.getLogger("gcnas.search")
-
-
-def _cpus() -> int:
-    """The cores this process may use (a SLURM allocation or a cgroup may give fewer than the machine has)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _hydra_context() -> tuple[str | None, int]:
@@ -37,7 +29,7 @@ def _hydra_context() -> tuple[str | None, int]:
     concurrent = 1
     if str(hc.mode) == "RunMode.MULTIRUN":
         target = str(OmegaConf.select(hc, "launcher._target_", default=""))
-        cpus = _cpus()
+        cpus = usable_cpus()
         if "joblib" in target:
             n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
             concurrent = cpus if n_jobs in (None, -1) else max(1, min(int(n_jobs), cpus))
@@ -53,7 +45,7 @@ def worker_threads(threads, concurrent: int | None = None):
         return threads
     if concurrent is None:
         concurrent = _hydra_context()[1]
-    return max(1, _cpus() // concurrent)
+    return max(1, usable_cpus() // concurrent)
 
 
 def search(cfg: DictConfig) -> SearchResult:

@@ -7,7 +7,6 @@ checkpoints under ``train.dir`` and prints a comparison table with mean +- std o
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from gcnas.data import load_data
 from gcnas.errors import ConfigError
 from gcnas.track import WandbSession
 from gcnas.train import train_full
+from gcnas.train.runtime import select_device, set_threads
 
 log = logging.getLogger("gcnas.train")
 
@@ -92,15 +92,8 @@ def train(cfg: DictConfig) -> TrainReport:
         raise ConfigError(f"seeds: must be a non-empty list of integers, e.g. seeds=[0,1,2]; got {seeds!r}")
     if not isinstance(c.get("baseline", False), bool):
         raise ConfigError(f"baseline: must be true or false; got {c.get('baseline')!r}")
-    device = c.get("device", "auto")
-    if device not in ("cpu", "cuda", "auto"):
-        raise ConfigError(f"device: must be cpu, cuda or auto; got {device!r}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
-    threads = c.get("threads", "auto")
-    torch.set_num_threads(int(os.cpu_count() or 1) if threads in (None, "auto") else max(1, int(threads)))
+    device = select_device(c.get("device", "auto"))
+    set_threads(c.get("threads", "auto"))
     tc = c.get("train") or {}
     session = WandbSession(c.get("wandb") or {"mode": "disabled"}, f"train-{arch.key()}")
 

@@ -33,6 +33,7 @@ from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROL
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
 from gcnas.space import SearchSpace, paper_default_architecture
+from gcnas.train.runtime import DEVICES, check_threads, select_device, set_threads
 from gcnas.arch import Architecture
 
 __all__ = ["run_search", "SearchResult", "validate_config", "public_config", "keep_top_weights"]
@@ -89,9 +90,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"worker: must be an integer >= 0; got {cfg.get('worker')!r}")
     if "seed" in cfg:
         _int(cfg, "seed", "", 0)
-    threads = cfg.get("threads", "auto")
-    if threads not in (None, "auto") and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads: must be auto or an integer >= 1; got {threads!r}")
+    check_threads(cfg.get("threads", "auto"))
     tr = cfg["trainer"]
     _int(tr, "epochs", "trainer", 1)
     _int(tr, "batch_size", "trainer", 2)
@@ -110,8 +109,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(f"constraints.{k}: unknown; valid keys are max_params, max_flops, max_latency_ms")
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
             raise ConfigError(f"constraints.{k}: must be a positive number or null; got {v!r}")
-    if cfg.get("device", "cpu") not in ("cpu", "cuda", "auto"):
-        raise ConfigError(f"device: must be cpu, cuda or auto; got {cfg.get('device')!r}")
+    if cfg.get("device", "cpu") not in DEVICES:
+        select_device(cfg.get("device"))  # names the valid devices
     if cfg.get("progress", "auto") not in ("auto", "bar", "plain", "none"):
         raise ConfigError(f"progress: must be auto, bar, plain or none; got {cfg.get('progress')!r}")
 
@@ -338,13 +337,8 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (),
     """
     validate_config(cfg)
     check_writable(cfg["paths"]["root"])
-    threads = cfg.get("threads", "auto")
-    torch.set_num_threads(int(os.cpu_count() or 1) if threads in (None, "auto") else max(1, int(threads)))
-    device = cfg.get("device", "cpu")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
+    set_threads(cfg.get("threads", "auto"))
+    device = select_device(cfg.get("device", "cpu"))
 
     data = load_data(cfg["data"])
     bb = cfg["backbone"]

@@ -1,0 +1,52 @@
+"""Where training runs: the device and the number of CPU threads, chosen the same way by every command.
+
+``threads=auto`` means the cores this process may use: its CPU affinity, which a SLURM allocation, a cgroup or
+``taskset`` may make smaller than the machine (``os.cpu_count()`` would oversubscribe them).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from gcnas.errors import ConfigError
+
+__all__ = ["usable_cpus", "check_threads", "set_threads", "select_device", "DEVICES"]
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: Any) -> None:
+    """``threads`` must be ``auto`` (or null) or an integer >= 1."""
+    if threads in (None, "auto"):
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads: must be auto or an integer >= 1; got {threads!r}")
+
+
+def set_threads(threads: Any = "auto") -> int:
+    """Give torch ``threads`` CPU threads (``auto``: :func:`usable_cpus`); returns the number set."""
+    check_threads(threads)
+    n = usable_cpus() if threads in (None, "auto") else threads
+    torch.set_num_threads(n)
+    return n
+
+
+def select_device(device: Any = "auto") -> str:
+    """``cpu``, ``cuda`` or ``auto`` (CUDA when torch sees a device) as the device to train on."""
+    if device not in DEVICES:
+        raise ConfigError(f"device: must be {', '.join(DEVICES[:-1])} or {DEVICES[-1]}; got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for but torch sees no CUDA device; use device=cpu or auto")
+    return device
