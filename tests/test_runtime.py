@@ -41,3 +41,4 @@ def test_select_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="torch sees no CUDA device; use device=cpu or auto"):
             select_device("cuda")
+

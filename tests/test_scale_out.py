@@ -233,3 +233,25 @@ def test_the_storage_password_is_written_nowhere(postgres, tmp_path):
     assert any(p.name == "model.onnx" for p in written) and any(p.name.endswith(".log") for p in written)
     leaks = [str(p) for p in written if PASSWORD.encode() in p.read_bytes()]
     assert not leaks, leaks
+
+
+def test_opening_storage_retries_connection_errors_only_and_keeps_the_cause(caplog):
+    """A database that does not answer is tried STORAGE_ATTEMPTS times (it may be starting); a URL no driver can
+    open fails at once. Either way the error names study.storage and keeps the library's error as its cause."""
+    import sqlalchemy.exc
+
+    from gcnas.errors import ConfigError
+    from gcnas.search.study import STORAGE_ATTEMPTS, make_storage
+
+    caplog.set_level("WARNING", logger="gcnas.search")
+    with pytest.raises(ConfigError, match=r"study.storage: cannot open postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/db") \
+            as e:
+        make_storage("postgresql+psycopg://u:secret@127.0.0.1:1/db")  # nothing listens on port 1
+    assert isinstance(e.value.__cause__, sqlalchemy.exc.OperationalError)
+    tries = [r for r in caplog.records if "attempt" in r.getMessage()]
+    assert len(tries) == STORAGE_ATTEMPTS and "secret" not in caplog.text
+    caplog.clear()
+    with pytest.raises(ConfigError, match="study.storage: cannot open nosuchdb://") as e:
+        make_storage("nosuchdb://host/db")
+    assert isinstance(e.value.__cause__, sqlalchemy.exc.NoSuchModuleError)
+    assert not [r for r in caplog.records if "attempt" in r.getMessage()]  # not retried

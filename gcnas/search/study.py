@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import optuna
+import sqlalchemy.exc
 
 from gcnas.errors import ConfigError
 
 __all__ = ["make_storage", "make_sampler", "make_pruner", "make_study", "redact_url", "open_study", "study_names"]
 
 log = logging.getLogger("gcnas.search")
+STORAGE_ATTEMPTS = 8  # tries to open an RDB storage whose database errs or does not answer (0.25 s, 0.5 s, ... apart)
 
 
 # scheme://user:password@ , also as Hydra escapes it in override strings (scheme\://user\:password@, with the
@@ -63,16 +65,23 @@ def make_storage(url: str, heartbeat_interval: Optional[float] = None, grace_per
                      "grace_period": None if grace_period is None else max(1, int(round(grace_period))),
                      "heartbeat_stale_trial_callback": failed_trial_callback}
     last: Optional[Exception] = None
-    for attempt in range(8):
+    for attempt in range(1, STORAGE_ATTEMPTS + 1):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-        except Exception as e:  # schema creation raced with another worker, or the server is not up yet
+        except sqlalchemy.exc.DBAPIError as e:
+            # The database answered with an error or not at all: the server is not up yet, the SQLite file is locked,
+            # or another worker is creating the schema at the same moment. Worth another try.
             last = e
-            time.sleep(0.25 * (attempt + 1))
+            log.warning("storage %s: attempt %d of %d failed (%s)", redact_url(url), attempt, STORAGE_ATTEMPTS,
+                        redact_url(str(e)).splitlines()[0])
+            time.sleep(0.25 * attempt)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError) as e:  # a bad URL or a missing driver: no retry helps
+            last = e
+            break
     raise ConfigError(f"study.storage: cannot open {redact_url(url)}: "
-                      f"{redact_url(str(last)).splitlines()[0]}") from None
+                      f"{redact_url(str(last)).splitlines()[0]}") from last
 
 
 def _instantiate(spec: Mapping[str, Any], what: str, extra: Mapping[str, Any]) -> Any:
