@@ -188,6 +188,9 @@ def test_a_raising_trial_is_recorded_and_too_many_in_a_row_stop_the_worker(tmp_p
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{tmp_path}/studies.db")
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
     assert all("RuntimeError: boom in a layer" in t.user_attrs["error"] for t in study.trials)
+    for t in study.trials:  # the trial's log holds the whole traceback, down to the raising frame
+        text = (tmp_path / STUDY / "trials" / f"trial-{t.number}" / "log.txt").read_text()
+        assert "Traceback (most recent call last):" in text and "in train_proxy" in text and "raise error" in text
 
 
 def test_unwritable_output_root_is_a_clear_error_before_anything(tmp_path):

@@ -101,7 +101,8 @@ class TrialRunner:
         note(f"waited {self.max_twin_wait_s:.0f}s for a running trial with the same architecture; training it here")
         return None
 
-    def _trial_dir(self, number: int) -> Path:
+    def trial_dir(self, number: int) -> Path:
+        """The folder of trial ``number`` (its log, architecture and kept weights), created on first use."""
         d = self.study_dir / "trials" / f"trial-{number}"
         d.mkdir(parents=True, exist_ok=True)
         return d
@@ -116,7 +117,7 @@ class TrialRunner:
         replicate = int(trial.user_attrs.get(REPLICATE_ATTR, 0))
         role = trial.user_attrs.get(ROLE_ATTR, "searched")
         trial.set_user_attr(ROLE_ATTR, role)
-        tdir = self._trial_dir(trial.number)
+        tdir = self.trial_dir(trial.number)
         logf = (tdir / "log.txt").open("a")
 
         def note(msg: str) -> None:

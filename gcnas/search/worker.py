@@ -423,11 +423,14 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (),
                     state, values = runner(study, trial)
             except Exception as e:  # a trial that raises is recorded as failed; the study goes on
                 reason = _failure_reason(e)
+                trial_log = runner.trial_dir(trial.number) / "log.txt"
+                with trial_log.open("a") as f:  # the whole traceback, for whoever fixes it
+                    f.write(f"failed: {reason}\n{''.join(traceback.format_exception(e))}")
                 del e
                 _free_memory()  # an out-of-memory trial must not take the next ones with it
                 trial.set_user_attr("error", reason)
                 _tell(study, trial, state=TrialState.FAIL)
-                log.warning("trial %d failed: %s", trial.number, reason)
+                log.warning("trial %d failed: %s (traceback in %s)", trial.number, reason, trial_log)
                 hooks("trial_ended", storage.get_trial(trial._trial_id))
                 ran += 1
                 failures_in_a_row += 1
