@@ -138,9 +138,14 @@ def test_samplers(tmp_path, sampler):
     assert result.sampler == {"random": "RandomSampler", "grid": "GridSampler", "gp": "GPSampler"}[sampler]
 
 
-def test_journal_storage(tmp_path):
+def test_journal_storage(tmp_path, capsys):
     result = search(_cfg(tmp_path, "study.n_trials=2", "storage=journal"))
     assert result.n_finished == 2 and (tmp_path / "studies.journal").is_file()
+    # the command prints what the worker returned: the table, the best architecture, how to open the study
+    out = capsys.readouterr().out
+    assert f"Top trials of study {result.study_name} (2 finished trials, 2 run by this worker):" in out
+    assert result.table in out and f"Best architecture (trial {result.best_number}):" in out
+    assert f"optuna-dashboard {result.storage}" in out and result.storage.startswith("journal:///")
 
 
 def _run_cli(tmp_path: Path, *args: str, multirun: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:

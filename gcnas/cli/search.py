@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -58,9 +59,25 @@ def search(cfg: DictConfig) -> SearchResult:
     tracker = WandbTracker(config.get("wandb") or {"mode": "disabled"}, config["study"]["name"],
                            public_config(config))
     try:
-        return run_search(config, callbacks=[tracker])
+        result = run_search(config, callbacks=[tracker])
     finally:
         tracker.close()  # also when the worker stops on an error: W&B calls still queued are run, runs finished
+    print_summary(result)
+    return result
+
+
+def print_summary(result: SearchResult) -> None:
+    """The worker's closing lines: the top trials (or the Pareto front), the best architecture, how to open the study."""
+    title = "Pareto front" if len(result.best_values or [0]) > 1 else "Top trials"
+    print(f"\n{title} of study {result.study_name} ({result.n_finished} finished trials, {result.trials_run} run "
+          f"by this worker):\n")
+    print(result.table)
+    if result.best_architecture:
+        print(f"\nBest architecture (trial {result.best_number}): {result.best_architecture}\n")
+        print(Path(result.best_architecture).read_text().rstrip())
+        print()
+    print(f"Open the study: optuna-dashboard {result.storage}")  # the storage URL, password redacted
+    print(f"            or: optuna trials --study-name {result.study_name} --storage {result.storage}")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="config")

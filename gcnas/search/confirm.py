@@ -165,7 +165,7 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
                           "same confirmation to resume it, or search into a new study.name to confirm differently")
     validate_config(cfg)  # the worker's own keys too, before anything is stored
     source.set_user_attr(CONFIRMATION_ATTR, recorded)  # before training: export and report find a partial one
-    return run_search(cfg, callbacks=callbacks, summary=False)
+    return run_search(cfg, callbacks=callbacks)
 
 
 def confirmation(study: optuna.Study, storage: Any) -> Optional[list[Confirmed]]:

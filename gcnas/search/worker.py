@@ -328,12 +328,11 @@ def check_writable(root: Any, key: str = "paths.root") -> Path:
     return path
 
 
-def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (), summary: bool = True
-               ) -> SearchResult:
-    """Run one search worker with a resolved, plain config (see ``conf/config.yaml``).
+def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ()) -> SearchResult:
+    """Run one search worker with a resolved, plain config (see ``conf/config.yaml``); returns what it found (the
+    command prints it).
 
-    ``callbacks`` see every trial (``gcnas.track.WandbTracker`` is one); none of them can stop the search. ``summary``
-    prints the top trials at the end (the confirmation prints its own table instead).
+    ``callbacks`` see every trial (``gcnas.track.WandbTracker`` is one); none of them can stop the search.
     """
     validate_config(cfg)
     check_writable(cfg["paths"]["root"])
@@ -459,23 +458,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (),
     result = SearchResult(study_cfg["name"], redact_url(url), len(finished_trials(study)), ran,
                           best.number if best else None, list(best.values) if best else None, best_path, table,
                           type(study.sampler).__name__)
-    if summary:
-        _print_summary(result, url, len(metrics) > 1)
     if result.n_finished >= n_trials and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         hooks("study_ended", study, result, study_dir)
     hooks("close")
     return result
-
-
-def _print_summary(result: SearchResult, url: str, multi: bool) -> None:
-    title = "Pareto front" if multi else "Top trials"
-    print(f"\n{title} of study {result.study_name} ({result.n_finished} finished trials, {result.trials_run} run "
-          f"by this worker):\n")
-    print(result.table)
-    if result.best_architecture:
-        print(f"\nBest architecture (trial {result.best_number}): {result.best_architecture}\n")
-        print(Path(result.best_architecture).read_text().rstrip())
-        print()
-    shown = redact_url(url)
-    print(f"Open the study: optuna-dashboard {shown}")
-    print(f"            or: optuna trials --study-name {result.study_name} --storage {shown}")
