@@ -40,7 +40,7 @@ from gcnas.blocks.transform import check_ratio
 from gcnas.errors import ConfigError
 
 __all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_model", "load_backbone_weights", "BLOCK_SELECTORS",
-           "select_blocks"]
+           "select_blocks", "paper_default_architecture"]
 
 BLOCK_SELECTORS = ("all", "first", "last", "every_other")
 _SPEC_KEYS = {"kind", "preset", "context", "transform", "ratio", "fusion", "norm", "act", "gate", "mode"}
@@ -421,3 +421,14 @@ def load_model(folder: Union[str, Path], device: str = "cpu") -> nn.Module:
         raise ConfigError(f"load_model: {weights} does not match {arch_path}: missing keys {sorted(missing)[:10]}, "
                           f"unexpected keys {sorted(unexpected)[:10]}")
     return model.to(device).eval()
+
+
+def paper_default_architecture(backbone: str, sites: list[Site], backbone_kwargs: Optional[Mapping] = None,
+                               ) -> Architecture:
+    """The paper's default: GC r16 (att, bottleneck + LayerNorm, add) after the last 1x1 (``before_add``) of every
+    block of every stage but the first (ResNet's c3-c5). Falls back to ``after_block`` on generic backbones."""
+    position = "before_add" if any(s.position == "before_add" for s in sites) else "after_block"
+    stages = sorted({s.stage for s in sites})
+    placements = [Placement(s.stage, s.block, s.position, BlockSpec()) for s in sites
+                  if s.position == position and s.stage in stages[1:]]
+    return Architecture(backbone, dict(backbone_kwargs or {}), tuple(placements))

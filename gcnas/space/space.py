@@ -49,8 +49,8 @@ from gcnas.blocks.layers import ACTIVATIONS
 from gcnas.blocks.transform import is_ratio
 from gcnas.errors import ConfigError
 
-__all__ = ["SearchSpace", "SearchSpaceError", "InfeasibleArchitecture", "DESIGN_KEYS", "TRAINING_KEYS",
-           "paper_default_architecture"]
+__all__ = ["SearchSpace", "SearchSpaceError", "InfeasibleArchitecture", "DESIGN_KEYS", "TRAINING_KEYS", "Design",
+           "Positions", "Limits"]
 
 DESIGN_KEYS = ("preset", "kind", "context", "transform", "ratio", "fusion", "norm", "act", "mode")
 TRAINING_KEYS = ("lr", "weight_decay", "momentum", "batch_size", "optimizer", "label_smoothing", "seed")
@@ -192,23 +192,215 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
+@dataclass(frozen=True)
+class Design:
+    """``design:``: one parameter per block argument (``DESIGN_KEYS``), how widely a design is shared, conditions."""
+
+    params: dict[str, _Param]
+    share: str  # global | per_stage
+    conditions: dict[str, dict[str, tuple]]  # key -> {other key: values under which key is searched}
+
+
+@dataclass(frozen=True)
+class Positions:
+    """``positions:``: where blocks may go."""
+
+    stages: tuple[int, ...]
+    stage_sets: Optional[_Param]  # one explicit set of stages per trial, instead of stage_on per stage
+    stage_on: _Param
+    blocks: _Param
+    position: _Param
+    per_stage: bool
+    replace: _Param
+
+
+@dataclass(frozen=True)
+class Limits:
+    """``limits:``: the fewest and most blocks an architecture may have (checked against the space once built)."""
+
+    max_blocks: Optional[int]
+    min_blocks: int
+
+
+def _read_design(r: _Reader, section: Any) -> Design:
+    design_raw = dict(section or {})
+    unknown = set(design_raw) - set(DESIGN_KEYS) - _DESIGN_EXTRA
+    if unknown:
+        raise r.error(f"design.{sorted(unknown)[0]}",
+                      f"unknown key; valid keys are {_fmt(list(DESIGN_KEYS) + sorted(_DESIGN_EXTRA))}")
+    share = design_raw.pop("share", "global")
+    if share not in ("global", "per_stage"):
+        raise r.error("design.share", f"{share!r} is not valid; valid values are 'global', 'per_stage'")
+    cond_raw = design_raw.pop("conditions", None) or {}
+    design = {}
+    for key in DESIGN_KEYS:
+        raw = design_raw.get(key, _DEFAULTS[key])
+        if key == "ratio":
+            p = r.param("design.ratio", raw, number=True)
+            vals = p.values() or [p.low, p.high]
+            bad = [v for v in vals if not is_ratio(v)]
+            if bad:
+                raise r.error("design.ratio", f"{bad[0]!r} is not in (0, 1]")
+            if p.kind == "int":
+                raise r.error("design.ratio", "must be a float range in (0, 1]")
+        else:
+            p = r.param(f"design.{key}", raw, valid=_VALID[key])
+        design[key] = p
+        if key == "preset" and design_raw.get("preset") is not None:
+            others = sorted(k for k in design_raw if k != "preset")
+            if others:
+                raise r.error(f"design.{others[0]}", "cannot be combined with design.preset: a preset fixes the "
+                                                     "whole block design (use one or the other)")
+            if cond_raw:
+                raise r.error("design.conditions", "cannot be combined with design.preset")
+
+    conditions: dict[str, dict[str, tuple]] = {}
+    if not isinstance(cond_raw, Mapping):
+        raise r.error("design.conditions", f"must map a key to its condition; got {cond_raw!r}")
+    for key, cond in cond_raw.items():
+        if key not in DESIGN_KEYS:
+            raise r.error(f"design.conditions.{key}", f"condition on unknown key; valid keys are "
+                                                      f"{_fmt(DESIGN_KEYS)}")
+        if not isinstance(cond, Mapping) or not cond:
+            raise r.error(f"design.conditions.{key}", f"must map keys to allowed values; got {cond!r}")
+        conditions[key] = {}
+        for dep, allowed in cond.items():
+            where = f"design.conditions.{key}.{dep}"
+            if dep not in DESIGN_KEYS:
+                raise r.error(where, f"refers to unknown key {dep!r}; valid keys are {_fmt(DESIGN_KEYS)}")
+            if dep == key:
+                raise r.error(where, "a key cannot be conditional on itself")
+            allowed = tuple(allowed) if isinstance(allowed, (list, tuple)) else (allowed,)
+            if dep in _VALID:
+                bad = [a for a in allowed if a not in _VALID[dep]]
+                if bad:
+                    raise r.error(where, f"{bad[0]!r} is not a value of {dep}; valid values are "
+                                         f"{_fmt(_VALID[dep])}")
+            conditions[key][dep] = allowed
+    return Design(design, share, conditions)
+
+
+def _read_positions(r: _Reader, section: Any, backbone: str, sites: list[Site]) -> Positions:
+    pos_raw = dict(section or {})
+    unknown = set(pos_raw) - _POSITION_KEYS
+    if unknown:
+        raise r.error(f"positions.{sorted(unknown)[0]}", f"unknown key; valid keys are {_fmt(sorted(_POSITION_KEYS))}")
+    blocks_in = blocks_by_stage(sites)
+    all_stages = sorted(blocks_in)
+    stage_sets = None
+    if "stage_sets" in pos_raw:
+        if pos_raw.get("stages") is not None or pos_raw.get("stage_on", True) is not True:
+            raise r.error("positions.stage_sets", "replaces positions.stages and positions.stage_on; give "
+                                                  "stage_sets alone")
+        sets = pos_raw["stage_sets"]
+        if not isinstance(sets, list) or not sets or not all(isinstance(x, list) and x for x in sets):
+            raise r.error("positions.stage_sets", f"must be a non-empty list of non-empty stage lists, e.g. "
+                                                  f"[[1], [2], [1, 2]]; got {sets!r}")
+        for x in sets:
+            for st in x:
+                if isinstance(st, bool) or not isinstance(st, int) or st not in blocks_in:
+                    raise r.error("positions.stage_sets", f"{st!r} is not a stage of {backbone}; valid stages "
+                                                          f"are {all_stages}")
+        stage_sets = r.param("positions.stage_sets", [sorted(set(x)) for x in sets])
+        pos_raw["stages"] = sorted({st for x in sets for st in x})
+    stages_raw = pos_raw.get("stages", "all")
+    if stages_raw in ("all", "all_but_first"):
+        stages = tuple(all_stages if stages_raw == "all" else all_stages[1:])
+    else:
+        stages_list = stages_raw if isinstance(stages_raw, list) else [stages_raw]
+        if not stages_list:
+            raise r.error("positions.stages", f"empty list; valid stages of {backbone} are {all_stages}, "
+                                              "'all' or 'all_but_first'")
+        for st in stages_list:
+            if isinstance(st, bool) or not isinstance(st, int) or st not in blocks_in:
+                raise r.error("positions.stages", f"{st!r} is not a stage of {backbone}; valid stages are "
+                                                  f"{all_stages}, 'all' or 'all_but_first'")
+        stages = tuple(sorted(set(stages_list)))
+    stage_on = r.param("positions.stage_on", pos_raw.get("stage_on", True), valid=(True, False))
+    blocks = r.param("positions.blocks", pos_raw.get("blocks", "all"))
+    for sel in blocks.values() or []:
+        if isinstance(sel, str):
+            if sel not in BLOCK_SELECTORS:
+                raise r.error("positions.blocks", f"{sel!r} is not valid; valid values are "
+                                                  f"{_fmt(BLOCK_SELECTORS)} or a list of block indices")
+        else:
+            idx = sel if isinstance(sel, list) else [sel]
+            for st in stages:
+                bad = [b for b in idx if isinstance(b, bool) or not isinstance(b, int) or b not in blocks_in[st]]
+                if bad:
+                    raise r.error("positions.blocks", f"block {bad[0]!r} does not exist in stage {st} of "
+                                                      f"{backbone}; valid blocks there are {blocks_in[st]}")
+    offered = [p for p in POSITIONS + GENERIC_POSITIONS if any(s.position == p and s.stage in stages
+                                                               for s in sites)]
+    pos_value = pos_raw.get("position", "before_add")
+    if pos_value == "all":
+        pos_value = offered if len(offered) > 1 else offered[0]
+    position = r.param("positions.position", pos_value, valid=POSITIONS + GENERIC_POSITIONS + ("all",))
+    for p in position.values() or []:
+        if p not in offered:
+            raise r.error("positions.position", f"{p!r} is not a position of {backbone} (family "
+                                                f"{sites[0].family}) in stages {list(stages)}; valid positions "
+                                                f"there are {_fmt(offered)} or 'all'")
+    per_stage = pos_raw.get("per_stage", False)
+    if not isinstance(per_stage, bool):
+        raise r.error("positions.per_stage", f"{per_stage!r} is not valid; valid values are true, false")
+    replace = r.param("positions.replace", pos_raw.get("replace", False), valid=(True, False))
+    if True in (replace.values() or []):
+        for p in position.values() or []:
+            lacking = [st for st in stages if not any(s.attention for s in sites if s.stage == st
+                                                      and s.position == p)]
+            if lacking:
+                raise r.error("positions.replace", f"true needs an attention module to replace, but {backbone} "
+                                                   f"has none at {p!r} in stage(s) {lacking}")
+    return Positions(stages, stage_sets, stage_on, blocks, position, per_stage, replace)
+
+
+def _read_limits(r: _Reader, section: Any) -> Limits:
+    limits = dict(section or {})
+    unknown = set(limits) - _LIMIT_KEYS
+    if unknown:
+        raise r.error(f"limits.{sorted(unknown)[0]}", f"unknown key; valid keys are {_fmt(sorted(_LIMIT_KEYS))}")
+    max_blocks, min_blocks = limits.get("max_blocks"), limits.get("min_blocks", 0)
+    for key, v in (("max_blocks", max_blocks), ("min_blocks", min_blocks)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise r.error(f"limits.{key}", f"must be a non-negative integer or null; got {v!r}")
+    return Limits(max_blocks, min_blocks or 0)
+
+
+def _read_training(r: _Reader, section: Any) -> dict[str, _Param]:
+    training: dict[str, _Param] = {}
+    train_raw = dict(section or {})
+    unknown = set(train_raw) - set(TRAINING_KEYS)
+    if unknown:
+        raise r.error(f"training.{sorted(unknown)[0]}", f"unknown key; valid keys are {_fmt(TRAINING_KEYS)}")
+    for key, raw in train_raw.items():
+        if key == "seed":
+            training[key] = r.param("training.seed", raw, number=True)
+            bad = [v for v in training[key].values() or [] if not isinstance(v, int) or isinstance(v, bool)]
+            if bad or training[key].values() is None:
+                raise r.error("training.seed", f"must be integers (a list of seeds); got {raw!r}")
+        elif key == "optimizer":
+            training[key] = r.param("training.optimizer", raw)
+        else:
+            training[key] = r.param(f"training.{key}", raw, number=True)
+    return training
+
+
 class SearchSpace:
     """A validated search space bound to one backbone's sites. Build it with :meth:`from_config`."""
 
     def __init__(self, name: str, source: str, backbone: str, backbone_kwargs: Mapping[str, Any], sites: list[Site],
-                 design: dict[str, _Param], share: str, conditions: dict[str, dict[str, tuple]],
-                 stages: tuple[int, ...], stage_on: _Param, blocks: _Param, position: _Param, per_stage: bool,
-                 replace: _Param, max_blocks: Optional[int], min_blocks: int, training: dict[str, _Param]) -> None:
+                 design: Design, positions: Positions, limits: Limits, training: dict[str, _Param]) -> None:
         self.name, self.source = name, source
         self.backbone, self.backbone_kwargs, self.sites = backbone, dict(backbone_kwargs), sites
-        self.design, self.share, self.conditions = design, share, conditions
-        self.stages, self.stage_on, self.blocks, self.position = stages, stage_on, blocks, position
-        self.per_stage, self.replace = per_stage, replace
-        self.max_blocks, self.min_blocks = max_blocks, min_blocks
+        self.design, self.share, self.conditions = design.params, design.share, design.conditions
+        self.stages, self.stage_sets, self.stage_on = positions.stages, positions.stage_sets, positions.stage_on
+        self.blocks, self.position = positions.blocks, positions.position
+        self.per_stage, self.replace = positions.per_stage, positions.replace
+        self.max_blocks, self.min_blocks = limits.max_blocks, limits.min_blocks
         self.training = training
         self._site_keys = {s.key: s for s in sites}
         self._blocks_in = blocks_by_stage(sites)
-        self.stage_sets: Optional[_Param] = None  # positions.stage_sets: one explicit set of stages per trial
 
     # -- construction ------------------------------------------------------------------------------------------------
     @classmethod
@@ -217,7 +409,8 @@ class SearchSpace:
         """Validate a space (a mapping, e.g. the composed ``search_space`` config) against a backbone's sites.
 
         Every problem raises :class:`SearchSpaceError` naming ``source`` (the YAML file), the key, the bad value
-        and the valid values, before any trial exists.
+        and the valid values, before any trial exists. One reader per YAML section; the limits are checked last,
+        against the block counts the other sections allow.
         """
         data = _to_plain(cfg)
         name = data.get("name") if isinstance(data, Mapping) else None
@@ -229,170 +422,25 @@ class SearchSpace:
             raise r.error(sorted(unknown)[0], f"unknown key; valid top-level keys are {_fmt(sorted(_SECTIONS))}")
         if not isinstance(name, str) or not name:
             raise r.error("name", f"must be a non-empty string; got {name!r}")
+        design = _read_design(r, data.get("design"))
+        positions = _read_positions(r, data.get("positions"), backbone, sites)
+        limits = _read_limits(r, data.get("limits"))
+        training = _read_training(r, data.get("training"))
+        space = cls(name, r.source, backbone, backbone_kwargs or {}, sites, design, positions, limits, training)
+        space._check_limits(r)
+        return space
 
-        design_raw = dict(data.get("design") or {})
-        unknown = set(design_raw) - set(DESIGN_KEYS) - _DESIGN_EXTRA
-        if unknown:
-            raise r.error(f"design.{sorted(unknown)[0]}",
-                          f"unknown key; valid keys are {_fmt(list(DESIGN_KEYS) + sorted(_DESIGN_EXTRA))}")
-        share = design_raw.pop("share", "global")
-        if share not in ("global", "per_stage"):
-            raise r.error("design.share", f"{share!r} is not valid; valid values are 'global', 'per_stage'")
-        cond_raw = design_raw.pop("conditions", None) or {}
-        design = {}
-        for key in DESIGN_KEYS:
-            raw = design_raw.get(key, _DEFAULTS[key])
-            if key == "ratio":
-                p = r.param("design.ratio", raw, number=True)
-                vals = p.values() or [p.low, p.high]
-                bad = [v for v in vals if not is_ratio(v)]
-                if bad:
-                    raise r.error("design.ratio", f"{bad[0]!r} is not in (0, 1]")
-                if p.kind == "int":
-                    raise r.error("design.ratio", "must be a float range in (0, 1]")
-            else:
-                p = r.param(f"design.{key}", raw, valid=_VALID[key])
-            design[key] = p
-            if key == "preset" and design_raw.get("preset") is not None:
-                others = sorted(k for k in design_raw if k != "preset")
-                if others:
-                    raise r.error(f"design.{others[0]}", "cannot be combined with design.preset: a preset fixes the "
-                                                         "whole block design (use one or the other)")
-                if cond_raw:
-                    raise r.error("design.conditions", "cannot be combined with design.preset")
-
-        conditions: dict[str, dict[str, tuple]] = {}
-        if not isinstance(cond_raw, Mapping):
-            raise r.error("design.conditions", f"must map a key to its condition; got {cond_raw!r}")
-        for key, cond in cond_raw.items():
-            if key not in DESIGN_KEYS:
-                raise r.error(f"design.conditions.{key}", f"condition on unknown key; valid keys are "
-                                                          f"{_fmt(DESIGN_KEYS)}")
-            if not isinstance(cond, Mapping) or not cond:
-                raise r.error(f"design.conditions.{key}", f"must map keys to allowed values; got {cond!r}")
-            conditions[key] = {}
-            for dep, allowed in cond.items():
-                where = f"design.conditions.{key}.{dep}"
-                if dep not in DESIGN_KEYS:
-                    raise r.error(where, f"refers to unknown key {dep!r}; valid keys are {_fmt(DESIGN_KEYS)}")
-                if dep == key:
-                    raise r.error(where, "a key cannot be conditional on itself")
-                allowed = tuple(allowed) if isinstance(allowed, (list, tuple)) else (allowed,)
-                if dep in _VALID:
-                    bad = [a for a in allowed if a not in _VALID[dep]]
-                    if bad:
-                        raise r.error(where, f"{bad[0]!r} is not a value of {dep}; valid values are "
-                                             f"{_fmt(_VALID[dep])}")
-                conditions[key][dep] = allowed
-
-        pos_raw = dict(data.get("positions") or {})
-        unknown = set(pos_raw) - _POSITION_KEYS
-        if unknown:
-            raise r.error(f"positions.{sorted(unknown)[0]}", f"unknown key; valid keys are {_fmt(sorted(_POSITION_KEYS))}")
-        blocks_in = blocks_by_stage(sites)
-        all_stages = sorted(blocks_in)
-        stage_sets = None
-        if "stage_sets" in pos_raw:
-            if pos_raw.get("stages") is not None or pos_raw.get("stage_on", True) is not True:
-                raise r.error("positions.stage_sets", "replaces positions.stages and positions.stage_on; give "
-                                                      "stage_sets alone")
-            sets = pos_raw["stage_sets"]
-            if not isinstance(sets, list) or not sets or not all(isinstance(x, list) and x for x in sets):
-                raise r.error("positions.stage_sets", f"must be a non-empty list of non-empty stage lists, e.g. "
-                                                      f"[[1], [2], [1, 2]]; got {sets!r}")
-            for x in sets:
-                for st in x:
-                    if isinstance(st, bool) or not isinstance(st, int) or st not in blocks_in:
-                        raise r.error("positions.stage_sets", f"{st!r} is not a stage of {backbone}; valid stages "
-                                                              f"are {all_stages}")
-            stage_sets = r.param("positions.stage_sets", [sorted(set(x)) for x in sets])
-            pos_raw["stages"] = sorted({st for x in sets for st in x})
-        stages_raw = pos_raw.get("stages", "all")
-        if stages_raw in ("all", "all_but_first"):
-            stages = tuple(all_stages if stages_raw == "all" else all_stages[1:])
-        else:
-            stages_list = stages_raw if isinstance(stages_raw, list) else [stages_raw]
-            if not stages_list:
-                raise r.error("positions.stages", f"empty list; valid stages of {backbone} are {all_stages}, "
-                                                  "'all' or 'all_but_first'")
-            for st in stages_list:
-                if isinstance(st, bool) or not isinstance(st, int) or st not in blocks_in:
-                    raise r.error("positions.stages", f"{st!r} is not a stage of {backbone}; valid stages are "
-                                                      f"{all_stages}, 'all' or 'all_but_first'")
-            stages = tuple(sorted(set(stages_list)))
-        stage_on = r.param("positions.stage_on", pos_raw.get("stage_on", True), valid=(True, False))
-        blocks = r.param("positions.blocks", pos_raw.get("blocks", "all"))
-        for sel in blocks.values() or []:
-            if isinstance(sel, str):
-                if sel not in BLOCK_SELECTORS:
-                    raise r.error("positions.blocks", f"{sel!r} is not valid; valid values are "
-                                                      f"{_fmt(BLOCK_SELECTORS)} or a list of block indices")
-            else:
-                idx = sel if isinstance(sel, list) else [sel]
-                for st in stages:
-                    bad = [b for b in idx if isinstance(b, bool) or not isinstance(b, int) or b not in blocks_in[st]]
-                    if bad:
-                        raise r.error("positions.blocks", f"block {bad[0]!r} does not exist in stage {st} of "
-                                                          f"{backbone}; valid blocks there are {blocks_in[st]}")
-        offered = [p for p in POSITIONS + GENERIC_POSITIONS if any(s.position == p and s.stage in stages
-                                                                   for s in sites)]
-        pos_value = pos_raw.get("position", "before_add")
-        if pos_value == "all":
-            pos_value = offered if len(offered) > 1 else offered[0]
-        position = r.param("positions.position", pos_value, valid=POSITIONS + GENERIC_POSITIONS + ("all",))
-        for p in position.values() or []:
-            if p not in offered:
-                raise r.error("positions.position", f"{p!r} is not a position of {backbone} (family "
-                                                    f"{sites[0].family}) in stages {list(stages)}; valid positions "
-                                                    f"there are {_fmt(offered)} or 'all'")
-        per_stage = pos_raw.get("per_stage", False)
-        if not isinstance(per_stage, bool):
-            raise r.error("positions.per_stage", f"{per_stage!r} is not valid; valid values are true, false")
-        replace = r.param("positions.replace", pos_raw.get("replace", False), valid=(True, False))
-        if True in (replace.values() or []):
-            for p in position.values() or []:
-                lacking = [st for st in stages if not any(s.attention for s in sites if s.stage == st
-                                                          and s.position == p)]
-                if lacking:
-                    raise r.error("positions.replace", f"true needs an attention module to replace, but {backbone} "
-                                                       f"has none at {p!r} in stage(s) {lacking}")
-
-        limits = dict(data.get("limits") or {})
-        unknown = set(limits) - _LIMIT_KEYS
-        if unknown:
-            raise r.error(f"limits.{sorted(unknown)[0]}", f"unknown key; valid keys are {_fmt(sorted(_LIMIT_KEYS))}")
-        max_blocks, min_blocks = limits.get("max_blocks"), limits.get("min_blocks", 0)
-        for key, v in (("max_blocks", max_blocks), ("min_blocks", min_blocks)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise r.error(f"limits.{key}", f"must be a non-negative integer or null; got {v!r}")
-        space = cls(name, r.source, backbone, backbone_kwargs or {}, sites, design, share, conditions, stages,
-                    stage_on, blocks, position, per_stage, replace, max_blocks, min_blocks or 0, {})
-        space.stage_sets = stage_sets
-        lo, hi = space._block_count_bounds()
+    def _check_limits(self, r: _Reader) -> None:
+        max_blocks, min_blocks = self.max_blocks, self.min_blocks
+        lo, hi = self._block_count_bounds()
         if max_blocks is not None and min_blocks and max_blocks < min_blocks:
             raise r.error("limits.max_blocks", f"{max_blocks} is below limits.min_blocks={min_blocks}")
         if min_blocks and min_blocks > hi:
             raise r.error("limits.min_blocks", f"{min_blocks} is impossible: this space places at most {hi} blocks in "
-                                               f"{backbone}")
+                                               f"{self.backbone}")
         if max_blocks is not None and max_blocks < lo:
             raise r.error("limits.max_blocks", f"{max_blocks} is impossible: this space always places at least {lo} "
-                                               f"blocks in {backbone}")
-
-        train_raw = dict(data.get("training") or {})
-        unknown = set(train_raw) - set(TRAINING_KEYS)
-        if unknown:
-            raise r.error(f"training.{sorted(unknown)[0]}", f"unknown key; valid keys are {_fmt(TRAINING_KEYS)}")
-        for key, raw in train_raw.items():
-            if key == "seed":
-                space.training[key] = r.param("training.seed", raw, number=True)
-                bad = [v for v in space.training[key].values() or [] if not isinstance(v, int) or isinstance(v, bool)]
-                if bad or space.training[key].values() is None:
-                    raise r.error("training.seed", f"must be integers (a list of seeds); got {raw!r}")
-            elif key == "optimizer":
-                space.training[key] = r.param("training.optimizer", raw)
-            else:
-                space.training[key] = r.param(f"training.{key}", raw, number=True)
-        return space
+                                               f"blocks in {self.backbone}")
 
     # -- sampling ----------------------------------------------------------------------------------------------------
     def _design_for(self, trial: Any, prefix: str) -> Optional[BlockSpec]:
@@ -548,14 +596,3 @@ class SearchSpace:
                            if all(chosen[d] in allowed for d, allowed in self.conditions.get(k, {}).items()))
             seen.add(active)
         return len(seen)
-
-
-def paper_default_architecture(backbone: str, sites: list[Site], backbone_kwargs: Optional[Mapping] = None,
-                               ) -> Architecture:
-    """The paper's default: GC r16 (att, bottleneck + LayerNorm, add) after the last 1x1 (``before_add``) of every
-    block of every stage but the first (ResNet's c3-c5). Falls back to ``after_block`` on generic backbones."""
-    position = "before_add" if any(s.position == "before_add" for s in sites) else "after_block"
-    stages = sorted({s.stage for s in sites})
-    placements = [Placement(s.stage, s.block, s.position, BlockSpec()) for s in sites
-                  if s.position == position and s.stage in stages[1:]]
-    return Architecture(backbone, dict(backbone_kwargs or {}), tuple(placements))
