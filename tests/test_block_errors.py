@@ -78,3 +78,28 @@ def test_wrong_input_shape_is_reported():
         GlobalContextBlock(16, ratio=1 / 4)(torch.randn(2, 8, 4, 4))
     with pytest.raises(ValueError, match="got \\(2, 16, 4\\)"):
         NonLocalBlock(16)(torch.randn(2, 16, 4))
+
+
+def test_layernorm_over_one_hidden_channel_is_named_as_degenerate():
+    """LayerNorm over a single hidden channel outputs its bias whatever comes in, so such a block adds one constant
+    vector: no global context. It warns, naming the ratio that would carry context; two channels do carry it."""
+    import warnings
+
+    from gcnas.blocks.global_context import DegenerateBlockWarning
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 16, 8, 8)
+    with pytest.warns(DegenerateBlockWarning, match=r"ratio=0.0625 leaves 1 hidden channel for channels=16.*ratio >= "
+                                                    r"0.125 or norm=None"):
+        one = GlobalContextBlock(16, ratio=1 / 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateBlockWarning)  # none of these warn
+        two = GlobalContextBlock(16, ratio=2 / 16)
+        GlobalContextBlock(16, ratio=1 / 16, norm=None)
+        GlobalContextBlock(16, ratio=1 / 16, transform="se", norm=None)
+    for block in (one, two):
+        for p in block.parameters():
+            torch.nn.init.normal_(p)  # trained-like weights: the zero-initialised last layer would hide it
+    terms = [b.add_transform(b.context(x)) for b in (one, two)]
+    assert torch.allclose(terms[0], terms[0][:1].expand_as(terms[0]))  # the same term for every image
+    assert not torch.allclose(terms[1], terms[1][:1].expand_as(terms[1]))

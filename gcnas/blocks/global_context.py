@@ -11,6 +11,7 @@ family from three names; :mod:`gcnas.blocks.presets` names the paper's members.
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any, Iterator
 
 import torch
@@ -24,7 +25,12 @@ from gcnas.blocks.transform import (TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS
                                     hidden_channels_for)
 from gcnas.errors import ConfigError
 
-__all__ = ["GlobalContextBlock"]
+__all__ = ["GlobalContextBlock", "DegenerateBlockWarning"]
+
+
+class DegenerateBlockWarning(UserWarning):
+    """A block whose output cannot depend on its input's context (see :class:`GlobalContextBlock`)."""
+
 
 _OWNER = "GlobalContextBlock"
 
@@ -101,6 +107,11 @@ class GlobalContextBlock(nn.Module):
                 ratio = hidden / channels
         else:
             hidden = None
+        if hidden == 1 and transform in TRANSFORMS_WITH_NORM and norm == "layernorm":
+            warnings.warn(f"{_OWNER}: ratio={ratio!r} leaves 1 hidden channel for channels={channels}, and LayerNorm "
+                          "over one channel outputs a constant: this block adds the same vector to every input, no "
+                          f"global context. Use ratio >= {2 / channels:g} or norm=None", DegenerateBlockWarning,
+                          stacklevel=2)
 
         self.channels = channels
         self.context_name = context
