@@ -7,13 +7,11 @@ number comes after the budget's last is cancelled (recorded as failed with the r
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import gc
 import logging
 import os
 import sys
-import threading
 import time
 import traceback
 import warnings
@@ -30,6 +28,7 @@ from gcnas.data import load_data
 from gcnas.errors import ConfigError
 from gcnas.search.callbacks import Callbacks, SearchCallback
 from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
+from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
 from gcnas.space import SearchSpace, paper_default_architecture
@@ -186,59 +185,6 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     study.set_user_attr("gcnas_initialised", True)
 
 
-@contextlib.contextmanager
-def _ask_lock(url: str):
-    """Serialise ``study.ask`` among the processes sharing one SQLite file.
-
-    Python's sqlite3 reads a waiting (enqueued) trial's state outside a transaction, so two workers asking at the same
-    moment could both take it and run it twice (seen: two workers both ran the enqueued baseline, and the second
-    crashed telling a finished trial). A file lock beside the database closes that window; PostgreSQL (row locks) and
-    the journal storage (its own lock) need none.
-    """
-    if not str(url).startswith("sqlite:///"):
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock; Optuna's own checks remain
-        yield
-        return
-    with open(f"{url[len('sqlite:///'):]}.ask.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-class _Heartbeat:
-    """Records a running trial's heartbeat every ``interval`` seconds from a thread, while the trial runs."""
-
-    def __init__(self, storage, trial_id: int, interval: Optional[float]) -> None:
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def __enter__(self) -> "_Heartbeat":
-        if self.interval:
-            self.storage.record_heartbeat(self.trial_id)
-            self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.trial_id}", daemon=True)
-            self._thread.start()
-        return self
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception as e:  # a database hiccup: the next beat tries again; the grace period absorbs it
-                log.warning("heartbeat of trial id %d not recorded: %s", self.trial_id, redact_url(str(e))[:200])
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-
 def retry_stale_trial(max_retries: int):
     """Optuna's failed-trial callback for heartbeats: a trial whose worker died is run again (same architecture).
 
@@ -276,17 +222,6 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _tell(study: optuna.Study, trial, **kwargs) -> None:
-    """``study.tell``, where a grid sampler's "grid exhausted" ``study.stop()`` is no error: the trial is stored first,
-    and this loop ends on the study's budget (Optuna's GridSampler only expects to stop ``Study.optimize``)."""
-    try:
-        study.tell(trial, **kwargs)
-    except RuntimeError as e:
-        if "Study.stop" not in str(e):
-            raise
-        log.info("the grid is exhausted: every grid point has been evaluated")
 
 
 def public_config(cfg: Mapping[str, Any]) -> dict:
@@ -407,18 +342,15 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
             if timeout is not None and time.perf_counter() - started > timeout:
                 log.info("study.timeout=%ss reached; this worker stops", timeout)
                 break
-            with warnings.catch_warnings(), _ask_lock(url):
-                # our loop sends the heartbeats itself (_Heartbeat); Optuna only expects them from Study.optimize
-                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                trial = study.ask()
+            trial = ask(study, url)
             ahead = sum(1 for t in study.get_trials(deepcopy=False, states=_RUNNING) if t.number < trial.number)
             if ahead >= n_trials:
                 trial.set_user_attr("cancelled", f"study budget of {n_trials} trials already taken by earlier trials")
-                _tell(study, trial, state=TrialState.FAIL)
+                tell(study, trial, state=TrialState.FAIL)
                 break
             progress.start_trial(trial.number, finished)
             try:
-                with _Heartbeat(storage, trial._trial_id, heartbeat):
+                with Heartbeat(storage, trial_id(storage, study, trial), heartbeat):
                     state, values = runner(study, trial)
             except Exception as e:  # a trial that raises is recorded as failed; the study goes on
                 reason = _failure_reason(e)
@@ -428,9 +360,9 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                 del e
                 _free_memory()  # an out-of-memory trial must not take the next ones with it
                 trial.set_user_attr("error", reason)
-                _tell(study, trial, state=TrialState.FAIL)
+                tell(study, trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s (traceback in %s)", trial.number, reason, trial_log)
-                hooks("trial_ended", storage.get_trial(trial._trial_id))
+                hooks("trial_ended", storage.get_trial(trial_id(storage, study, trial)))
                 ran += 1
                 failures_in_a_row += 1
                 if failures_in_a_row >= max_failures:
@@ -439,11 +371,11 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                                        f"cause and run the same command to resume.") from None
                 continue
             failures_in_a_row = 0
-            _tell(study, trial, values=values, state=state)
+            tell(study, trial, values=values, state=state)
             ran += 1
             if keep > 0 and "weights" in trial.user_attrs:
                 keep_top_weights(study, keep)
-            hooks("trial_ended", storage.get_trial(trial._trial_id))
+            hooks("trial_ended", storage.get_trial(trial_id(storage, study, trial)))
             note = f" (same as trial {trial.user_attrs['duplicate_of']})" if "duplicate_of" in trial.user_attrs else ""
             if "infeasible" in trial.user_attrs:
                 note = f" (infeasible: {trial.user_attrs['infeasible']})"
