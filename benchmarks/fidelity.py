@@ -1,0 +1,209 @@
+"""Proxy fidelity, measured: does the demo's ranking of architectures hold at a higher fidelity, and across seeds?
+
+A fixed random sample of ``--archs`` distinct architectures of the ``gc_full`` space (drawn by Optuna's RandomSampler
+with ``--sample-seed``, the way a random search draws them; the plain backbone added as one of them) on the demo's
+data and backbone (Fashion-MNIST, the tiny timm ResNet), each trained:
+
+* at the demo's fidelity (``conf/data/fashion_mnist.yaml``'s subsets, ``conf/trainer/proxy.yaml``) with seed 0 and
+  with seed 1;
+* at a higher fidelity (``--high-images`` training images, ``--high-epochs`` epochs) with seed 0.
+
+The table gives Kendall's tau and Spearman's rho between the rankings: demo vs higher fidelity (does the proxy rank
+as the better measurement would?) and seed 0 vs seed 1 at the demo's fidelity (the noise ceiling: no proxy can agree
+with anything better than it agrees with itself). Also the spread of the architectures' accuracies against the mean
+seed-to-seed difference: when the designs differ by less than a seed moves them, no ranking can be trusted.
+
+Every accuracy is stored in ``--cache`` (JSON, keyed by fidelity, architecture and seed) as soon as it is measured, so
+an interrupted run resumes where it stopped; progress lines with an estimate of the time left go to stderr.
+
+Usage: python benchmarks/fidelity.py [--archs 16] [--sample-seed 0] [--high-images 24000] [--high-epochs 8]
+                                     [--threads N] [--cache benchmarks/.fidelity-cache.json] [OVERRIDE ...]
+
+OVERRIDEs are Hydra overrides applied to both fidelities (``data=imagefolder data.root=... backbone=resnet18``): the
+same measurement on your own data and backbone.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import json
+import time
+from pathlib import Path
+
+import optuna
+import torch
+from hydra import compose, initialize_config_module
+
+from gcnas.arch import Architecture, build_model
+from gcnas.backbones import list_sites
+from gcnas.cli.common import resolve
+from gcnas.data import load_data
+from gcnas.machine import describe_machine
+from gcnas.search.summary import describe_architecture
+from gcnas.space import InfeasibleArchitecture, SearchSpace
+from gcnas.train import proxy_kwargs, train_proxy
+
+
+def config(*overrides: str) -> dict:
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        return resolve(compose("config", overrides=["progress=none", "wandb.mode=disabled", "paths.root=.",
+                                                    *overrides]))
+
+
+def kendall_tau(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b (pairs tied on one side count in that side's denominator only)."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    n = concordant + discordant
+    denom = ((n + ties_x) * (n + ties_y)) ** 0.5
+    return (concordant - discordant) / denom if denom else float("nan")
+
+
+def _ranks(x: list[float]) -> list[float]:
+    order = sorted(range(len(x)), key=lambda i: x[i])
+    ranks = [0.0] * len(x)
+    i = 0
+    while i < len(order):  # ties share their mean rank
+        j = i
+        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def spearman_rho(x: list[float], y: list[float]) -> float:
+    """Spearman's rho (Pearson's r of the ranks, ties sharing their mean rank); nan when one side is constant."""
+    try:
+        return statistics.correlation(_ranks(x), _ranks(y))
+    except statistics.StatisticsError:
+        return float("nan")
+
+
+class Fidelity:
+    """One fidelity: the data loaded once, then any architecture trained with any seed."""
+
+    def __init__(self, cfg: dict) -> None:
+        self.cfg, self.data, self.seconds = cfg, load_data(cfg["data"]), 0.0
+
+    def accuracy(self, arch: Architecture, seed: int) -> float:
+        torch.manual_seed(seed)
+        model = build_model(arch)
+        t0 = time.perf_counter()
+        result = train_proxy(model, self.data.train_x, self.data.train_y, self.data.val_x, self.data.val_y,
+                             **proxy_kwargs(self.cfg["trainer"]), seed=seed)
+        self.seconds += time.perf_counter() - t0
+        return result.final_val_acc
+
+
+def sample(cfg: dict, demo: Fidelity, n: int, seed: int) -> list[Architecture]:
+    bb = cfg["backbone"]
+    kwargs = {**(bb.get("kwargs") or {}), "num_classes": demo.data.num_classes, "in_chans": demo.data.in_chans}
+    sites = list_sites(bb["name"], input_size=demo.data.input_size, **kwargs)
+    space = SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs,
+                                    source="search_spaces/gc_full.yaml")
+    archs = {Architecture(bb["name"], dict(kwargs), ()).key(): Architecture(bb["name"], dict(kwargs), ())}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    while len(archs) < n:
+        trial = study.ask()
+        try:
+            arch = space.suggest(trial)
+        except InfeasibleArchitecture:
+            continue
+        archs.setdefault(arch.key(), arch)
+    return list(archs.values())
+
+
+class Progress:
+    """Stores each measured accuracy in the cache file and tells stderr how far the run is."""
+
+    def __init__(self, path: Path, total: int) -> None:
+        self.path, self.total, self.t0, self.done = path, total, time.perf_counter(), 0
+        self.cache = json.loads(path.read_text()) if path.exists() else {}
+        self.fresh = 0
+
+    def measure(self, fidelity: str, f: Fidelity, arch: Architecture, seed: int) -> float:
+        key = f"{fidelity}|{arch.key()}|{seed}"
+        if key not in self.cache:
+            self.cache[key] = f.accuracy(arch, seed)
+            self.fresh += 1
+            self.path.write_text(json.dumps(self.cache, indent=1))
+        self.done += 1
+        elapsed = time.perf_counter() - self.t0
+        left = "" if not self.fresh else f", about {elapsed / self.fresh * (self.total - self.done) / 60:.0f} min left"
+        print(f"[{self.done}/{self.total}] {fidelity} seed {seed}: {self.cache[key]:.4f} "
+              f"{describe_architecture(arch)} ({elapsed / 60:.1f} min{left})", file=sys.stderr, flush=True)
+        return self.cache[key]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--archs", type=int, default=16, help="architectures in the sample (the plain backbone is one)")
+    ap.add_argument("--sample-seed", type=int, default=0)
+    ap.add_argument("--high-images", type=int, default=24000, help="training images at the higher fidelity")
+    ap.add_argument("--high-epochs", type=int, default=8, help="epochs at the higher fidelity")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    ap.add_argument("--cache", type=Path, default=Path("benchmarks/.fidelity-cache.json"),
+                    help="accuracies measured so far (a rerun resumes from it; delete it to start over)")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides of both fidelities, e.g. data=imagefolder "
+                    "data.root=/data/pets backbone=resnet18: measure your own data and backbone")
+    args = ap.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    cfg = config(*args.overrides)
+    demo = Fidelity(cfg)
+    high = Fidelity(config(*args.overrides, f"data.train_subset={args.high_images}",
+                           f"trainer.epochs={args.high_epochs}"))
+    archs = sample(cfg, demo, args.archs, args.sample_seed)
+    d, tr = cfg["data"], cfg["trainer"]
+    tag = "|".join(args.overrides)  # cached results of other data or backbones are not mixed in
+    demo_name = f"demo:{d['train_subset']}x{tr['epochs']}{'|' + tag if tag else ''}"
+    high_name = f"high:{args.high_images}x{args.high_epochs}{'|' + tag if tag else ''}"
+    progress = Progress(args.cache, 3 * len(archs))
+    seed0 = [progress.measure(demo_name, demo, a, 0) for a in archs]
+    seed1 = [progress.measure(demo_name, demo, a, 1) for a in archs]
+    hi = [progress.measure(high_name, high, a, 0) for a in archs]
+    moved = statistics.fmean(abs(a - b) for a, b in zip(seed0, seed1))
+    print(f"{len(archs)} architectures of gc_full (RandomSampler seed {args.sample_seed}, the plain backbone "
+          f"included), {cfg['backbone']['name']}, {d['name']} ({d.get('val_subset') or 'all'} validation images"
+          f"{'; overrides: ' + ' '.join(args.overrides) if args.overrides else ''}); demo fidelity = "
+          f"{d['train_subset']} training images x {tr['epochs']} epochs, higher = {args.high_images} x "
+          f"{args.high_epochs}. {describe_machine()}; {time.perf_counter() - t0:.0f} s in this run "
+          f"({progress.fresh} of {progress.total} trainings measured in it, the rest from {args.cache})\n")
+    print("| rankings compared | Kendall tau | Spearman rho |")
+    print("|---|---:|---:|")
+    print(f"| demo fidelity (seed 0) vs higher fidelity (seed 0) | {kendall_tau(seed0, hi):.2f} | "
+          f"{spearman_rho(seed0, hi):.2f} |")
+    print(f"| demo fidelity, seed 0 vs seed 1 (the noise ceiling) | {kendall_tau(seed0, seed1):.2f} | "
+          f"{spearman_rho(seed0, seed1):.2f} |")
+    mean2 = [(a + b) / 2 for a, b in zip(seed0, seed1)]
+    print(f"| demo fidelity, mean of seeds 0 and 1 vs higher fidelity | {kendall_tau(mean2, hi):.2f} | "
+          f"{spearman_rho(mean2, hi):.2f} |")
+    print(f"\nSpread of the architectures' accuracies (max - min): demo seed 0 {100 * (max(seed0) - min(seed0)):.2f} "
+          f"pp, higher fidelity {100 * (max(hi) - min(hi)):.2f} pp; one seed to the other moves an architecture by "
+          f"{100 * moved:.2f} pp on average at the demo's fidelity.")
+    print("\n| architecture | demo seed 0 | demo seed 1 | higher |")
+    print("|---|---:|---:|---:|")
+    for a, x, y, z in zip(archs, seed0, seed1, hi):
+        print(f"| {describe_architecture(a)} | {x:.4f} | {y:.4f} | {z:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
