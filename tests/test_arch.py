@@ -40,6 +40,8 @@ def test_every_block_preset_names_a_spec_in_an_architecture_file():
         (block,) = [m for m in build_model(arch).modules() if isinstance(m, (GlobalContextBlock, NonLocalBlock))]
         assert isinstance(block, NonLocalBlock if name == "nl" else GlobalContextBlock), name
         assert Architecture.from_yaml(arch.to_yaml()) == arch
+    # the search spaces' one-word fusion spelling works in an architecture file too, and means the list form
+    assert BlockSpec.from_value({"fusion": "scale+add"}) == BlockSpec.from_value({"fusion": ["scale", "add"]})
     nl = BlockSpec.from_value({"preset": "nl", "ratio": 0.25})
     assert (nl.kind, nl.ratio, nl.mode) == ("nl", 0.25, "embedded_gaussian")
     with pytest.raises(ValueError, match=r"spec: preset must be one of .*'nl'; got 'nll' \(did you mean 'nl'"):

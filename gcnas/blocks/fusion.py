@@ -18,17 +18,29 @@ import torch
 
 from gcnas.errors import ConfigError
 
-__all__ = ["FUSIONS", "FusionArg", "parse_fusion", "fuse"]
+__all__ = ["FUSIONS", "FUSION_SPELLINGS", "FusionArg", "parse_fusion", "fusion_spelling", "fuse"]
 
-FUSIONS = ("scale", "add")
+FUSIONS = ("scale", "add")  # in application order
 FusionArg = Union[str, Sequence[str]]
 
 
+def fusion_spelling(fusion: Sequence[str]) -> str:
+    """The one-word form of a canonical fusion, as YAML and search spaces write it: ``add``, ``scale``, ``scale+add``."""
+    return "+".join(fusion)
+
+
+# every fusion's one-word spelling: ('add', 'scale', 'scale+add')
+FUSION_SPELLINGS = ("add", "scale", fusion_spelling(FUSIONS))
+
+
 def parse_fusion(fusion: FusionArg, *, owner: str = "") -> tuple[str, ...]:
-    """Canonical form of a fusion argument: a tuple in application order, ``("scale",)``, ``("add",)`` or both."""
+    """Canonical form of a fusion argument: a tuple in application order, ``("scale",)``, ``("add",)`` or both.
+
+    Takes a name, a list of names (``["scale", "add"]``) or the one-word spelling ``"scale+add"``."""
     where = f"{owner}: " if owner else ""
-    valid = "'add', 'scale' or ['scale', 'add']"
-    names = [fusion] if isinstance(fusion, str) else list(fusion) if isinstance(fusion, (list, tuple)) else None
+    valid = "'add', 'scale', 'scale+add' or ['scale', 'add']"
+    names = (fusion.split("+") if isinstance(fusion, str) else list(fusion) if isinstance(fusion, (list, tuple))
+             else None)
     if not names or any(n not in FUSIONS for n in names) or len(set(names)) != len(names):
         raise ConfigError(f"{where}fusion must be {valid}; got {fusion!r}")
     return tuple(n for n in FUSIONS if n in names)

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.arch import Architecture
+from gcnas.blocks.fusion import fusion_spelling
 from gcnas.search.objective import REPLICATE_ATTR
 
 __all__ = ["finished_trials", "ranked_trials", "baseline_trial", "results_table", "describe_blocks",
@@ -116,7 +117,7 @@ def describe_architecture(arch: Architecture) -> str:
         spec = next(iter(specs))
         design = "nl" if spec.kind == "nl" else (f"{spec.context}/{spec.transform}"
                                                   f"{'' if spec.ratio is None else f' r{spec.ratio:g}'}/"
-                                                  f"{'+'.join(spec.fusion)}")
+                                                  f"{fusion_spelling(spec.fusion)}")
     else:
         design = f"{len(specs)} designs"
     return f"{len(arch.placements)}x {design} @ {','.join(positions)} s{','.join(map(str, stages))}"

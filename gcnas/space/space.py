@@ -38,13 +38,14 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional, Sequence
 
 from gcnas.arch import BLOCK_SELECTORS, Architecture, BlockSpec, Placement, select_blocks
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
 from gcnas.backbones.sites import Site, blocks_by_stage
-from gcnas.blocks import CONTEXTS, NL_MODES, NORMS, TRANSFORMS, block_preset_names
+from gcnas.blocks import CONTEXTS, NL_DEFAULTS, NL_MODES, NORMS, TRANSFORMS, block_preset_names, parse_fusion
+from gcnas.blocks.fusion import FUSION_SPELLINGS, fusion_spelling
 from gcnas.blocks.layers import ACTIVATIONS
 from gcnas.blocks.transform import is_ratio
 from gcnas.errors import ConfigError
@@ -58,7 +59,6 @@ _SECTIONS = {"name", "description", "design", "positions", "limits", "training"}
 _DESIGN_EXTRA = {"share", "conditions"}
 _POSITION_KEYS = {"stages", "stage_sets", "stage_on", "blocks", "position", "per_stage", "replace"}
 _LIMIT_KEYS = {"max_blocks", "min_blocks"}
-_FUSIONS = ("add", "scale", "scale+add")
 # design.preset: a named block (gcnas.blocks.block_preset_names: the framework's members and nl), or "none" (no block)
 PRESET_CHOICES = tuple(block_preset_names()) + ("none",)
 _VALID: dict[str, tuple] = {
@@ -66,13 +66,15 @@ _VALID: dict[str, tuple] = {
     "kind": ("gc", "nl"),
     "context": tuple(CONTEXTS.names()),
     "transform": tuple(TRANSFORMS.names()),
-    "fusion": _FUSIONS,
+    "fusion": FUSION_SPELLINGS,
     "norm": tuple(NORMS.names()) + (None,),
     "act": tuple(ACTIVATIONS.names()) + (None,),
     "mode": NL_MODES,
 }
-_DEFAULTS = {"preset": None, "kind": "gc", "context": "att", "transform": "bottleneck", "ratio": 1 / 16, "fusion": "add",
-             "norm": "layernorm", "act": "relu", "mode": "embedded_gaussian"}
+# A design key the space leaves out takes BlockSpec's default (the paper's GC), or the NL block's for mode.
+_SPEC_DEFAULTS = {f.name: f.default for f in fields(BlockSpec)}
+_DEFAULTS = {"preset": None, **{k: _SPEC_DEFAULTS[k] for k in ("kind", "context", "transform", "ratio", "norm", "act")},
+             "fusion": fusion_spelling(_SPEC_DEFAULTS["fusion"]), "mode": NL_DEFAULTS["mode"]}
 
 
 class SearchSpaceError(ConfigError):
@@ -456,12 +458,13 @@ class SearchSpace:
             if any(chosen.get(dep, _DEFAULTS[dep]) not in allowed for dep, allowed in cond.items()):
                 continue
             chosen[key] = self.design[key].suggest(trial, f"{prefix}.{key}")
-        kind = chosen.get("kind", "gc")
+        kind = chosen.get("kind", _DEFAULTS["kind"])
         if kind == "nl":
             return BlockSpec(kind="nl", ratio=chosen.get("ratio"), mode=chosen.get("mode"))  # None: NL_DEFAULTS
-        fusion = chosen.get("fusion", "add")
-        return BlockSpec(context=chosen.get("context", "att"), transform=chosen.get("transform", "bottleneck"),
-                         ratio=chosen.get("ratio", 1 / 16), fusion=tuple(fusion.split("+")),
+        return BlockSpec(context=chosen.get("context", _DEFAULTS["context"]),
+                         transform=chosen.get("transform", _DEFAULTS["transform"]),
+                         ratio=chosen.get("ratio", _DEFAULTS["ratio"]),
+                         fusion=parse_fusion(chosen.get("fusion", _DEFAULTS["fusion"])),
                          norm=chosen.get("norm"), act=chosen.get("act"))
 
     def _select(self, stage: int, selector: Any) -> list[int]:
