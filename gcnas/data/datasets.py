@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 import torch
 
+from gcnas.data.context import make_context_task
 from gcnas.errors import ConfigError
 from gcnas.registry import Registry
 
@@ -192,6 +193,7 @@ DATASETS.register("fashion_mnist", _fashion_mnist)
 DATASETS.register("cifar10", _cifar10)
 DATASETS.register("imagefolder", _imagefolder)
 DATASETS.register("synthetic", _synthetic)
+DATASETS.register("context", make_context_task)
 
 
 def _to_float(x: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
