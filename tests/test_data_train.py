@@ -98,7 +98,7 @@ def test_imagefolder(tmp_path):
 
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(ValueError, match="data.name must be one of 'fashion_mnist', 'cifar10', 'imagefolder', "
-                                         "'synthetic'; got 'mnist'"):
+                                         "'synthetic', 'context'; got 'mnist'"):
         load_data({"name": "mnist"})
 
 
