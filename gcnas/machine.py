@@ -6,6 +6,7 @@ their tables, and a search records it in its study (``machine`` user attribute) 
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 __all__ = ["cpu_model", "describe_machine"]
 
 
+@functools.lru_cache(maxsize=None)  # the CPU does not change; every trial asks
 def cpu_model() -> str:
     """The CPU's model name and its widest x86 vector extension (AVX-512, AVX2), from ``/proc/cpuinfo`` on Linux;
     ``platform.processor()`` elsewhere."""

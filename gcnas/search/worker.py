@@ -349,8 +349,9 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                 tell(study, trial, state=TrialState.FAIL)
                 break
             progress.start_trial(trial.number, finished)
+            tid = trial_id(storage, study, trial)  # two storage queries: once per trial
             try:
-                with Heartbeat(storage, trial_id(storage, study, trial), heartbeat):
+                with Heartbeat(storage, tid, heartbeat):
                     state, values = runner(study, trial)
             except Exception as e:  # a trial that raises is recorded as failed; the study goes on
                 reason = _failure_reason(e)
@@ -362,7 +363,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                 trial.set_user_attr("error", reason)
                 tell(study, trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s (traceback in %s)", trial.number, reason, trial_log)
-                hooks("trial_ended", storage.get_trial(trial_id(storage, study, trial)))
+                hooks("trial_ended", storage.get_trial(tid))
                 ran += 1
                 failures_in_a_row += 1
                 if failures_in_a_row >= max_failures:
@@ -375,7 +376,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
             ran += 1
             if keep > 0 and "weights" in trial.user_attrs:
                 keep_top_weights(study, keep)
-            hooks("trial_ended", storage.get_trial(trial_id(storage, study, trial)))
+            hooks("trial_ended", storage.get_trial(tid))
             note = f" (same as trial {trial.user_attrs['duplicate_of']})" if "duplicate_of" in trial.user_attrs else ""
             if "infeasible" in trial.user_attrs:
                 note = f" (infeasible: {trial.user_attrs['infeasible']})"
