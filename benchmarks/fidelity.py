@@ -27,87 +27,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import json
 import time
 from pathlib import Path
 
 import optuna
 import torch
-from hydra import compose, initialize_config_module
 
-from gcnas.arch import Architecture, build_model
+from common import Fidelity, Progress, config, kendall_tau, spearman_rho
+from gcnas.arch import Architecture
 from gcnas.backbones import list_sites
-from gcnas.cli.common import resolve
-from gcnas.data import load_data
 from gcnas.machine import describe_machine
 from gcnas.search.summary import describe_architecture
 from gcnas.space import InfeasibleArchitecture, SearchSpace
-from gcnas.train import proxy_kwargs, train_proxy
-
-
-def config(*overrides: str) -> dict:
-    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
-        return resolve(compose("config", overrides=["progress=none", "wandb.mode=disabled", "paths.root=.",
-                                                    *overrides]))
-
-
-def kendall_tau(x: list[float], y: list[float]) -> float:
-    """Kendall's tau-b (pairs tied on one side count in that side's denominator only)."""
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    n = concordant + discordant
-    denom = ((n + ties_x) * (n + ties_y)) ** 0.5
-    return (concordant - discordant) / denom if denom else float("nan")
-
-
-def _ranks(x: list[float]) -> list[float]:
-    order = sorted(range(len(x)), key=lambda i: x[i])
-    ranks = [0.0] * len(x)
-    i = 0
-    while i < len(order):  # ties share their mean rank
-        j = i
-        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2
-        i = j + 1
-    return ranks
-
-
-def spearman_rho(x: list[float], y: list[float]) -> float:
-    """Spearman's rho (Pearson's r of the ranks, ties sharing their mean rank); nan when one side is constant."""
-    try:
-        return statistics.correlation(_ranks(x), _ranks(y))
-    except statistics.StatisticsError:
-        return float("nan")
-
-
-class Fidelity:
-    """One fidelity: the data loaded once, then any architecture trained with any seed."""
-
-    def __init__(self, cfg: dict) -> None:
-        self.cfg, self.data, self.seconds = cfg, load_data(cfg["data"]), 0.0
-
-    def accuracy(self, arch: Architecture, seed: int) -> float:
-        torch.manual_seed(seed)
-        model = build_model(arch)
-        t0 = time.perf_counter()
-        result = train_proxy(model, self.data.train_x, self.data.train_y, self.data.val_x, self.data.val_y,
-                             **proxy_kwargs(self.cfg["trainer"]), seed=seed)
-        self.seconds += time.perf_counter() - t0
-        return result.final_val_acc
 
 
 def sample(cfg: dict, demo: Fidelity, n: int, seed: int) -> list[Architecture]:
@@ -126,28 +57,6 @@ def sample(cfg: dict, demo: Fidelity, n: int, seed: int) -> list[Architecture]:
             continue
         archs.setdefault(arch.key(), arch)
     return list(archs.values())
-
-
-class Progress:
-    """Stores each measured accuracy in the cache file and tells stderr how far the run is."""
-
-    def __init__(self, path: Path, total: int) -> None:
-        self.path, self.total, self.t0, self.done = path, total, time.perf_counter(), 0
-        self.cache = json.loads(path.read_text()) if path.exists() else {}
-        self.fresh = 0
-
-    def measure(self, fidelity: str, f: Fidelity, arch: Architecture, seed: int) -> float:
-        key = f"{fidelity}|{arch.key()}|{seed}"
-        if key not in self.cache:
-            self.cache[key] = f.accuracy(arch, seed)
-            self.fresh += 1
-            self.path.write_text(json.dumps(self.cache, indent=1))
-        self.done += 1
-        elapsed = time.perf_counter() - self.t0
-        left = "" if not self.fresh else f", about {elapsed / self.fresh * (self.total - self.done) / 60:.0f} min left"
-        print(f"[{self.done}/{self.total}] {fidelity} seed {seed}: {self.cache[key]:.4f} "
-              f"{describe_architecture(arch)} ({elapsed / 60:.1f} min{left})", file=sys.stderr, flush=True)
-        return self.cache[key]
 
 
 def main(argv=None) -> int:
