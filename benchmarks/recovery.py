@@ -24,7 +24,7 @@ Studies live in ``--workdir`` and every extra training is cached there as it fin
 ``search.method=oneshot`` exists.
 
 Usage: python benchmarks/recovery.py [--samplers tpe random] [--seeds 0 1 2] [--trials 16] [--confirm-k 2]
-                                     [--confirm-seeds 10 11 12] [--fidelity-archs 16] [--high-size 27000]
+                                     [--confirm-seeds 10 11 12] [--fidelity-archs 16] [--high-size 18000]
                                      [--high-epochs 8] [--threads N] [--workdir benchmarks/.recovery]
 """
 from __future__ import annotations
@@ -95,7 +95,8 @@ def design_rows(spec_of, trials: list, threshold: float) -> list[str]:
         for label in spec_of(arch):
             groups[label].append(t.values[0])
     rows = []
-    for label in sorted(groups):
+    order = ("context", "transform", "fusion", "a block", "no block", "position")
+    for label in sorted(groups, key=lambda g: (next((i for i, o in enumerate(order) if g.startswith(o)), 9), g)):
         v = groups[label]
         rows.append(f"| {label} | {len(v)} | {100 * statistics.fmean(v):.1f} | "
                     f"{sum(a > threshold for a in v)} of {len(v)} |")
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--confirm-k", type=int, default=2, help="top trials of each study that are confirmed")
     ap.add_argument("--confirm-seeds", type=int, nargs="+", default=[10, 11, 12])
     ap.add_argument("--fidelity-archs", type=int, default=16, help="random draws measured at the higher fidelity")
-    ap.add_argument("--high-size", type=int, default=27000, help="images generated at the higher fidelity (the "
+    ap.add_argument("--high-size", type=int, default=18000, help="images generated at the higher fidelity (the "
                     "search's: 9000, of which 5,875 train)")
     ap.add_argument("--high-epochs", type=int, default=8, help="epochs at the higher fidelity (the search's: 4)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
