@@ -4,13 +4,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import onnxruntime  # a core dependency (gcnas-export checks its ONNX files with it): missing fails, never skips
 import pytest
 import torch
 
 from gcnas.blocks import GlobalContextBlock, NonLocalBlock
 from reference import randomize_
-
-onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is part of the test extra")
 
 EXPORT_CASES = [
     ("gc", lambda: GlobalContextBlock(32, ratio=1 / 4)),

@@ -42,8 +42,9 @@ def require_study(config: dict) -> tuple[str, str]:
 
 
 def user_errors(prog: str) -> Callable:
-    """Wrap a Hydra main: a :class:`~gcnas.errors.ConfigError` is a user error, printed as one paragraph, exit status 2;
-    anything else is a bug and keeps its traceback (Hydra prints it, exit status 1)."""
+    """Wrap a Hydra main: a :class:`~gcnas.errors.ConfigError` is a user error, printed to stderr as one paragraph
+    (and logged, so a multirun job's log file says why the job stopped), exit status 2; anything else is a bug and
+    keeps its traceback (Hydra prints it, exit status 1)."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -51,7 +52,9 @@ def user_errors(prog: str) -> Callable:
             try:
                 return fn(*args, **kwargs)
             except ConfigError as e:
-                logging.getLogger("gcnas").debug("user error", exc_info=True)
+                log = logging.getLogger("gcnas")
+                log.error("%s", e)
+                log.debug("user error", exc_info=True)
                 print(f"{prog}: {e}", file=sys.stderr)
                 sys.exit(2)
 

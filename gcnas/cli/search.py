@@ -1,21 +1,17 @@
 """``gcnas-search``: one search worker per Hydra job (``-m worker=0,1 hydra/launcher=joblib`` for several)."""
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from gcnas.cli.common import resolve
-from gcnas.errors import ConfigError
+from gcnas.cli.common import resolve, user_errors
 from gcnas.search import SearchResult, run_search
 from gcnas.search.worker import public_config
 from gcnas.track import WandbTracker
 from gcnas.train.runtime import usable_cpus
 
-log = logging.getLogger("gcnas.search")
 
 
 def _hydra_context() -> tuple[str | None, int]:
@@ -81,13 +77,9 @@ def print_summary(result: SearchResult) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="config")
+@user_errors("gcnas-search")
 def main(cfg: DictConfig) -> None:
-    try:
-        search(cfg)
-    except ConfigError as e:  # user errors: one paragraph, no traceback (a bug keeps its traceback)
-        log.error("%s", e)
-        print(f"gcnas-search: {e}", file=sys.stderr)
-        sys.exit(2)
+    search(cfg)
 
 
 if __name__ == "__main__":
