@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -18,6 +19,9 @@ from optuna.trial import TrialState
 from conftest import FAST_SEARCH, compose_search
 from gcnas.cli.search import search
 from gcnas.search import objective as objective_module
+from gcnas.search.objective import FIXED_ARCH_ATTR, ROLE_ATTR
+from gcnas.search.study import make_storage
+from gcnas.search.worker import retry_stale_trial
 
 STUDY = "gc_full-gcnas_resnet_tiny-synthetic"
 TINY = [*FAST_SEARCH, "trainer.epochs=1", "data.size=256", "wandb.mode=disabled"]
@@ -143,6 +147,38 @@ def test_kill_9_mid_trial_fails_the_stale_trial_and_retries_its_architecture(tmp
     assert retries[0].user_attrs["arch_key"] == victim.user_attrs["arch_key"]
     assert "stopped sending heartbeats" in retries[0].user_attrs["retry_reason"]
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+
+
+
+def test_a_stale_trial_is_retried_with_what_to_run_only_and_at_most_max_retries_times(tmp_path):
+    """The retry goes through Optuna's own RetryHeartbeatStaleTrialCallback (its retry history counts the chain), on a
+    real heartbeat storage: the dead run's measurements stay behind, the enqueued architecture goes along."""
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=1,
+                           failed_trial_callback=retry_stale_trial(max_retries=1))
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({}, user_attrs={FIXED_ARCH_ATTR: "backbone: x", ROLE_ATTR: "paper_gc"})
+
+    def die(trial) -> None:  # a worker that started the trial, measured something, then stopped sending heartbeats
+        trial.set_user_attr("worker", 7)
+        trial.set_user_attr("arch_key", "measured by the dead run")
+        storage.record_heartbeat(trial._trial_id)
+        time.sleep(2.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # what the next worker's ask does
+
+    first = study.ask()
+    die(first)
+    trials = study.get_trials(deepcopy=False)
+    assert trials[first.number].state == TrialState.FAIL
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(waiting) == 1
+    assert waiting[0].user_attrs == {FIXED_ARCH_ATTR: "backbone: x", ROLE_ATTR: "paper_gc", "retry_of": first.number,
+                                     "retry_reason": f"trial {first.number} (worker 7) stopped sending heartbeats"}
+    second = study.ask()
+    assert second.number == waiting[0].number
+    die(second)  # the retry dies too: max_retries=1 is spent, so nothing is queued again
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL, TrialState.FAIL]
 
 
 def test_nan_loss_ends_the_trial_pruned_with_reason_and_the_study_goes_on(tmp_path):

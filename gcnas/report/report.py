@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import optuna
-import yaml
 
+from gcnas.arch import Architecture
+from gcnas.backbones import GENERIC_POSITIONS, POSITIONS
 from gcnas.search.confirm import confirmation, confirmation_table
 from gcnas.search.summary import baseline_trial, finished_trials, pareto_trials, ranked_trials, results_table
 
@@ -38,11 +39,11 @@ def placement_counts(trials) -> tuple[list, list, dict]:
     """(stages, positions, {(stage, position): number of blocks}) over the architectures of ``trials``."""
     counts: Counter = Counter()
     for t in trials:
-        arch = yaml.safe_load(t.user_attrs.get("architecture", "")) or {}
-        for p in arch.get("placements") or []:
-            counts[(int(p["stage"]), str(p["position"]))] += 1
+        text = t.user_attrs.get("architecture")
+        for p in Architecture.from_yaml(text).placements if text else ():
+            counts[(p.stage, p.position)] += 1
     stages = sorted({s for s, _ in counts})
-    order = ["after_conv1", "after_conv2", "before_add", "after_add", "after_block", "after_stage"]
+    order = POSITIONS + GENERIC_POSITIONS  # inside a block, in forward order; then the generic ones
     positions = sorted({p for _, p in counts}, key=lambda p: (order.index(p) if p in order else len(order), p))
     return stages, positions, dict(counts)
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import optuna
 import torch
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.backbones import list_sites
 from gcnas.data import load_data
@@ -186,24 +186,31 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
 
 
 def retry_stale_trial(max_retries: int):
-    """Optuna's failed-trial callback for heartbeats: a trial whose worker died is run again (same architecture).
-
-    The stale trial itself is failed by Optuna; its retry is a new waiting trial with the same parameters (or the same
-    enqueued architecture) and ``retry_of`` / ``retry_reason`` attributes, at most ``max_retries`` times in a chain.
+    """The heartbeat's stale-trial callback: Optuna's ``RetryHeartbeatStaleTrialCallback``, which fails the trial whose
+    worker died and queues a waiting copy (same parameters, ``retry_history`` in its system attributes, at most
+    ``max_retries`` retries in a chain), given only the user attributes that say what to run (the enqueued
+    architecture, its role and replicate) plus ``retry_of`` / ``retry_reason``; everything the dead run measured is
+    left behind. Logs what it did.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # public since 2.8, still "experimental"
+        optuna_retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
 
-    def retry(study: optuna.Study, trial) -> None:
-        chain = int(trial.user_attrs.get("retries", 0))
+    def retry(study: optuna.Study, trial: FrozenTrial) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            chain = len(optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(trial))
         if chain >= max_retries:
             log.warning("trial %d went stale and has been retried %d times already; not again", trial.number, chain)
             return
         attrs = {k: trial.user_attrs[k] for k in (FIXED_ARCH_ATTR, ROLE_ATTR, REPLICATE_ATTR)
                  if k in trial.user_attrs}
-        attrs.update(retry_of=trial.number, retries=chain + 1,
+        attrs.update(retry_of=trial.number,
                      retry_reason=f"trial {trial.number} (worker {trial.user_attrs.get('worker', '?')}) stopped "
                                   f"sending heartbeats")
-        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params=trial.params,
-                                                  distributions=trial.distributions, user_attrs=attrs))
+        what = copy.copy(trial)
+        what.user_attrs = attrs
+        optuna_retry(study, what)
         log.warning("trial %d went stale (its worker stopped); its architecture is queued again", trial.number)
 
     return retry
