@@ -95,7 +95,7 @@ def design_rows(spec_of, trials: list, threshold: float) -> list[str]:
         for label in spec_of(arch):
             groups[label].append(t.values[0])
     rows = []
-    order = ("context", "transform", "fusion", "a block", "no block", "position")
+    order = ("context", "transform", "ratio", "bottleneck", "fusion", "a block", "no block", "position")
     for label in sorted(groups, key=lambda g: (next((i for i, o in enumerate(order) if g.startswith(o)), 9), g)):
         v = groups[label]
         rows.append(f"| {label} | {len(v)} | {100 * statistics.fmean(v):.1f} | "
@@ -109,6 +109,10 @@ def region_labels(arch: Architecture) -> list[str]:
     spec = arch.placements[0].spec  # gc_full shares one design across its sites
     stages = sorted({p.stage for p in arch.placements})
     labels = [f"context {spec.context}", f"transform {spec.transform}", f"fusion {fusion_spelling(spec.fusion)}"]
+    if spec.ratio is not None:
+        labels.append(f"ratio {spec.ratio:g}")
+    if spec.transform == "bottleneck":
+        labels.append(f"bottleneck norm {spec.norm}")
     labels += [f"a block in stage {s}" for s in stages]
     labels += [f"no block in stage {s}" for s in range(4) if s not in stages]
     labels += [f"position {p}" for p in sorted({p.position for p in arch.placements})]
@@ -183,7 +187,7 @@ def main(argv=None) -> int:
 
     region, fidelity = [], []
     draws = [t for st in studies if st.sampler == "random" for t in st.trials
-             if t.values and "duplicate_of" not in t.user_attrs]
+             if t.values and "duplicate_of" not in t.user_attrs and "infeasible" not in t.user_attrs]
     if draws:
         region = ["| random draws with | n | val acc at the search's fidelity, % (mean) | in the good region |",
                   "|---|---:|---:|---:|", *design_rows(region_labels, draws, threshold)]

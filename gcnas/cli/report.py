@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from gcnas.cli.common import require_study, resolve, user_errors
 from gcnas.errors import ConfigError
-from gcnas.export import open_study
+from gcnas.search.study import open_study
 from gcnas.report import Report, write_report
 
 

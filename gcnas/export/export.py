@@ -28,11 +28,11 @@ from optuna.trial import FrozenTrial, TrialState
 from gcnas.arch import Architecture, build_model
 from gcnas.errors import ConfigError
 from gcnas.search.objective import WEIGHTS_FILE
-from gcnas.search.study import open_study, redact_url, study_names
+from gcnas.search.study import open_study
 from gcnas.search.confirm import Confirmed, confirmation, confirmation_table
 from gcnas.search.summary import baseline_trial, noise_floor, pareto_trials, ranked_trials
 
-__all__ = ["export_trial", "ExportResult", "open_study", "study_names", "choose_trial", "PICK_BOUNDS", "ONNX_TOLERANCE"]
+__all__ = ["export_trial", "ExportResult", "choose_trial", "PICK_BOUNDS", "ONNX_TOLERANCE"]
 
 log = logging.getLogger("gcnas.export")
 PICK_BOUNDS = {"max_params": "params", "max_flops": "flops", "max_latency_ms": "latency_ms"}

@@ -1,0 +1,142 @@
+"""Retraining an exported architecture at full fidelity, optionally beside the plain backbone under the same seeds.
+
+What ``gcnas-train`` runs (the command only reads its config and prints): one :func:`~gcnas.train.train_full` run per
+(model, seed) with resumable checkpoints under ``out_dir/<model>/seed<k>/``, each tracked as a W&B run
+(``job_type=train``), and a comparison table with mean ± std over the seeds and the paired difference to plain.
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import torch
+
+from gcnas.arch import Architecture, build_model
+from gcnas.backbones.cost import measure_cost
+from gcnas.data import load_data
+from gcnas.errors import ConfigError
+from gcnas.track import WandbSession
+from gcnas.train import train_full
+from gcnas.train.runtime import select_device
+
+__all__ = ["TrainReport", "retrain", "load_architecture", "comparison_table"]
+
+log = logging.getLogger("gcnas.train")
+
+
+@dataclass
+class TrainReport:
+    rows: list = field(default_factory=list)  # dicts: model, seed, val_acc, test_acc, params, flops, seconds, dir
+    table: str = ""
+    out_dir: Optional[Path] = None  # the checkpoints' folder
+    description: str = ""  # one line: what was trained on what, how long, where
+
+
+def load_architecture(value: Any, key: str = "arch") -> tuple[Architecture, Path]:
+    """An architecture from a file (or a folder holding ``architecture.yaml``), errors naming ``key``."""
+    if not value:
+        raise ConfigError(f"{key}: required; give {key}=path/to/architecture.yaml (gcnas-export writes one, and "
+                          "every search trial folder holds one)")
+    path = Path(str(value))
+    if path.is_dir():
+        path = path / "architecture.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{key}: {path} does not exist")
+    try:
+        return Architecture.from_yaml(path.read_text()), path
+    except ValueError as e:
+        raise ConfigError(f"{key}: {path}: {e}") from None
+
+
+def _fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f}"
+    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """Markdown: one row per model (mean ± std over its seeds), then each model's paired difference to plain."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    has_test = all(r["test_acc"] is not None for r in rows)
+    head = ["model", "seeds", "val acc %", *(["test acc %"] if has_test else []), "params", "MFLOPs", "minutes"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(head) - 2)]
+    base = [r for r in rows if r["model"] == "plain"]
+    for m in models:
+        rs = [r for r in rows if r["model"] == m]
+        cells = [m, str(len(rs)), _fmt([r["val_acc"] for r in rs])]
+        if has_test:
+            cells.append(_fmt([r["test_acc"] for r in rs]))
+        cells += [f"{rs[0]['params'] / 1e6:.3f}M", f"{rs[0]['flops'] / 1e6:.1f}",
+                  f"{sum(r['seconds'] for r in rs) / 60:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if base and len(models) > 1:
+        key = "test_acc" if has_test else "val_acc"
+        for m in models:
+            if m == "plain":
+                continue
+            by_seed = {r["seed"]: r[key] for r in rows if r["model"] == m}
+            deltas = [by_seed[r["seed"]] - r[key] for r in base if r["seed"] in by_seed]
+            lines.append(f"\n{m} vs plain ({key.replace('_', ' ')}, same seeds): {_fmt(deltas)} pp")
+    return "\n".join(lines)
+
+
+def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mapping[str, Any], out_dir: Union[str, Path],
+            *, seeds: Sequence[int] = (0,), baseline: bool = False, device: str = "auto", resume: bool = True,
+            wandb: Optional[Mapping[str, Any]] = None) -> TrainReport:
+    """Train ``arch`` (and, with ``baseline``, the plain backbone) on ``data_cfg`` with ``trainer_cfg`` (the
+    ``trainer`` config section) once per seed. The architecture's ``in_chans`` / ``num_classes`` follow the data.
+    ``wandb`` is the ``wandb`` config section (default: disabled)."""
+    device = select_device(device)
+    session = WandbSession(wandb or {"mode": "disabled"}, f"train-{arch.key()}")
+    data = load_data(data_cfg)
+    kwargs = {**dict(arch.backbone_kwargs), "in_chans": data.in_chans, "num_classes": data.num_classes}
+    if kwargs != dict(arch.backbone_kwargs):
+        log.info("architecture built for %s; training it on %s with in_chans=%d, num_classes=%d",
+                 dict(arch.backbone_kwargs), data.name, data.in_chans, data.num_classes)
+    arch = Architecture(arch.backbone, kwargs, arch.placements)
+    models = [("gcnas", arch)] + ([("plain", Architecture(arch.backbone, kwargs, ()))] if baseline else [])
+    out = Path(out_dir)
+    trainer = dict(trainer_cfg)
+    report = TrainReport(out_dir=out)
+    try:
+        for seed in seeds:
+            for name, a in models:
+                report.rows.append(_one_run(session, name, a, seed, data, data_cfg, trainer, out, device, resume))
+    finally:
+        session.close()
+    report.table = comparison_table(report.rows)
+    report.description = (f"{data.name} ({len(data.train_x)} train / {len(data.val_x)} val images"
+                          + (f" / {len(data.test_x)} test" if data.test_x is not None else "")
+                          + f", {trainer['epochs']} epochs, seeds {list(seeds)}, {device}); checkpoints in {out}")
+    return report
+
+
+def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, data, data_cfg, trainer: dict,
+             out: Path, device: str, resume: bool) -> dict:
+    torch.manual_seed(seed)
+    model = build_model(arch)
+    cost = measure_cost(model, data.input_size, latency=False)
+    run_dir = out / name / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (out / name / "architecture.yaml").write_text(arch.to_yaml())
+    key = (name, seed)
+    session.start(key, job_type="train", name=f"{name}-seed{seed}",
+                  config={"architecture": arch.to_dict(), "trainer": trainer, "data": dict(data_cfg), "seed": seed,
+                          "model": name, "arch_key": arch.key()})
+
+    def on_epoch(er) -> None:
+        session.log(key, {"epoch": er.epoch, "train_loss": er.train_loss, "val_loss": er.val_loss,
+                          "val_acc": er.val_acc, "epoch_seconds": er.seconds}, step=er.epoch)
+        log.info("%s seed %d epoch %d/%d: train loss %.4f, val acc %.4f (%.1fs)", name, seed, er.epoch,
+                 trainer["epochs"], er.train_loss, er.val_acc, er.seconds)
+
+    result = train_full(model, data, trainer, seed=seed, device=device, ckpt_dir=run_dir, resume=resume,
+                        on_epoch=on_epoch)
+    row = {"model": name, "seed": seed, "val_acc": result.final_val_acc, "test_acc": result.test_acc,
+           "params": cost.params, "flops": cost.flops, "seconds": result.seconds, "dir": str(run_dir),
+           "resumed_from": result.resumed_from}
+    session.finish(key, {k: v for k, v in row.items() if k not in ("dir", "model")})
+    return row
