@@ -14,6 +14,7 @@ from pathlib import Path
 FORBIDDEN = ("optuna", "hydra", "wandb", "omegaconf")
 ROOT = Path(__file__).resolve().parents[1] / "gcnas"
 LOWER = [*sorted((ROOT / "blocks").glob("*.py")), *sorted((ROOT / "backbones").glob("*.py")), ROOT / "arch.py",
+         *sorted((ROOT / "oneshot").glob("*.py")),
          ROOT / "registry.py", ROOT / "errors.py", ROOT / "machine.py", ROOT / "__init__.py"]
 
 # Makes the forbidden packages unimportable in a child process, as if they were not installed.

@@ -1,0 +1,113 @@
+"""The one-shot supernet: each candidate computes what a standalone block with the weights it uses computes, the
+weights are really shared, and a whole architecture extracted from the supernet is the supernet's network."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from gcnas.arch import Architecture, BlockSpec, Placement
+from gcnas.backbones import list_sites
+from gcnas.errors import ConfigError
+from gcnas.oneshot import ChoiceBlock, Supernet, check_supernet_designs
+from reference import randomize_
+
+C = 32
+DESIGNS = [BlockSpec(context=c, transform=t, ratio=r, fusion=f, norm=n)
+           for c, t, r, f, n in itertools.product(("att", "avg"), ("bottleneck", "se", "conv"), (1 / 16, 1 / 4),
+                                                  (("add",), ("scale",), ("scale", "add")), ("layernorm", None))
+           if not (t != "bottleneck" and n is not None) and not (t == "conv" and r != 1 / 4)]
+
+
+def _choice() -> ChoiceBlock:
+    torch.manual_seed(0)
+    block = ChoiceBlock(C, DESIGNS)
+    randomize_(block)  # trained-looking weights: the zero-initialised last layers would hide slicing errors
+    return block.eval()
+
+
+@pytest.mark.parametrize("spec", DESIGNS, ids=str)
+def test_each_candidate_equals_the_standalone_block_with_its_weights(spec):
+    block, x = _choice(), torch.randn(3, C, 7, 5)
+    block.choose(spec)
+    standalone = block.extract(spec).eval()
+    assert isinstance(standalone, torch.nn.Module) and standalone.spec()["transform"] == spec.transform
+    torch.testing.assert_close(block(x), standalone(x), rtol=1e-5, atol=1e-6)
+
+
+def test_candidates_share_weights_narrow_widths_are_slices_of_the_wide():
+    block = _choice()
+    narrow = BlockSpec(ratio=1 / 16)  # the paper's GC: att, bottleneck + LayerNorm, add
+    wide = BlockSpec(ratio=1 / 4)
+    a, b = block.extract(narrow), block.extract(wide)
+    h = C // 16
+    assert torch.equal(a.add_transform.fc1.weight, b.add_transform.fc1.weight[:h])
+    assert torch.equal(a.add_transform.fc2.weight, b.add_transform.fc2.weight[:, :h])
+    assert torch.equal(a.context.conv_mask.weight, block.extract(BlockSpec(transform="conv")).context.conv_mask.weight)
+    # se and bottleneck without a norm are one function: one MLP; with LayerNorm another
+    assert set(block.mlps) == {"add_ln", "add_plain", "scale_ln", "scale_plain"} and set(block.convs) == {"add", "scale"}
+    widest = C // 4
+    mlp = C * widest + widest + widest * C + C
+    expected = (C + 1) + 2 * mlp + 2 * (mlp + 2 * widest) + 2 * (C * C + C)  # mask, 2 plain, 2 LayerNorm MLPs, 2 convs
+    assert sum(p.numel() for p in block.parameters()) == expected
+    assert expected < sum(sum(p.numel() for p in d.build(C).parameters()) for d in DESIGNS) / 5  # 4,385 vs 26,437
+
+
+def test_no_choice_is_the_identity_and_gradients_reach_only_the_chosen_weights():
+    block, x = _choice().train(), torch.randn(2, C, 4, 4)
+    block.choose(None)
+    assert torch.equal(block(x), x)
+    block.choose(BlockSpec(context="avg", transform="se", ratio=1 / 4, fusion=("scale",), norm=None))
+    block(x).sum().backward()
+    touched = {n for n, p in block.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert touched == {"mlps.scale_plain.fc1.weight", "mlps.scale_plain.fc1.bias", "mlps.scale_plain.fc2.weight",
+                       "mlps.scale_plain.fc2.bias"}
+    assert block.mlps["scale_plain"].fc1.weight.grad[C // 4:].abs().sum() == 0  # only the first C/4 rows are used
+
+
+@pytest.mark.parametrize("spec, key", [
+    (BlockSpec(kind="nl"), "design.kind"),
+    (BlockSpec(norm="batchnorm"), "design.norm"),
+    (BlockSpec(act="prelu"), "design.act"),
+])
+def test_designs_a_supernet_cannot_hold_are_refused_naming_the_key(spec, key):
+    with pytest.raises(ConfigError, match=key):
+        check_supernet_designs([BlockSpec(), spec])
+
+
+def test_an_architecture_extracted_from_the_supernet_computes_what_the_supernet_computes():
+    kwargs = {"num_classes": 4, "in_chans": 3}
+    sites = list_sites("gcnas_resnet_tiny", input_size=(3, 16, 16), **kwargs)
+    specs = [BlockSpec(), BlockSpec(context="avg", transform="se", ratio=1 / 4, fusion=("scale", "add"), norm=None)]
+    torch.manual_seed(0)
+    net = Supernet("gcnas_resnet_tiny", kwargs, sites, specs)
+    randomize_(net)
+    net.eval()
+    assert len(net.choices) == len(sites)
+    by_pos = [s for s in sites if s.position == "before_add"]
+    arch = Architecture("gcnas_resnet_tiny", kwargs, (
+        Placement(by_pos[0].stage, by_pos[0].block, "before_add", specs[1]),
+        Placement(by_pos[-1].stage, by_pos[-1].block, "before_add", specs[0])))
+    x = torch.randn(2, 3, 16, 16)
+    net.set_architecture(arch)
+    with torch.no_grad():
+        inside = net(x)
+        alone = net.extract(arch).eval()(x)
+        torch.testing.assert_close(inside, alone, rtol=1e-4, atol=1e-5)
+        net.set_architecture(Architecture("gcnas_resnet_tiny", kwargs, ()))
+        plain = net(x)
+    assert not torch.allclose(plain, inside)  # the chosen blocks really run
+
+
+def test_set_architecture_refuses_what_the_supernet_does_not_hold():
+    kwargs = {"num_classes": 4, "in_chans": 3}
+    sites = list_sites("gcnas_resnet_tiny", input_size=(3, 16, 16), **kwargs)
+    one = sites[0]
+    net = Supernet("gcnas_resnet_tiny", kwargs, sites, [BlockSpec()], site_keys=[one.key])
+    with pytest.raises(ConfigError, match="no choice at stage"):
+        net.set_architecture(Architecture("gcnas_resnet_tiny", kwargs, (
+            Placement(sites[-1].stage, sites[-1].block, sites[-1].position, BlockSpec()),)))
+    with pytest.raises(ConfigError, match="not a candidate"):
+        net.set_architecture(Architecture("gcnas_resnet_tiny", kwargs, (
+            Placement(one.stage, one.block, one.position, BlockSpec(ratio=1 / 4)),)))
