@@ -111,3 +111,71 @@ def test_set_architecture_refuses_what_the_supernet_does_not_hold():
     with pytest.raises(ConfigError, match="not a candidate"):
         net.set_architecture(Architecture("gcnas_resnet_tiny", kwargs, (
             Placement(one.stage, one.block, one.position, BlockSpec(ratio=1 / 4)),)))
+
+
+# -- training and scoring ------------------------------------------------------------------------------------------
+def _space(**overrides):
+    import yaml
+
+    from gcnas.space import SearchSpace
+
+    cfg = yaml.safe_load(open("search_spaces/gc_full.yaml"))
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        cfg.setdefault(section, {})[name] = value
+    kwargs = {"num_classes": 4, "in_chans": 3}
+    sites = list_sites("gcnas_resnet_tiny", input_size=(3, 16, 16), **kwargs)
+    return SearchSpace.from_config(cfg, backbone="gcnas_resnet_tiny", sites=sites, backbone_kwargs=kwargs)
+
+
+def test_the_supernet_of_gc_full_holds_every_design_at_every_site_and_the_sampler_draws_from_the_space():
+    from gcnas.oneshot import PathSampler, supernet_for_space
+
+    space = _space()
+    net = supernet_for_space(space)
+    assert len(net.specs) == 60 and set(net.choices) == {s.key for s in space.sites}  # gc_full: all of it
+    sampler, again = PathSampler(space, seed=3), PathSampler(space, seed=3)
+    draws = [sampler() for _ in range(20)]
+    assert [a.key() for a in draws] == [again().key() for _ in range(20)]  # reproducible by seed
+    assert len({a.key() for a in draws}) > 15  # uniform draws of a large space rarely repeat
+    for a in draws:
+        assert a.placements and all(p.spec in net.specs for p in a.placements)
+        net.set_architecture(a)  # every draw is held
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"design.kind": ["gc", "nl"]}, "design.kind"),
+    ({"positions.replace": [True, False]}, "positions.replace"),
+    ({"training.lr": [0.1, 0.01]}, "training"),
+])
+def test_a_space_the_supernet_cannot_hold_is_refused_naming_the_key(overrides, key):
+    from gcnas.oneshot import supernet_for_space
+
+    with pytest.raises(ConfigError, match=key):
+        supernet_for_space(_space(**overrides))
+
+
+def test_training_draws_one_path_per_batch_and_scoring_equals_the_extracted_model_recalibrated():
+    from gcnas.oneshot import PathSampler, recalibrate_batchnorm, score, supernet_for_space, train_supernet
+    from gcnas.train import evaluate
+
+    space = _space(**{"design.context": "att"})
+    torch.manual_seed(0)
+    net = supernet_for_space(space)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 3, 16, 16, generator=g), torch.randint(0, 4, (96,), generator=g)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    result, paths = train_supernet(net, PathSampler(space, seed=0), x[:64], y[:64], x[64:], y[64:], epochs=2,
+                                   batch_size=16, lr=0.05, seed=0)
+    assert paths == 2 * 4 and len(result.epochs) == 2  # 64 images in batches of 16, two epochs
+    changed = {k.rsplit(".", 2)[-2] for k, v in net.state_dict().items()
+               if ".gcnas_" in k and "mlps" in k and not torch.equal(v, before[k])}
+    assert len(changed) >= 2  # several candidates' shared MLPs were trained, not one path
+    arch = PathSampler(space, seed=5)()
+    acc = score(net, arch, x[:64], x[64:], y[64:], batch_size=16)
+    assert acc == score(net, arch, x[:64], x[64:], y[64:], batch_size=16)  # deterministic
+    alone = net.extract(arch)
+    recalibrate_batchnorm(alone, x[:64], batch_size=16)
+    assert evaluate(alone, x[64:], y[64:])[1] == acc
+    with torch.no_grad():  # the same network: the logits agree, not only the accuracy
+        torch.testing.assert_close(net.eval()(x[64:]), alone.eval()(x[64:]), rtol=1e-4, atol=1e-5)

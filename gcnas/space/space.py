@@ -126,6 +126,22 @@ class _Param:
         return self.kind != "fixed"
 
 
+class _Assignment:
+    """A trial-like object that answers every ``suggest_*`` from fixed values by parameter name (enumeration)."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = values
+
+    def suggest_categorical(self, name: str, choices: Sequence) -> Any:
+        return self.values[name]
+
+    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self.values[name]
+
+    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self.values[name]
+
+
 def _encode(value: Any) -> Any:
     """Optuna's categorical choices are scalars: lists (an explicit block list) become strings."""
     if isinstance(value, (list, tuple)):
@@ -562,6 +578,33 @@ class SearchSpace:
         for key, p in self.training.items():
             add(f"train.{key}", p)
         return out
+
+    def designs(self) -> list[BlockSpec]:
+        """Every block design this space can place (conditions respected), in a stable order; raises for a
+        continuous range (a one-shot supernet must hold every design)."""
+        names, values = [], []
+        for key in DESIGN_KEYS:
+            p = self.design[key]
+            if not p.searched:
+                continue
+            vals = p.values()
+            if vals is None:
+                raise SearchSpaceError(f"{self.source}: design.{key}: a continuous range has no finite set of designs; "
+                                       "give a list of values")
+            names.append(f"design.{key}")
+            values.append([_encode(v) for v in vals])
+        out: list[BlockSpec] = []
+        for combo in itertools.product(*values):
+            spec = self._design_for(_Assignment(dict(zip(names, combo))), "design")
+            if spec is not None and spec not in out:
+                out.append(spec)
+        return out
+
+    def reachable_sites(self) -> list[Site]:
+        """Every site some architecture of this space can place a block at, in the backbone's order."""
+        keys = {(st, b, pos) for st in self.stages for sel in self.blocks.values() or []
+                for b in self._select(st, sel) for pos in self.position.values() or []}
+        return [s for s in self.sites if s.key in keys]
 
     def size(self) -> Optional[int]:
         """Number of distinct parameter assignments (conditions respected); None if a range is continuous."""

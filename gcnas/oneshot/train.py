@@ -1,0 +1,136 @@
+"""Training a supernet with single-path uniform sampling, and scoring architectures with the weights they inherit.
+
+* :func:`supernet_for_space`: the :class:`~gcnas.oneshot.supernet.Supernet` that holds every design a search space can
+  place, at every site it can place one (what a space the supernet cannot hold breaks is said naming the key).
+* :func:`train_supernet`: :func:`gcnas.train.train_proxy` itself (same optimiser, schedule, data order, callbacks)
+  over a supernet that runs a fresh uniform draw of the space, :class:`PathSampler`, for every training batch
+  (single-path one-shot, Guo et al. 2020).
+* :func:`score`: one architecture on the validation data with inherited weights, after recalibrating every BatchNorm's
+  statistics on a few training batches for that architecture alone (the shared statistics belong to no single path).
+
+Layer: one-shot (imports blocks, backbones, architecture, space, data and train; never optuna, hydra or wandb).
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from gcnas.arch import Architecture
+from gcnas.errors import ConfigError
+from gcnas.oneshot.supernet import Supernet, check_supernet_designs
+from gcnas.space import InfeasibleArchitecture, SearchSpace
+from gcnas.train import TrainResult, evaluate, train_proxy
+
+__all__ = ["PathSampler", "supernet_for_space", "train_supernet", "score", "recalibrate_batchnorm"]
+
+
+class _RandomTrial:
+    """A trial-like object drawing every parameter uniformly (what Optuna's RandomSampler does), from one RNG."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: Sequence) -> Any:
+        return self.rng.choice(list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        if log:
+            return int(round(math.exp(self.rng.uniform(math.log(low), math.log(high)))))
+        return self.rng.randrange(low, high + 1, step)
+
+    def suggest_float(self, name: str, low: float, high: float, step: Optional[float] = None,
+                      log: bool = False) -> float:
+        if step is not None:
+            return low + step * self.rng.randrange(int(round((high - low) / step)) + 1)
+        if log:
+            return math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        return self.rng.uniform(low, high)
+
+
+class PathSampler:
+    """Uniform draws of a search space's architectures (infeasible draws are drawn again), reproducible by seed."""
+
+    def __init__(self, space: SearchSpace, seed: int = 0, max_tries: int = 1000) -> None:
+        self.space, self.rng, self.max_tries = space, random.Random(seed), max_tries
+
+    def __call__(self) -> Architecture:
+        for _ in range(self.max_tries):
+            try:
+                return self.space.suggest(_RandomTrial(self.rng))
+            except InfeasibleArchitecture:
+                continue
+        raise ConfigError(f"{self.space.source}: limits: {self.max_tries} uniform draws were all infeasible; "
+                          "loosen limits.min_blocks / limits.max_blocks")
+
+
+def supernet_for_space(space: SearchSpace) -> Supernet:
+    """The supernet holding every design of ``space`` at every site it can reach; refuses what it cannot hold."""
+    if space.training:
+        raise ConfigError(f"{space.source}: training: a supernet is trained once, with the trainer config; it cannot "
+                          f"search training hyperparameters ({', '.join(sorted(space.training))}). Drop the section "
+                          "or use search.method=standalone")
+    if True in (space.replace.values() or []):
+        raise ConfigError(f"{space.source}: positions.replace: a supernet keeps the backbone's own attention "
+                          "modules; replace=true needs search.method=standalone")
+    specs = check_supernet_designs(space.designs())
+    sites = space.reachable_sites()
+    return Supernet(space.backbone, space.backbone_kwargs, space.sites, specs, site_keys=[s.key for s in sites])
+
+
+class _SamplePerBatch:
+    """Forward pre-hook: in training mode, a fresh path before every batch."""
+
+    def __init__(self, net: Supernet, sampler: Callable[[], Architecture]) -> None:
+        self.net, self.sampler, self.paths = net, sampler, 0
+
+    def __call__(self, module: nn.Module, inputs: Any) -> None:
+        if module.training:
+            self.net.set_architecture(self.sampler())
+            self.paths += 1
+
+
+def train_supernet(net: Supernet, sampler: Callable[[], Architecture], train_x: torch.Tensor, train_y: torch.Tensor,
+                   val_x: torch.Tensor, val_y: torch.Tensor, **train_kwargs: Any) -> tuple[TrainResult, int]:
+    """Train ``net`` with :func:`gcnas.train.train_proxy` (``train_kwargs``: its recipe, seed, device, on_epoch),
+    one path from ``sampler`` per training batch; returns its result and the number of paths trained. The per-epoch
+    validation runs the last path drawn."""
+    hook = _SamplePerBatch(net, sampler)
+    handle = net.register_forward_pre_hook(hook)
+    try:
+        result = train_proxy(net, train_x, train_y, val_x, val_y, **train_kwargs)
+    finally:
+        handle.remove()
+    return result, hook.paths
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 128,
+                          device: torch.device | str = "cpu") -> None:
+    """Reset every BatchNorm's running statistics and re-estimate them (a plain average) over ``x``."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    was_training = model.training
+    model.train()
+    try:
+        for i in range(0, len(x), batch_size):
+            if len(x[i:i + batch_size]) > 1:
+                model(x[i:i + batch_size].to(device))
+    finally:
+        for m, mom in zip(norms, momenta):
+            m.momentum = mom
+        model.train(was_training)
+
+
+def score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+          batch_size: int = 128, device: torch.device | str = "cpu") -> float:
+    """Validation accuracy of ``arch`` with the supernet's weights, BatchNorm recalibrated on ``calib_x`` first."""
+    net.set_architecture(arch)
+    recalibrate_batchnorm(net, calib_x, batch_size, device)
+    return evaluate(net, val_x, val_y, batch_size=max(batch_size, 256), device=device)[1]
