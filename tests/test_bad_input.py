@@ -52,6 +52,14 @@ SEARCH = [  # (overrides, words the message must hold)
     (["data.name=mnist"], ["data.name must be one of", "'fashion_mnist'", "'imagefolder'", "'synthetic'", "'mnist'"]),
     (["seed=notanint"], ["seed", "integer >= 0", "'notanint'"]),
     (["threads=many"], ["threads", "auto or an integer >= 1", "'many'"]),
+    (["search.method=oneshots"], ["search.method", "standalone, oneshot", "'oneshots'"]),
+    (["search.method=oneshot", "search.supernet_epochs=0"], ["search.supernet_epochs", "integer >= 1", "got 0"]),
+    (["search.method=oneshot", "search_space=paper_design"], ["paper_design.yaml: training", "(seed)",
+                                                                "search.method=standalone"]),
+    (["search.method=oneshot", "search_space=paper_design", "~search_space.training"], ["design.kind", "kind gc",
+                                                                                         "'nl'"]),
+    (["search.method=oneshot", "search_space.design.norm=[batchnorm]"], ["design.norm", "layernorm, None",
+                                                                         "'batchnorm'"]),
 ]
 
 

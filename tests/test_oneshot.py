@@ -179,3 +179,39 @@ def test_training_draws_one_path_per_batch_and_scoring_equals_the_extracted_mode
     assert evaluate(alone, x[64:], y[64:])[1] == acc
     with torch.no_grad():  # the same network: the logits agree, not only the accuracy
         torch.testing.assert_close(net.eval()(x[64:]), alone.eval()(x[64:]), rtol=1e-4, atol=1e-5)
+
+
+# -- search.method=oneshot -------------------------------------------------------------------------------------------
+def test_a_oneshot_search_trains_one_supernet_and_scores_every_trial_on_it(tmp_path, caplog):
+    import logging
+
+    import optuna
+
+    from conftest import compose_search
+    from gcnas.cli.search import search
+
+    run = ["wandb.mode=disabled", "search.method=oneshot", "search.supernet_epochs=4", "search.calib_images=64",
+           "study.name=one", "study.noise_seeds=3", "trainer.epochs=1"]
+    with caplog.at_level(logging.INFO, logger="gcnas.search"):
+        result = search(compose_search(tmp_path, *run, "study.n_trials=4"))
+    assert result.n_finished == 4
+    checkpoint = tmp_path / "one" / "supernet.pt"
+    assert checkpoint.is_file() and "training the study's supernet" in caplog.text
+    study = optuna.load_study(study_name="one", storage=f"sqlite:///{tmp_path}/studies.db")
+    trials = study.get_trials()
+    assert [t.user_attrs.get("score") for t in trials] == ["oneshot"] * 4  # scored, none trained
+    assert not any("history" in t.user_attrs or "weights" in t.user_attrs for t in trials)
+    roles = [t.user_attrs["role"] for t in trials]
+    assert roles[:2] == ["baseline", "paper_gc"] and "searched" in roles  # references once, not noise_seeds times
+    assert all(0.5 < t.values[0] <= 1 for t in trials)  # the supernet learned the task (4 classes: chance 0.25)
+
+    mtime = checkpoint.stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gcnas.search"):
+        search(compose_search(tmp_path, *run, "study.n_trials=6"))  # resumes: loads the supernet, trains none
+    assert checkpoint.stat().st_mtime_ns == mtime and "supernet loaded" in caplog.text
+    assert len(study.get_trials()) == 6
+
+    with pytest.raises(ConfigError, match="another designs"):  # the same study with another space: refused
+        search(compose_search(tmp_path, *run, "study.n_trials=7", "search_space.design.context=[avg]"))
+    assert len(study.get_trials()) == 6

@@ -236,6 +236,13 @@ class Supernet(nn.Module):
         # build_model names an architecture's block at a site as insert() named the choice here
         self.module_names = {key: names[id(block)] for key, block in self.choices.items()}
 
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint of this supernet must match to be loaded into it: backbone, its kwargs, the candidate
+        designs and the sites that hold a choice."""
+        return {"backbone": self.backbone_name, "backbone_kwargs": {k: self.backbone_kwargs[k]
+                                                                    for k in sorted(self.backbone_kwargs)},
+                "designs": [str(s) for s in self.specs], "sites": [list(k) for k in sorted(self.choices)]}
+
     def set_architecture(self, arch: Architecture) -> None:
         """Run ``arch``: its blocks where it places them, nothing at every other site."""
         if arch.backbone != self.backbone_name:

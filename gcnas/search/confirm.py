@@ -156,6 +156,7 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
     cfg["pruner"] = {"_target_": "optuna.pruners.NopPruner"}
     cfg["objective"] = {"metrics": ["accuracy"], "directions": ["maximize"]}
     cfg["constraints"] = {}
+    cfg["search"] = {**(cfg.get("search") or {}), "method": "standalone"}  # confirmation trains, never scores
     cfg["_fixed_trials"] = trials
     recorded = {"study": confirm_name, "k": k, "seeds": seeds, "first_seed": first_seed,
                 "trainer": dict(trainer or {}), "data": dict(data or {})}

@@ -34,6 +34,7 @@ MACHINE_ATTR = "machine"  # the CPU, cores, threads and torch a trial ran with (
 # they measure the study's seed-to-seed noise (gcnas.search.summary.noise_floor).
 REPLICATE_ATTR = "replicate"
 WEIGHTS_FILE = "model.safetensors"  # in a trial's folder while the trial is among the study's kept top trials
+ONESHOT_SCORE = "oneshot"  # user attribute ``score`` of a trial the supernet scored (search.method=oneshot)
 METRICS = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 _CONSTRAINT_KEYS = (("max_params", "params"), ("max_flops", "flops"), ("max_latency_ms", "latency_ms"))
 
@@ -55,6 +56,7 @@ class TrialRunner:
     callbacks: Callbacks = field(default_factory=Callbacks)
     keep_weights: int = 3  # > 0: every trained trial saves its weights; the worker then keeps only the top ones
     max_twin_wait_s: float = 3600.0  # how long to wait for another worker evaluating the same architecture
+    scorer: Optional[Callable[[Architecture], float]] = None  # search.method=oneshot: the supernet's score, no training
 
     @property
     def needs_latency(self) -> bool:
@@ -183,6 +185,13 @@ class TrialRunner:
                                    for k, v, value, limit in violations if v > 0)
                 return self._infeasible(trial, note, reason, cost, t0, {k: v for k, v, _, _ in violations})
             self._set_constraints(trial, {k: v for k, v, _, _ in violations})
+
+            if self.scorer is not None:  # one-shot: inherited weights, nothing trained
+                accuracy = self.scorer(arch)
+                trial.set_user_attr("score", ONESHOT_SCORE)
+                trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                note(f"done: one-shot score (supernet weights) {accuracy:.4f} in {time.perf_counter() - t0:.1f}s")
+                return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
 
             history: list[float] = []
             single = len(self.metrics) == 1

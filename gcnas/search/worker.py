@@ -28,6 +28,8 @@ from gcnas.data import load_data
 from gcnas.errors import ConfigError
 from gcnas.search.callbacks import Callbacks, SearchCallback
 from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
+from gcnas.oneshot import supernet_for_space
+from gcnas.search.oneshot import check_search_config, oneshot_scorer, study_supernet
 from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
@@ -110,6 +112,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(f"constraints.{k}: must be a positive number or null; got {v!r}")
     if cfg.get("device", "cpu") not in DEVICES:
         select_device(cfg.get("device"))  # names the valid devices
+    if cfg.get("search") is not None:
+        check_search_config(cfg["search"])
     if cfg.get("progress", "auto") not in ("auto", "bar", "plain", "none"):
         raise ConfigError(f"progress: must be auto, bar, plain or none; got {cfg.get('progress')!r}")
 
@@ -289,6 +293,15 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     source = cfg.get("_space_source") or f"search_spaces/{space_cfg.get('name')}.yaml"
     space = SearchSpace.from_config(space_cfg, backbone=bb["name"], sites=sites, backbone_kwargs=kwargs,
                                     source=source)
+    search_cfg = cfg.get("search") or {"method": "standalone"}
+    oneshot = search_cfg.get("method") == "oneshot"
+    if oneshot:
+        supernet_for_space(space)  # a space the supernet cannot hold fails here, before the study is touched
+        if int(cfg["study"].get("noise_seeds", 1)) > 1:  # a supernet scores an architecture the same for any seed
+            log.info("search.method=oneshot: the references are scored once (study.noise_seeds=%s would repeat the "
+                     "same score); the noise of one-shot scores is measured by confirming the top trials",
+                     cfg["study"]["noise_seeds"])
+            cfg = {**cfg, "study": {**cfg["study"], "noise_seeds": 1}}
     metrics = tuple(cfg["objective"]["metrics"])
     sampler_cfg = dict(cfg["sampler"])
     if sampler_cfg.get("seed") is not None:  # one random stream per worker, or concurrent workers sample alike
@@ -330,9 +343,14 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     progress = _Progress(cfg.get("progress", "auto"), n_trials, int(cfg["trainer"]["epochs"]))
     hooks = Callbacks(callbacks)
     keep = int(study_cfg.get("keep_weights", 3) or 0)
+    scorer = None
+    if oneshot:
+        net = study_supernet(space, data, cfg["trainer"], search_cfg, int(cfg.get("seed", 0)), study_dir, device)
+        scorer = oneshot_scorer(net, data, search_cfg, int(cfg["trainer"]["batch_size"]), device)
+        keep = 0  # supernet weights are not an architecture's own: gcnas-export retrains
     runner = TrialRunner(space, data, dict(cfg["trainer"]), metrics, dict(cfg.get("constraints") or {}),
                          int(cfg["worker"]), int(cfg.get("seed", 0)), study_dir, device, on_epoch=progress.epoch,
-                         callbacks=hooks, keep_weights=keep)
+                         callbacks=hooks, keep_weights=keep, scorer=scorer)
     started = time.perf_counter()
     timeout = study_cfg.get("timeout")
     max_failures = int(study_cfg.get("max_failures", 5))

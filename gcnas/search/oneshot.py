@@ -1,0 +1,101 @@
+"""``search.method=oneshot`` in the worker: the study's supernet, trained once and shared by every worker.
+
+The supernet of a study lives in ``<paths.root>/<study>/supernet.pt`` (its weights and :meth:`Supernet.identity`
+plus the recipe that trained it). The first worker to take the file lock ``supernet.lock`` trains it (the study's data
+and trainer recipe, ``search.supernet_epochs`` epochs, a fresh uniform path of the space per batch) and writes it under
+a temporary name, renamed when complete; every other worker waits on the lock and loads it. A checkpoint of another
+space, backbone or recipe is refused, naming what differs. Each trial then scores its architecture on the supernet
+(:func:`gcnas.oneshot.score`: BatchNorm recalibrated on ``search.calib_images`` training images, then the validation
+accuracy) instead of training it.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from gcnas.arch import Architecture
+from gcnas.data import DataSplits
+from gcnas.errors import ConfigError
+from gcnas.oneshot import PathSampler, Supernet, score, supernet_for_space, train_supernet
+from gcnas.space import SearchSpace
+from gcnas.train import proxy_kwargs
+
+__all__ = ["METHODS", "check_search_config", "study_supernet", "oneshot_scorer"]
+
+log = logging.getLogger("gcnas.search")
+
+METHODS = ("standalone", "oneshot")
+CHECKPOINT = "supernet.pt"
+
+
+def check_search_config(search: Mapping[str, Any]) -> None:
+    """The ``search`` section: a known method and positive counts, before anything is created."""
+    method = search.get("method", "standalone")
+    if method not in METHODS:
+        raise ConfigError(f"search.method: must be one of {', '.join(METHODS)}; got {method!r}")
+    for key in ("supernet_epochs", "calib_images"):
+        v = search.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"search.{key}: must be an integer >= 1; got {v!r}")
+
+
+def _recipe(trainer: Mapping[str, Any], search: Mapping[str, Any], seed: int, data: DataSplits) -> dict[str, Any]:
+    kw = proxy_kwargs({**trainer, "epochs": search["supernet_epochs"]})
+    return {**kw, "seed": seed, "data": data.name, "train_images": len(data.train_x)}
+
+
+def _check_identity(path: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    differ = [k for k in wanted if saved.get(k) != wanted[k]]
+    if differ:
+        k = differ[0]
+        raise ConfigError(f"search.method=oneshot: {path} holds a supernet of another {k} ({saved.get(k)!r}, this "
+                          f"study needs {wanted[k]!r}); search into a new study.name, or delete the file to train "
+                          "the supernet again")
+
+
+def study_supernet(space: SearchSpace, data: DataSplits, trainer: Mapping[str, Any], search: Mapping[str, Any],
+                   seed: int, study_dir: Path, device: str) -> Supernet:
+    """The study's trained supernet: loaded if a worker trained it already, else trained here (once, under a lock)."""
+    net = supernet_for_space(space)
+    wanted = {**net.identity(), "recipe": _recipe(trainer, search, seed, data)}
+    study_dir.mkdir(parents=True, exist_ok=True)
+    path = study_dir / CHECKPOINT
+    with (study_dir / "supernet.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker trains; the others wait here, then load
+        try:
+            if path.exists():
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                _check_identity(path, saved["identity"], wanted)
+                net.load_state_dict(saved["state_dict"])
+                log.info("supernet loaded from %s", path)
+                return net.to(device)
+            t0 = time.perf_counter()
+            kw = {k: v for k, v in wanted["recipe"].items() if k not in ("data", "train_images")}
+            log.info("training the study's supernet: %d designs at %d sites, %d epochs", len(net.specs),
+                     len(net.choices), kw["epochs"])
+            result, paths = train_supernet(net, PathSampler(space, seed=seed), data.train_x, data.train_y,
+                                           data.val_x, data.val_y, device=device, **kw)
+            tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}")
+            torch.save({"identity": wanted, "state_dict": net.state_dict(), "paths": paths,
+                        "seconds": time.perf_counter() - t0}, tmp)
+            os.replace(tmp, path)
+            log.info("supernet trained in %.0f s (%d paths) and saved to %s", time.perf_counter() - t0, paths, path)
+            return net
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def oneshot_scorer(net: Supernet, data: DataSplits, search: Mapping[str, Any], batch_size: int,
+                   device: str) -> Callable[[Architecture], float]:
+    calib = data.train_x[: int(search["calib_images"])]
+
+    def scorer(arch: Architecture) -> float:
+        return score(net, arch, calib, data.val_x, data.val_y, batch_size=batch_size, device=device)
+
+    return scorer
