@@ -7,7 +7,8 @@ there (``gcnas.search.run_search``: the tiny timm ResNet, the ``gc_full`` space,
 and measures, side by side in one run:
 
 * **search**: each sampler of ``--samplers`` with the same trial budget (``--trials``) for each of ``--seeds``
-  (sampler and training seed). The enqueued references are off (they would hand every study the paper's GC) and so
+  (sampler and training seed); ``oneshot`` is TPE whose trials are scored on the study's supernet
+  (``search.method=oneshot``, its training counted in the search time) instead of trained. The enqueued references are off (they would hand every study the paper's GC) and so
   is pruning (the samplers alone are compared). Each study's top ``--confirm-k`` architectures are *confirmed*:
   trained again with every seed of ``--confirm-seeds``; the best confirmed mean is what the study found. The plain
   backbone and the paper's GC are trained with the same seeds. The **good region** is every architecture whose
@@ -20,10 +21,9 @@ and measures, side by side in one run:
   the tau between two seeds at the search's fidelity (the noise ceiling).
 
 Studies live in ``--workdir`` and every extra training is cached there as it finishes, so an interrupted run resumes
-(the studies continue to their budget); delete the folder to start over. One-shot search joins the comparison once
-``search.method=oneshot`` exists.
+(the studies continue to their budget); delete the folder to start over.
 
-Usage: python benchmarks/recovery.py [--samplers tpe random] [--seeds 0 1 2] [--trials 16] [--confirm-k 2]
+Usage: python benchmarks/recovery.py [--samplers tpe random oneshot] [--seeds 0 1 2] [--trials 16] [--confirm-k 2]
                                      [--confirm-seeds 10 11 12] [--fidelity-archs 16] [--high-size 18000]
                                      [--high-epochs 8] [--threads N] [--workdir benchmarks/.recovery]
 """
@@ -73,7 +73,8 @@ def arch_of(t) -> Architecture:
 def run_study(workdir: Path, sampler: str, seed: int, trials: int, threads: int, progress: Progress) -> Study:
     root = workdir / f"{sampler}{seed}"
     name = f"recovery-{sampler}-{seed}"
-    cfg = config("data=context", f"sampler={sampler}", f"seed={seed}", f"paths.root={root}", f"study.name={name}",
+    method = ["sampler=tpe", "search.method=oneshot"] if sampler == "oneshot" else [f"sampler={sampler}"]
+    cfg = config("data=context", *method, f"seed={seed}", f"paths.root={root}", f"study.name={name}",
                  f"study.n_trials={trials}", "study.enqueue_baselines=false", "pruner=none", "study.keep_weights=0")
     cfg["threads"] = threads
     key = f"study|{name}|{trials}"
@@ -121,7 +122,8 @@ def region_labels(arch: Architecture) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samplers", nargs="+", default=["tpe", "random"], help="conf/sampler/ names")
+    ap.add_argument("--samplers", nargs="+", default=["tpe", "random", "oneshot"],
+                    help="conf/sampler/ names, and oneshot: TPE scoring on the study's supernet (search.method=oneshot)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--trials", type=int, default=16, help="trial budget of each study")
     ap.add_argument("--confirm-k", type=int, default=2, help="top trials of each study that are confirmed")
