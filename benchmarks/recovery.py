@@ -45,8 +45,11 @@ from gcnas.backbones import list_sites
 from gcnas.blocks.fusion import fusion_spelling
 from gcnas.machine import describe_machine
 from gcnas.search import run_search
+from gcnas.oneshot import score
+from gcnas.search.oneshot import study_supernet
 from gcnas.search.study import open_study
 from gcnas.search.summary import describe_architecture, finished_trials, ranked_trials
+from gcnas.space import SearchSpace
 
 
 def pm(values: list[float]) -> str:
@@ -118,6 +121,25 @@ def region_labels(arch: Architecture) -> list[str]:
     labels += [f"no block in stage {s}" for s in range(4) if s not in stages]
     labels += [f"position {p}" for p in sorted({p.position for p in arch.placements})]
     return labels
+
+
+def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other: list, high: list) -> list[str]:
+    """Kendall's tau of the one-shot scores (the first oneshot study's supernet) of the same draws."""
+    if "oneshot" not in args.samplers:
+        return []
+    data, bb, seed = fid.data, cfg["backbone"], args.seeds[0]
+    kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
+    sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
+    space = SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
+    study_dir = args.workdir / f"oneshot{seed}" / f"recovery-oneshot-{seed}"
+    net = study_supernet(space, data, cfg["trainer"], cfg["search"], seed, study_dir, "cpu")  # loads it
+    calib = data.train_x[: int(cfg["search"]["calib_images"])]
+    shot = [score(net, arch_of(t), calib, data.val_x, data.val_y, int(cfg["trainer"]["batch_size"])) for t in unique]
+    mean2 = [(a + b) / 2 for a, b in zip(low, other)]
+    return [f"| one-shot score (supernet of oneshot seed {seed}) vs the higher fidelity | {len(unique)} | "
+            f"{kendall_tau(shot, high):.2f} |",
+            f"| one-shot score vs the mean of the two seeds at the search's fidelity | {len(unique)} | "
+            f"{kendall_tau(shot, mean2):.2f} |"]
 
 
 def main(argv=None) -> int:
@@ -205,6 +227,9 @@ def main(argv=None) -> int:
                     f"{kendall_tau(low, high):.2f} |",
                     f"| search's fidelity, the trial's seed vs another (the noise ceiling) | {len(unique)} | "
                     f"{kendall_tau(low, other):.2f} |",
+                    f"| search's fidelity, mean of the two seeds vs the higher fidelity | {len(unique)} | "
+                    f"{kendall_tau([(a + b) / 2 for a, b in zip(low, other)], high):.2f} |",
+                    *oneshot_rows(args, cfg, search_fid, unique, low, other, high),
                     "", f"Spread at the search's fidelity {100 * (max(low) - min(low)):.1f} pp, at the higher "
                     f"{100 * (max(high) - min(high)):.1f} pp; one seed to another moves an architecture by "
                     f"{100 * statistics.fmean(abs(a - b) for a, b in zip(low, other)):.1f} pp on average."]
