@@ -26,9 +26,9 @@ from optuna.trial import FrozenTrial, TrialState
 from gcnas.backbones import list_sites
 from gcnas.data import load_data
 from gcnas.errors import ConfigError
+from gcnas.oneshot import supernet_for_space
 from gcnas.search.callbacks import Callbacks, SearchCallback
 from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
-from gcnas.oneshot import supernet_for_space
 from gcnas.search.oneshot import check_search_config, oneshot_scorer, study_supernet
 from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
