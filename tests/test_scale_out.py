@@ -20,6 +20,7 @@ from conftest import FAST_SEARCH, compose_search
 from gcnas.cli.search import search
 from gcnas.search import objective as objective_module
 from gcnas.search.objective import FIXED_ARCH_ATTR, ROLE_ATTR
+from gcnas.search.optuna_compat import ask
 from gcnas.search.study import make_storage
 from gcnas.search.worker import retry_stale_trial
 
@@ -167,7 +168,8 @@ def test_a_stale_trial_is_retried_with_what_to_run_only_and_at_most_max_retries_
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # what the next worker's ask does
 
-    first = study.ask()
+    url = f"sqlite:///{tmp_path}/s.db"
+    first = ask(study, url)  # the worker's ask: without Optuna's warning about heartbeats outside optimize()
     die(first)
     trials = study.get_trials(deepcopy=False)
     assert trials[first.number].state == TrialState.FAIL
@@ -175,7 +177,7 @@ def test_a_stale_trial_is_retried_with_what_to_run_only_and_at_most_max_retries_
     assert len(waiting) == 1
     assert waiting[0].user_attrs == {FIXED_ARCH_ATTR: "backbone: x", ROLE_ATTR: "paper_gc", "retry_of": first.number,
                                      "retry_reason": f"trial {first.number} (worker 7) stopped sending heartbeats"}
-    second = study.ask()
+    second = ask(study, url)
     assert second.number == waiting[0].number
     die(second)  # the retry dies too: max_retries=1 is spent, so nothing is queued again
     assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL, TrialState.FAIL]
