@@ -45,7 +45,7 @@ from gcnas.backbones import list_sites
 from gcnas.blocks.fusion import fusion_spelling
 from gcnas.machine import describe_machine
 from gcnas.search import run_search
-from gcnas.oneshot import score
+from gcnas.oneshot import score, supernet_for_space
 from gcnas.search.oneshot import study_supernet
 from gcnas.search.study import open_study
 from gcnas.search.summary import describe_architecture, finished_trials, ranked_trials
@@ -132,7 +132,8 @@ def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other:
     sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
     space = SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
     study_dir = args.workdir / f"oneshot{seed}" / f"recovery-oneshot-{seed}"
-    net = study_supernet(space, data, cfg["trainer"], cfg["search"], seed, study_dir, "cpu")  # loads it
+    net = study_supernet(supernet_for_space(space), space, data, cfg["trainer"], cfg["search"], seed, study_dir,
+                         "cpu")  # loads the study's
     calib = data.train_x[: int(cfg["search"]["calib_images"])]
     shot = [score(net, arch_of(t), calib, data.val_x, data.val_y, int(cfg["trainer"]["batch_size"])) for t in unique]
     mean2 = [(a + b) / 2 for a, b in zip(low, other)]

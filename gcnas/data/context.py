@@ -22,8 +22,9 @@ enough training the plain backbone learns the gate too. At the search's budget (
 training images, 4 epochs of the proxy trainer) it mostly does not: over seeds 0-2 and 10-12 (README, "A task where
 global context decides") plain 63.5 +- 15.1% (one seed of six jumped to 93.9%), the paper's GC 79.9 +- 13.4%, and
 the architectures the search finds (``benchmarks/recovery.py``) 100% on every confirmation seed. With twice the
-images and epochs the plain backbone (seeds 0, 1) and every GC architecture measured reach 100%: the task rewards learning fast with global context, so measure it at the
-search's budget and compare means over seeds, not single runs.
+images and epochs the plain backbone (seeds 0, 1) and every GC architecture measured reach 100%: the task rewards
+learning fast with global context, so measure it at the search's budget and compare means over seeds, not single
+runs.
 
 Determinism: everything is drawn from ``numpy.random.default_rng(seed)``; the same config gives the same arrays.
 """

@@ -34,7 +34,7 @@ from gcnas.blocks import GlobalContextBlock
 from gcnas.blocks.context import attention_weights, pool
 from gcnas.blocks.fusion import fuse
 from gcnas.blocks.layers import create_act, create_gate
-from gcnas.blocks.transform import TRANSFORMS_WITH_RATIO, hidden_channels_for
+from gcnas.blocks.transform import TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO, hidden_channels_for
 from gcnas.errors import ConfigError
 
 __all__ = ["ChoiceBlock", "Supernet", "check_supernet_designs"]
@@ -52,7 +52,7 @@ def check_supernet_designs(specs: Iterable[BlockSpec], key_prefix: str = "design
                               f"got {spec.kind!r} (search NL designs with search.method=standalone)")
         for key, valid in _SUPPORTED.items():
             value = getattr(spec, key)
-            if key == "norm" and spec.transform != "bottleneck":
+            if key == "norm" and spec.transform not in TRANSFORMS_WITH_NORM:
                 continue
             if value not in valid:
                 raise ConfigError(f"{key_prefix}.{key}: the one-shot supernet cannot share weights for {value!r}; "
@@ -71,7 +71,7 @@ def _mlp_family(spec: BlockSpec) -> Optional[str]:
     """Which shared MLP a ratio-reduced transform uses: "ln" (bottleneck + LayerNorm) or "plain" (se, or no norm)."""
     if spec.transform not in TRANSFORMS_WITH_RATIO:
         return None
-    return "ln" if spec.transform == "bottleneck" and spec.norm == "layernorm" else "plain"
+    return "ln" if spec.transform in TRANSFORMS_WITH_NORM and spec.norm == "layernorm" else "plain"
 
 
 class _SharedMLP(nn.Module):

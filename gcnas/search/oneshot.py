@@ -22,7 +22,7 @@ import torch
 from gcnas.arch import Architecture
 from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
-from gcnas.oneshot import PathSampler, Supernet, score, supernet_for_space, train_supernet
+from gcnas.oneshot import PathSampler, Supernet, score, train_supernet
 from gcnas.space import SearchSpace
 from gcnas.train import proxy_kwargs
 
@@ -59,10 +59,10 @@ def _check_identity(path: Path, saved: Mapping[str, Any], wanted: Mapping[str, A
                           "the supernet again")
 
 
-def study_supernet(space: SearchSpace, data: DataSplits, trainer: Mapping[str, Any], search: Mapping[str, Any],
-                   seed: int, study_dir: Path, device: str) -> Supernet:
-    """The study's trained supernet: loaded if a worker trained it already, else trained here (once, under a lock)."""
-    net = supernet_for_space(space)
+def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer: Mapping[str, Any],
+                   search: Mapping[str, Any], seed: int, study_dir: Path, device: str) -> Supernet:
+    """``net`` (:func:`gcnas.oneshot.supernet_for_space` of ``space``, untrained) as the study's trained supernet:
+    loaded if a worker trained it already, else trained here (once, under a lock)."""
     wanted = {**net.identity(), "recipe": _recipe(trainer, search, seed, data)}
     study_dir.mkdir(parents=True, exist_ok=True)
     path = study_dir / CHECKPOINT

@@ -296,7 +296,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     search_cfg = cfg.get("search") or {"method": "standalone"}
     oneshot = search_cfg.get("method") == "oneshot"
     if oneshot:
-        supernet_for_space(space)  # a space the supernet cannot hold fails here, before the study is touched
+        supernet = supernet_for_space(space)  # a space the supernet cannot hold fails here, before the study exists
         if int(cfg["study"].get("noise_seeds", 1)) > 1:  # a supernet scores an architecture the same for any seed
             log.info("search.method=oneshot: the references are scored once (study.noise_seeds=%s would repeat the "
                      "same score); the noise of one-shot scores is measured by confirming the top trials",
@@ -345,7 +345,8 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     keep = int(study_cfg.get("keep_weights", 3) or 0)
     scorer = None
     if oneshot:
-        net = study_supernet(space, data, cfg["trainer"], search_cfg, int(cfg.get("seed", 0)), study_dir, device)
+        net = study_supernet(supernet, space, data, cfg["trainer"], search_cfg, int(cfg.get("seed", 0)), study_dir,
+                             device)
         scorer = oneshot_scorer(net, data, search_cfg, int(cfg["trainer"]["batch_size"]), device)
         keep = 0  # supernet weights are not an architecture's own: gcnas-export retrains
     runner = TrialRunner(space, data, dict(cfg["trainer"]), metrics, dict(cfg.get("constraints") or {}),

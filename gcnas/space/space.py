@@ -544,18 +544,21 @@ class SearchSpace:
         hi = most if True in on_values else 0
         return lo, hi
 
+    def _finite_values(self, name: str, p: _Param, why: str) -> list:
+        """Every value of parameter ``name`` as Optuna names it (encoded); a continuous range raises, saying ``why``."""
+        vals = p.values()
+        if vals is None:
+            raise SearchSpaceError(f"{self.source}: {name}: a continuous range {why}")
+        return [_encode(v) for v in vals]
+
     def grid(self) -> dict[str, list]:
         """Every parameter with its finite values, for Optuna's GridSampler; raises for continuous ranges."""
         out: dict[str, list] = {}
 
         def add(name: str, p: _Param) -> None:
-            if not p.searched:
-                return
-            vals = p.values()
-            if vals is None:
-                raise SearchSpaceError(f"{self.source}: {name}: a continuous range cannot be gridded; give a step or "
-                                       "a list of values (sampler=grid)")
-            out[name] = [_encode(v) for v in vals]
+            if p.searched:
+                out[name] = self._finite_values(name, p, "cannot be gridded; give a step or a list of values "
+                                                         "(sampler=grid)")
 
         prefixes = ["design"] if self.share == "global" else [f"s{st}" for st in self.stages]
         for prefix in prefixes:
@@ -582,17 +585,9 @@ class SearchSpace:
     def designs(self) -> list[BlockSpec]:
         """Every block design this space can place (conditions respected), in a stable order; raises for a
         continuous range (a one-shot supernet must hold every design)."""
-        names, values = [], []
-        for key in DESIGN_KEYS:
-            p = self.design[key]
-            if not p.searched:
-                continue
-            vals = p.values()
-            if vals is None:
-                raise SearchSpaceError(f"{self.source}: design.{key}: a continuous range has no finite set of designs; "
-                                       "give a list of values")
-            names.append(f"design.{key}")
-            values.append([_encode(v) for v in vals])
+        names = [f"design.{key}" for key in DESIGN_KEYS if self.design[key].searched]
+        values = [self._finite_values(name, self.design[name[len("design."):]], "has no finite set of designs; give "
+                                      "a list of values") for name in names]
         out: list[BlockSpec] = []
         for combo in itertools.product(*values):
             spec = self._design_for(_Assignment(dict(zip(names, combo))), "design")
