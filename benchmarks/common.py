@@ -17,7 +17,7 @@ from gcnas.arch import Architecture, build_model
 from gcnas.cli.common import resolve
 from gcnas.data import load_data
 from gcnas.search.summary import describe_architecture
-from gcnas.train import proxy_kwargs, train_proxy
+from gcnas.train import fit
 
 
 def config(*overrides: str) -> dict:
@@ -79,8 +79,7 @@ class Fidelity:
         torch.manual_seed(seed)
         model = build_model(arch)
         t0 = time.perf_counter()
-        result = train_proxy(model, self.data.train_x, self.data.train_y, self.data.val_x, self.data.val_y,
-                             **proxy_kwargs(self.cfg["trainer"]), seed=seed)
+        result = fit(model, self.data, self.cfg["trainer"], seed=seed, test=False)
         self.seconds += time.perf_counter() - t0
         return result.final_val_acc
 

@@ -134,8 +134,8 @@ def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other:
     study_dir = args.workdir / f"oneshot{seed}" / f"recovery-oneshot-{seed}"
     net = study_supernet(supernet_for_space(space), space, data, cfg["trainer"], cfg["search"], seed, study_dir,
                          "cpu")  # loads the study's
-    calib = data.train_x[: int(cfg["search"]["calib_images"])]
-    shot = [score(net, arch_of(t), calib, data.val_x, data.val_y, int(cfg["trainer"]["batch_size"])) for t in unique]
+    calib = data.train.head(int(cfg["search"]["calib_images"]))[0]
+    shot = [score(net, arch_of(t), calib, data.val, int(cfg["trainer"]["batch_size"])) for t in unique]
     mean2 = [(a + b) / 2 for a, b in zip(low, other)]
     return [f"| one-shot score (supernet of oneshot seed {seed}) vs the higher fidelity | {len(unique)} | "
             f"{kendall_tau(shot, high):.2f} |",

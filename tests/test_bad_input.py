@@ -35,6 +35,13 @@ SEARCH = [  # (overrides, words the message must hold)
     (["study.n_trials=0"], ["study.n_trials", "integer >= 1", "got 0"]),
     (["study.noise_seeds=0"], ["study.noise_seeds", "integer >= 1", "got 0"]),
     (["trainer.epochs=0"], ["trainer.epochs", "integer >= 1", "got 0"]),
+    (["trainer.opt=sgdd"], ["trainer.opt", "unknown optimizer 'sgdd'", "timm.optim.list_optimizers()"]),
+    (["trainer.sched=cosinus"], ["trainer.sched", "'cosinus'", "cosine, tanh, step"]),
+    (["+trainer.optimizer=adamw"], ["trainer.optimizer", "unknown key", "opt"]),
+    (["trainer.ema_decay=2"], ["trainer.ema_decay", "between 0 and 1", "got 2"]),
+    (["data.in_memory=true", "data.aug=basic"], ["data.in_memory", "cannot augment", "data.aug=basic"]),
+    (["data.aug=sharpen"], ["data.aug", "'sharpen'", "rand-m9-mstd0.5"]),
+    (["data.workers=-2"], ["data.workers", "auto or an integer >= 0", "-2"]),
     (["constraints.max_params=-1"], ["constraints.max_params", "positive number or null", "got -1"]),
     (["sampler._target_=optuna.samplers.Nope"], ["sampler._target_", "'optuna.samplers.Nope' does not exist"]),
     (["+pruner.n_startup=3"], ["pruner", "n_startup", "n_startup_trials, n_warmup_steps"]),
@@ -49,7 +56,7 @@ SEARCH = [  # (overrides, words the message must hold)
     (["backbone.name=resnet_nope"], ["backbone", "unknown timm model 'resnet_nope'", "close matches"]),
     (["objective.directions=[minimize]"], ["objective.directions", "['maximize']", "['minimize']"]),
     (["progress=loud"], ["progress", "auto, bar, plain or none", "'loud'"]),
-    (["data.name=mnist"], ["data.name must be one of", "'fashion_mnist'", "'imagefolder'", "'synthetic'", "'mnist'"]),
+    (["data.name=mnist"], ["data.name must be one of", "'fashion_mnist'", "'imagefolder'", "'timm'", "'mnist'"]),
     (["seed=notanint"], ["seed", "integer >= 0", "'notanint'"]),
     (["threads=many"], ["threads", "auto or an integer >= 1", "'many'"]),
     (["search.method=oneshots"], ["search.method", "standalone, oneshot", "'oneshots'"]),
@@ -82,12 +89,14 @@ def test_search_refuses(overrides, words, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("data,words", [
-    ("fashion_mnist", ["data.root", "/nonexistent/data", "dataset-fashion-mnist"]),
-    ("imagefolder", ["data.root", "/nonexistent/data", "does not exist"]),
+    (["data=fashion_mnist"], ["data.root", "/nonexistent/data", "dataset-fashion-mnist"]),
+    (["data=imagefolder"], ["data.root", "/nonexistent/data", "does not exist"]),
+    (["data=timm", "data.dataset=torch/cifar100"], ["data.root", "torch/cifar100 is not in", "data.download=true"]),
+    (["data=timm", "data.dataset=torch/imagenette"], ["data.dataset", "torch/imagenette", "torch/cifar10"]),
 ])
 def test_a_missing_data_root_is_one_line(data, words, tmp_path, capsys):
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"paths.root={tmp_path}", f"data={data}", "data.root=/nonexistent/data",
+        cfg = compose("config", overrides=[f"paths.root={tmp_path}", *data, "data.root=/nonexistent/data",
                                            "wandb.mode=disabled", "progress=none"])
     with pytest.raises(SystemExit) as exc:
         user_errors("gcnas-search")(search)(cfg)

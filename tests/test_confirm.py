@@ -94,7 +94,7 @@ def fresh_source(tmp_path):
     (["confirm.seeds=0"], "confirm.seeds: must be an integer >= 1; got 0"),
     (["confirm.first_seed=-2"], "confirm.first_seed: must be an integer >= 0; got -2"),
     (["+confirm.trainer.epochz=3"], "confirm.trainer.epochz: not a key of the search's trainer config; valid keys "
-                                    "are batch_size, epochs"),
+                                    "are accum_steps, amp, batch_size"),
     (["+confirm.data.train_subsett=3"], "confirm.data.train_subsett: not a key of the search's data config"),
     (["worker=-1"], "worker: must be an integer >= 0; got -1"),
 ])

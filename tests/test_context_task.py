@@ -14,7 +14,7 @@ from gcnas.cli.common import resolve
 from gcnas.data import load_data
 from gcnas.data.context import make_context_task
 from gcnas.errors import ConfigError
-from gcnas.train import proxy_kwargs, train_proxy
+from gcnas.train import fit
 
 
 def _config(*overrides: str) -> dict:
@@ -66,7 +66,6 @@ def test_the_papers_gc_beats_the_plain_backbone_by_far_more_than_the_noise():
     for name, arch in designs.items():
         for seed in (0, 1, 2):
             torch.manual_seed(seed)
-            result = train_proxy(build_model(arch), data.train_x, data.train_y, data.val_x, data.val_y,
-                                 **proxy_kwargs(cfg["trainer"]), seed=seed)
+            result = fit(build_model(arch), data, cfg["trainer"], seed=seed, test=False)
             accs.setdefault(name, []).append(result.final_val_acc)
     assert statistics.fmean(accs["gc"]) - statistics.fmean(accs["plain"]) >= 0.05, accs

@@ -1,6 +1,7 @@
 """Datasets (real Fashion-MNIST where installed, generated files for the others) and proxy training."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import pickle
 from pathlib import Path
@@ -13,7 +14,8 @@ import torch
 import gcnas  # noqa: F401  (registers gcnas_resnet_tiny)
 from gcnas.data import DataUnavailableError, load_data
 from gcnas.data.datasets import FASHION_MNIST_DEFAULT_ROOT, read_idx
-from gcnas.train import NonFiniteLossError, train_proxy
+from gcnas.data import TensorSplit
+from gcnas.train import NonFiniteLossError, evaluate, fit
 from conftest import skip_or_fail
 
 
@@ -38,9 +40,9 @@ def test_fashion_mnist_from_generated_idx_files(tmp_path):
         _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 255, size=(n, 28, 28)))
         _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, size=(n,)))
     d = load_data({"name": "fashion_mnist", "root": str(tmp_path), "val_size": 10, "train_subset": 30})
-    assert d.train_x.shape == (30, 1, 28, 28) and d.val_x.shape == (10, 1, 28, 28) and d.test_x.shape[0] == 20
+    assert d.train.x.shape == (30, 1, 28, 28) and d.val.x.shape == (10, 1, 28, 28) and d.test.x.shape[0] == 20
     assert d.num_classes == 10 and d.input_size == (1, 28, 28)
-    assert abs(float(d.train_x.mean())) < 0.2  # normalised with the training subset's statistics
+    assert abs(float(d.train.x.mean())) < 0.2  # normalised with the training subset's statistics
 
 
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
@@ -54,12 +56,12 @@ def test_real_fashion_mnist():
     if not Path(FASHION_MNIST_DEFAULT_ROOT, "train-images-idx3-ubyte.gz").is_file():
         skip_or_fail("Debian's dataset-fashion-mnist is not installed (make test installs it)")
     d = load_data({"name": "fashion_mnist", "val_size": 5000, "train_subset": 1000, "val_subset": 500})
-    assert d.train_x.shape == (1000, 1, 28, 28) and d.val_x.shape == (500, 1, 28, 28)
-    assert d.test_x.shape == (10000, 1, 28, 28)
+    assert d.train.x.shape == (1000, 1, 28, 28) and d.val.x.shape == (500, 1, 28, 28)
+    assert d.test.x.shape == (10000, 1, 28, 28)
     assert d.classes[0] == "T-shirt/top" and d.num_classes == 10
     # Validation comes out of the training images, never the test split, and never overlaps the training subset.
-    flat_train = {bytes(x.numpy().tobytes()) for x in d.train_x[:200]}
-    assert not any(bytes(x.numpy().tobytes()) in flat_train for x in d.val_x[:200])
+    flat_train = {bytes(x.numpy().tobytes()) for x in d.train.x[:200]}
+    assert not any(bytes(x.numpy().tobytes()) in flat_train for x in d.val.x[:200])
 
 
 def test_cifar10_python_batches(tmp_path):
@@ -73,7 +75,7 @@ def test_cifar10_python_batches(tmp_path):
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f)
     d = load_data({"name": "cifar10", "root": str(tmp_path), "val_size": 8})
-    assert d.train_x.shape == (32, 3, 32, 32) and d.test_x.shape == (8, 3, 32, 32)
+    assert d.train.x.shape == (32, 3, 32, 32) and d.test.x.shape == (8, 3, 32, 32)
     assert d.classes[3] == "c3" and d.num_classes == 10
     with pytest.raises(DataUnavailableError, match="CIFAR-10"):
         load_data({"name": "cifar10", "root": str(tmp_path / "empty")})
@@ -90,7 +92,7 @@ def test_imagefolder(tmp_path):
                 Image.fromarray(rng.integers(0, 255, size=(20, 24, 3), dtype=np.uint8)).save(
                     tmp_path / split / cls / f"{i}.png")
     d = load_data({"name": "imagefolder", "root": str(tmp_path), "image_size": 16, "in_chans": 3, "val_size": 3})
-    assert d.train_x.shape == (9, 3, 16, 16) and d.test_x.shape == (12, 3, 16, 16)
+    assert d.train.x.shape == (9, 3, 16, 16) and d.test.x.shape == (12, 3, 16, 16)
     assert d.classes == ("cat", "dog", "fox") and d.num_classes == 3
     with pytest.raises(DataUnavailableError, match="does not exist"):
         load_data({"name": "imagefolder", "root": str(tmp_path / "missing")})
@@ -98,7 +100,7 @@ def test_imagefolder(tmp_path):
 
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(ValueError, match="data.name must be one of 'fashion_mnist', 'cifar10', 'imagefolder', "
-                                         "'synthetic', 'context'; got 'mnist'"):
+                                         "'timm', 'synthetic', 'context'; got 'mnist'"):
         load_data({"name": "mnist"})
 
 
@@ -108,8 +110,7 @@ def test_synthetic_task_is_learnable():
     torch.manual_seed(0)
     model = timm.create_model("gcnas_resnet_tiny", num_classes=4, in_chans=1)
     seen = []
-    result = train_proxy(model, d.train_x, d.train_y, d.val_x, d.val_y, epochs=3, batch_size=32, lr=0.05,
-                         on_epoch=seen.append)
+    result = fit(model, d, {"epochs": 3, "batch_size": 32, "lr": 0.05}, on_epoch=seen.append)
     assert [e.epoch for e in seen] == [1, 2, 3] == [e.epoch for e in result.epochs]
     assert result.final_val_acc > 0.5  # chance is 0.25
 
@@ -117,8 +118,10 @@ def test_synthetic_task_is_learnable():
 def test_training_stops_on_non_finite_loss_and_callback_can_stop():
     d = load_data({"name": "synthetic", "size": 256, "val_size": 32})
     model = timm.create_model("gcnas_resnet_tiny", num_classes=4, in_chans=1)
+    recipe = {"epochs": 3, "batch_size": 32, "lr": 0.05}
+    poisoned = dataclasses.replace(d, train=TensorSplit(d.train.x * float("nan"), d.train.y))
     with pytest.raises(NonFiniteLossError, match="epoch 1, step"):
-        train_proxy(model, d.train_x * float("nan"), d.train_y, d.val_x, d.val_y, epochs=1, batch_size=32)
+        fit(model, poisoned, recipe)
 
     class Stop(Exception):
         pass
@@ -127,6 +130,22 @@ def test_training_stops_on_non_finite_loss_and_callback_can_stop():
         raise Stop(er.epoch)
 
     with pytest.raises(Stop):
-        train_proxy(model, d.train_x, d.train_y, d.val_x, d.val_y, epochs=3, batch_size=32, on_epoch=stop)
-    with pytest.raises(ValueError, match="trainer.epochs must be >= 1"):
-        train_proxy(model, d.train_x, d.train_y, d.val_x, d.val_y, epochs=0)
+        fit(model, d, recipe, on_epoch=stop)
+    with pytest.raises(ValueError, match="trainer.epochs: must be an integer >= 1; got 0"):
+        fit(model, d, {**recipe, "epochs": 0})
+
+
+def test_mixup_and_cutmix_train_on_soft_targets_and_ema_keeps_the_average():
+    d = load_data({"name": "synthetic", "size": 512, "val_size": 64})
+    recipe = {"epochs": 3, "batch_size": 31, "lr": 0.05}  # an odd batch: Mixup pairs images, one is left out
+    results = {}
+    for name, extra in (("plain", {}), ("mix", {"mixup": 0.2, "cutmix": 1.0}), ("ema", {"ema_decay": 0.5})):
+        torch.manual_seed(0)
+        model = timm.create_model("gcnas_resnet_tiny", num_classes=4, in_chans=1)
+        results[name] = (fit(model, d, {**recipe, **extra}), model)
+    plain, mix = results["plain"][0], results["mix"][0]
+    assert mix.final_val_acc > 0.4  # chance is 0.25: it learns from mixed images
+    assert [e.train_loss for e in mix.epochs] != [e.train_loss for e in plain.epochs]  # the targets were mixed
+    ema_result, ema_model = results["ema"]
+    # the model handed back is the average that was validated
+    assert evaluate(ema_model, d.val)[1] == ema_result.final_val_acc

@@ -157,6 +157,7 @@ def test_a_space_the_supernet_cannot_hold_is_refused_naming_the_key(overrides, k
 
 def test_training_draws_one_path_per_batch_and_scoring_equals_the_extracted_model_recalibrated():
     from gcnas.oneshot import PathSampler, recalibrate_batchnorm, score, supernet_for_space, train_supernet
+    from gcnas.data import DataSplits, TensorSplit
     from gcnas.train import evaluate
 
     space = _space(**{"design.context": "att"})
@@ -165,18 +166,20 @@ def test_training_draws_one_path_per_batch_and_scoring_equals_the_extracted_mode
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(96, 3, 16, 16, generator=g), torch.randint(0, 4, (96,), generator=g)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    result, paths = train_supernet(net, PathSampler(space, seed=0), x[:64], y[:64], x[64:], y[64:], epochs=2,
-                                   batch_size=16, lr=0.05, seed=0)
+    val = TensorSplit(x[64:], y[64:])
+    data = DataSplits("random", TensorSplit(x[:64], y[:64]), val, None, 4, (3, 16, 16))
+    recipe = {"epochs": 2, "batch_size": 16, "lr": 0.05, "weight_decay": 5e-4}
+    result, paths = train_supernet(net, PathSampler(space, seed=0), data, recipe, seed=0)
     assert paths == 2 * 4 and len(result.epochs) == 2  # 64 images in batches of 16, two epochs
     changed = {k.rsplit(".", 2)[-2] for k, v in net.state_dict().items()
                if ".gcnas_" in k and "mlps" in k and not torch.equal(v, before[k])}
     assert len(changed) >= 2  # several candidates' shared MLPs were trained, not one path
     arch = PathSampler(space, seed=5)()
-    acc = score(net, arch, x[:64], x[64:], y[64:], batch_size=16)
-    assert acc == score(net, arch, x[:64], x[64:], y[64:], batch_size=16)  # deterministic
+    acc = score(net, arch, x[:64], val, batch_size=16)
+    assert acc == score(net, arch, x[:64], val, batch_size=16)  # deterministic
     alone = net.extract(arch)
     recalibrate_batchnorm(alone, x[:64], batch_size=16)
-    assert evaluate(alone, x[64:], y[64:])[1] == acc
+    assert evaluate(alone, val)[1] == acc
     with torch.no_grad():  # the same network: the logits agree, not only the accuracy
         torch.testing.assert_close(net.eval()(x[64:]), alone.eval()(x[64:]), rtol=1e-4, atol=1e-5)
 

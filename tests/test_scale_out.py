@@ -196,16 +196,16 @@ def test_nan_loss_ends_the_trial_pruned_with_reason_and_the_study_goes_on(tmp_pa
 
 def _failing_first(monkeypatch, error: BaseException, times: int = 1):
     """The first ``times`` trainings raise ``error`` (a real CUDA OOM cannot happen on this CPU machine)."""
-    real = objective_module.train_proxy
+    real = objective_module.fit
     calls = {"n": 0}
 
-    def train_proxy(*args, **kwargs):
+    def fit(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] <= times:
             raise error
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(objective_module, "train_proxy", train_proxy)
+    monkeypatch.setattr(objective_module, "fit", fit)
 
 
 def test_out_of_memory_fails_that_trial_and_the_worker_continues(tmp_path, monkeypatch):
@@ -228,7 +228,7 @@ def test_a_raising_trial_is_recorded_and_too_many_in_a_row_stop_the_worker(tmp_p
     assert all("RuntimeError: boom in a layer" in t.user_attrs["error"] for t in study.trials)
     for t in study.trials:  # the trial's log holds the whole traceback, down to the raising frame
         text = (tmp_path / STUDY / "trials" / f"trial-{t.number}" / "log.txt").read_text()
-        assert "Traceback (most recent call last):" in text and "in train_proxy" in text and "raise error" in text
+        assert "Traceback (most recent call last):" in text and "in fit" in text and "raise error" in text
 
 
 def test_unwritable_output_root_is_a_clear_error_before_anything(tmp_path):

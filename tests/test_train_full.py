@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from gcnas.arch import Architecture, build_model
 from gcnas.cli.train import train
 from gcnas.data import load_data
-from gcnas.train import train_full
+from gcnas.train import fit
 from gcnas.track import offline_runs
 
 ARCH = """
@@ -82,9 +82,9 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
 
     torch.manual_seed(0)
     with pytest.raises(Stop):
-        train_full(build_model(arch), data, c["trainer"], seed=0, ckpt_dir=ck, on_epoch=stop_after_first)
+        fit(build_model(arch), data, c["trainer"], seed=0, ckpt_dir=ck, on_epoch=stop_after_first)
     torch.manual_seed(0)
-    resumed = train_full(build_model(arch), data, c["trainer"], seed=0, ckpt_dir=ck)
+    resumed = fit(build_model(arch), data, c["trainer"], seed=0, ckpt_dir=ck)
     assert resumed.resumed_from == 1
     assert resumed.final_val_acc == whole.rows[0]["val_acc"]
     a = load_file(str(Path(whole.rows[0]["dir"]) / "weights.safetensors"))
@@ -118,3 +118,36 @@ def test_cli_exits_2_on_user_error(tmp_path):
     res = subprocess.run([sys.executable, "-m", "gcnas.cli.train", f"paths.root={tmp_path}", "wandb.mode=disabled"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr and "arch: required" in res.stderr
+
+
+def test_torchrun_trains_one_run_over_two_processes_and_rank_zero_alone_writes(tmp_path):
+    """Two Gloo processes on this CPU: each takes half of every epoch (so half the optimizer updates of one process),
+    the loss falls, rank 0 alone writes the checkpoint, the Hydra run folder, the W&B run and the table; running again
+    resumes (nothing left to train); accuracy is within noise of one process with the same global batch."""
+    (tmp_path / "architecture.yaml").write_text(ARCH)
+    bin_dir = Path(sys.executable).parent
+    common = [f"arch={tmp_path / 'architecture.yaml'}", f"paths.root={tmp_path}", "device=cpu", *FAST,
+              "data.size=768", "data.val_size=128", "trainer.epochs=5"]
+    cmd = [str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python",
+           str(bin_dir / "gcnas-train"), *common, f"train.dir={tmp_path / 'ck'}", "wandb.mode=offline",
+           "trainer.batch_size=16"]  # 16 per process: a global batch of 32
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("| gcnas | 1 |") == 1  # one table, from rank 0
+    state = torch.load(tmp_path / "ck" / "gcnas" / "seed0" / "state.pt", weights_only=True)
+    # synthetic: 768 images, 96 of them test, 128 validation: 544 training images; 272 per rank in batches of 16 make
+    # 17 updates an epoch (a rank reading every image would make 34)
+    assert state["updates"] == 5 * 17 and len(state["history"]) == 5
+    losses = [row[1] for row in state["history"]]
+    assert losses[-1] < losses[0]
+    assert len([p for p in (tmp_path / "wandb").iterdir() if p.name.startswith("offline-run-")]) == 1
+    assert len(list((tmp_path / "train" / "runs").iterdir())) == 1  # one Hydra output folder
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("| gcnas | 1 |") == 1  # finished: loaded, not trained again
+    assert torch.load(tmp_path / "ck" / "gcnas" / "seed0" / "state.pt", weights_only=True)["updates"] == 5 * 17
+    # one process, the same global batch of 32: seeds 0-2 reached 97.7, 99.2 and 99.2% on an AVX-512 Xeon, two
+    # processes 100.0 and 98.4% (seeds 0, 1); 5 pp is several times that spread
+    single = train(_cfg(tmp_path / "single", "wandb.mode=disabled", "data.size=768", "data.val_size=128",
+                        "trainer.epochs=5"))
+    ddp_acc = state["history"][-1][3]
+    assert ddp_acc >= 0.9 and abs(single.rows[0]["val_acc"] - ddp_acc) <= 0.05, (single.rows[0]["val_acc"], ddp_acc)

@@ -16,10 +16,11 @@ import torch
 from gcnas.analysis.heatmaps import attention_figure
 from gcnas.analysis.nl_stats import NLStats, nl_statistics
 from gcnas.arch import Architecture, build_model, load_model
+from gcnas.backbones import backbone_data_config
 from gcnas.backbones.cost import measure_cost
 from gcnas.data import load_data
 from gcnas.errors import ConfigError
-from gcnas.train import evaluate, proxy_kwargs, train_proxy
+from gcnas.train import fit
 
 __all__ = ["DESIGNS", "AnalysisResult", "run_analysis", "design_architecture"]
 
@@ -126,11 +127,13 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
     samples = cfg["analysis"].get("samples", 512)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ConfigError(f"analysis.samples: must be an integer >= 2; got {samples!r}")
-    data = load_data(cfg["data"])
-    images = data.val_x[:samples]
+    bb = cfg.get("backbone") or {}
+    data = load_data(cfg["data"], backbone_data=backbone_data_config(bb["name"], **(bb.get("kwargs") or {}))
+                     if bb.get("name") else None)
+    images = data.val.head(samples)[0]
     result = AnalysisResult(out)
     queries_k = int(cfg["analysis"].get("queries", 4))
-    fig_images = data.val_x[: int(cfg["analysis"].get("figure_images", 3))]
+    fig_images = data.val.head(int(cfg["analysis"].get("figure_images", 3)))[0]
 
     if cfg.get("model"):  # an exported model: its statistics against the same architecture at initialisation
         model = load_model(cfg["model"])
@@ -147,7 +150,7 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
     else:
         bb = cfg["backbone"]
         kwargs = {**(bb.get("kwargs") or {}), "in_chans": data.in_chans, "num_classes": data.num_classes}
-        tr = {k: v for k, v in cfg["trainer"].items() if k != "name"}
+        tr = dict(cfg["trainer"])
         for seed in seeds:
             for design in designs:
                 arch = design_architecture(design, bb["name"], kwargs, cfg["placement"])
@@ -158,12 +161,9 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
                                      for s in nl_statistics(model, images)]
                 cost = measure_cost(model, data.input_size, latency=True, repeats=10, warmup=3)
                 t0 = time.perf_counter()
-                res = train_proxy(model, data.train_x, data.train_y, data.val_x, data.val_y, **proxy_kwargs(tr),
-                                  seed=seed)
+                res = fit(model, data, tr, seed=seed)
                 seconds = time.perf_counter() - t0
-                test_acc = None
-                if data.test_x is not None:
-                    test_acc = evaluate(model, data.test_x, data.test_y)[1]
+                test_acc = res.test_acc
                 result.runs.append({"design": design, "seed": seed, "val_acc": res.final_val_acc,
                                     "test_acc": test_acc, "params": cost.params, "flops": cost.flops,
                                     "latency_ms": cost.latency_ms, "seconds": seconds})

@@ -14,7 +14,7 @@ import difflib
 import json
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -239,3 +239,11 @@ def list_sites(model_or_name: Union[nn.Module, str], input_size: Optional[Sequen
     for message, category in hit[1]:  # the same warnings on every call, cached or not
         warnings.warn(message, category, stacklevel=2)
     return list(hit[0])
+
+
+def backbone_data_config(name: str, **kwargs: Any) -> dict[str, Any]:
+    """The backbone's data config as timm resolves it (``timm.data.resolve_data_config``): input size,
+    interpolation, crop fraction, mean and std, read from a model built on the meta device (no weights, no memory)."""
+    from timm.data import resolve_data_config
+
+    return dict(resolve_data_config({}, model=create_backbone(name, device="meta", **kwargs)))

@@ -3,9 +3,14 @@
 ``gcnas-train arch=exports/<study>/trial-N/architecture.yaml trainer=full baseline=true seeds=[0,1,2]`` trains the
 architecture and the plain backbone under the same seeds, tracks every run in W&B (``job_type=train``), keeps resumable
 checkpoints under ``train.dir`` and prints a comparison table with mean +- std over the seeds.
+
+``torchrun --nproc_per_node=N --no-python gcnas-train ...`` trains each run with DistributedDataParallel over N
+processes (NCCL on CUDA, Gloo on CPU); rank 0 alone writes checkpoints, logs, W&B runs and the table.
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -14,6 +19,7 @@ from omegaconf import DictConfig
 from gcnas.cli.common import resolve, user_errors
 from gcnas.errors import ConfigError
 from gcnas.export.retrain import TrainReport, load_architecture, retrain
+from gcnas.train.distributed import is_main_process, shutdown
 from gcnas.train.runtime import set_threads
 
 
@@ -35,15 +41,27 @@ def train(cfg: DictConfig) -> TrainReport:
     out = Path(tc.get("dir") or Path(c["paths"]["root"]) / "train" / arch_path.resolve().parent.name)
     report = retrain(arch, c["data"], c["trainer"], out, seeds=seeds, baseline=bool(c.get("baseline")),
                      device=c.get("device", "auto"), resume=bool(tc.get("resume", True)), wandb=c.get("wandb"))
-    print(f"\nTrained {arch_path} on {report.description}\n")
-    print(report.table)
+    if is_main_process():
+        print(f"\nTrained {arch_path} on {report.description}\n")
+        print(report.table)
     return report
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="train")
 @user_errors("gcnas-train")
-def main(cfg: DictConfig) -> None:
-    train(cfg)
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    finally:
+        shutdown()  # leave torchrun's process group, if any
+
+
+def main() -> None:
+    """The console script. Under torchrun, ranks other than 0 write no Hydra output folder and no log file (rank 0
+    writes them); Hydra reads these overrides from the command line, so they are added before it starts."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra.run.dir=."]
+    _hydra_main()
 
 
 if __name__ == "__main__":

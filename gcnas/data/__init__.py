@@ -1,9 +1,12 @@
-"""Datasets for proxy training: Fashion-MNIST, CIFAR-10, an image folder, and a synthetic task for tests.
+"""Datasets for training: Fashion-MNIST, CIFAR-10, an image folder, a generated context task and a synthetic task for
+tests.
 
-Every dataset loads into memory as float tensors (normalised per channel) with a held-out validation split taken from
-the training data, so proxy training never touches the test split. ``load_data(cfg)`` reads a ``data`` config
-(``conf/data/*.yaml``); its ``in_chans``, ``num_classes`` and ``input_size`` flow into the backbone.
+``load_data(cfg)`` reads a ``data`` config (``conf/data/*.yaml``) into :class:`DataSplits`: training, validation
+(held out of the training images, so the search never touches the test split) and test splits, each a
+:class:`~gcnas.data.splits.Split` the trainer batches. Its ``in_chans``, ``num_classes`` and ``input_size`` flow into
+the backbone.
 """
-from gcnas.data.datasets import DATASETS, DataSplits, DataUnavailableError, load_data
+from gcnas.data.datasets import DATASETS, DataUnavailableError, load_data
+from gcnas.data.splits import DataSplits, Split, TensorSplit
 
-__all__ = ["DATASETS", "DataSplits", "DataUnavailableError", "load_data"]
+__all__ = ["DATASETS", "DataSplits", "DataUnavailableError", "Split", "TensorSplit", "load_data"]

@@ -1,9 +1,9 @@
-"""Dataset readers. Each returns :class:`DataSplits` (train / validation / test tensors in memory)."""
+"""Dataset readers: each returns uint8 arrays; :func:`load_data` makes them :class:`~gcnas.data.splits.DataSplits`."""
 from __future__ import annotations
 
 import gzip
+import logging
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -11,43 +11,22 @@ import numpy as np
 import torch
 
 from gcnas.data.context import make_context_task
+from gcnas.data.splits import DataSplits, TensorSplit
+from gcnas.data.stream import (IN_MEMORY_LIMIT_BYTES, ArraySource, DataUnavailableError, ImageSource, SourceImages,
+                               StreamOptions, StreamSplit, decode_all, make_transforms, measure_mean_std,
+                               timm_sources)
 from gcnas.errors import ConfigError
 from gcnas.registry import Registry
 
-__all__ = ["DataSplits", "DataUnavailableError", "DATASETS", "load_data", "read_idx"]
+__all__ = ["DataUnavailableError", "DATASETS", "load_data", "read_idx"]
+
+log = logging.getLogger("gcnas.data")
 
 FASHION_MNIST_DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = {
     "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
     "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
 }
-
-
-class DataUnavailableError(ConfigError, FileNotFoundError):
-    """The dataset's files are not where the config says; the message says how to get them."""
-
-
-@dataclass
-class DataSplits:
-    name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: Optional[torch.Tensor]
-    test_y: Optional[torch.Tensor]
-    num_classes: int
-    classes: tuple[str, ...] = ()
-    mean: tuple[float, ...] = ()  # per channel, of pixel values scaled to [0, 1]; the inputs are (x - mean) / std
-    std: tuple[float, ...] = ()
-
-    @property
-    def in_chans(self) -> int:
-        return int(self.train_x.shape[1])
-
-    @property
-    def input_size(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.train_x.shape[1:])  # type: ignore[return-value]
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -128,42 +107,11 @@ def _cifar10(cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
             "test_x": test_x, "test_y": test_y, "classes": classes}
 
 
-def _imagefolder(cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    from PIL import Image
-
-    root = Path(cfg.get("root") or "")
-    if not root.is_dir():
-        raise DataUnavailableError(f"data.root: image folder {str(root)!r} does not exist; it must hold one "
-                                   "sub-folder per class (optionally under train/ and val/)")
-    size = int(cfg.get("image_size") or 64)
-    channels = int(cfg.get("in_chans") or 3)
-    mode = "L" if channels == 1 else "RGB"
-    exts = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff"}
-
-    def scan(folder: Path, classes: Optional[list[str]] = None):
-        classes = classes or sorted(d.name for d in folder.iterdir() if d.is_dir())
-        xs, ys = [], []
-        for label, cls in enumerate(classes):
-            for f in sorted((folder / cls).iterdir() if (folder / cls).is_dir() else []):
-                if f.suffix.lower() in exts:
-                    with Image.open(f) as im:
-                        im = im.convert(mode).resize((size, size), Image.BILINEAR)
-                        a = np.asarray(im, dtype=np.uint8)
-                    xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-                    ys.append(label)
-        if not xs:
-            raise DataUnavailableError(f"data.root: no images found under {folder} (classes {classes})")
-        return np.stack(xs), np.asarray(ys, dtype=np.int64), classes
-
-    if (root / "train").is_dir():
-        train_x, train_y, classes = scan(root / "train")
-        out = {"train_x": train_x, "train_y": train_y, "classes": tuple(classes)}
-        held = root / "val" if (root / "val").is_dir() else root / "test" if (root / "test").is_dir() else None
-        if held is not None:
-            out["test_x"], out["test_y"], _ = scan(held, classes)
-        return out
-    train_x, train_y, classes = scan(root)
-    return {"train_x": train_x, "train_y": train_y, "classes": tuple(classes)}
+def _timm_dataset(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A folder, a .tar of one, or torch/<name>, read through timm (``data.dataset``: timm's dataset name)."""
+    source, held, classes = timm_sources(str(cfg.get("dataset") or ""), str(cfg.get("root") or ""),
+                                         bool(cfg.get("download")))
+    return {"source": source, "held": held, "classes": classes}
 
 
 def _synthetic(cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -191,7 +139,8 @@ def _synthetic(cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
 DATASETS: Registry[Callable[[Mapping[str, Any]], dict]] = Registry("data.name")
 DATASETS.register("fashion_mnist", _fashion_mnist)
 DATASETS.register("cifar10", _cifar10)
-DATASETS.register("imagefolder", _imagefolder)
+DATASETS.register("imagefolder", _timm_dataset)
+DATASETS.register("timm", _timm_dataset)
 DATASETS.register("synthetic", _synthetic)
 DATASETS.register("context", make_context_task)
 
@@ -201,40 +150,111 @@ def _to_float(x: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Ten
     return t.sub_(mean[:, None, None]).div_(std[:, None, None])
 
 
-def load_data(cfg: Mapping[str, Any]) -> DataSplits:
-    """Load the dataset a ``data`` config names, with subsets for proxy fidelity.
-
-    Keys: ``name``; ``root``; ``download``; ``val_size`` (images held out of the training data for validation);
-    ``train_subset`` / ``val_subset`` (null: all); ``split_seed``; dataset-specific keys (see ``conf/data``).
-    """
-    name = cfg.get("name")
-    reader = DATASETS.get(name)
-    raw = reader(cfg)
-    train_x, train_y = raw["train_x"], np.asarray(raw["train_y"], dtype=np.int64)
+def _split_indices(n: int, cfg: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, validation indices): validation held out of the training images by ``data.split_seed``,
+    then the proxy subsets; the same lists for every trial and worker."""
     rng = np.random.default_rng(int(cfg.get("split_seed", 0)))
-    order = rng.permutation(len(train_x))
-    val_size = int(cfg.get("val_size") or max(1, len(train_x) // 10))
-    if not 0 < val_size < len(train_x):
-        raise ConfigError(f"data.val_size: must be between 1 and {len(train_x) - 1} for {name}; got {val_size}")
+    order = rng.permutation(n)
+    val_size = int(cfg.get("val_size") or max(1, n // 10))
+    if not 0 < val_size < n:
+        raise ConfigError(f"data.val_size: must be between 1 and {n - 1} for {name}; got {val_size}")
     val_idx, train_idx = order[:val_size], order[val_size:]
     if cfg.get("train_subset"):
         train_idx = train_idx[: int(cfg["train_subset"])]
     if cfg.get("val_subset"):
         val_idx = val_idx[: int(cfg["val_subset"])]
+    return train_idx, val_idx
 
+
+def _fits_in_memory(opts: StreamOptions, images: int, input_size: tuple[int, int, int]) -> bool:
+    if opts.in_memory != "auto":
+        return bool(opts.in_memory)
+    return opts.aug == "none" and images * int(np.prod(input_size)) * 4 <= IN_MEMORY_LIMIT_BYTES
+
+
+def load_data(cfg: Mapping[str, Any], *, backbone_data: Optional[Mapping[str, Any]] = None) -> DataSplits:
+    """Load the dataset a ``data`` config names, with subsets for proxy fidelity.
+
+    Keys: ``name``; ``root``; ``download``; ``val_size`` (images held out of the training data for validation);
+    ``train_subset`` / ``val_subset`` (null: all); ``split_seed``; the pipeline's ``in_memory``, ``workers``,
+    ``aug``, ``on_bad_image``, ``image_size`` (:class:`~gcnas.data.stream.StreamOptions`); dataset-specific keys (see
+    ``conf/data``). ``backbone_data`` is the backbone's ``timm.data.resolve_data_config``: images read from files are
+    resized to its input size unless ``data.image_size`` says otherwise, with its interpolation and crop fraction.
+    """
+    name = cfg.get("name")
+    reader = DATASETS.get(name)
+    opts = StreamOptions.from_mapping(cfg)
+    raw = reader(cfg)
+    if "source" in raw:
+        return _load_files(name, cfg, opts, raw, backbone_data or {})
+    train_x, train_y = raw["train_x"], np.asarray(raw["train_y"], dtype=np.int64)
+    train_idx, val_idx = _split_indices(len(train_x), cfg, name)
     sample = train_x[train_idx[: min(len(train_idx), 10000)]].astype(np.float32) / 255.0
     mean = torch.tensor(sample.mean(axis=(0, 2, 3)), dtype=torch.float32)
     std = torch.tensor(sample.std(axis=(0, 2, 3)), dtype=torch.float32).clamp_min(1e-3)
     test_x = raw.get("test_x")
-    test_y = raw.get("test_y")
-    num_classes = int(max(train_y.max(), test_y.max() if test_y is not None else 0)) + 1
+    test_y = None if raw.get("test_y") is None else np.asarray(raw["test_y"], dtype=np.int64)
+    num_classes = max(int(max(train_y.max(), test_y.max() if test_y is not None else 0)) + 1,
+                      len(raw.get("classes") or ()))
+    input_size = tuple(int(v) for v in train_x.shape[1:])
+    classes = tuple(raw.get("classes") or ())
+    images = len(train_idx) + len(val_idx) + (0 if test_x is None else len(test_x))
+    if _fits_in_memory(opts, images, input_size):
+        test = None if test_x is None else TensorSplit(_to_float(test_x, mean, std), torch.from_numpy(test_y))
+        return DataSplits(
+            name=name,
+            train=TensorSplit(_to_float(train_x[train_idx], mean, std), torch.from_numpy(train_y[train_idx])),
+            val=TensorSplit(_to_float(train_x[val_idx], mean, std), torch.from_numpy(train_y[val_idx])),
+            test=test, num_classes=num_classes, input_size=input_size, classes=classes,
+            mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
+    # streamed (augmented): the arrays as PIL images through timm's transforms, at their own size
+    mean_t, std_t = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    c, size = input_size[0], input_size[-1]
+    train_tf, eval_tf = make_transforms(size, c, mean_t, std_t, opts.aug, backbone_data, native=True)
+    source = ArraySource(train_x, train_y, f"{name} train")
+    mode = "L" if c == 1 else "RGB"
+    workers = opts.worker_count()
+    test = None
+    if test_x is not None:
+        test = StreamSplit(SourceImages(ArraySource(test_x, test_y, f"{name} test"), np.arange(len(test_x)), eval_tf,
+                                   mode), workers, opts.on_bad_image)
     return DataSplits(
         name=name,
-        train_x=_to_float(train_x[train_idx], mean, std), train_y=torch.from_numpy(train_y[train_idx]),
-        val_x=_to_float(train_x[val_idx], mean, std), val_y=torch.from_numpy(train_y[val_idx]),
-        test_x=None if test_x is None else _to_float(test_x, mean, std),
-        test_y=None if test_y is None else torch.from_numpy(np.asarray(test_y, dtype=np.int64)),
-        num_classes=max(num_classes, len(raw.get("classes") or ())),
-        classes=tuple(raw.get("classes") or ()),
-        mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
-    )
+        train=StreamSplit(SourceImages(source, train_idx, train_tf, mode), workers, opts.on_bad_image),
+        val=StreamSplit(SourceImages(source, val_idx, eval_tf, mode), workers, opts.on_bad_image),
+        test=test, num_classes=num_classes, input_size=input_size, classes=classes, mean=mean_t, std=std_t)
+
+
+def _load_files(name: str, cfg: Mapping[str, Any], opts: StreamOptions, raw: Mapping[str, Any],
+                backbone_data: Mapping[str, Any]) -> DataSplits:
+    """A timm-read source: streamed from disk, or decoded once into memory when small (``data.in_memory``)."""
+    source, held, classes = raw["source"], raw["held"], tuple(raw["classes"])
+    if len(source) < 2:
+        raise ConfigError(f"data.root: {len(source)} training image(s) found; need at least 2")
+    size = opts.image_size or int((backbone_data.get("input_size") or (3, 224, 224))[-1])
+    channels = cfg.get("in_chans")
+    if channels is None:
+        channels = 1 if source.load(0)[0].mode in ("L", "1", "I", "I;16", "F") else 3
+    if channels not in (1, 3):
+        raise ConfigError(f"data.in_chans: must be 1 (grey) or 3 (RGB); got {channels!r}")
+    mode = "L" if channels == 1 else "RGB"
+    train_idx, val_idx = _split_indices(len(source), cfg, name)
+    workers, warned = opts.worker_count(), set()
+    mean, std = measure_mean_std(source, train_idx, size, mode, workers, warned=warned)
+    train_tf, eval_tf = make_transforms(size, channels, mean, std, opts.aug, backbone_data)
+
+    def split(src: ImageSource, idx: np.ndarray, tf) -> StreamSplit:
+        return StreamSplit(SourceImages(src, idx, tf, mode), workers, opts.on_bad_image, warned)
+
+    train, val = split(source, train_idx, train_tf), split(source, val_idx, eval_tf)
+    test = None if held is None else split(held, np.arange(len(held)), eval_tf)
+    input_size = (channels, size, size)
+    images = len(train_idx) + len(val_idx) + (0 if held is None else len(held))
+    if _fits_in_memory(opts, images, input_size):
+        log.info("decoding %d images of %s into memory (%s; data.in_memory=%s)", images, name,
+                 "x".join(map(str, input_size)), opts.in_memory)
+        train, val = decode_all(train), decode_all(val)
+        test = None if test is None else decode_all(test)
+    num_classes = len(classes) or 1 + int(max(source.load(i)[1] for i in range(min(len(source), 64))))
+    return DataSplits(name=name, train=train, val=val, test=test, num_classes=num_classes, input_size=input_size,
+                      classes=classes, mean=mean, std=std)

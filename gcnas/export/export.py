@@ -26,6 +26,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.arch import Architecture, build_model
+from gcnas.backbones import backbone_data_config
 from gcnas.errors import ConfigError
 from gcnas.search.objective import WEIGHTS_FILE
 from gcnas.search.study import open_study
@@ -136,20 +137,20 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
 
 def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overrides: Mapping[str, Any]):
     from gcnas.data import load_data
-    from gcnas.train import proxy_kwargs, train_proxy
+    from gcnas.train import fit
 
     cfg = study.user_attrs.get("config")
     if not cfg:
         raise ConfigError(f"trial: trial {t.number} kept no weights and study {study.study_name!r} recorded no config "
                           f"to retrain it with; rerun the search with study.keep_weights > 0")
     data_cfg = {**cfg["data"], **dict(data_overrides or {})}
-    data = load_data(data_cfg)
+    data = load_data(data_cfg, backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
     train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(t.user_attrs.get("train") or {})}
     seed = int(train.pop("seed", cfg.get("seed", 0)))
     torch.manual_seed(seed)
     model = build_model(arch)
     log.info("trial %d kept no weights: retraining it at its proxy fidelity (%s epochs)", t.number, train["epochs"])
-    result = train_proxy(model, data.train_x, data.train_y, data.val_x, data.val_y, **proxy_kwargs(train), seed=seed)
+    result = fit(model, data, train, seed=seed, test=False)
     return model, data, result.final_val_acc
 
 

@@ -1,6 +1,6 @@
 """Retraining an exported architecture at full fidelity, optionally beside the plain backbone under the same seeds.
 
-What ``gcnas-train`` runs (the command only reads its config and prints): one :func:`~gcnas.train.train_full` run per
+What ``gcnas-train`` runs (the command only reads its config and prints): one :func:`~gcnas.train.fit` run per
 (model, seed) with resumable checkpoints under ``out_dir/<model>/seed<k>/``, each tracked as a W&B run
 (``job_type=train``), and a comparison table with mean ± std over the seeds and the paired difference to plain.
 """
@@ -15,11 +15,13 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 
 from gcnas.arch import Architecture, build_model
+from gcnas.backbones import backbone_data_config
 from gcnas.backbones.cost import measure_cost
 from gcnas.data import load_data
 from gcnas.errors import ConfigError
 from gcnas.track import WandbSession
-from gcnas.train import train_full
+from gcnas.train import fit
+from gcnas.train.distributed import init_distributed, is_main_process
 from gcnas.train.runtime import select_device
 
 __all__ = ["TrainReport", "retrain", "load_architecture", "comparison_table"]
@@ -89,9 +91,10 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
     """Train ``arch`` (and, with ``baseline``, the plain backbone) on ``data_cfg`` with ``trainer_cfg`` (the
     ``trainer`` config section) once per seed. The architecture's ``in_chans`` / ``num_classes`` follow the data.
     ``wandb`` is the ``wandb`` config section (default: disabled)."""
-    device = select_device(device)
-    session = WandbSession(wandb or {"mode": "disabled"}, f"train-{arch.key()}")
-    data = load_data(data_cfg)
+    device = init_distributed(select_device(device))  # under torchrun: this rank's device, in the process group
+    main = is_main_process()  # rank 0 alone tracks, writes files and logs
+    session = WandbSession(wandb if main and wandb else {"mode": "disabled"}, f"train-{arch.key()}")
+    data = load_data(data_cfg, backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
     kwargs = {**dict(arch.backbone_kwargs), "in_chans": data.in_chans, "num_classes": data.num_classes}
     if kwargs != dict(arch.backbone_kwargs):
         log.info("architecture built for %s; training it on %s with in_chans=%d, num_classes=%d",
@@ -104,24 +107,24 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
     try:
         for seed in seeds:
             for name, a in models:
-                report.rows.append(_one_run(session, name, a, seed, data, data_cfg, trainer, out, device, resume))
+                report.rows.append(_one_run(session, name, a, seed, data, data_cfg, trainer, out, device, resume, main))
     finally:
         session.close()
     report.table = comparison_table(report.rows)
-    report.description = (f"{data.name} ({len(data.train_x)} train / {len(data.val_x)} val images"
-                          + (f" / {len(data.test_x)} test" if data.test_x is not None else "")
-                          + f", {trainer['epochs']} epochs, seeds {list(seeds)}, {device}); checkpoints in {out}")
+    report.description = (f"{data.describe()}, {trainer['epochs']} epochs, seeds {list(seeds)}, {device}; "
+                          f"checkpoints in {out}")
     return report
 
 
 def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, data, data_cfg, trainer: dict,
-             out: Path, device: str, resume: bool) -> dict:
+             out: Path, device: str, resume: bool, main: bool = True) -> dict:
     torch.manual_seed(seed)
     model = build_model(arch)
     cost = measure_cost(model, data.input_size, latency=False)
     run_dir = out / name / f"seed{seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (out / name / "architecture.yaml").write_text(arch.to_yaml())
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (out / name / "architecture.yaml").write_text(arch.to_yaml())
     key = (name, seed)
     session.start(key, job_type="train", name=f"{name}-seed{seed}",
                   config={"architecture": arch.to_dict(), "trainer": trainer, "data": dict(data_cfg), "seed": seed,
@@ -130,11 +133,11 @@ def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, da
     def on_epoch(er) -> None:
         session.log(key, {"epoch": er.epoch, "train_loss": er.train_loss, "val_loss": er.val_loss,
                           "val_acc": er.val_acc, "epoch_seconds": er.seconds}, step=er.epoch)
-        log.info("%s seed %d epoch %d/%d: train loss %.4f, val acc %.4f (%.1fs)", name, seed, er.epoch,
-                 trainer["epochs"], er.train_loss, er.val_acc, er.seconds)
+        if main:
+            log.info("%s seed %d epoch %d/%d: train loss %.4f, val acc %.4f (%.1fs)", name, seed, er.epoch,
+                     trainer["epochs"], er.train_loss, er.val_acc, er.seconds)
 
-    result = train_full(model, data, trainer, seed=seed, device=device, ckpt_dir=run_dir, resume=resume,
-                        on_epoch=on_epoch)
+    result = fit(model, data, trainer, seed=seed, device=device, ckpt_dir=run_dir, resume=resume, on_epoch=on_epoch)
     row = {"model": name, "seed": seed, "val_acc": result.final_val_acc, "test_acc": result.test_acc,
            "params": cost.params, "flops": cost.flops, "seconds": result.seconds, "dir": str(run_dir),
            "resumed_from": result.resumed_from}

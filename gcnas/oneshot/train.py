@@ -2,7 +2,7 @@
 
 * :func:`supernet_for_space`: the :class:`~gcnas.oneshot.supernet.Supernet` that holds every design a search space can
   place, at every site it can place one (what a space the supernet cannot hold breaks is said naming the key).
-* :func:`train_supernet`: :func:`gcnas.train.train_proxy` itself (same optimiser, schedule, data order, callbacks)
+* :func:`train_supernet`: :func:`gcnas.train.fit` itself (same optimiser, schedule, data order, callbacks)
   over a supernet that runs a fresh uniform draw of the space, :class:`PathSampler`, for every training batch
   (single-path one-shot, Guo et al. 2020).
 * :func:`score`: one architecture on the validation data with inherited weights, after recalibrating every BatchNorm's
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -23,7 +23,8 @@ from gcnas.arch import Architecture
 from gcnas.errors import ConfigError
 from gcnas.oneshot.supernet import Supernet, check_supernet_designs
 from gcnas.space import InfeasibleArchitecture, SearchSpace
-from gcnas.train import TrainResult, evaluate, train_proxy
+from gcnas.data import DataSplits, Split
+from gcnas.train import TrainResult, evaluate, fit
 
 __all__ = ["PathSampler", "supernet_for_space", "train_supernet", "score", "recalibrate_batchnorm"]
 
@@ -93,15 +94,15 @@ class _SamplePerBatch:
             self.paths += 1
 
 
-def train_supernet(net: Supernet, sampler: Callable[[], Architecture], train_x: torch.Tensor, train_y: torch.Tensor,
-                   val_x: torch.Tensor, val_y: torch.Tensor, **train_kwargs: Any) -> tuple[TrainResult, int]:
-    """Train ``net`` with :func:`gcnas.train.train_proxy` (``train_kwargs``: its recipe, seed, device, on_epoch),
-    one path from ``sampler`` per training batch; returns its result and the number of paths trained. The per-epoch
-    validation runs the last path drawn."""
+def train_supernet(net: Supernet, sampler: Callable[[], Architecture], data: DataSplits, trainer: Mapping[str, Any],
+                   **fit_kwargs: Any) -> tuple[TrainResult, int]:
+    """Train ``net`` on ``data`` with :func:`gcnas.train.fit` (``trainer``: its recipe; ``fit_kwargs``: seed, device,
+    on_epoch), one path from ``sampler`` per training batch; returns its result and the number of paths trained. The
+    per-epoch validation runs the last path drawn."""
     hook = _SamplePerBatch(net, sampler)
     handle = net.register_forward_pre_hook(hook)
     try:
-        result = train_proxy(net, train_x, train_y, val_x, val_y, **train_kwargs)
+        result = fit(net, data, trainer, test=False, **fit_kwargs)
     finally:
         handle.remove()
     return result, hook.paths
@@ -128,9 +129,9 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 1
         model.train(was_training)
 
 
-def score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
-          batch_size: int = 128, device: torch.device | str = "cpu") -> float:
+def score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, val: Split, batch_size: int = 128,
+          device: torch.device | str = "cpu") -> float:
     """Validation accuracy of ``arch`` with the supernet's weights, BatchNorm recalibrated on ``calib_x`` first."""
     net.set_architecture(arch)
     recalibrate_batchnorm(net, calib_x, batch_size, device)
-    return evaluate(net, val_x, val_y, batch_size=max(batch_size, 256), device=device)[1]
+    return evaluate(net, val, batch_size=max(batch_size, 256), device=device)[1]

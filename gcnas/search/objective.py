@@ -21,7 +21,7 @@ from gcnas.data import DataSplits
 from gcnas.machine import describe_machine
 from gcnas.search.callbacks import Callbacks
 from gcnas.space import InfeasibleArchitecture, SearchSpace
-from gcnas.train import EpochResult, NonFiniteLossError, proxy_kwargs, train_proxy
+from gcnas.train import EpochResult, NonFiniteLossError, fit
 
 __all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "REPLICATE_ATTR", "WEIGHTS_FILE"]
 
@@ -216,9 +216,8 @@ class TrialRunner:
 
             try:
                 try:
-                    result = train_proxy(
-                        model, self.data.train_x, self.data.train_y, self.data.val_x, self.data.val_y,
-                        **proxy_kwargs(train_kw), seed=seed, device=self.device, on_epoch=on_epoch)
+                    result = fit(model, self.data, train_kw, seed=seed, device=self.device, on_epoch=on_epoch,
+                                 test=False)
                 except optuna.TrialPruned as e:
                     trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
                     note(str(e))

@@ -24,7 +24,7 @@ from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
 from gcnas.oneshot import PathSampler, Supernet, score, train_supernet
 from gcnas.space import SearchSpace
-from gcnas.train import proxy_kwargs
+from gcnas.train import TrainerConfig
 
 __all__ = ["METHODS", "check_search_config", "study_supernet", "oneshot_scorer"]
 
@@ -46,8 +46,8 @@ def check_search_config(search: Mapping[str, Any]) -> None:
 
 
 def _recipe(trainer: Mapping[str, Any], search: Mapping[str, Any], seed: int, data: DataSplits) -> dict[str, Any]:
-    kw = proxy_kwargs({**trainer, "epochs": search["supernet_epochs"]})
-    return {**kw, "seed": seed, "data": data.name, "train_images": len(data.train_x)}
+    recipe = TrainerConfig.from_mapping({**trainer, "epochs": search["supernet_epochs"]}).to_dict()
+    return {**recipe, "seed": seed, "data": data.name, "train_images": len(data.train)}
 
 
 def _check_identity(path: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
@@ -76,11 +76,11 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
                 log.info("supernet loaded from %s", path)
                 return net.to(device)
             t0 = time.perf_counter()
-            kw = {k: v for k, v in wanted["recipe"].items() if k not in ("data", "train_images")}
+            recipe = {k: v for k, v in wanted["recipe"].items() if k not in ("seed", "data", "train_images")}
             log.info("training the study's supernet: %d designs at %d sites, %d epochs", len(net.specs),
-                     len(net.choices), kw["epochs"])
-            result, paths = train_supernet(net, PathSampler(space, seed=seed), data.train_x, data.train_y,
-                                           data.val_x, data.val_y, device=device, **kw)
+                     len(net.choices), recipe["epochs"])
+            result, paths = train_supernet(net, PathSampler(space, seed=seed), data, recipe, seed=seed,
+                                           device=device)
             tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}")
             torch.save({"identity": wanted, "state_dict": net.state_dict(), "paths": paths,
                         "seconds": time.perf_counter() - t0}, tmp)
@@ -93,9 +93,9 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
 
 def oneshot_scorer(net: Supernet, data: DataSplits, search: Mapping[str, Any], batch_size: int,
                    device: str) -> Callable[[Architecture], float]:
-    calib = data.train_x[: int(search["calib_images"])]
+    calib = data.train.head(int(search["calib_images"]))[0]
 
     def scorer(arch: Architecture) -> float:
-        return score(net, arch, calib, data.val_x, data.val_y, batch_size=batch_size, device=device)
+        return score(net, arch, calib, data.val, batch_size=batch_size, device=device)
 
     return scorer

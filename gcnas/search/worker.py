@@ -23,7 +23,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from gcnas.backbones import list_sites
+from gcnas.backbones import backbone_data_config, list_sites
 from gcnas.data import load_data
 from gcnas.errors import ConfigError
 from gcnas.oneshot import supernet_for_space
@@ -35,6 +35,7 @@ from gcnas.search.study import make_pruner, make_sampler, make_storage, make_stu
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
 from gcnas.space import SearchSpace, paper_default_architecture
 from gcnas.train.runtime import DEVICES, check_threads, select_device, set_threads
+from gcnas.train import TrainerConfig
 from gcnas.arch import Architecture
 
 __all__ = ["run_search", "SearchResult", "validate_config", "public_config", "keep_top_weights"]
@@ -92,12 +93,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if "seed" in cfg:
         _int(cfg, "seed", "", 0)
     check_threads(cfg.get("threads", "auto"))
-    tr = cfg["trainer"]
-    _int(tr, "epochs", "trainer", 1)
-    _int(tr, "batch_size", "trainer", 2)
-    for k in ("lr", "weight_decay"):
-        if isinstance(tr.get(k), bool) or not isinstance(tr.get(k), (int, float)) or tr[k] < 0:
-            raise ConfigError(f"trainer.{k}: must be a non-negative number; got {tr.get(k)!r}")
+    TrainerConfig.from_mapping(cfg["trainer"])
     obj = cfg["objective"]
     metrics, directions = list(obj.get("metrics") or []), list(obj.get("directions") or [])
     if not metrics or metrics[0] != "accuracy" or any(m not in METRICS for m in metrics):
@@ -285,8 +281,9 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     set_threads(cfg.get("threads", "auto"))
     device = select_device(cfg.get("device", "cpu"))
 
-    data = load_data(cfg["data"])
     bb = cfg["backbone"]
+    data = load_data(cfg["data"], backbone_data=backbone_data_config(bb["name"], **(bb.get("kwargs") or {})))
+    data = data.to(device)
     kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
     sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
     space_cfg = cfg["search_space"]
@@ -335,7 +332,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     log.info("study %s on %s: %d trials, space %s (%s), backbone %s, data %s (%d train / %d val), worker %d, "
              "%d threads", study_cfg["name"], redact_url(url), n_trials, space.name,
              f"{size:,} assignments" if size else "continuous", bb["name"], data.name,
-             len(data.train_x), len(data.val_x), cfg["worker"], torch.get_num_threads())
+             len(data.train), len(data.val), cfg["worker"], torch.get_num_threads())
     if len(metrics) > 1:
         log.info("multi-objective study: Optuna cannot prune it, every trial trains %d epochs",
                  cfg["trainer"]["epochs"])

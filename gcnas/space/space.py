@@ -54,7 +54,7 @@ __all__ = ["SearchSpace", "SearchSpaceError", "InfeasibleArchitecture", "DESIGN_
            "Positions", "Limits"]
 
 DESIGN_KEYS = ("preset", "kind", "context", "transform", "ratio", "fusion", "norm", "act", "mode")
-TRAINING_KEYS = ("lr", "weight_decay", "momentum", "batch_size", "optimizer", "label_smoothing", "seed")
+TRAINING_KEYS = ("lr", "weight_decay", "momentum", "batch_size", "opt", "label_smoothing", "seed")
 _SECTIONS = {"name", "description", "design", "positions", "limits", "training"}
 _DESIGN_EXTRA = {"share", "conditions"}
 _POSITION_KEYS = {"stages", "stage_sets", "stage_on", "blocks", "position", "per_stage", "replace"}
@@ -397,8 +397,8 @@ def _read_training(r: _Reader, section: Any) -> dict[str, _Param]:
             bad = [v for v in training[key].values() or [] if not isinstance(v, int) or isinstance(v, bool)]
             if bad or training[key].values() is None:
                 raise r.error("training.seed", f"must be integers (a list of seeds); got {raw!r}")
-        elif key == "optimizer":
-            training[key] = r.param("training.optimizer", raw)
+        elif key == "opt":
+            training[key] = r.param("training.opt", raw)
         else:
             training[key] = r.param(f"training.{key}", raw, number=True)
     return training

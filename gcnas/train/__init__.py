@@ -1,6 +1,6 @@
-"""Training: proxy training for the search (few epochs on a subset) and full-fidelity, resumable training."""
-from gcnas.train.full import FullTrainResult, evaluate_amp, train_full
-from gcnas.train.proxy import EpochResult, NonFiniteLossError, TrainResult, evaluate, proxy_kwargs, train_proxy
+"""Training: one loop (:func:`fit`) whose fidelity is configuration (:class:`TrainerConfig`: ``trainer=proxy`` for
+search trials, ``trainer=full`` for retraining), DistributedDataParallel under torchrun, the device and threads."""
+from gcnas.train.config import TrainerConfig
+from gcnas.train.loop import EpochResult, NonFiniteLossError, TrainResult, evaluate, fit
 
-__all__ = ["train_proxy", "proxy_kwargs", "evaluate", "TrainResult", "EpochResult", "NonFiniteLossError", "train_full",
-           "FullTrainResult", "evaluate_amp"]
+__all__ = ["fit", "evaluate", "TrainerConfig", "TrainResult", "EpochResult", "NonFiniteLossError"]

@@ -34,9 +34,11 @@ def check_threads(threads: Any) -> None:
 
 
 def set_threads(threads: Any = "auto") -> int:
-    """Give torch ``threads`` CPU threads (``auto``: :func:`usable_cpus`); returns the number set."""
+    """Give torch ``threads`` CPU threads (``auto``: :func:`usable_cpus`, shared among the processes torchrun started
+    on this machine); returns the number set."""
     check_threads(threads)
-    n = usable_cpus() if threads in (None, "auto") else threads
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    n = max(1, usable_cpus() // local) if threads in (None, "auto") else threads
     torch.set_num_threads(n)
     return n
 

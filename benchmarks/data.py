@@ -1,0 +1,231 @@
+"""Speed and memory of the data pipeline and the training loop, measured side by side in one run.
+
+    python benchmarks/data.py [--images 20000] [--size 224] [--subset 2000]
+
+Writes an ImageFolder of ``--images`` Fashion-MNIST images upscaled to ``--size`` px PNG files (once, under
+``benchmarks/.data``), then prints one table:
+
+1. Peak RSS of a one-epoch proxy trial (``--subset`` training images, the tiny ResNet) on that folder, streamed
+   (``data.in_memory=false``) vs decoded into memory first (``data.in_memory=true``: every image of the folder, the
+   load-everything path), each in a fresh process.
+2. Training images/s of ``gcnas.train.fit`` vs a bare PyTorch loop (SGD, cross-entropy) over the same streamed
+   batches, model and threads.
+3. Loader images/s: gcnas's streamed split vs torchvision's ``ImageFolder`` + ``DataLoader`` with the same transform
+   and workers.
+4. The CPU demo's fast path (Fashion-MNIST in memory, the proxy trainer, one trial): ``fit`` vs the former
+   ``train_proxy``, read from git at the commit before the loops were merged.
+
+Ratios are the claims; wall-clock numbers vary by machine (the CPU is named in the output).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+OLD_LOOP = "c4ca962"  # the last commit with gcnas/train/proxy.py (train_proxy), before one loop replaced it
+
+
+def write_folder(root: Path, n: int, size: int) -> Path:
+    from PIL import Image
+
+    from gcnas.data.datasets import FASHION_MNIST_DEFAULT_ROOT, read_idx
+
+    folder = root / f"fashion{n}-{size}"
+    done = folder / "done.json"
+    if done.exists():
+        return folder
+    x = read_idx(Path(FASHION_MNIST_DEFAULT_ROOT) / "train-images-idx3-ubyte.gz")[:n]
+    y = read_idx(Path(FASHION_MNIST_DEFAULT_ROOT) / "train-labels-idx1-ubyte.gz")[:n]
+    t0 = time.perf_counter()
+    for i, (a, label) in enumerate(zip(x, y)):
+        d = folder / "train" / f"class{label}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).resize((size, size), Image.BILINEAR).save(d / f"{i:05d}.png")
+        if i % 2000 == 0:
+            print(f"  writing PNG {i}/{n} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+    done.write_text(json.dumps({"images": n, "size": size}))
+    return folder
+
+
+def data_cfg(folder: Path, size: int, subset: int, in_memory, workers) -> dict:
+    return {"name": "imagefolder", "root": str(folder), "image_size": size, "in_chans": 1, "val_size": 256,
+            "train_subset": subset, "val_subset": 256, "in_memory": in_memory, "workers": workers,
+            "aug": "none", "on_bad_image": "warn"}
+
+
+def model(seed: int = 0):
+    import timm
+
+    import gcnas  # noqa: F401  (registers gcnas_resnet_tiny)
+
+    torch.manual_seed(seed)
+    return timm.create_model("gcnas_resnet_tiny", num_classes=10, in_chans=1)
+
+
+def child_trial(args) -> None:
+    """One fresh process: load the folder and train one proxy epoch; print peak RSS (this process, its workers)."""
+    from gcnas.data import load_data
+    from gcnas.train import fit
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    data = load_data(data_cfg(Path(args.folder), args.size, args.subset, args.in_memory == "true", args.workers))
+    loaded = time.perf_counter() - t0
+    fit(model(), data, {"epochs": 1, "batch_size": 64, "lr": 0.05}, test=False)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"rss_mb": own, "worker_rss_mb": workers, "load_s": loaded,
+                      "total_s": time.perf_counter() - t0}))
+
+
+def peak_rss(args, folder: Path, in_memory: bool) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--folder", str(folder), "--size", str(args.size), "--subset",
+           str(args.subset), "--in-memory", str(in_memory).lower(), "--workers", str(args.workers), "--threads",
+           str(args.threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def loop_speed(args, folder: Path) -> tuple[float, float]:
+    """(fit images/s, bare loop images/s) over the same streamed batches of ``--subset`` images, one epoch each."""
+    import torch.nn.functional as F
+
+    from gcnas.data import load_data
+    from gcnas.train import fit
+
+    cfg = data_cfg(folder, args.size, args.subset, False, args.workers)
+    cfg["val_subset"] = 2  # validation is not training: keep it out of fit's epoch time
+    data = load_data(cfg)
+    rates_fit, rates_bare = [], []
+    for _ in range(2):  # alternate, so drift hits both
+        seen = []
+        fit(model(), data, {"epochs": 1, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4}, test=False,
+            on_epoch=lambda e: seen.append(e.seconds))
+        rates_fit.append(len(data.train) / seen[0])
+        m = model().train()
+        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        t0 = time.perf_counter()
+        for x, y in data.train.batches(64, torch.randperm(len(data.train))):
+            loss = F.cross_entropy(m(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        rates_bare.append(len(data.train) / (time.perf_counter() - t0))
+    return max(rates_fit), max(rates_bare)
+
+
+def loader_speed(args, folder: Path) -> tuple[float, float]:
+    """(gcnas streamed split images/s, torchvision ImageFolder + DataLoader images/s), same transform and workers."""
+    from torch.utils.data import DataLoader, Subset
+    from torchvision.datasets import ImageFolder
+
+    from gcnas.data import load_data
+
+    data = load_data(data_cfg(folder, args.size, args.subset, False, args.workers))
+    tf = data.train.images.transform
+    tv = ImageFolder(str(folder / "train"), transform=tf, loader=lambda p: __import__("PIL.Image").Image.open(p)
+                     .convert("L"))
+    idx = list(range(len(data.train)))
+    ours, theirs = [], []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        n = sum(len(y) for _, y in data.train.batches(64, torch.randperm(len(data.train))))
+        ours.append(n / (time.perf_counter() - t0))
+        loader = DataLoader(Subset(tv, idx), batch_size=64, shuffle=True, num_workers=data.train.workers)
+        t0 = time.perf_counter()
+        n = sum(len(y) for _, y in loader)
+        theirs.append(n / (time.perf_counter() - t0))
+    return max(ours), max(theirs)
+
+
+def demo_speed() -> tuple[float, float]:
+    """(seconds of one demo trial with fit, with the former train_proxy): the CPU demo's in-memory fast path."""
+    from common import config
+
+    from gcnas.arch import Architecture, build_model
+    from gcnas.data import load_data
+    from gcnas.train import fit
+
+    src = subprocess.run(["git", "-C", str(HERE.parent), "show", f"{OLD_LOOP}:gcnas/train/proxy.py"], check=True,
+                         capture_output=True, text=True).stdout
+    path = HERE / ".data" / "old_proxy.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("old_proxy", path)
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    cfg = config()
+    data = load_data(cfg["data"])
+    arch = Architecture("gcnas_resnet_tiny", {"num_classes": 10, "in_chans": 1}, ())
+    tr = cfg["trainer"]
+    new_s, old_s = [], []
+    for _ in range(2):
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        fit(build_model(arch), data, tr, seed=0, test=False)
+        new_s.append(time.perf_counter() - t0)
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        old.train_proxy(build_model(arch), data.train.x, data.train.y, data.val.x, data.val.y,
+                        epochs=tr["epochs"], batch_size=tr["batch_size"], lr=tr["lr"],
+                        weight_decay=tr["weight_decay"], momentum=tr["momentum"], optimizer=tr["opt"], seed=0)
+        old_s.append(time.perf_counter() - t0)
+    return min(new_s), min(old_s)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=20000)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--subset", type=int, default=2000, help="training images of the one-epoch trial")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workdir", type=Path, default=HERE / ".data")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--folder", help=argparse.SUPPRESS)
+    p.add_argument("--in-memory", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child_trial(args)
+        return
+    from gcnas.machine import cpu_model
+
+    torch.set_num_threads(args.threads)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    folder = write_folder(args.workdir, args.images, args.size)
+    print(f"CPU: {cpu_model()}, {args.threads} torch threads, {args.workers} DataLoader worker(s); "
+          f"{args.images} PNG files at {args.size} px (grey), one-epoch trials on {args.subset} of them", flush=True)
+    stream, memory = peak_rss(args, folder, False), peak_rss(args, folder, True)
+    fit_rate, bare_rate = loop_speed(args, folder)
+    ours, theirs = loader_speed(args, folder)
+    new_s, old_s = demo_speed()
+    rows = [
+        ("peak RSS of a one-epoch trial (MB): streamed vs load-everything",
+         f"{stream['rss_mb']:.0f} (+{stream['worker_rss_mb']:.0f} worker)", f"{memory['rss_mb']:.0f}",
+         f"{stream['rss_mb'] / memory['rss_mb']:.2f}x", "<= 0.2x, < 3 GB"),
+        ("training images/s: gcnas fit vs a bare PyTorch loop", f"{fit_rate:.0f}", f"{bare_rate:.0f}",
+         f"{fit_rate / bare_rate:.2f}x", ">= 0.95x"),
+        ("loader images/s: gcnas streamed split vs torchvision ImageFolder", f"{ours:.0f}", f"{theirs:.0f}",
+         f"{ours / theirs:.2f}x", ">= 1.0x"),
+        ("CPU demo trial (s, in memory): fit vs the former train_proxy", f"{new_s:.1f}", f"{old_s:.1f}",
+         f"{old_s / new_s:.2f}x speed", ">= 1.0x (no slower)"),
+    ]
+    print("\n| measure | gcnas | reference | ratio | goal |\n|---|---:|---:|---:|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print(f"\n(load time: streamed {stream['load_s']:.0f} s, load-everything {memory['load_s']:.0f} s; "
+          f"trial total {stream['total_s']:.0f} s vs {memory['total_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""The one training loop: search trials, ``gcnas-train``, export retraining, confirmation, analysis and the one-shot
+supernet all train through :func:`fit`; their fidelity is a :class:`~gcnas.train.config.TrainerConfig`.
+
+timm's optimizer and scheduler factories; AMP (bf16 where the GPU has it, else fp16 with a gradient scaler) and
+channels_last on CUDA; optional EMA (timm's ``ModelEmaV3``); gradient accumulation; label smoothing; a per-epoch
+callback that may raise to stop (pruning); DistributedDataParallel when a process group is up (``torchrun``), each
+rank training its shard of every epoch; resumable checkpoints.
+
+A checkpoint is two files written each epoch under a temporary name and renamed into place (by rank 0 alone):
+``weights.safetensors`` (the model) and ``state.pt`` (optimizer, scheduler, scaler, EMA, RNG states, history; plain
+tensors and numbers only, read back with ``torch.load(weights_only=True)``). Training the same model into the same
+folder again resumes after the last finished epoch; a finished run is not trained again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gcnas.data.splits import DataSplits, Split
+from gcnas.errors import ConfigError
+from gcnas.train.config import TrainerConfig
+from gcnas.train.distributed import all_reduce_sum, rank_and_world
+
+__all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "fit", "evaluate", "amp_dtype"]
+
+log = logging.getLogger("gcnas.train")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int, value: float) -> None:
+        super().__init__(f"loss became {value} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int  # 1-based
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    epochs: list[EpochResult] = field(default_factory=list)  # resumed epochs included
+    resumed_from: int = 0  # epochs already done when this call started
+    test_acc: Optional[float] = None
+    seconds: float = 0.0  # this call's wall time
+    bad_images: int = 0  # training images skipped as unreadable (streamed data)
+
+    @property
+    def final_val_acc(self) -> float:
+        return self.epochs[-1].val_acc if self.epochs else float("nan")
+
+    @property
+    def best_val_acc(self) -> float:
+        return max((e.val_acc for e in self.epochs), default=float("nan"))
+
+
+def amp_dtype(cfg: TrainerConfig, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype ``cfg.amp`` asks for on ``device`` (None: full precision; always on CPU)."""
+    if device.type != "cuda" or cfg.amp is False:
+        return None
+    if cfg.amp == "fp16":
+        return torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512, device: Union[torch.device, str] = "cpu",
+             dtype: Optional[torch.dtype] = None, channels_last: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on ``split``; under torchrun each rank reads its share and the sums
+    are added up, so every rank returns the same numbers."""
+    device = torch.device(device)
+    rank, world = rank_and_world()
+    order = torch.arange(rank, len(split), world) if world > 1 else None
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    try:
+        for xb, yb in split.batches(batch_size, order, device):
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(xb)
+            loss_sum += float(F.cross_entropy(logits.float(), yb, reduction="sum"))
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+    finally:
+        model.train(was_training)
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], device)
+    n = max(1, seen)
+    return loss_sum / n, correct / n
+
+
+def _save(ckpt_dir: Path, model: nn.Module, state: dict) -> None:
+    from safetensors.torch import save_model
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tmp_w, tmp_s = ckpt_dir / f".weights.{os.getpid()}.tmp", ckpt_dir / f".state.{os.getpid()}.tmp"
+    save_model(model, str(tmp_w))
+    torch.save(state, str(tmp_s))
+    # state.pt is renamed last: it names the epoch, so a crash between the renames resumes one epoch early at worst
+    os.replace(tmp_w, ckpt_dir / "weights.safetensors")
+    os.replace(tmp_s, ckpt_dir / "state.pt")
+
+
+def _epoch_order(n: int, gen: torch.Generator, epoch: int, seed: int) -> torch.Tensor:
+    """This process's training order for one epoch: a permutation from the run's generator, or under torchrun this
+    rank's share of one (torch's DistributedSampler: padded so every rank takes the same number of steps)."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return torch.randperm(n, generator=gen)
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
+
+
+def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[str, Any]], *, seed: int = 0,
+        device: Union[str, torch.device] = "cpu", ckpt_dir: Optional[Path] = None, resume: bool = True,
+        on_epoch: Optional[Callable[[EpochResult], None]] = None, test: bool = True) -> TrainResult:
+    """Train ``model`` on ``data`` with the recipe ``cfg``, validating after every epoch.
+
+    ``on_epoch`` is called with each epoch's result and may raise to stop (pruning); a NaN or infinite loss raises
+    :class:`NonFiniteLossError` naming the epoch and step. ``ckpt_dir`` makes the run resumable (see the module's
+    docstring). With ``test`` and a test split, the result carries the test accuracy of the final model.
+    """
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    tc = cfg if isinstance(cfg, TrainerConfig) else TrainerConfig.from_mapping(cfg)
+    device = torch.device(device)
+    rank, world = rank_and_world()
+    dtype = amp_dtype(tc, device)
+    channels_last = tc.channels_last and device.type == "cuda"
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_model: nn.Module = model
+    if world > 1:
+        if tc.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            train_model = model
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = create_optimizer_v2(model, opt=tc.opt, lr=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum)
+    steps = max(1, math.ceil(math.ceil(len(data.train) / world) / tc.batch_size))  # batches per epoch, per rank
+    updates = max(1, math.ceil(steps / tc.accum_steps))
+    sched, _ = create_scheduler_v2(opt, sched=tc.sched, num_epochs=tc.epochs, warmup_epochs=tc.warmup_epochs,
+                                   warmup_lr=tc.warmup_lr, min_lr=tc.min_lr, step_on_epochs=tc.step_on_epochs,
+                                   updates_per_epoch=updates)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    ema = None
+    if tc.ema_decay is not None:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=tc.ema_decay, device=device)
+    mix = None
+    if tc.mixup > 0 or tc.cutmix > 0:
+        import numpy as np
+        from timm.data import Mixup
+        from timm.loss import SoftTargetCrossEntropy
+
+        soft_ce = SoftTargetCrossEntropy()
+
+        np.random.seed(seed)  # timm's Mixup draws from numpy's global generator
+        mix = Mixup(mixup_alpha=tc.mixup, cutmix_alpha=tc.cutmix, label_smoothing=tc.label_smoothing,
+                    num_classes=data.num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    result = TrainResult()
+    num_updates = 0
+    state_path = ckpt_dir / "state.pt" if ckpt_dir is not None else None
+    if resume and state_path is not None and state_path.is_file():
+        num_updates = _resume(ckpt_dir, state_path, tc, model, opt, sched, scaler, ema, gen, result, device)
+    start = len(result.epochs) + 1
+    if sched is not None and start > 1:
+        sched.step(start - 1)
+        sched.step_update(num_updates)
+    eval_model = ema.module if ema is not None else model
+
+    def update(done: int) -> int:
+        """One optimizer update from the gradients added up so far; returns the updates done."""
+        if tc.grad_clip:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        done += 1
+        if ema is not None:
+            ema.update(model, step=done)
+        if sched is not None:
+            sched.step_update(done)
+        return done
+
+    t_start = time.perf_counter()
+    train_model.train()
+    for epoch in range(start, tc.epochs + 1):
+        t0 = time.perf_counter()
+        order = _epoch_order(len(data.train), gen, epoch, seed)
+        loss_sum, seen, pending = 0.0, 0, 0
+        opt.zero_grad(set_to_none=True)
+        for i, (xb, yb) in enumerate(data.train.batches(tc.batch_size, order, device)):
+            if len(yb) < 2:  # a batch of one breaks batch norm; the remainder is dropped
+                continue
+            target = yb
+            if mix is not None:  # soft targets, smoothed by Mixup itself; it pairs images, so an odd one is left out
+                even = len(yb) - len(yb) % 2
+                xb, target = mix(xb[:even], yb[:even])
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = train_model(xb)
+                if mix is None:
+                    loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
+                else:
+                    loss = soft_ce(logits.float(), target)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(epoch, i, value)
+            scaler.scale(loss / tc.accum_steps if tc.accum_steps > 1 else loss).backward()
+            pending += 1
+            loss_sum += value * len(target)
+            seen += len(target)
+            if pending == tc.accum_steps:
+                num_updates = update(num_updates)
+                pending = 0
+        if pending:  # the epoch's last, shorter accumulation
+            num_updates = update(num_updates)
+        result.bad_images += int(getattr(data.train, "take_bad_count", lambda: 0)())
+        loss_sum, seen = all_reduce_sum([loss_sum, seen], device)
+        val_loss, val_acc = evaluate(eval_model, data.val, batch_size=max(tc.batch_size, 256), device=device,
+                                     dtype=dtype, channels_last=channels_last)
+        if sched is not None:
+            sched.step(epoch, val_acc)
+        er = EpochResult(epoch, loss_sum / max(1, seen), val_loss, val_acc, time.perf_counter() - t0)
+        result.epochs.append(er)
+        if ckpt_dir is not None and rank == 0:
+            _save(ckpt_dir, model, {
+                "epoch": epoch, "trainer": json.dumps(tc.to_dict(), sort_keys=True), "updates": num_updates,
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else {},
+                "scaler": scaler.state_dict(), "ema": ema.module.state_dict() if ema is not None else {},
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": [[e.epoch, e.train_loss, e.val_loss, e.val_acc, e.seconds] for e in result.epochs]})
+        if on_epoch is not None:
+            on_epoch(er)
+    if ema is not None:  # the trained model is the one that was validated
+        model.load_state_dict(ema.module.state_dict())
+    if test and data.test is not None:
+        result.test_acc = evaluate(model, data.test, batch_size=max(tc.batch_size, 256), device=device, dtype=dtype,
+                                   channels_last=channels_last)[1]
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _resume(ckpt_dir: Path, state_path: Path, tc: TrainerConfig, model: nn.Module, opt, sched, scaler, ema,
+            gen: torch.Generator, result: TrainResult, device: torch.device) -> int:
+    """Load a checkpoint written by :func:`fit` into the run's objects; returns the optimizer updates done."""
+    from safetensors.torch import load_model
+
+    state = torch.load(str(state_path), map_location="cpu", weights_only=True)
+    before, now = json.loads(state.get("trainer", "{}")), tc.to_dict()
+    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    if changed:
+        k = changed[0]
+        raise ConfigError(f"trainer.{k}: the checkpoint in {ckpt_dir} was trained with trainer.{k}="
+                          f"{before.get(k)!r}, not {now.get(k)!r}; resume with the same trainer, or start over "
+                          f"with a new train.dir or train.resume=false")
+    missing, unexpected = load_model(model, str(ckpt_dir / "weights.safetensors"), strict=False, device=str(device))
+    if missing or unexpected:
+        raise ConfigError(f"train.dir: the checkpoint in {ckpt_dir} belongs to another model (missing "
+                          f"{missing[:5]}, unexpected {unexpected[:5]}); use a new train.dir or train.resume=false")
+    opt.load_state_dict(state["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    if ema is not None and state.get("ema"):
+        ema.module.load_state_dict(state["ema"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    result.epochs = [EpochResult(*row) for row in state["history"]]
+    result.resumed_from = len(result.epochs)
+    if result.epochs:
+        log.info("resuming %s after epoch %d of %d", ckpt_dir, len(result.epochs), tc.epochs)
+    return int(state.get("updates", 0))
