@@ -354,13 +354,18 @@ def measure_mean_std(source: ImageSource, indices: np.ndarray, size: int, mode: 
 
 
 def decode_all(split: StreamSplit, batch_size: int = 256):
-    """A streamed split decoded once into tensors (the in-memory path for small image folders)."""
+    """A streamed split decoded once into tensors (the in-memory path for small image folders), written into one
+    preallocated tensor so the peak is the data's size, not twice it."""
     from gcnas.data.splits import TensorSplit
 
-    xs, ys = [], []
-    for x, y in split.batches(batch_size):
-        xs.append(x)
-        ys.append(y)
-    if not xs:
+    x = y = None
+    n = 0
+    for xb, yb in split.batches(batch_size):
+        if x is None:
+            x = torch.empty((len(split), *xb.shape[1:]), dtype=xb.dtype)
+            y = torch.empty(len(split), dtype=torch.long)
+        x[n:n + len(xb)], y[n:n + len(yb)] = xb, yb
+        n += len(xb)
+    if x is None:
         raise ConfigError("data.root: no readable images in this split")
-    return TensorSplit(torch.cat(xs), torch.cat(ys))
+    return TensorSplit(x[:n], y[:n])  # a view: images skipped as unreadable leave the end unused

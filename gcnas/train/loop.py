@@ -244,7 +244,7 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
             num_updates = update(num_updates)
         result.bad_images += int(getattr(data.train, "take_bad_count", lambda: 0)())
         loss_sum, seen = all_reduce_sum([loss_sum, seen], device)
-        val_loss, val_acc = evaluate(eval_model, data.val, batch_size=max(tc.batch_size, 256), device=device,
+        val_loss, val_acc = evaluate(eval_model, data.val, batch_size=max(tc.batch_size, 512), device=device,
                                      dtype=dtype, channels_last=channels_last)
         if sched is not None:
             sched.step(epoch, val_acc)
@@ -262,7 +262,7 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     if ema is not None:  # the trained model is the one that was validated
         model.load_state_dict(ema.module.state_dict())
     if test and data.test is not None:
-        result.test_acc = evaluate(model, data.test, batch_size=max(tc.batch_size, 256), device=device, dtype=dtype,
+        result.test_acc = evaluate(model, data.test, batch_size=max(tc.batch_size, 512), device=device, dtype=dtype,
                                    channels_last=channels_last)[1]
     result.seconds = time.perf_counter() - t_start
     return result
