@@ -77,6 +77,12 @@ def test_cifar10_python_batches(tmp_path):
     d = load_data({"name": "cifar10", "root": str(tmp_path), "val_size": 8})
     assert d.train.x.shape == (32, 3, 32, 32) and d.test.x.shape == (8, 3, 32, 32)
     assert d.classes[3] == "c3" and d.num_classes == 10
+    # augmented, the same batches stream through timm's transforms in a worker process, and train
+    streamed = load_data({"name": "cifar10", "root": str(tmp_path), "val_size": 8, "aug": "basic", "workers": 1})
+    assert streamed.streamed and streamed.input_size == (3, 32, 32) and streamed.mean == d.mean
+    model = timm.create_model("gcnas_resnet_tiny", num_classes=10, in_chans=3)
+    result = fit(model, streamed, {"epochs": 1, "batch_size": 8, "lr": 0.05})
+    assert len(result.epochs) == 1 and result.test_acc is not None and result.bad_images == 0
     with pytest.raises(DataUnavailableError, match="CIFAR-10"):
         load_data({"name": "cifar10", "root": str(tmp_path / "empty")})
 

@@ -16,6 +16,7 @@ from PIL import Image
 from gcnas.data import TensorSplit, load_data
 from gcnas.data.datasets import FASHION_MNIST_DEFAULT_ROOT, read_idx
 from gcnas.data.stream import BadImageError, StreamSplit
+from gcnas.arch import Architecture
 from gcnas.errors import ConfigError
 from gcnas.train import fit
 from conftest import skip_or_fail
@@ -117,6 +118,15 @@ def test_a_tar_of_the_folder_reads_the_same_classes(tmp_path, folder):
     assert d.classes == CLASSES and len(d.train) + len(d.val) == 161 and d.test is None
 
 
+def test_a_hugging_face_data_set_of_the_folder_through_timms_reader(tmp_path, folder):
+    """hfds/<local folder>: the datasets package's imagefolder builder, offline; train/ and val/ become its splits."""
+    d = load_data({**_cfg(tmp_path / "cache", in_memory=False, workers=0), "name": "timm",
+                   "dataset": f"hfds/{folder}"})  # data.root: the data set's cache folder
+    assert d.classes == CLASSES and len(d.train) + len(d.val) == 161 and len(d.test) == 40
+    labels = torch.cat([y for _, y in d.test.batches(64)])
+    assert sorted(set(labels.tolist())) == [0, 1, 2, 3]
+
+
 def test_torchvisions_fashion_mnist_by_timms_name(tmp_path):
     src = Path(FASHION_MNIST_DEFAULT_ROOT)
     if not (src / "train-images-idx3-ubyte.gz").is_file():
@@ -183,20 +193,33 @@ def test_a_missing_folder_or_a_non_tar_file_is_named(tmp_path):
         load_data({"name": "timm", "dataset": "hub/x", "root": str(tmp_path)})
 
 
-def test_a_search_trains_its_trials_on_a_streamed_folder(tmp_path, folder):
+def test_search_export_and_retraining_run_on_a_streamed_folder(tmp_path, folder):
+    """End to end through the streaming path: a search's trials, export's retraining of a trial that kept no weights,
+    and gcnas-train's full-fidelity retraining with a checkpoint."""
     from hydra import compose, initialize_config_module
     import optuna
 
     from gcnas.cli.search import search
+    from gcnas.export import export_trial, retrain
 
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         cfg = compose("config", overrides=[
             f"paths.root={tmp_path}", "data=imagefolder", f"data.root={folder}", "data.in_memory=false",
             "data.image_size=32", "data.in_chans=1", "data.workers=1", "data.aug=basic", "data.val_size=20",
-            "study.n_trials=2", "study.noise_seeds=1", "trainer.epochs=1", "trainer.batch_size=32",
+            "study.n_trials=2", "study.noise_seeds=1", "study.keep_weights=0", "trainer.epochs=1",
+            "trainer.batch_size=32",
             "wandb.mode=disabled", "progress=none"])
     result = search(cfg)
     assert result.n_finished == 2
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path}/studies.db")
     assert all(len(t.user_attrs["history"]) == 1 for t in study.trials)
     assert study.user_attrs["input_size"] == [1, 32, 32]
+    exported = export_trial(f"sqlite:///{tmp_path}/studies.db", result.study_name, out_dir=tmp_path / "export")
+    assert exported.weights_source.startswith("retrained") and (tmp_path / "export" / "model.safetensors").is_file()
+    arch = Architecture.from_yaml((tmp_path / "export" / "architecture.yaml").read_text())
+    data_cfg = _cfg(folder, in_memory=False, val_size=20)
+    report = retrain(arch, data_cfg, {"epochs": 2, "batch_size": 32, "lr": 0.05}, tmp_path / "train", seeds=[0],
+                     device="cpu")
+    row = report.rows[0]
+    assert "streamed from disk" in report.description and row["test_acc"] is not None
+    assert torch.load(Path(row["dir"]) / "state.pt", weights_only=True)["epoch"] == 2

@@ -1,7 +1,8 @@
 """Images read through timm's data pipeline and streamed from disk by DataLoader worker processes.
 
 * Sources: a folder (one sub-folder per class, optional ``train/`` and ``val/`` splits) or a ``.tar`` of one, opened
-  with ``timm.data.create_dataset``; torchvision datasets by timm's names (``torch/cifar10``, ...); and the array
+  with ``timm.data.create_dataset``; torchvision datasets by timm's names (``torch/cifar10``, ...); Hugging Face
+  data sets (``hfds/<name>``, with the datasets package installed); and the array
   datasets (Fashion-MNIST, CIFAR-10, the generated ones) when they are streamed for augmentation.
 * Transforms: ``timm.data.create_transform`` at ``data.image_size`` with the backbone's interpolation and crop
   fraction (from ``timm.data.resolve_data_config``), normalised with the training images' own mean and std;
@@ -194,10 +195,12 @@ def timm_sources(dataset: str, root: str, download: bool = False) -> tuple[Image
                                        "folder or set data.download=true") from None
         classes = tuple(str(c) for c in getattr(train, "classes", ()))
         return _TorchSource(train, f"{dataset} train"), _TorchSource(test, f"{dataset} test"), classes
+    if prefix == "hfds":
+        return _hfds_sources(dataset, root or None, download)
     if prefix:
         raise ConfigError(f"data.dataset: {dataset!r} is not a dataset gcnas reads; valid are \"\" (a folder of "
-                          "class sub-folders, or a .tar of one) and torch/<name> "
-                          f"({', '.join(TORCH_DATASETS)})")
+                          f"class sub-folders, or a .tar of one), torch/<name> ({', '.join(TORCH_DATASETS)}) and "
+                          "hfds/<name> (a Hugging Face data set, with the datasets package)")
     path = Path(root)
     if not path.exists():
         raise DataUnavailableError(f"data.root: {root!r} does not exist; it must be a folder holding one sub-folder "
@@ -240,6 +243,32 @@ def timm_sources(dataset: str, root: str, download: bool = False) -> tuple[Image
         held = _TimmFolderSource(create_dataset("", root=str(held_dir), split="validation", search_split=False,
                                                 class_map=class_map))
     return _TimmFolderSource(train), held, classes
+
+
+def _hfds_sources(dataset: str, root: Optional[str], download: bool) -> tuple[ImageSource, Optional[ImageSource],
+                                                                             tuple[str, ...]]:
+    """``hfds/<name>``: a Hugging Face data set through timm's reader (``data.root``: its cache folder). ``<name>``
+    may be a local folder of class sub-folders (the datasets package's imagefolder builder, no network)."""
+    from timm.data import create_dataset
+
+    import importlib.util
+
+    if importlib.util.find_spec("datasets") is None:
+        raise ConfigError(f"data.dataset: {dataset} needs the datasets package (pip install 'datasets>=5,<6', or "
+                          "gcnas's [hf] extra)")
+    try:
+        train = create_dataset(dataset, root=root, split="train", download=download)
+    except FileNotFoundError as e:
+        raise DataUnavailableError(f"data.dataset: {dataset}: {e}") from None
+    held = None
+    for split in ("validation", "test"):
+        try:
+            held = _TimmFolderSource(create_dataset(dataset, root=root, split=split, download=download))
+            break
+        except (ValueError, KeyError):  # the data set has no such split
+            continue
+    index = train.reader.class_to_idx
+    return _TimmFolderSource(train), held, tuple(sorted(index, key=index.get))
 
 
 class SourceImages(Dataset):

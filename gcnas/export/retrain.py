@@ -95,6 +95,7 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
     main = is_main_process()  # rank 0 alone tracks, writes files and logs
     session = WandbSession(wandb if main and wandb else {"mode": "disabled"}, f"train-{arch.key()}")
     data = load_data(data_cfg, backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
+    data = data.to(device)  # in-memory splits live where training runs: a CUDA step copies nothing from the host
     kwargs = {**dict(arch.backbone_kwargs), "in_chans": data.in_chans, "num_classes": data.num_classes}
     if kwargs != dict(arch.backbone_kwargs):
         log.info("architecture built for %s; training it on %s with in_chans=%d, num_classes=%d",

@@ -52,7 +52,9 @@ class TrainerConfig:
         valid = cls.keys()
         unknown = sorted(set(cfg) - set(valid))
         if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}: unknown key; valid keys are {', '.join(valid)}")
+            hint = " (renamed opt, timm's name, when the two training loops became one)" \
+                if unknown[0] == "optimizer" else ""
+            raise ConfigError(f"{where}.{unknown[0]}: unknown key{hint}; valid keys are {', '.join(valid)}")
         missing = [f.name for f in dataclasses.fields(cls)
                    if f.default is dataclasses.MISSING and cfg.get(f.name) is None]
         if missing:
