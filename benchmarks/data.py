@@ -6,8 +6,8 @@ Writes an ImageFolder of ``--images`` Fashion-MNIST images upscaled to ``--size`
 ``benchmarks/.data``), read as RGB as photos are, then prints one table:
 
 1. Peak RSS of a one-epoch proxy trial (``--subset`` training images, the tiny ResNet) on that folder, streamed
-   (``data.in_memory=false``) vs decoded into memory first (``data.in_memory=true``: every image of the folder, the
-   load-everything path), each in a fresh process.
+   (``data.in_memory=false``) vs the load-everything path (``data.in_memory=true`` with every image of the folder
+   decoded, then the subset sliced, as the former loader did), each in a fresh process.
 2. Training images/s of ``gcnas.train.fit`` vs a bare PyTorch loop (SGD, cross-entropy) over the same streamed
    batches (``--speed-subset`` images), model and threads; the faster of two epochs each.
 3. Loader images/s: gcnas's streamed split vs torchvision's ``ImageFolder`` + ``DataLoader`` with the same transform
@@ -21,6 +21,7 @@ Ratios are the claims; wall-clock numbers vary by machine (the CPU is named in t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import resource
@@ -73,12 +74,16 @@ def model(seed: int = 0):
 
 def child_trial(args) -> None:
     """One fresh process: load the folder and train one proxy epoch; print peak RSS (this process, its workers)."""
-    from gcnas.data import load_data
+    from gcnas.data import TensorSplit, load_data
     from gcnas.train import fit
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    data = load_data(data_cfg(Path(args.folder), args.size, args.subset, args.in_memory == "true", args.workers))
+    if args.in_memory == "true":  # the load-everything path: every image decoded, then the trial's subset sliced
+        data = load_data(data_cfg(Path(args.folder), args.size, None, True, args.workers))
+        data = dataclasses.replace(data, train=TensorSplit(data.train.x[:args.subset], data.train.y[:args.subset]))
+    else:
+        data = load_data(data_cfg(Path(args.folder), args.size, args.subset, False, args.workers))
     loaded = time.perf_counter() - t0
     fit(model(), data, {"epochs": 1, "batch_size": 64, "lr": 0.05}, test=False)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
