@@ -212,17 +212,23 @@ def load_data(cfg: Mapping[str, Any], *, backbone_data: Optional[Mapping[str, An
     c, size = input_size[0], input_size[-1]
     train_tf, eval_tf = make_transforms(size, c, mean_t, std_t, opts.aug, backbone_data, native=True)
     source = ArraySource(train_x, train_y, f"{name} train")
-    mode = "L" if c == 1 else "RGB"
-    workers = opts.worker_count()
-    test = None
-    if test_x is not None:
-        test = StreamSplit(SourceImages(ArraySource(test_x, test_y, f"{name} test"), np.arange(len(test_x)), eval_tf,
-                                   mode), workers, opts.on_bad_image)
+    split = _streamer("L" if c == 1 else "RGB", opts, set())
+    test = None if test_x is None else split(ArraySource(test_x, test_y, f"{name} test"), np.arange(len(test_x)),
+                                             eval_tf)
     return DataSplits(
-        name=name,
-        train=StreamSplit(SourceImages(source, train_idx, train_tf, mode), workers, opts.on_bad_image),
-        val=StreamSplit(SourceImages(source, val_idx, eval_tf, mode), workers, opts.on_bad_image),
+        name=name, train=split(source, train_idx, train_tf), val=split(source, val_idx, eval_tf),
         test=test, num_classes=num_classes, input_size=input_size, classes=classes, mean=mean_t, std=std_t)
+
+
+def _streamer(mode: str, opts: StreamOptions, warned: set) -> Callable[[ImageSource, np.ndarray, Callable],
+                                                                         StreamSplit]:
+    """Builds a data set's streamed splits: one worker count, one bad-image policy, one set of files warned about."""
+    workers = opts.worker_count()
+
+    def split(src: ImageSource, idx: np.ndarray, tf: Callable) -> StreamSplit:
+        return StreamSplit(SourceImages(src, idx, tf, mode), workers, opts.on_bad_image, warned)
+
+    return split
 
 
 def _load_files(name: str, cfg: Mapping[str, Any], opts: StreamOptions, raw: Mapping[str, Any],
@@ -239,13 +245,10 @@ def _load_files(name: str, cfg: Mapping[str, Any], opts: StreamOptions, raw: Map
         raise ConfigError(f"data.in_chans: must be 1 (grey) or 3 (RGB); got {channels!r}")
     mode = "L" if channels == 1 else "RGB"
     train_idx, val_idx = _split_indices(len(source), cfg, name)
-    workers, warned = opts.worker_count(), set()
-    mean, std = measure_mean_std(source, train_idx, size, mode, workers, warned=warned)
+    warned: set[str] = set()
+    mean, std = measure_mean_std(source, train_idx, size, mode, opts.worker_count(), warned=warned)
     train_tf, eval_tf = make_transforms(size, channels, mean, std, opts.aug, backbone_data)
-
-    def split(src: ImageSource, idx: np.ndarray, tf) -> StreamSplit:
-        return StreamSplit(SourceImages(src, idx, tf, mode), workers, opts.on_bad_image, warned)
-
+    split = _streamer(mode, opts, warned)
     train, val = split(source, train_idx, train_tf), split(source, val_idx, eval_tf)
     test = None if held is None else split(held, np.arange(len(held)), eval_tf)
     input_size = (channels, size, size)
