@@ -318,8 +318,10 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     study = make_study(study_cfg["name"], storage, cfg["objective"]["directions"], sampler, pruner)
     if cfg["worker"] == 0:
         _initialise(study, space, cfg, data.input_size)
-    elif cfg.get("_fixed_trials") is not None:
-        # a study of given architectures: an asked trial before worker 0 enqueued them would be a sampled one
+    else:
+        # worker 0 enqueues the study's fixed trials (the references, or a confirmation's architectures); a trial
+        # asked before that would be a sampled one, and under a tight budget the references could be left waiting
+        # behind trials that used the budget up (seen: a paper-GC reference never run in an 8-trial study of 4 workers)
         waited = time.monotonic()
         while not study.user_attrs.get("gcnas_initialised"):
             if time.monotonic() - waited > 600:
