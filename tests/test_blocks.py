@@ -261,7 +261,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def test_autocast_training_step(device):
     """A mixed-precision training step (bfloat16 autocast on CPU, float16 on CUDA) through the fused path."""
     dtype = torch.bfloat16 if device == "cpu" else torch.float16
-    block = randomize_(GlobalContextBlock(32, ratio=1 / 4, fusion=["scale", "add"]), std=0.2).to(device)
+    block = randomize_(GlobalContextBlock(32, ratio=1 / 4, fusion=["scale", "add"], fused=True), std=0.2).to(device)
     x = torch.randn(4, 32, 8, 8, device=device).contiguous(memory_format=torch.channels_last).requires_grad_()
     with torch.autocast(device_type=device, dtype=dtype):
         out = block(x)
@@ -272,3 +272,42 @@ def test_autocast_training_step(device):
     with torch.no_grad():
         ref = reference_global_context(block, x.detach())
     torch.testing.assert_close(out.float(), ref, rtol=5e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("context,fusion", [("att", "add"), ("att", "scale"), ("att", "scale+add"), ("avg", "add"),
+                                            ("avg", "scale+add")])
+def test_channels_last_input_keeps_its_layout_and_values(context, fusion, fused):
+    """A channels_last feature map is pooled and fused in its own layout: the same output and gradients as the
+    contiguous one, and output and input gradient stay channels_last (flattening to (B, C, N) would copy it, and
+    the network's next convolution would convert the gradient back: the block ran at half speed on a GPU)."""
+    block = randomize_(GlobalContextBlock(24, context=context, ratio=1 / 4, fusion=fusion, fused=fused), std=0.2)
+    x = torch.randn(3, 24, 5, 7, generator=torch.Generator().manual_seed(1))
+    weights = torch.randn(3, 24, 5, 7, generator=torch.Generator().manual_seed(2))
+    results = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xi = x.clone(memory_format=fmt).requires_grad_()
+        block.zero_grad(set_to_none=True)
+        y = block(xi)
+        (y * weights.contiguous(memory_format=fmt)).sum().backward()
+        results.append((y.detach(), xi.grad, [p.grad.clone() for p in block.parameters()]))
+        if fmt is torch.channels_last:
+            assert y.is_contiguous(memory_format=torch.channels_last)
+            assert xi.grad.is_contiguous(memory_format=torch.channels_last)
+    (y0, g0, p0), (y1, g1, p1) = results
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(p1, p0):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_by_default_on_the_cpu_only():
+    """fused=None: the hand-derived backward on the CPU (faster and smaller there), plain autograd on other devices
+    (faster on a GPU); an explicit True or False is kept on every device."""
+    cpu = torch.randn(2, 16, 4, 4, requires_grad=True)
+    meta = torch.empty(2, 16, 4, 4, device="meta", requires_grad=True)
+    auto, on, off = (GlobalContextBlock(16, ratio=1 / 4, fused=f) for f in (None, True, False))
+    assert auto.fused is None and auto._use_fused(cpu) and not auto._use_fused(meta)
+    assert on._use_fused(cpu) and on._use_fused(meta)
+    assert not off._use_fused(cpu) and not off._use_fused(meta)
+    assert type(auto(cpu).grad_fn).__name__ == "_GlobalContextFunctionBackward"

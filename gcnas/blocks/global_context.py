@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import nn
@@ -61,8 +61,10 @@ class GlobalContextBlock(nn.Module):
         hidden_channels: hidden width, overriding ``ratio`` (checkpoints whose width is not ``floor(C * ratio)``).
         gate: squashing of the scale fusion, ``"sigmoid"`` (paper) or ``"hard_sigmoid"``.
         norm_eps: epsilon of the norm layer.
-        fused: train through the fused autograd function (fewer passes over memory, smaller peak memory). Set False
-            for double backward (gradient penalties) or functorch transforms, which the fused function does not support.
+        fused: train through the fused autograd function (fewer passes over memory, smaller peak memory). ``None``
+            (default): on the CPU, where it is faster; on a GPU plain autograd is faster (H200, bfloat16,
+            channels_last: 0.8x the fused time, ``benchmarks/gpu.py``). Set False for double backward (gradient
+            penalties) or functorch transforms, which the fused function does not support.
     """
 
     def __init__(
@@ -78,7 +80,7 @@ class GlobalContextBlock(nn.Module):
         hidden_channels: int | None = None,
         gate: str = "sigmoid",
         norm_eps: float = 1e-5,
-        fused: bool = True,
+        fused: Optional[bool] = None,
     ) -> None:
         super().__init__()
         channels = _check_positive_int("channels", channels)
@@ -123,7 +125,7 @@ class GlobalContextBlock(nn.Module):
         self.gate_name = gate
         self.hidden_channels = hidden
         self.norm_eps = float(norm_eps)
-        self.fused = bool(fused)
+        self.fused = None if fused is None else bool(fused)
 
         self.context = context_cls(channels)
         build = lambda: make_transform(channels, hidden, norm, act, norm_eps, _OWNER)  # noqa: E731
@@ -177,7 +179,9 @@ class GlobalContextBlock(nn.Module):
         return self.context.attention(x)
 
     def _use_fused(self, x: torch.Tensor) -> bool:
-        if not (self.fused and torch.is_grad_enabled()):
+        if self.fused is False or not torch.is_grad_enabled():
+            return False
+        if self.fused is None and x.device.type != "cpu":
             return False
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
             return False

@@ -47,6 +47,8 @@ class TensorSplit:
     def batches(self, batch_size: int, order: Optional[torch.Tensor] = None,
                 device: torch.device | str = "cpu") -> Iterator[Batch]:
         n = len(self) if order is None else len(order)
+        if order is not None:
+            order = order.to(self.x.device)  # indexing a GPU tensor with a host index copies it each batch
         for i in range(0, n, batch_size):
             if order is None:
                 xb, yb = self.x[i:i + batch_size], self.y[i:i + batch_size]

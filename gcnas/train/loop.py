@@ -34,6 +34,7 @@ from gcnas.train.distributed import all_reduce_sum, rank_and_world
 __all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "fit", "evaluate", "amp_dtype"]
 
 log = logging.getLogger("gcnas.train")
+CHECK_EVERY = 32  # on an accelerator, training losses are read back (and checked) once per this many steps
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -89,21 +90,39 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512, device: U
     order = torch.arange(rank, len(split), world) if world > 1 else None
     was_training = model.training
     model.eval()
-    loss_sum, correct, seen = 0.0, 0, 0
+    sums, seen = [], 0  # per batch (loss sum, correct) on the device: read back once, not once per batch
     try:
         for xb, yb in split.batches(batch_size, order, device):
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(xb)
-            loss_sum += float(F.cross_entropy(logits.float(), yb, reduction="sum"))
-            correct += int((logits.argmax(1) == yb).sum())
+            sums.append(torch.stack([F.cross_entropy(logits.float(), yb, reduction="sum"),
+                                     (logits.argmax(1) == yb).sum().float()]))
             seen += len(yb)
     finally:
         model.train(was_training)
+    loss_sum, correct = 0.0, 0
+    for batch_loss, batch_correct in (torch.stack(sums).double().tolist() if sums else []):
+        loss_sum += batch_loss
+        correct += int(batch_correct)
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], device)
     n = max(1, seen)
     return loss_sum / n, correct / n
+
+
+def _take_losses(losses: list, loss_sum: float, seen: int, epoch: int) -> tuple[float, int]:
+    """Read the queued step losses back (one device sync), raise on the first non-finite one, add them to the sums."""
+    if not losses:
+        return loss_sum, seen
+    values = torch.stack([loss for _, loss, _ in losses]).float().tolist()
+    for (step, _, n), value in zip(losses, values):
+        if not math.isfinite(value):
+            raise NonFiniteLossError(epoch, step, value)
+        loss_sum += value * n
+        seen += n
+    losses.clear()
+    return loss_sum, seen
 
 
 def _save(ckpt_dir: Path, model: nn.Module, state: dict) -> None:
@@ -208,12 +227,16 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
             sched.step_update(done)
         return done
 
+    # Reading a loss back waits for the device: on CUDA the losses are read every CHECK_EVERY steps, so the host
+    # queues work ahead; a non-finite loss is still named by its step, and training stops within CHECK_EVERY steps.
+    check_every = 1 if device.type == "cpu" else CHECK_EVERY
     t_start = time.perf_counter()
     train_model.train()
     for epoch in range(start, tc.epochs + 1):
         t0 = time.perf_counter()
         order = _epoch_order(len(data.train), gen, epoch, seed)
         loss_sum, seen, pending = 0.0, 0, 0
+        losses: list[tuple[int, torch.Tensor, int]] = []  # (step, loss, images) not yet read back from the device
         opt.zero_grad(set_to_none=True)
         for i, (xb, yb) in enumerate(data.train.batches(tc.batch_size, order, device)):
             if len(yb) < 2:  # a batch of one breaks batch norm; the remainder is dropped
@@ -230,16 +253,15 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
                     loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
                 else:
                     loss = soft_ce(logits.float(), target)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(epoch, i, value)
+            losses.append((i, loss.detach(), len(target)))
+            if len(losses) >= check_every:
+                loss_sum, seen = _take_losses(losses, loss_sum, seen, epoch)
             scaler.scale(loss / tc.accum_steps if tc.accum_steps > 1 else loss).backward()
             pending += 1
-            loss_sum += value * len(target)
-            seen += len(target)
             if pending == tc.accum_steps:
                 num_updates = update(num_updates)
                 pending = 0
+        loss_sum, seen = _take_losses(losses, loss_sum, seen, epoch)
         if pending:  # the epoch's last, shorter accumulation
             num_updates = update(num_updates)
         result.bad_images += int(getattr(data.train, "take_bad_count", lambda: 0)())
