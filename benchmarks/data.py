@@ -5,13 +5,16 @@
 Writes an ImageFolder of ``--images`` Fashion-MNIST images upscaled to ``--size`` px PNG files (once, under
 ``benchmarks/.data``), read as RGB as photos are, then prints one table:
 
-1. Peak RSS of a one-epoch proxy trial (``--subset`` training images, the tiny ResNet) on that folder, streamed
+1. Peak memory of a one-epoch proxy trial (``--subset`` training images, the tiny ResNet) on that folder, streamed
    (``data.in_memory=false``) vs the load-everything path (``data.in_memory=true`` with every image of the folder
-   decoded, then the subset sliced, as the former loader did), each in a fresh process.
-2. Training images/s of ``gcnas.train.fit`` vs a bare PyTorch loop (SGD, cross-entropy) over the same streamed
-   batches (``--speed-subset`` images), model and threads; the faster of two epochs each.
+   decoded, then the subset sliced, as the former loader did), each in a fresh process: peak RSS of the process
+   (and, apart, of its worker), and the peak PSS of the process and its workers together, sampled every 0.2 s (RSS
+   counts the pages a forked worker shares with its parent in both).
+2. Training images/s of ``gcnas.train.fit`` vs a bare PyTorch loop (momentum SGD, cross-entropy) over the same
+   streamed batches (``--speed-subset`` images), model and threads: one epoch and its validation each, alternating,
+   the median of ``--rounds``.
 3. Loader images/s: gcnas's streamed split vs torchvision's ``ImageFolder`` + ``DataLoader`` with the same transform
-   and workers.
+   and workers; the median of ``--rounds``.
 4. The CPU demo's fast path (Fashion-MNIST in memory, the proxy trainer, one trial): ``fit`` vs the former
    ``train_proxy``, read from git at the commit before the loops were merged; after a warm-up, 3 runs each in
    alternating order, the fastest of each.
@@ -24,7 +27,9 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -72,23 +77,71 @@ def model(seed: int = 0):
     return create_backbone("gcnas_resnet_tiny", num_classes=10, in_chans=3)
 
 
+def _pss_mb(pid: int) -> float:
+    """Proportional set size of a process (shared pages divided among the processes sharing them), MB; 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids += [int(k) for k in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return kids
+
+
+class PeakPss:
+    """Samples the PSS of this process plus its DataLoader workers every 0.2 s; ``peak`` is the largest sum seen.
+    RSS would count the pages a forked worker shares with its parent twice; PSS counts every page once."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, _pss_mb(me) + sum(_pss_mb(k) for k in _children(me)))
+
+    def __enter__(self) -> "PeakPss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def child_trial(args) -> None:
-    """One fresh process: load the folder and train one proxy epoch; print peak RSS (this process, its workers)."""
+    """One fresh process: load the folder and train one proxy epoch; print peak RSS (this process, its workers) and
+    the peak PSS of the process and its workers together."""
     from gcnas.data import TensorSplit, load_data
     from gcnas.train import fit
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    if args.in_memory == "true":  # the load-everything path: every image decoded, then the trial's subset sliced
-        data = load_data(data_cfg(Path(args.folder), args.size, None, True, args.workers))
-        data = dataclasses.replace(data, train=TensorSplit(data.train.x[:args.subset], data.train.y[:args.subset]))
-    else:
-        data = load_data(data_cfg(Path(args.folder), args.size, args.subset, False, args.workers))
-    loaded = time.perf_counter() - t0
-    fit(model(), data, {"epochs": 1, "batch_size": 64, "lr": 0.05}, test=False)
+    with PeakPss() as pss:
+        if args.in_memory == "true":  # the load-everything path: every image decoded, then the subset sliced
+            data = load_data(data_cfg(Path(args.folder), args.size, None, True, args.workers))
+            data = dataclasses.replace(data, train=TensorSplit(data.train.x[:args.subset],
+                                                               data.train.y[:args.subset]))
+        else:
+            data = load_data(data_cfg(Path(args.folder), args.size, args.subset, False, args.workers))
+        loaded = time.perf_counter() - t0
+        fit(model(), data, {"epochs": 1, "batch_size": 64, "lr": 0.05}, test=False)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"rss_mb": own, "worker_rss_mb": workers, "load_s": loaded,
+    print(json.dumps({"rss_mb": own, "worker_rss_mb": workers, "pss_mb": pss.peak, "load_s": loaded,
                       "total_s": time.perf_counter() - t0}))
 
 
@@ -101,31 +154,45 @@ def peak_rss(args, folder: Path, in_memory: bool) -> dict:
 
 
 def loop_speed(args, folder: Path) -> tuple[float, float]:
-    """(fit images/s, bare loop images/s) over the same streamed batches of ``--subset`` images, one epoch each."""
+    """(fit images/s, bare loop images/s) over the same streamed batches of ``--speed-subset`` images: one epoch and
+    its validation each (fit validates every epoch, so the bare loop does too), alternating which goes first, the
+    median of ``--rounds``."""
     import torch.nn.functional as F
 
     from gcnas.data import load_data
     from gcnas.train import fit
 
     cfg = data_cfg(folder, args.size, args.speed_subset, False, args.workers)
-    cfg["val_subset"] = 2  # validation is not training: keep it out of fit's epoch time
+    cfg["val_subset"] = 64
     data = load_data(cfg)
-    rates_fit, rates_bare = [], []
-    for _ in range(2):  # alternate, so drift hits both
-        seen = []
-        fit(model(), data, {"epochs": 1, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4}, test=False,
-            on_epoch=lambda e: seen.append(e.seconds))
-        rates_fit.append(len(data.train) / seen[0])
-        m = model().train()
-        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    recipe = {"epochs": 1, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "opt": "momentum"}
+
+    def run_fit() -> float:
         t0 = time.perf_counter()
+        fit(model(), data, recipe, test=False)
+        return len(data.train) / (time.perf_counter() - t0)
+
+    def run_bare() -> float:
+        m = model()
+        t0 = time.perf_counter()
+        m.train()
+        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
         for x, y in data.train.batches(64, torch.randperm(len(data.train))):
             loss = F.cross_entropy(m(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        rates_bare.append(len(data.train) / (time.perf_counter() - t0))
-    return max(rates_fit), max(rates_bare)
+        m.eval()
+        with torch.no_grad():
+            for x, y in data.val.batches(512):
+                (m(x).argmax(1) == y).sum().item()
+        return len(data.train) / (time.perf_counter() - t0)
+
+    rates: dict = {run_fit: [], run_bare: []}
+    for i in range(args.rounds):  # alternate, so drift hits both
+        for f in ((run_fit, run_bare) if i % 2 == 0 else (run_bare, run_fit)):
+            rates[f].append(f())
+    return statistics.median(rates[run_fit]), statistics.median(rates[run_bare])
 
 
 def loader_speed(args, folder: Path) -> tuple[float, float]:
@@ -140,7 +207,7 @@ def loader_speed(args, folder: Path) -> tuple[float, float]:
     tv = ImageFolder(str(folder / "train"), transform=tf)  # torchvision's loader: PIL, converted to RGB
     idx = list(range(len(data.train)))
     ours, theirs = [], []
-    for _ in range(2):
+    for _ in range(args.rounds):
         t0 = time.perf_counter()
         n = sum(len(y) for _, y in data.train.batches(64, torch.randperm(len(data.train))))
         ours.append(n / (time.perf_counter() - t0))
@@ -148,7 +215,7 @@ def loader_speed(args, folder: Path) -> tuple[float, float]:
         t0 = time.perf_counter()
         n = sum(len(y) for _, y in loader)
         theirs.append(n / (time.perf_counter() - t0))
-    return max(ours), max(theirs)
+    return statistics.median(ours), statistics.median(theirs)
 
 
 def demo_speed(workdir: Path) -> tuple[float, float]:
@@ -201,6 +268,7 @@ def main() -> None:
     p.add_argument("--subset", type=int, default=2000, help="training images of the one-epoch trial")
     p.add_argument("--speed-subset", type=int, default=512, help="images of the loop and loader comparisons")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3, help="alternating runs of each speed comparison (median kept)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=HERE / ".data")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -226,6 +294,9 @@ def main() -> None:
         ("peak RSS of a one-epoch trial (MB): streamed vs load-everything",
          f"{stream['rss_mb']:.0f} (+{stream['worker_rss_mb']:.0f} worker)", f"{memory['rss_mb']:.0f}",
          f"{stream['rss_mb'] / memory['rss_mb']:.2f}x", "<= 0.2x, < 3 GB"),
+        ("peak PSS of the same trial, process + workers (MB): streamed vs load-everything",
+         f"{stream['pss_mb']:.0f}", f"{memory['pss_mb']:.0f}", f"{stream['pss_mb'] / memory['pss_mb']:.2f}x",
+         "<= 0.2x, < 3 GB"),
         ("training images/s: gcnas fit vs a bare PyTorch loop", f"{fit_rate:.0f}", f"{bare_rate:.0f}",
          f"{fit_rate / bare_rate:.2f}x", ">= 0.95x"),
         ("loader images/s: gcnas streamed split vs torchvision ImageFolder", f"{ours:.0f}", f"{theirs:.0f}",

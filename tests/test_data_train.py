@@ -155,3 +155,14 @@ def test_mixup_and_cutmix_train_on_soft_targets_and_ema_keeps_the_average():
     ema_result, ema_model = results["ema"]
     # the model handed back is the average that was validated
     assert evaluate(ema_model, d.val)[1] == ema_result.final_val_acc
+
+
+def test_validation_batches_are_capped_by_input_bytes():
+    """Small images validate 512 at a time; 224 px RGB ones no more than 64 MB of input per batch (a batch of 512
+    at 224 px made validation the peak of a streamed trial's memory), never fewer than a training batch."""
+    from gcnas.train.loop import EVAL_BATCH_BYTES, eval_batch_size
+
+    assert eval_batch_size(128, (1, 28, 28)) == 512
+    big = eval_batch_size(64, (3, 224, 224))
+    assert 64 <= big < 512 and big * 4 * 3 * 224 * 224 <= EVAL_BATCH_BYTES
+    assert eval_batch_size(256, (3, 224, 224)) == 256

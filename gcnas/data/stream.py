@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from gcnas.errors import ConfigError
 
@@ -292,11 +292,14 @@ class SourceImages(Dataset):
 
 
 def _collate(items):
+    """The readable images batched by torch's ``default_collate`` (in a worker it stacks straight into shared memory,
+    so the batch is not copied again to reach the training process), and the unreadable ones' messages."""
     good = [(x, y) for x, y, bad in items if bad is None]
     bad = [b for _, _, b in items if b is not None]
     if not good:
         return None, None, bad
-    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good], dtype=torch.long), bad
+    x, y = default_collate(good)
+    return x, y, bad
 
 
 class StreamSplit:

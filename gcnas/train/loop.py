@@ -35,6 +35,7 @@ __all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "fit", "evaluate"
 
 log = logging.getLogger("gcnas.train")
 CHECK_EVERY = 32  # on an accelerator, training losses are read back (and checked) once per this many steps
+EVAL_BATCH_BYTES = 64 << 20  # float32 input per validation batch, at most (see eval_batch_size)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -109,6 +110,14 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512, device: U
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], device)
     n = max(1, seen)
     return loss_sum / n, correct / n
+
+
+def eval_batch_size(batch_size: int, input_size) -> int:
+    """Validation batches: at least the training batch, up to 512 small images (fewer, faster steps), but no more
+    than EVAL_BATCH_BYTES of float32 input, so large images do not multiply the peak memory of training (without
+    gradients a batch's activations are freed layer by layer, but each layer's output is batch x its map)."""
+    per_image = 4 * math.prod(int(d) for d in input_size)
+    return max(int(batch_size), min(512, EVAL_BATCH_BYTES // max(1, per_image)))
 
 
 def _take_losses(losses: list, loss_sum: float, seen: int, epoch: int) -> tuple[float, int]:
@@ -230,6 +239,7 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     # Reading a loss back waits for the device: on CUDA the losses are read every CHECK_EVERY steps, so the host
     # queues work ahead; a non-finite loss is still named by its step, and training stops within CHECK_EVERY steps.
     check_every = 1 if device.type == "cpu" else CHECK_EVERY
+    eval_batch = eval_batch_size(tc.batch_size, data.input_size)
     t_start = time.perf_counter()
     train_model.train()
     for epoch in range(start, tc.epochs + 1):
@@ -266,7 +276,7 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
             num_updates = update(num_updates)
         result.bad_images += int(getattr(data.train, "take_bad_count", lambda: 0)())
         loss_sum, seen = all_reduce_sum([loss_sum, seen], device)
-        val_loss, val_acc = evaluate(eval_model, data.val, batch_size=max(tc.batch_size, 512), device=device,
+        val_loss, val_acc = evaluate(eval_model, data.val, batch_size=eval_batch, device=device,
                                      dtype=dtype, channels_last=channels_last)
         if sched is not None:
             sched.step(epoch, val_acc)
@@ -284,7 +294,7 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     if ema is not None:  # the trained model is the one that was validated
         model.load_state_dict(ema.module.state_dict())
     if test and data.test is not None:
-        result.test_acc = evaluate(model, data.test, batch_size=max(tc.batch_size, 512), device=device, dtype=dtype,
+        result.test_acc = evaluate(model, data.test, batch_size=eval_batch, device=device, dtype=dtype,
                                    channels_last=channels_last)[1]
     result.seconds = time.perf_counter() - t_start
     return result
