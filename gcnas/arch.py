@@ -39,7 +39,7 @@ from gcnas.blocks.layers import ACTIVATIONS
 from gcnas.blocks.transform import check_ratio
 from gcnas.errors import ConfigError
 
-__all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_model", "load_backbone_weights", "BLOCK_SELECTORS",
+__all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_model", "PretrainedScaleWarning", "BLOCK_SELECTORS",
            "select_blocks", "paper_default_architecture"]
 
 BLOCK_SELECTORS = ("all", "first", "last", "every_other")
@@ -360,43 +360,49 @@ def _expand(item: Any, where: str, get_sites) -> list[Placement]:
     return out
 
 
-def load_backbone_weights(model: nn.Module, path: Union[str, Path]) -> None:
-    """Load a local backbone checkpoint (``.safetensors``, or a torch file read with ``weights_only=True``)."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"pretrained_backbone: {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        sd = load_file(str(path))
-    else:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model", "state_dict_ema"):
-            if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
-                sd = sd[key]
-                break
-    result = model.load_state_dict(sd, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ConfigError(f"pretrained_backbone: {path} does not match the backbone: missing keys "
-                          f"{result.missing_keys[:10]}, unexpected keys {result.unexpected_keys[:10]}")
+class PretrainedScaleWarning(UserWarning):
+    """Blocks with ``scale`` fusion inserted into trained weights: at insertion they halve their site's features."""
 
 
-def build_model(arch: Architecture, pretrained_backbone: Optional[Union[str, Path]] = None) -> nn.Module:
-    """``timm.create_model`` with the architecture's kwargs (never a hub download), weights, then the blocks.
+def build_model(arch: Architecture, pretrained_backbone: Optional[Union[str, Path]] = None, *,
+                pretrained: bool = False, pretrained_file: Optional[Union[str, Path]] = None) -> nn.Module:
+    """``timm.create_model`` with the architecture's kwargs, the backbone's weights, then the blocks.
 
     Args:
         arch: the architecture.
-        pretrained_backbone: a local checkpoint of the plain backbone, loaded before the blocks are inserted.
+        pretrained: timm's pretrained weights (``timm.create_model(pretrained=True)``: its hub cache, offline once
+            cached).
+        pretrained_file: a local checkpoint of the plain backbone, loaded by timm
+            (``pretrained_cfg_overlay=dict(file=...)``: classifier reset and first-conv adaptation are timm's).
+        pretrained_backbone: the former name of ``pretrained_file``.
+
+    Blocks are inserted after the weights are loaded. A block with ``add`` fusion starts at the identity (its last
+    layer is zero), so the model computes exactly what the pretrained backbone computes; a block with ``scale``
+    fusion starts at ``x * sigmoid(0) = x / 2`` and changes it, which :class:`PretrainedScaleWarning` says.
     """
+    from gcnas.backbones.weights import BackboneWeights
+
+    if pretrained_backbone is not None:
+        if pretrained_file is not None:
+            raise ConfigError("build_model: give pretrained_file or its former name pretrained_backbone, not both")
+        pretrained_file = pretrained_backbone
+    weights = BackboneWeights(bool(pretrained), None if pretrained_file is None else str(pretrained_file))
     sites = list_sites(arch.backbone, **dict(arch.backbone_kwargs))
     arch.validate(sites)
-    model = create_backbone(arch.backbone, **dict(arch.backbone_kwargs))
-    if pretrained_backbone is not None:
-        load_backbone_weights(model, pretrained_backbone)
+    model = create_backbone(arch.backbone, weights=weights, **dict(arch.backbone_kwargs))
     insert(model, arch.placements, sites=sites)
+    if weights.loaded:
+        scaled = [f"{p.stage}.{p.block}.{p.position}" for p in arch.placements if "scale" in p.spec.fusion]
+        if scaled:
+            import warnings
+
+            warnings.warn(
+                f"{len(scaled)} block(s) with scale fusion ({', '.join(scaled[:4])}{', ...' if len(scaled) > 4 else ''})"
+                f" were inserted into pretrained weights: at insertion they multiply their site's features by "
+                f"sigmoid(0) = 0.5, so the model no longer computes what the pretrained backbone did (add-fusion "
+                f"blocks do); fine-tuning learns the gate", PretrainedScaleWarning, stacklevel=2)
     model.gcnas_architecture = arch
+    model.gcnas_weights = weights
     return model
 
 

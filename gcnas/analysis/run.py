@@ -13,6 +13,8 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from gcnas.backbones import BackboneWeights
+from gcnas.backbones.weights import check_weights
 from gcnas.analysis.heatmaps import attention_figure
 from gcnas.analysis.nl_stats import NLStats, nl_statistics
 from gcnas.arch import Architecture, build_model, load_model
@@ -150,12 +152,14 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
     else:
         bb = cfg["backbone"]
         kwargs = {**(bb.get("kwargs") or {}), "in_chans": data.in_chans, "num_classes": data.num_classes}
+        weights = BackboneWeights.from_config(bb)
+        check_weights(bb["name"], weights, **kwargs)  # before any training
         tr = dict(cfg["trainer"])
         for seed in seeds:
             for design in designs:
                 arch = design_architecture(design, bb["name"], kwargs, cfg["placement"])
                 torch.manual_seed(seed)
-                model = build_model(arch)
+                model = build_model(arch, pretrained=weights.pretrained, pretrained_file=weights.file)
                 if design == "nl":
                     result.stats += [{"seed": seed, "state": "init", "block": s.name, **_stat_values(s)}
                                      for s in nl_statistics(model, images)]

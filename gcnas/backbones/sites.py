@@ -14,13 +14,16 @@ import difflib
 import json
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from gcnas.backbones.families import FAMILIES, GENERIC_POSITIONS, POSITIONS, Anchor
 from gcnas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gcnas.backbones.weights import BackboneWeights
 
 __all__ = ["Site", "list_sites", "resolve_sites", "create_backbone", "GenericFallbackWarning", "position_order",
            "blocks_by_stage"]
@@ -73,14 +76,21 @@ def blocks_by_stage(sites: Sequence[Site]) -> dict[int, list[int]]:
     return {st: sorted(blocks) for st, blocks in sorted(out.items())}
 
 
-def create_backbone(name: str, device: Union[str, torch.device, None] = None, **kwargs) -> nn.Module:
-    """``timm.create_model(name, pretrained=False, **kwargs)`` with an error listing close names if unknown."""
+def create_backbone(name: str, device: Union[str, torch.device, None] = None, *,
+                    weights: Optional["BackboneWeights"] = None, **kwargs) -> nn.Module:
+    """``timm.create_model(name, pretrained=False, **kwargs)`` with an error listing close names if unknown;
+    with ``weights`` (:class:`~gcnas.backbones.weights.BackboneWeights`), timm loads them."""
     import timm
 
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f"; close matches: {', '.join(close)}" if close else ""
         raise ConfigError(f"backbone: unknown timm model {name!r}{hint} (timm.list_models() lists all)")
+    if weights is not None and weights.loaded:
+        from gcnas.backbones.weights import create_pretrained
+
+        model = create_pretrained(name, weights, **kwargs)
+        return model if device is None else model.to(device)
     if device is None:
         return timm.create_model(name, pretrained=False, **kwargs)
     with torch.device(device):

@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from gcnas.cli.common import resolve, user_errors
+from gcnas.backbones import BackboneWeights
 from gcnas.errors import ConfigError
 from gcnas.export.retrain import TrainReport, load_architecture, retrain
 from gcnas.train.distributed import is_main_process, shutdown
@@ -40,7 +41,8 @@ def train(cfg: DictConfig) -> TrainReport:
     tc = c.get("train") or {}
     out = Path(tc.get("dir") or Path(c["paths"]["root"]) / "train" / arch_path.resolve().parent.name)
     report = retrain(arch, c["data"], c["trainer"], out, seeds=seeds, baseline=bool(c.get("baseline")),
-                     device=c.get("device", "auto"), resume=bool(tc.get("resume", True)), wandb=c.get("wandb"))
+                     device=c.get("device", "auto"), resume=bool(tc.get("resume", True)), wandb=c.get("wandb"),
+                     weights=BackboneWeights.from_config(c.get("backbone")))
     if is_main_process():
         print(f"\nTrained {arch_path} on {report.description}\n")
         print(report.table)

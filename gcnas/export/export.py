@@ -26,7 +26,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.arch import Architecture, build_model
-from gcnas.backbones import backbone_data_config
+from gcnas.backbones import BackboneWeights, backbone_data_config
 from gcnas.errors import ConfigError
 from gcnas.search.objective import WEIGHTS_FILE
 from gcnas.search.study import open_study
@@ -148,7 +148,8 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
     train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(t.user_attrs.get("train") or {})}
     seed = int(train.pop("seed", cfg.get("seed", 0)))
     torch.manual_seed(seed)
-    model = build_model(arch)
+    weights = BackboneWeights.from_config(cfg.get("backbone"))
+    model = build_model(arch, pretrained=weights.pretrained, pretrained_file=weights.file)
     log.info("trial %d kept no weights: retraining it at its proxy fidelity (%s epochs)", t.number, train["epochs"])
     result = fit(model, data, train, seed=seed, test=False)
     return model, data, result.final_val_acc
@@ -219,6 +220,7 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
               f"- measured on: {a.get('machine', 'not recorded (a study from before gcnas recorded machines)')}; "
               "another CPU gives other numbers (other floating-point kernels)",
               "- training: " + ", ".join(f"{k}={v}" for k, v in sorted(trainer.items())),
+              f"- backbone started from: {BackboneWeights.from_config(cfg.get('backbone')).describe()}",
               f"- weights: {'kept by the search' if weights_source == 'kept' else 'retrained at the trial fidelity'}",
               f"- ONNX checked with onnxruntime: max abs difference to torch {onnx_diff:.2e} "
               f"(tolerance {ONNX_TOLERANCE:g})", "",

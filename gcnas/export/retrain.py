@@ -15,7 +15,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 
 from gcnas.arch import Architecture, build_model
-from gcnas.backbones import backbone_data_config
+from gcnas.backbones import BackboneWeights, backbone_data_config
+from gcnas.backbones.weights import check_weights
 from gcnas.backbones.cost import measure_cost
 from gcnas.data import load_data
 from gcnas.errors import ConfigError
@@ -87,10 +88,12 @@ def comparison_table(rows: list[dict]) -> str:
 
 def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mapping[str, Any], out_dir: Union[str, Path],
             *, seeds: Sequence[int] = (0,), baseline: bool = False, device: str = "auto", resume: bool = True,
-            wandb: Optional[Mapping[str, Any]] = None) -> TrainReport:
+            wandb: Optional[Mapping[str, Any]] = None, weights: Optional[BackboneWeights] = None) -> TrainReport:
     """Train ``arch`` (and, with ``baseline``, the plain backbone) on ``data_cfg`` with ``trainer_cfg`` (the
     ``trainer`` config section) once per seed. The architecture's ``in_chans`` / ``num_classes`` follow the data.
-    ``wandb`` is the ``wandb`` config section (default: disabled)."""
+    ``wandb`` is the ``wandb`` config section (default: disabled); ``weights`` the backbone's starting weights (the
+    plain baseline starts from the same ones)."""
+    weights = weights or BackboneWeights()
     device = init_distributed(select_device(device))  # under torchrun: this rank's device, in the process group
     main = is_main_process()  # rank 0 alone tracks, writes files and logs
     session = WandbSession(wandb if main and wandb else {"mode": "disabled"}, f"train-{arch.key()}")
@@ -101,6 +104,7 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
         log.info("architecture built for %s; training it on %s with in_chans=%d, num_classes=%d",
                  dict(arch.backbone_kwargs), data.name, data.in_chans, data.num_classes)
     arch = Architecture(arch.backbone, kwargs, arch.placements)
+    check_weights(arch.backbone, weights, **kwargs)  # a wrong checkpoint fails before any training
     models = [("gcnas", arch)] + ([("plain", Architecture(arch.backbone, kwargs, ()))] if baseline else [])
     out = Path(out_dir)
     trainer = dict(trainer_cfg)
@@ -108,19 +112,23 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
     try:
         for seed in seeds:
             for name, a in models:
-                report.rows.append(_one_run(session, name, a, seed, data, data_cfg, trainer, out, device, resume, main))
+                report.rows.append(_one_run(session, name, a, seed, data, data_cfg, trainer, out, device, resume, main,
+                                            weights))
     finally:
         session.close()
     report.table = comparison_table(report.rows)
-    report.description = (f"{data.describe()}, {trainer['epochs']} epochs, seeds {list(seeds)}, {device}; "
+    report.description = (f"{data.describe()}, {trainer['epochs']} epochs, seeds {list(seeds)}, {device}, "
+                          f"backbone from {weights.describe()}; "
                           f"checkpoints in {out}")
     return report
 
 
 def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, data, data_cfg, trainer: dict,
-             out: Path, device: str, resume: bool, main: bool = True) -> dict:
+             out: Path, device: str, resume: bool, main: bool = True,
+             weights: Optional[BackboneWeights] = None) -> dict:
     torch.manual_seed(seed)
-    model = build_model(arch)
+    weights = weights or BackboneWeights()
+    model = build_model(arch, pretrained=weights.pretrained, pretrained_file=weights.file)
     cost = measure_cost(model, data.input_size, latency=False)
     run_dir = out / name / f"seed{seed}"
     if main:

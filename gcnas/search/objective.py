@@ -17,6 +17,7 @@ from safetensors.torch import save_model
 
 from gcnas.arch import Architecture, build_model
 from gcnas.backbones.cost import measure_cost
+from gcnas.backbones.weights import BackboneWeights
 from gcnas.data import DataSplits
 from gcnas.machine import describe_machine
 from gcnas.search.callbacks import Callbacks
@@ -52,6 +53,7 @@ class TrialRunner:
     seed: int
     study_dir: Path
     device: str = "cpu"
+    weights: BackboneWeights = field(default_factory=BackboneWeights)  # the backbone's starting weights
     on_epoch: Optional[Callable[[int, EpochResult], None]] = None
     callbacks: Callbacks = field(default_factory=Callbacks)
     keep_weights: int = 3  # > 0: every trained trial saves its weights; the worker then keeps only the top ones
@@ -167,7 +169,7 @@ class TrialRunner:
 
             seed = int(train_kw.get("seed", self.seed))  # a space may search the seed (the paper recipes do)
             torch.manual_seed(seed)
-            model = build_model(arch)
+            model = build_model(arch, pretrained=self.weights.pretrained, pretrained_file=self.weights.file)
             cost_obj = measure_cost(model, self.data.input_size, latency=self.needs_latency, repeats=10, warmup=3)
             cost = {"params": cost_obj.params, "flops": cost_obj.flops, "latency_ms": cost_obj.latency_ms}
             for k, v in cost.items():

@@ -23,7 +23,8 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from gcnas.backbones import backbone_data_config, list_sites
+from gcnas.backbones import BackboneWeights, backbone_data_config, list_sites
+from gcnas.backbones.weights import check_weights
 from gcnas.data import load_data
 from gcnas.errors import ConfigError
 from gcnas.oneshot import supernet_for_space
@@ -285,6 +286,10 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     data = load_data(cfg["data"], backbone_data=backbone_data_config(bb["name"], **(bb.get("kwargs") or {})))
     data = data.to(device)
     kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
+    weights = BackboneWeights.from_config(bb)
+    check_weights(bb["name"], weights, **kwargs)  # a wrong checkpoint fails here, before the study exists
+    if weights.loaded:
+        log.info("backbone %s starts from %s", bb["name"], weights.describe())
     sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
     space_cfg = cfg["search_space"]
     source = cfg.get("_space_source") or f"search_spaces/{space_cfg.get('name')}.yaml"
@@ -292,6 +297,10 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                                     source=source)
     search_cfg = cfg.get("search") or {"method": "standalone"}
     oneshot = search_cfg.get("method") == "oneshot"
+    if oneshot and weights.loaded:
+        raise ConfigError("search.method=oneshot does not start its supernet from backbone.pretrained / "
+                          "backbone.pretrained_file yet; use search.method=standalone (each trial fine-tunes the "
+                          "pretrained backbone) or train the supernet from scratch")
     if oneshot:
         supernet = supernet_for_space(space)  # a space the supernet cannot hold fails here, before the study exists
         if int(cfg["study"].get("noise_seeds", 1)) > 1:  # a supernet scores an architecture the same for any seed
@@ -349,7 +358,8 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
         scorer = oneshot_scorer(net, data, search_cfg, int(cfg["trainer"]["batch_size"]), device)
         keep = 0  # supernet weights are not an architecture's own: gcnas-export retrains
     runner = TrialRunner(space, data, dict(cfg["trainer"]), metrics, dict(cfg.get("constraints") or {}),
-                         int(cfg["worker"]), int(cfg.get("seed", 0)), study_dir, device, on_epoch=progress.epoch,
+                         int(cfg["worker"]), int(cfg.get("seed", 0)), study_dir, device, weights=weights,
+                         on_epoch=progress.epoch,
                          callbacks=hooks, keep_weights=keep, scorer=scorer)
     started = time.perf_counter()
     timeout = study_cfg.get("timeout")

@@ -1,0 +1,235 @@
+"""Pretrained backbones: weights loaded by timm (``backbone.pretrained`` / ``backbone.pretrained_file``), blocks
+inserted into them, and every bad input caught before training. No hub is reachable here: the weights are ones these
+tests train or write."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+import timm
+import torch
+from hydra import compose, initialize_config_module
+from safetensors.torch import save_file
+
+from gcnas import Architecture, BlockSpec, Placement, build_model, list_sites
+from gcnas.arch import PretrainedScaleWarning
+from gcnas.backbones import BackboneWeights
+from gcnas.data import DataSplits, TensorSplit
+from gcnas.errors import ConfigError
+from gcnas.train import evaluate, fit
+
+FAMILIES = ["gcnas_resnet_tiny", "resnet18", "convnext_atto", "efficientnet_b0", "mobilenetv3_small_100"]
+
+
+def _perturbed(name: str, **kwargs) -> torch.nn.Module:
+    """A backbone whose weights and norm statistics are far from timm's init: a stand-in for trained weights."""
+    torch.manual_seed(1)
+    model = timm.create_model(name, **kwargs)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        for n, b in model.named_buffers():
+            if n.endswith("running_var"):
+                b.uniform_(0.5, 2.0)
+            elif n.endswith("running_mean"):
+                b.normal_(0.0, 0.2)
+    return model.eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FAMILIES)
+def test_blocks_inserted_into_pretrained_weights_keep_the_logits(name, tmp_path):
+    """For every position the family offers, GC blocks (add fusion) at every site of that position: the model
+    computes what the pretrained backbone computes, within 1e-5, in eval mode."""
+    kw = {"num_classes": 7}
+    plain = _perturbed(name, **kw)
+    path = tmp_path / "backbone.safetensors"
+    save_file(plain.state_dict(), str(path))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = plain(x)
+    sites = list_sites(name, **kw)
+    positions = sorted({s.position for s in sites})
+    assert positions
+    for position in positions:
+        placements = tuple(Placement(s.stage, s.block, s.position, BlockSpec(ratio=0.25)) for s in sites
+                           if s.position == position)
+        model = build_model(Architecture(name, kw, placements), pretrained_file=path).eval()
+        assert model.gcnas_weights == BackboneWeights(False, str(path))
+        with torch.no_grad():
+            got = model(x)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5, msg=lambda m, p=position: f"{name} {p}: {m}")
+
+
+def _task(n: int = 600):
+    """A learnable 4-class task on 1 x 16 x 16 images (which quadrant is bright); classes 0-1 and 2-3 as two halves."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.randn(n, 1, 16, 16, generator=g) * 0.3
+    for i, c in enumerate(y.tolist()):
+        r, col = divmod(c, 2)
+        x[i, :, r * 8:(r + 1) * 8, col * 8:(col + 1) * 8] += 1.0
+    return x, y
+
+
+def test_trained_weights_load_through_timm_with_a_new_head(tmp_path):
+    """Weights a run trained (4 classes) start a 2-class model: timm resets the head, keeps the body, and the
+    body's features make the new task easy; 3 input channels adapt the stem."""
+    x, y = _task()
+    data = DataSplits("quadrants", TensorSplit(x[:480], y[:480]), TensorSplit(x[480:], y[480:]), None, 4, (1, 16, 16))
+    torch.manual_seed(0)
+    trained = timm.create_model("gcnas_resnet_tiny", num_classes=4, in_chans=1)
+    fit(trained, data, {"epochs": 3, "batch_size": 32, "lr": 0.05}, test=False)
+    path = tmp_path / "tiny.safetensors"
+    save_file(trained.state_dict(), str(path))
+
+    same = build_model(Architecture("gcnas_resnet_tiny", {"num_classes": 4, "in_chans": 1}, ()), pretrained_file=path)
+    assert evaluate(same, data.val)[1] == evaluate(trained, data.val)[1]  # the whole model, head included
+    other = build_model(Architecture("gcnas_resnet_tiny", {"num_classes": 2, "in_chans": 1}, ()), pretrained_file=path)
+    assert other.fc.weight.shape == (2, 128)
+    assert torch.equal(other.layer3[1].conv2.weight, trained.layer3[1].conv2.weight)
+    rgb = build_model(Architecture("gcnas_resnet_tiny", {"num_classes": 4, "in_chans": 3}, ()), pretrained_file=path)
+    assert rgb.conv1.weight.shape[1] == 3  # timm's adapt_input_conv
+    torch.testing.assert_close(rgb.conv1.weight.sum(1), trained.conv1.weight[:, 0] * 1.0, rtol=1e-5, atol=1e-6)
+
+
+def test_scale_fusion_from_scratch_does_not_warn():
+    arch = Architecture("resnet18", {"num_classes": 3}, (Placement(2, 0, "before_add", BlockSpec(fusion=("scale",))),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PretrainedScaleWarning)
+        build_model(arch)  # random init: nothing to keep, no warning
+
+
+def test_scale_fusion_warning_names_the_blocks(tmp_path):
+    plain = timm.create_model("resnet18", num_classes=3)
+    path = tmp_path / "r18.safetensors"
+    save_file(plain.state_dict(), str(path))
+    arch = Architecture("resnet18", {"num_classes": 3}, (Placement(2, 0, "before_add", BlockSpec(fusion=("scale",))),
+                                                         Placement(3, 1, "before_add", BlockSpec())))
+    with pytest.warns(PretrainedScaleWarning, match=r"1 block\(s\) with scale fusion \(2\.0\.before_add\)"):
+        build_model(arch, pretrained_file=path)
+
+
+class NotATensor:
+    """An object a checkpoint may pickle and torch.load(weights_only=True) refuses."""
+
+
+def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"model": NotATensor()}, pickled)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint" * 4)
+    truncated = tmp_path / "truncated.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    other = tmp_path / "resnet34.safetensors"
+    save_file(timm.create_model("resnet34").state_dict(), str(other))
+    return {
+        "missing": (tmp_path / "absent.safetensors", "absent.safetensors does not exist"),
+        "pickle": (pickled, "refuses to unpickle .*NotATensor.*save the weights alone"),
+        "junk": (junk, "is not a readable checkpoint"),
+        "truncated": (truncated, "is not a readable checkpoint"),
+        "other architecture": (other, r"weights of another architecture than resnet18 \(unexpected keys \["),
+    }
+
+
+def test_bad_pretrained_files_fail_with_one_line_naming_the_key(tmp_path):
+    arch = Architecture("resnet18", {"num_classes": 3}, ())
+    for what, (path, message) in _bad_files(tmp_path).items():
+        with pytest.raises(ConfigError, match="backbone.pretrained_file: .*" + message):
+            build_model(arch, pretrained_file=path)
+    narrow = tmp_path / "narrow.safetensors"
+    save_file(timm.create_model("resnet18", num_classes=3, channels=(64, 128, 256, 256)).state_dict(), str(narrow))
+    with pytest.raises(ConfigError, match=r"other shapes \['layer4.0.conv1.weight: file \(256, 256, 3, 3\) vs model "
+                                          r"\(512, 256, 3, 3\)'"):
+        build_model(arch, pretrained_file=narrow)
+
+
+def test_pretrained_true_without_weights_or_network(tmp_path):
+    with pytest.raises(ConfigError, match="timm has no pretrained weights for gcnas_resnet_tiny; use "
+                                          "backbone.pretrained_file"):
+        build_model(Architecture("gcnas_resnet_tiny", {}, ()), pretrained=True)
+    code = ("from gcnas import Architecture, build_model\n"
+            "build_model(Architecture('resnet18', {}, ()), pretrained=True)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "th")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode != 0
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("gcnas.errors.ConfigError: backbone.pretrained=true: timm could not get the weights of "
+                           "resnet18"), last
+    assert "backbone.pretrained_file=PATH" in last
+
+
+def test_backbone_weights_config_is_checked():
+    assert BackboneWeights.from_config({"pretrained": False, "pretrained_file": None}) == BackboneWeights()
+    with pytest.raises(ConfigError, match="backbone.pretrained must be true or false; got 'yes'"):
+        BackboneWeights.from_config({"pretrained": "yes"})
+    with pytest.raises(ConfigError, match="backbone.pretrained_file must be a path or null; got 3"):
+        BackboneWeights.from_config({"pretrained_file": 3})
+
+
+FAST = ["data=synthetic", "wandb.mode=disabled", "trainer.epochs=1", "trainer.batch_size=32", "progress=none",
+        "data.size=256", "data.val_size=64", "study.noise_seeds=1"]
+
+
+def _tiny_checkpoint(tmp_path: Path, num_classes: int = 10) -> Path:
+    """The synthetic task's backbone (1 channel), with weights far from init, saved as a run would save it."""
+    path = tmp_path / "tiny.safetensors"
+    save_file(_perturbed("gcnas_resnet_tiny", num_classes=num_classes, in_chans=1).state_dict(), str(path))
+    return path
+
+
+def test_search_trials_start_from_the_file_and_a_bad_file_stops_before_the_study(tmp_path):
+    from gcnas.cli.search import search
+
+    path = _tiny_checkpoint(tmp_path)
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        bad = compose("config", overrides=[f"paths.root={tmp_path}", *FAST, "study.n_trials=2",
+                                           f"backbone.pretrained_file={tmp_path / 'absent.pt'}"])
+        good = compose("config", overrides=[f"paths.root={tmp_path}", *FAST, "study.n_trials=2",
+                                            f"backbone.pretrained_file={path}"])
+    with pytest.raises(ConfigError, match="backbone.pretrained_file: .*absent.pt does not exist"):
+        search(bad)
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        oneshot = compose("config", overrides=[f"paths.root={tmp_path}", *FAST, "search.method=oneshot",
+                                               f"backbone.pretrained_file={path}"])
+    with pytest.raises(ConfigError, match="search.method=oneshot does not start its supernet from"):
+        search(oneshot)
+    assert not (tmp_path / "studies.db").exists()  # nothing created, nothing trained
+    result = search(good)
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path}/studies.db")
+    assert study.user_attrs["config"]["backbone"]["pretrained_file"] == str(path)
+    plain = study.trials[0]
+    assert plain.user_attrs["role"] == "baseline" and plain.state == optuna.trial.TrialState.COMPLETE
+    # the baseline trial fine-tuned the file's weights for one short epoch: they are still near the file's
+    from safetensors.torch import load_file
+
+    trained = load_file(plain.user_attrs["weights"])
+    torch.manual_seed(0)  # the trial's own seed: what it would have started from without the file
+    scratch = timm.create_model("gcnas_resnet_tiny", num_classes=4, in_chans=1).state_dict()
+    k = "layer1.0.conv1.weight"
+    w, f, r = trained[k], load_file(str(path))[k], scratch[k]
+    assert trained["fc.weight"].shape == (4, 128)  # the file's 10-class head was reset by timm
+    assert (w - f).norm() < 0.5 * (w - r).norm()
+
+
+def test_gcnas_train_fine_tunes_the_file_for_both_models(tmp_path):
+    from gcnas.cli.train import train
+
+    path = _tiny_checkpoint(tmp_path, num_classes=4)
+    arch = tmp_path / "architecture.yaml"
+    arch.write_text("backbone: gcnas_resnet_tiny\nbackbone_kwargs: {num_classes: 4}\nplacements:\n"
+                    "  - {stages: [2, 3], blocks: all, position: before_add, spec: gc_r4}\n")
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.root={tmp_path}", f"arch={arch}", "data=synthetic", "data.size=256",
+                                          "data.val_size=64", "trainer.epochs=1", "trainer.batch_size=32",
+                                          "trainer.warmup_epochs=0", "wandb.mode=disabled", "baseline=true",
+                                          f"backbone.pretrained_file={path}"])
+    report = train(cfg)
+    assert f"backbone from local file {path}" in report.description
+    assert [r["model"] for r in report.rows] == ["gcnas", "plain"]
