@@ -191,7 +191,8 @@ def test_search_trials_start_from_the_file_and_a_bad_file_stops_before_the_study
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         bad = compose("config", overrides=[f"paths.root={tmp_path}", *FAST, "study.n_trials=2",
                                            f"backbone.pretrained_file={tmp_path / 'absent.pt'}"])
-        good = compose("config", overrides=[f"paths.root={tmp_path}", *FAST, "study.n_trials=2",
+        good = compose("config", overrides=[f"paths.root={tmp_path}", *FAST, "study.n_trials=2", "trainer=finetune",
+                                            "trainer.epochs=1", "trainer.batch_size=32",
                                             f"backbone.pretrained_file={path}"])
     with pytest.raises(ConfigError, match="backbone.pretrained_file: .*absent.pt does not exist"):
         search(bad)
@@ -206,16 +207,16 @@ def test_search_trials_start_from_the_file_and_a_bad_file_stops_before_the_study
     assert study.user_attrs["config"]["backbone"]["pretrained_file"] == str(path)
     plain = study.trials[0]
     assert plain.user_attrs["role"] == "baseline" and plain.state == optuna.trial.TrialState.COMPLETE
-    # the baseline trial fine-tuned the file's weights for one short epoch: they are still near the file's
+    # trainer=finetune's first epoch (here the only one) trains the head and blocks alone: the body is the file's
     from safetensors.torch import load_file
 
     trained = load_file(plain.user_attrs["weights"])
     torch.manual_seed(0)  # the trial's own seed: what it would have started from without the file
     scratch = timm.create_model("gcnas_resnet_tiny", num_classes=4, in_chans=1).state_dict()
     k = "layer1.0.conv1.weight"
-    w, f, r = trained[k], load_file(str(path))[k], scratch[k]
     assert trained["fc.weight"].shape == (4, 128)  # the file's 10-class head was reset by timm
-    assert (w - f).norm() < 0.5 * (w - r).norm()
+    assert torch.equal(trained[k], load_file(str(path))[k]) and not torch.equal(trained[k], scratch[k])
+    assert study.user_attrs["config"]["trainer"]["block_lr_mult"] == 10.0
 
 
 def test_gcnas_train_fine_tunes_the_file_for_both_models(tmp_path):
@@ -233,3 +234,94 @@ def test_gcnas_train_fine_tunes_the_file_for_both_models(tmp_path):
     report = train(cfg)
     assert f"backbone from local file {path}" in report.description
     assert [r["model"] for r in report.rows] == ["gcnas", "plain"]
+
+
+def _quadrants():
+    x, y = _task(256)
+    return DataSplits("quadrants", TensorSplit(x, y), TensorSplit(x[:64], y[:64]), None, 4, (1, 16, 16))
+
+
+def _gc_tiny():
+    torch.manual_seed(0)
+    arch = Architecture.from_dict({"backbone": "gcnas_resnet_tiny", "backbone_kwargs": {"num_classes": 4, "in_chans": 1},
+                                   "placements": [{"stages": [2, 3], "blocks": "all", "position": "before_add",
+                                                   "spec": "gc_r4"}]})
+    return build_model(arch)
+
+
+def test_finetune_freezes_the_backbone_first_then_trains_everything():
+    model, data = _gc_tiny(), _quadrants()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    states = []
+    fit(model, data, {"epochs": 2, "batch_size": 32, "lr": 0.01, "block_lr_mult": 10.0, "freeze_backbone_epochs": 1},
+        test=False, on_epoch=lambda e: states.append({k: v.clone() for k, v in model.state_dict().items()}))
+    first, second = states
+    for k in ("layer1.0.conv1.weight", "layer1.0.bn1.weight", "layer1.0.bn1.running_mean"):  # frozen, stats too
+        assert torch.equal(first[k], start[k]), k
+    assert not torch.equal(first["fc.weight"], start["fc.weight"])
+    assert any(not torch.equal(first[k], start[k]) for k in start if ".gcnas_" in k)
+    assert not torch.equal(second["layer1.0.conv1.weight"], first["layer1.0.conv1.weight"])  # then unfrozen
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_finetune_learning_rates_follow_block_lr_mult_and_layer_decay():
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    from gcnas.train.config import TrainerConfig
+    from gcnas.train.loop import FineTune
+
+    model = _gc_tiny()
+    block = next(p for n, p in model.named_parameters() if ".gcnas_" in n and n.endswith("fc1.weight"))
+    for ld in (None, 0.5):
+        tc = TrainerConfig.from_mapping({"epochs": 2, "batch_size": 32, "lr": 0.01, "block_lr_mult": 10.0,
+                                         "layer_decay": ld})
+        opt = create_optimizer_v2(FineTune(model, tc).param_groups(), opt="sgd", lr=0.01, momentum=0.9)
+        create_scheduler_v2(opt, sched="cosine", num_epochs=2, updates_per_epoch=1)
+        lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+        assert lr[id(model.fc.weight)] == pytest.approx(0.1) and lr[id(block)] == pytest.approx(0.1)
+        if ld is None:
+            assert lr[id(model.conv1.weight)] == pytest.approx(0.01)
+        else:  # the stem is the deepest layer down: several halvings below the last layer
+            assert lr[id(model.conv1.weight)] < lr[id(model.layer4[1].conv2.weight)] <= 0.01
+
+
+def test_freeze_bn_keeps_the_backbone_statistics():
+    model, data = _gc_tiny(), _quadrants()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, data, {"epochs": 2, "batch_size": 32, "lr": 0.01, "freeze_bn": True}, test=False)
+    after = model.state_dict()
+    assert torch.equal(after["layer2.1.bn2.running_var"], start["layer2.1.bn2.running_var"])
+    assert not torch.equal(after["layer2.1.conv2.weight"], start["layer2.1.conv2.weight"])
+
+
+def test_finetune_keys_are_checked():
+    from gcnas.train.config import TrainerConfig
+
+    base = {"epochs": 1, "batch_size": 8, "lr": 0.1}
+    for key, value, message in (("block_lr_mult", 0, "must be a number > 0"),
+                                ("freeze_backbone_epochs", -1, "must be an integer >= 0"),
+                                ("layer_decay", 1.5, r"must be a number in \(0, 1\]"),
+                                ("freeze_bn", "yes", "must be true or false")):
+        with pytest.raises(ConfigError, match=f"trainer.{key}: {message}"):
+            TrainerConfig.from_mapping({**base, key: value})
+    with pytest.raises(ConfigError, match="trainer.freeze_backbone_epochs: this model has no new parameters"):
+        fit(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 4)), _quadrants(),
+            {**base, "freeze_backbone_epochs": 1}, test=False)
+
+
+def test_a_checkpoint_from_before_the_finetune_keys_still_resumes(tmp_path):
+    import json
+
+    model, data = _gc_tiny(), _quadrants()
+    recipe = {"epochs": 2, "batch_size": 32, "lr": 0.01}
+    fit(model, data, {**recipe, "epochs": 1}, test=False, ckpt_dir=tmp_path)  # noqa: F841
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    trainer = json.loads(state["trainer"])
+    for k in ("block_lr_mult", "freeze_backbone_epochs", "freeze_bn", "layer_decay"):
+        del trainer[k]  # as written before these keys existed
+    trainer["epochs"] = 2
+    state["trainer"] = json.dumps(trainer, sort_keys=True)
+    torch.save(state, tmp_path / "state.pt")
+    res = fit(_gc_tiny(), data, recipe, test=False, ckpt_dir=tmp_path)
+    assert res.resumed_from == 1 and len(res.epochs) == 2

@@ -40,6 +40,11 @@ class TrainerConfig:
     accum_steps: int = 1           # batches whose gradients add up to one optimizer update
     ema_decay: Optional[float] = None  # timm's ModelEmaV3; validation (and the trained model) use the average
     sync_bn: bool = False          # SyncBatchNorm under torchrun
+    # fine-tuning a pretrained backbone (trainer=finetune); the defaults train every parameter alike
+    block_lr_mult: float = 1.0     # learning-rate factor of the new parameters: inserted blocks and the classifier
+    freeze_backbone_epochs: int = 0  # first epochs train only the new parameters
+    freeze_bn: bool = False        # the backbone's BatchNorm layers keep their statistics (eval mode) throughout
+    layer_decay: Optional[float] = None  # timm's layer-wise lr decay (models with a group_matcher), e.g. 0.75
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -78,6 +83,11 @@ class TrainerConfig:
                   "cutmix"):
             number(k)
         number("grad_clip", positive=True, optional=True)
+        number("block_lr_mult", positive=True)
+        number("freeze_backbone_epochs", 0, integer=True)
+        ld = cfg.get("layer_decay")
+        if ld is not None and (isinstance(ld, bool) or not isinstance(ld, (int, float)) or not 0 < ld <= 1):
+            raise ConfigError(f"{where}.layer_decay: must be a number in (0, 1] (e.g. 0.75) or null; got {ld!r}")
         if cfg.get("label_smoothing", 0.0) >= 1:
             raise ConfigError(f"{where}.label_smoothing: must be below 1; got {cfg['label_smoothing']!r}")
         ema = cfg.get("ema_decay")
@@ -85,7 +95,7 @@ class TrainerConfig:
             raise ConfigError(f"{where}.ema_decay: must be a number between 0 and 1 (e.g. 0.999) or null; got {ema!r}")
         if cfg.get("amp", True) not in AMP_MODES:
             raise ConfigError(f"{where}.amp: must be true, false, bf16 or fp16; got {cfg.get('amp')!r}")
-        for k in ("step_on_epochs", "channels_last", "sync_bn"):
+        for k in ("step_on_epochs", "channels_last", "sync_bn", "freeze_bn"):
             if k in cfg and not isinstance(cfg[k], bool):
                 raise ConfigError(f"{where}.{k}: must be true or false; got {cfg[k]!r}")
         for k in ("opt", "sched", "name"):
@@ -96,6 +106,16 @@ class TrainerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def default(cls, key: str) -> Any:
+        """A key's default (``dataclasses.MISSING`` for the required ones)."""
+        return next(f.default for f in dataclasses.fields(cls) if f.name == key)
+
+    @property
+    def fine_tunes(self) -> bool:
+        return (self.block_lr_mult != 1.0 or self.freeze_backbone_epochs > 0 or self.freeze_bn
+                or self.layer_decay is not None)
 
 
 def _check_factories(cfg: Mapping[str, Any], where: str) -> None:

@@ -31,7 +31,7 @@ from gcnas.errors import ConfigError
 from gcnas.train.config import TrainerConfig
 from gcnas.train.distributed import all_reduce_sum, rank_and_world
 
-__all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "fit", "evaluate", "amp_dtype"]
+__all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "FineTune", "fit", "evaluate", "amp_dtype"]
 
 log = logging.getLogger("gcnas.train")
 CHECK_EVERY = 32  # on an accelerator, training losses are read back (and checked) once per this many steps
@@ -112,6 +112,66 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512, device: U
     return loss_sum / n, correct / n
 
 
+class FineTune:
+    """A fine-tuning recipe's view of the model: which parameters are new (the inserted blocks and the classifier,
+    ``block_lr_mult``), the backbone frozen for ``freeze_backbone_epochs``, its BatchNorm layers in eval mode with
+    ``freeze_bn``, and timm's layer-wise decay with ``layer_decay``."""
+
+    def __init__(self, model: nn.Module, tc: TrainerConfig) -> None:
+        from gcnas.backbones import inserted_blocks
+
+        self.model, self.tc = model, tc
+        new_modules = list(inserted_blocks(model).values())
+        head = model.get_classifier() if hasattr(model, "get_classifier") else None
+        if isinstance(head, nn.Module):
+            new_modules.append(head)
+        self.new = {id(p): p for m in new_modules for p in m.parameters()}
+        inside_new = {id(m) for nm in new_modules for m in nm.modules()}
+        self.backbone = [p for p in model.parameters() if id(p) not in self.new and p.requires_grad]
+        self.backbone_bn = [m for m in model.modules() if id(m) not in inside_new and isinstance(
+            m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))]
+        if tc.freeze_backbone_epochs > 0 and not self.new:
+            raise ConfigError("trainer.freeze_backbone_epochs: this model has no new parameters to train while the "
+                              "backbone is frozen (no inserted blocks, no classifier timm can name); use 0")
+        if tc.layer_decay is not None and not hasattr(model, "group_matcher"):
+            raise ConfigError(f"trainer.layer_decay: {type(model).__name__} has no group_matcher, so timm cannot "
+                              "tell its layers apart; use null")
+
+    def param_groups(self) -> list[dict]:
+        """timm's parameter groups (no weight decay on biases and norms; per-layer ``lr_scale`` with
+        ``layer_decay``), each split into backbone and new parameters, the new ones at ``lr_scale=block_lr_mult``."""
+        from timm.optim import param_groups_layer_decay, param_groups_weight_decay
+
+        tc, model = self.tc, self.model
+        skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+        if tc.layer_decay is not None:
+            base = param_groups_layer_decay(model, weight_decay=tc.weight_decay, layer_decay=tc.layer_decay,
+                                            no_weight_decay_list=skip)
+        else:
+            base = param_groups_weight_decay(model, weight_decay=tc.weight_decay, no_weight_decay_list=skip)
+        groups = []
+        for g in base:
+            old = [p for p in g["params"] if id(p) not in self.new]
+            new = [p for p in g["params"] if id(p) in self.new]
+            if old:
+                groups.append({**g, "params": old, "lr_scale": g.get("lr_scale", 1.0)})
+            if new:
+                groups.append({**g, "params": new, "lr_scale": tc.block_lr_mult})
+        return groups
+
+    def start_epoch(self, epoch: int) -> None:
+        frozen = epoch <= self.tc.freeze_backbone_epochs
+        for p in self.backbone:
+            p.requires_grad_(not frozen)
+        if self.tc.freeze_bn or frozen:  # a frozen backbone's statistics stay too
+            for m in self.backbone_bn:
+                m.eval()
+
+    def finish(self) -> None:
+        for p in self.backbone:
+            p.requires_grad_(True)
+
+
 def eval_batch_size(batch_size: int, input_size) -> int:
     """Validation batches: at least the training batch, up to 512 small images (fewer, faster steps), but no more
     than EVAL_BATCH_BYTES of float32 input, so large images do not multiply the peak memory of training (without
@@ -180,18 +240,26 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     if channels_last:
         model.to(memory_format=torch.channels_last)
     train_model: nn.Module = model
+    tuning = FineTune(model, tc) if tc.fine_tunes else None
+    if world > 1 and tc.freeze_backbone_epochs > 0:
+        raise ConfigError("trainer.freeze_backbone_epochs: not supported under torchrun yet (DistributedDataParallel "
+                          "needs every parameter's gradient); use 0, or one process")
     if world > 1:
         if tc.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             train_model = model
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = create_optimizer_v2(model, opt=tc.opt, lr=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum)
+    opt = create_optimizer_v2(model if tuning is None else tuning.param_groups(), opt=tc.opt, lr=tc.lr,
+                              weight_decay=tc.weight_decay, momentum=tc.momentum)
     steps = max(1, math.ceil(math.ceil(len(data.train) / world) / tc.batch_size))  # batches per epoch, per rank
     updates = max(1, math.ceil(steps / tc.accum_steps))
     sched, _ = create_scheduler_v2(opt, sched=tc.sched, num_epochs=tc.epochs, warmup_epochs=tc.warmup_epochs,
                                    warmup_lr=tc.warmup_lr, min_lr=tc.min_lr, step_on_epochs=tc.step_on_epochs,
                                    updates_per_epoch=updates)
+    if sched is None:  # timm's schedulers apply a group's lr_scale; without one, it is applied here, once
+        for group in opt.param_groups:
+            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     ema = None
     if tc.ema_decay is not None:
@@ -243,6 +311,9 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     t_start = time.perf_counter()
     train_model.train()
     for epoch in range(start, tc.epochs + 1):
+        if tuning is not None:  # evaluate() left the model in train mode; the tuning's frozen parts are set again
+            train_model.train()
+            tuning.start_epoch(epoch)
         t0 = time.perf_counter()
         order = _epoch_order(len(data.train), gen, epoch, seed)
         loss_sum, seen, pending = 0.0, 0, 0
@@ -291,6 +362,8 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
                 "history": [[e.epoch, e.train_loss, e.val_loss, e.val_acc, e.seconds] for e in result.epochs]})
         if on_epoch is not None:
             on_epoch(er)
+    if tuning is not None:
+        tuning.finish()
     if ema is not None:  # the trained model is the one that was validated
         model.load_state_dict(ema.module.state_dict())
     if test and data.test is not None:
@@ -307,7 +380,8 @@ def _resume(ckpt_dir: Path, state_path: Path, tc: TrainerConfig, model: nn.Modul
 
     state = torch.load(str(state_path), map_location="cpu", weights_only=True)
     before, now = json.loads(state.get("trainer", "{}")), tc.to_dict()
-    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    # a key the checkpoint predates counts as its default (adding a trainer key must not orphan old checkpoints)
+    changed = [k for k in sorted(set(before) | set(now)) if before.get(k, TrainerConfig.default(k)) != now.get(k)]
     if changed:
         k = changed[0]
         raise ConfigError(f"trainer.{k}: the checkpoint in {ckpt_dir} was trained with trainer.{k}="
