@@ -325,3 +325,46 @@ def test_a_checkpoint_from_before_the_finetune_keys_still_resumes(tmp_path):
     torch.save(state, tmp_path / "state.pt")
     res = fit(_gc_tiny(), data, recipe, test=False, ckpt_dir=tmp_path)
     assert res.resumed_from == 1 and len(res.epochs) == 2
+
+
+def test_data_classes_keep_a_relabelled_subset():
+    from gcnas.data import load_data
+
+    cfg = {"name": "synthetic", "size": 512, "num_classes": 4, "in_chans": 1, "image_size": 16, "val_size": 64,
+           "seed": 0}
+    full, half = load_data(cfg), load_data({**cfg, "classes": [3, 1]})
+    assert half.num_classes == 2 and half.classes == ("class_3", "class_1")
+    assert set(half.train.y.tolist()) == {0, 1}
+    assert len(half.train) + len(half.val) < len(full.train) + len(full.val)
+    with pytest.raises(ConfigError, match=r"data.classes: must be a list of at least 2 distinct class indices in "
+                                          r"\[0, 3\] or null"):
+        load_data({**cfg, "classes": [1, 7]})
+
+
+def test_a_pretrain_section_makes_the_file_once_and_the_search_fine_tunes_it(tmp_path):
+    """+experiment=transfer's mechanism on the synthetic task: classes 0-1 pretrain the backbone (once), the search
+    fine-tunes it on classes 2-3."""
+    from gcnas.cli.search import search
+
+    file = tmp_path / "pretrained" / "tiny-synthetic-01.safetensors"
+    overrides = [f"paths.root={tmp_path}", *FAST, "study.n_trials=2", "trainer=finetune", "trainer.epochs=1",
+                 "trainer.batch_size=32", "data.classes=[2,3]", f"backbone.pretrained_file={file}",
+                 "pretrain={seed:0,data:{classes:[0,1]},trainer:{epochs:2,batch_size:32,lr:0.05}}"]
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    search(cfg)
+    record = __import__("json").loads(file.with_suffix(".json").read_text())
+    assert file.is_file() and record["classes"] == ["class_0", "class_1"] and record["trainer"]["epochs"] == 2
+    made = file.stat().st_mtime_ns
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        again = compose("config", overrides=[*overrides, "study.n_trials=3"])
+    search(again)
+    assert file.stat().st_mtime_ns == made  # reused, not trained again
+
+
+def test_transfer_experiment_composes():
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=transfer", "paths.root=/tmp/x"])
+    assert cfg.trainer.name == "finetune" and list(cfg.data.classes) == [5, 6, 7, 8, 9]
+    assert list(cfg.pretrain.data.classes) == [0, 1, 2, 3, 4]
+    assert cfg.backbone.pretrained_file == "/tmp/x/pretrained/gcnas_resnet_tiny-fashion_mnist-classes0-4.safetensors"

@@ -186,7 +186,11 @@ def load_data(cfg: Mapping[str, Any], *, backbone_data: Optional[Mapping[str, An
     opts = StreamOptions.from_mapping(cfg)
     raw = reader(cfg)
     if "source" in raw:
+        if cfg.get("classes") is not None:
+            raise ConfigError(f"data.classes: keeping a subset of classes works for the array data sets "
+                              f"(fashion_mnist, cifar10, synthetic), not data={name}; give a folder of those classes")
         return _load_files(name, cfg, opts, raw, backbone_data or {})
+    raw = _keep_classes(raw, cfg.get("classes"))
     train_x, train_y = raw["train_x"], np.asarray(raw["train_y"], dtype=np.int64)
     train_idx, val_idx = _split_indices(len(train_x), cfg, name)
     sample = train_x[train_idx[: min(len(train_idx), 10000)]].astype(np.float32) / 255.0
@@ -218,6 +222,29 @@ def load_data(cfg: Mapping[str, Any], *, backbone_data: Optional[Mapping[str, An
     return DataSplits(
         name=name, train=split(source, train_idx, train_tf), val=split(source, val_idx, eval_tf),
         test=test, num_classes=num_classes, input_size=input_size, classes=classes, mean=mean_t, std=std_t)
+
+
+def _keep_classes(raw: Mapping[str, Any], keep) -> Mapping[str, Any]:
+    """``data.classes``: only these classes' images, labelled 0..k-1 in the order given (a transfer task's half)."""
+    if keep is None:
+        return raw
+    n = max(int(np.max(raw["train_y"])) + 1, len(raw.get("classes") or ()))
+    if (not isinstance(keep, (list, tuple)) or len(keep) < 2 or len(set(keep)) != len(keep)
+            or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < n for c in keep)):
+        raise ConfigError(f"data.classes: must be a list of at least 2 distinct class indices in [0, {n - 1}] or "
+                          f"null (every class); got {keep!r}")
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[list(keep)] = np.arange(len(keep))
+    out = dict(raw)
+    for xs, ys in (("train_x", "train_y"), ("test_x", "test_y")):
+        if out.get(ys) is None:
+            continue
+        y = remap[np.asarray(out[ys], dtype=np.int64)]
+        mask = y >= 0
+        out[xs], out[ys] = out[xs][mask], y[mask]
+    names = tuple(raw.get("classes") or ())
+    out["classes"] = tuple(names[c] for c in keep) if names else ()
+    return out
 
 
 def _streamer(mode: str, opts: StreamOptions, warned: set) -> Callable[[ImageSource, np.ndarray, Callable],

@@ -37,6 +37,7 @@ from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, 
 from gcnas.space import SearchSpace, paper_default_architecture
 from gcnas.train.runtime import DEVICES, check_threads, select_device, set_threads
 from gcnas.train import TrainerConfig
+from gcnas.train.pretrain import ensure_pretrained
 from gcnas.arch import Architecture
 
 __all__ = ["run_search", "SearchResult", "validate_config", "public_config", "keep_top_weights"]
@@ -287,6 +288,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     data = data.to(device)
     kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
     weights = BackboneWeights.from_config(bb)
+    ensure_pretrained(bb, cfg["data"], cfg.get("pretrain"), device)  # a pretrain section makes a missing file once
     check_weights(bb["name"], weights, **kwargs)  # a wrong checkpoint fails here, before the study exists
     if weights.loaded:
         log.info("backbone %s starts from %s", bb["name"], weights.describe())

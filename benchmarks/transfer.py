@@ -1,0 +1,144 @@
+"""Transfer with no model hub: does fine-tuning a pretrained backbone make the search's signal clearer per CPU-minute?
+
+    python benchmarks/transfer.py [--trials 16] [--seeds 3]
+
+1. ``+experiment=transfer``'s pretraining: the plain tiny ResNet trained on Fashion-MNIST classes 0-4 (once; the
+   file is reused on later runs).
+2. Two searches of the same budget on classes 5-9 at the proxy fidelity (6,000 training images, 4 epochs): fine-tuning
+   that backbone (``trainer=finetune``) and from scratch (``trainer=proxy``). Per study: the noise floor (pooled
+   seed-to-seed std of its references), the spread of its searched trials, their ratio, seconds per trial.
+3. The plain backbone, the paper's GC and each study's best architecture, trained by both recipes over ``--seeds``
+   seeds: test accuracy mean ± std on classes 5-9, delta to the plain backbone (paired by seed) and whether it is
+   beyond the seeds' noise (|mean delta| > 2 x its standard error).
+
+Everything runs on the CPU; the CPU is named in the output. Results go to ``--root`` (default benchmarks/.transfer).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from common import config  # noqa: E402
+
+from gcnas.arch import Architecture, build_model  # noqa: E402
+from gcnas.data import load_data  # noqa: E402
+from gcnas.train import fit  # noqa: E402
+
+
+def _mean_std(v: list[float]) -> str:
+    return f"{100 * statistics.mean(v):.2f} ± {100 * (statistics.stdev(v) if len(v) > 1 else 0.0):.2f}"
+
+
+def run_search(root: Path, trials: int, finetune: bool):
+    import optuna
+
+    from gcnas.cli.search import search
+    from gcnas.search.summary import noise_floor
+    from hydra import compose, initialize_config_module
+
+    over = ["+experiment=transfer", f"paths.root={root}", f"study.n_trials={trials}", "wandb.mode=disabled",
+            "progress=none"]
+    if not finetune:
+        over += ["trainer=proxy", "backbone.pretrained_file=null", "pretrain=null",
+                 "study.name=transfer-scratch-gc_full-gcnas_resnet_tiny-fashion_mnist5-9"]
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        cfg = compose("config", overrides=over)
+    t0 = time.perf_counter()
+    result = search(cfg)
+    seconds = time.perf_counter() - t0
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{root}/studies.db")
+    done = [t for t in study.trials if t.values is not None]
+    searched = [t.values[0] for t in done if t.user_attrs.get("role") == "searched"
+                and "duplicate_of" not in t.user_attrs]
+    floor = noise_floor(study)
+    trial_s = [t.user_attrs["wall_time_s"] for t in done if "wall_time_s" in t.user_attrs
+               and "duplicate_of" not in t.user_attrs]
+    best = max((t for t in done if t.user_attrs.get("role") == "searched"), key=lambda t: t.values[0])
+    return {"study": result.study_name, "seconds": seconds, "trial_s": statistics.mean(trial_s),
+            "noise": floor.sigma if floor else float("nan"), "spread": statistics.stdev(searched),
+            "n_searched": len(searched), "best": Architecture.from_yaml(best.user_attrs["architecture"]),
+            "best_val": best.values[0], "cfg": cfg}
+
+
+def compare(cfg, archs: dict[str, Architecture], seeds: int) -> list[dict]:
+    """Each architecture, fine-tuned and from scratch, over seeds: test accuracy (classes 5-9)."""
+    from gcnas.cli.common import resolve
+
+    c = resolve(cfg)
+    data = load_data(c["data"])
+    finetune = {k: v for k, v in c["trainer"].items() if k != "name"}
+    scratch = {k: v for k, v in config("trainer=proxy")["trainer"].items() if k != "name"}
+    file = c["backbone"]["pretrained_file"]
+    rows = []
+    for regime, recipe, pretrained_file in (("fine-tuned", finetune, file), ("from scratch", scratch, None)):
+        for name, arch in archs.items():
+            accs, secs = [], []
+            for seed in range(seeds):
+                torch.manual_seed(seed)
+                model = build_model(arch, pretrained_file=pretrained_file)
+                t0 = time.perf_counter()
+                res = fit(model, data, recipe, seed=seed)
+                secs.append(time.perf_counter() - t0)
+                accs.append(res.test_acc)
+            rows.append({"regime": regime, "model": name, "accs": accs, "seconds": statistics.mean(secs)})
+            print(f"  {regime:12s} {name:28s} {_mean_std(accs)}  ({statistics.mean(secs):.1f} s/run)", flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trials", type=int, default=16, help="study.n_trials of each search (6 are references)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--root", type=Path, default=HERE / ".transfer")
+    args = p.parse_args()
+    from gcnas.machine import cpu_model
+    from gcnas.space import paper_default_architecture
+    from gcnas.backbones import list_sites
+
+    torch.set_num_threads(2)
+    args.root.mkdir(parents=True, exist_ok=True)
+    print(f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads", flush=True)
+    ft = run_search(args.root, args.trials, finetune=True)  # pretrains the backbone first, once
+    record = Path(str(ft["cfg"].backbone.pretrained_file)).with_suffix(".json")
+    print(f"pretrained backbone: {record.read_text()}", flush=True)
+    sc = run_search(args.root, args.trials, finetune=False)
+    print("\n| search (classes 5-9) | trials | s/trial | noise floor σ (pp) | spread of searched (pp) | spread / σ | "
+          "best searched val |\n|---|---:|---:|---:|---:|---:|---:|")
+    for label, r in (("fine-tuning the pretrained backbone", ft), ("from scratch", sc)):
+        print(f"| {label} | {args.trials} | {r['trial_s']:.1f} | {100 * r['noise']:.2f} | {100 * r['spread']:.2f} | "
+              f"{r['spread'] / r['noise']:.2f} | {100 * r['best_val']:.2f} |")
+    kw = {"num_classes": 5, "in_chans": 1}
+    from gcnas.search.summary import describe_architecture
+
+    archs = {"plain": Architecture("gcnas_resnet_tiny", kw, ()),
+             "paper GC": paper_default_architecture("gcnas_resnet_tiny", list_sites("gcnas_resnet_tiny", **kw), kw),
+             "best of fine-tune search": Architecture("gcnas_resnet_tiny", kw, ft["best"].placements),
+             "best of scratch search": Architecture("gcnas_resnet_tiny", kw, sc["best"].placements)}
+    for name in ("best of fine-tune search", "best of scratch search"):
+        print(f"{name}: {describe_architecture(archs[name])}")
+    print(f"\nComparison over seeds 0-{args.seeds - 1} (test accuracy on classes 5-9):", flush=True)
+    rows = compare(ft["cfg"], archs, args.seeds)
+    print("\n| recipe | model | test acc % (mean ± std) | vs plain, paired (pp) | beyond noise | s/run |\n"
+          "|---|---|---:|---:|---|---:|")
+    for r in rows:
+        plain = next(q for q in rows if q["regime"] == r["regime"] and q["model"] == "plain")
+        d = [a - b for a, b in zip(r["accs"], plain["accs"])]
+        if r["model"] == "plain":
+            delta, beyond = "", ""
+        else:
+            m, s = statistics.mean(d), statistics.stdev(d) if len(d) > 1 else 0.0
+            delta = f"{100 * m:+.2f} ± {100 * s:.2f}"
+            beyond = "yes" if abs(m) > 2 * s / max(1, len(d)) ** 0.5 else "no"
+        print(f"| {r['regime']} | {r['model']} | {_mean_std(r['accs'])} | {delta} | {beyond} | {r['seconds']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
