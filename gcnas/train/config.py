@@ -109,8 +109,8 @@ class TrainerConfig:
 
     @classmethod
     def default(cls, key: str) -> Any:
-        """A key's default (``dataclasses.MISSING`` for the required ones)."""
-        return next(f.default for f in dataclasses.fields(cls) if f.name == key)
+        """A key's default (``dataclasses.MISSING`` for the required ones and for keys it does not have)."""
+        return next((f.default for f in dataclasses.fields(cls) if f.name == key), dataclasses.MISSING)
 
     @property
     def fine_tunes(self) -> bool:

@@ -240,7 +240,6 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     if channels_last:
         model.to(memory_format=torch.channels_last)
     train_model: nn.Module = model
-    tuning = FineTune(model, tc) if tc.fine_tunes else None
     if world > 1 and tc.freeze_backbone_epochs > 0:
         raise ConfigError("trainer.freeze_backbone_epochs: not supported under torchrun yet (DistributedDataParallel "
                           "needs every parameter's gradient); use 0, or one process")
@@ -250,6 +249,7 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
             train_model = model
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    tuning = FineTune(model, tc) if tc.fine_tunes else None  # after SyncBN: it lists the BatchNorm layers to freeze
     opt = create_optimizer_v2(model if tuning is None else tuning.param_groups(), opt=tc.opt, lr=tc.lr,
                               weight_decay=tc.weight_decay, momentum=tc.momentum)
     steps = max(1, math.ceil(math.ceil(len(data.train) / world) / tc.batch_size))  # batches per epoch, per rank
