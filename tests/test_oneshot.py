@@ -184,6 +184,79 @@ def test_training_draws_one_path_per_batch_and_scoring_equals_the_extracted_mode
         torch.testing.assert_close(net.eval()(x[64:]), alone.eval()(x[64:]), rtol=1e-4, atol=1e-5)
 
 
+def _tiny_task():
+    from gcnas.data import DataSplits, TensorSplit
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 3, 16, 16, generator=g), torch.randint(0, 4, (96,), generator=g)
+    return DataSplits("random", TensorSplit(x[:64], y[:64]), TensorSplit(x[64:], y[64:]), None, 4, (3, 16, 16))
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_an_interrupted_supernet_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    from gcnas.oneshot import PathSampler, supernet_for_space, train_supernet
+
+    space, data = _space(), _tiny_task()
+    recipe = {"epochs": 3, "batch_size": 16, "lr": 0.05, "weight_decay": 5e-4}
+
+    def trained(ckpt_dir, kill_after=None):
+        torch.manual_seed(0)
+        net = supernet_for_space(space)
+
+        def on_epoch(er):
+            if er.epoch == kill_after:
+                raise _Killed
+        try:
+            return net, train_supernet(net, PathSampler(space, seed=3), data, recipe, seed=0, ckpt_dir=ckpt_dir,
+                                       on_epoch=on_epoch)
+        except _Killed:
+            return net, None
+
+    whole, (full, paths) = trained(None)
+    assert paths == 3 * 4 and len(full.epochs) == 3
+    _, killed = trained(tmp_path / "ckpt", kill_after=1)  # dies after epoch 1's checkpoint
+    assert killed is None and (tmp_path / "ckpt" / "state.pt").is_file()
+    resumed, (result, paths) = trained(tmp_path / "ckpt")
+    assert result.resumed_from == 1 and paths == 2 * 4  # only epochs 2 and 3 were trained
+    for k, v in whole.state_dict().items():  # the same paths were drawn, so the same weights came out
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=1e-6, msg=k)
+    assert [e.val_acc for e in result.epochs] == [e.val_acc for e in full.epochs]
+
+
+def test_a_killed_workers_supernet_training_is_resumed_by_the_next_and_another_spaces_is_refused(tmp_path, caplog):
+    import json
+    import logging
+
+    from gcnas.oneshot import PathSampler, supernet_for_space, train_supernet
+    from gcnas.search.oneshot import CHECKPOINT, TRAINING_DIR, _recipe, study_supernet
+
+    space, data = _space(), _tiny_task()
+    trainer, search = {"batch_size": 16, "lr": 0.05, "epochs": 1}, {"supernet_epochs": 3, "calib_images": 32}
+    net = supernet_for_space(space)
+    ckpt = tmp_path / TRAINING_DIR
+    ckpt.mkdir()  # what a worker killed after epoch 1 leaves behind
+    (ckpt / "identity.json").write_text(json.dumps({**net.identity(), "recipe": _recipe(trainer, search, 0, data)}))
+    recipe = {**trainer, "epochs": 3}
+
+    def die(er):
+        raise _Killed
+    with pytest.raises(_Killed):
+        train_supernet(net, PathSampler(space, seed=0), data, recipe, seed=0, ckpt_dir=ckpt, on_epoch=die)
+
+    other = supernet_for_space(_space(**{"design.context": "att"}))
+    with pytest.raises(ConfigError, match=f"{TRAINING_DIR} holds a supernet of another designs"):
+        study_supernet(other, _space(**{"design.context": "att"}), data, trainer, search, 0, tmp_path, "cpu")
+    assert (ckpt / "state.pt").is_file() and not (tmp_path / CHECKPOINT).exists()  # nothing lost
+
+    with caplog.at_level(logging.INFO, logger="gcnas.search"):
+        study_supernet(supernet_for_space(space), space, data, trainer, search, 0, tmp_path, "cpu")
+    assert "resumed after epoch 1 of 3" in caplog.text
+    assert (tmp_path / CHECKPOINT).is_file() and not ckpt.exists()  # finished: the training folder is gone
+
+
 # -- search.method=oneshot -------------------------------------------------------------------------------------------
 def test_a_oneshot_search_trains_one_supernet_and_scores_every_trial_on_it(tmp_path, caplog):
     import logging

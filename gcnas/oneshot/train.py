@@ -2,9 +2,10 @@
 
 * :func:`supernet_for_space`: the :class:`~gcnas.oneshot.supernet.Supernet` that holds every design a search space can
   place, at every site it can place one (what a space the supernet cannot hold breaks is said naming the key).
-* :func:`train_supernet`: :func:`gcnas.train.fit` itself (same optimiser, schedule, data order, callbacks)
-  over a supernet that runs a fresh uniform draw of the space, :class:`PathSampler`, for every training batch
-  (single-path one-shot, Guo et al. 2020).
+* :func:`train_supernet`: :func:`gcnas.train.fit` itself (same optimiser, schedule, data order, callbacks,
+  resumable checkpoints) over a supernet that runs a fresh uniform draw of the space, :class:`PathSampler`, for every
+  training batch (single-path one-shot, Guo et al. 2020). The draws of epoch ``e`` come from a generator seeded by
+  ``(seed, e)``, so a training resumed after epoch ``e - 1`` draws the paths an uninterrupted one would have.
 * :func:`score`: one architecture on the validation data with inherited weights, after recalibrating every BatchNorm's
   statistics on a few training batches for that architecture alone (the shared statistics belong to no single path).
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
@@ -53,10 +55,14 @@ class _RandomTrial:
 
 
 class PathSampler:
-    """Uniform draws of a search space's architectures (infeasible draws are drawn again), reproducible by seed."""
+    """Uniform draws of a search space's architectures (infeasible draws are drawn again), reproducible by seed;
+    :meth:`start_epoch` restarts the draws from ``(seed, epoch)``, so each epoch's paths depend on nothing earlier."""
 
     def __init__(self, space: SearchSpace, seed: int = 0, max_tries: int = 1000) -> None:
-        self.space, self.rng, self.max_tries = space, random.Random(seed), max_tries
+        self.space, self.seed, self.rng, self.max_tries = space, seed, random.Random(seed), max_tries
+
+    def start_epoch(self, epoch: int) -> None:
+        self.rng = random.Random(f"{self.seed}:{epoch}")  # str seeds are hashed stably (not by hash())
 
     def __call__(self) -> Architecture:
         for _ in range(self.max_tries):
@@ -94,15 +100,36 @@ class _SamplePerBatch:
             self.paths += 1
 
 
+def _finished_epochs(ckpt_dir: Optional[Path]) -> int:
+    """Epochs a checkpoint of :func:`gcnas.train.fit` in ``ckpt_dir`` holds (0: none)."""
+    state = None if ckpt_dir is None else Path(ckpt_dir) / "state.pt"
+    if state is None or not state.is_file():
+        return 0
+    return int(torch.load(str(state), map_location="cpu", weights_only=True)["epoch"])
+
+
 def train_supernet(net: Supernet, sampler: Callable[[], Architecture], data: DataSplits, trainer: Mapping[str, Any],
+                   *, ckpt_dir: Optional[Path] = None, on_epoch: Optional[Callable] = None,
                    **fit_kwargs: Any) -> tuple[TrainResult, int]:
-    """Train ``net`` on ``data`` with :func:`gcnas.train.fit` (``trainer``: its recipe; ``fit_kwargs``: seed, device,
-    on_epoch), one path from ``sampler`` per training batch; returns its result and the number of paths trained. The
-    per-epoch validation runs the last path drawn."""
+    """Train ``net`` on ``data`` with :func:`gcnas.train.fit` (``trainer``: its recipe; ``fit_kwargs``: seed, device),
+    one path from ``sampler`` per training batch; returns its result and the number of paths trained in this call.
+    The per-epoch validation runs the last path drawn. With ``ckpt_dir`` every epoch is checkpointed there and a
+    training found there resumes after its last finished epoch; a :class:`PathSampler` then restarts its draws at
+    that epoch (:meth:`PathSampler.start_epoch`), so the resumed training equals an uninterrupted one."""
     hook = _SamplePerBatch(net, sampler)
+    restart = getattr(sampler, "start_epoch", None)
+    if restart is not None:
+        restart(_finished_epochs(ckpt_dir) + 1)
+
+    def epoch_done(er) -> None:
+        if restart is not None:
+            restart(er.epoch + 1)
+        if on_epoch is not None:
+            on_epoch(er)
+
     handle = net.register_forward_pre_hook(hook)
     try:
-        result = fit(net, data, trainer, test=False, **fit_kwargs)
+        result = fit(net, data, trainer, test=False, ckpt_dir=ckpt_dir, on_epoch=epoch_done, **fit_kwargs)
     finally:
         handle.remove()
     return result, hook.paths

@@ -3,16 +3,21 @@
 The supernet of a study lives in ``<paths.root>/<study>/supernet.pt`` (its weights and :meth:`Supernet.identity`
 plus the recipe that trained it). The first worker to take the file lock ``supernet.lock`` trains it (the study's data
 and trainer recipe, ``search.supernet_epochs`` epochs, a fresh uniform path of the space per batch) and writes it under
-a temporary name, renamed when complete; every other worker waits on the lock and loads it. A checkpoint of another
-space, backbone or recipe is refused, naming what differs. Each trial then scores its architecture on the supernet
+a temporary name, renamed when complete; every other worker waits on the lock and loads it. Training is checkpointed
+every epoch in ``supernet-training/`` beside it (:func:`gcnas.train.fit`'s checkpoint, with ``identity.json``): a
+worker killed mid-training releases the lock, and the next one resumes after the last finished epoch, drawing the
+paths the killed one would have (the folder is removed once ``supernet.pt`` is written). A checkpoint, finished or
+not, of another space, backbone or recipe is refused, naming what differs. Each trial then scores its architecture on the supernet
 (:func:`gcnas.oneshot.score`: BatchNorm recalibrated on ``search.calib_images`` training images, then the validation
 accuracy) instead of training it.
 """
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -32,6 +37,7 @@ log = logging.getLogger("gcnas.search")
 
 METHODS = ("standalone", "oneshot")
 CHECKPOINT = "supernet.pt"
+TRAINING_DIR = "supernet-training"  # the unfinished training's per-epoch checkpoint
 
 
 def check_search_config(search: Mapping[str, Any]) -> None:
@@ -55,7 +61,7 @@ def _check_identity(path: Path, saved: Mapping[str, Any], wanted: Mapping[str, A
     if differ:
         k = differ[0]
         raise ConfigError(f"search.method=oneshot: {path} holds a supernet of another {k} ({saved.get(k)!r}, this "
-                          f"study needs {wanted[k]!r}); search into a new study.name, or delete the file to train "
+                          f"study needs {wanted[k]!r}); search into a new study.name, or delete it to train "
                           "the supernet again")
 
 
@@ -77,14 +83,24 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
                 return net.to(device)
             t0 = time.perf_counter()
             recipe = {k: v for k, v in wanted["recipe"].items() if k not in ("seed", "data", "train_images")}
+            ckpt_dir = study_dir / TRAINING_DIR
+            started = ckpt_dir / "identity.json"
+            if started.is_file():  # a worker died mid-training: resume it, if it is this study's supernet
+                _check_identity(ckpt_dir, json.loads(started.read_text()), json.loads(json.dumps(wanted)))
+            else:
+                ckpt_dir.mkdir(exist_ok=True)
+                started.write_text(json.dumps(wanted, indent=1))
             log.info("training the study's supernet: %d designs at %d sites, %d epochs", len(net.specs),
                      len(net.choices), recipe["epochs"])
             result, paths = train_supernet(net, PathSampler(space, seed=seed), data, recipe, seed=seed,
-                                           device=device)
+                                           device=device, ckpt_dir=ckpt_dir)
+            if result.resumed_from:
+                log.info("supernet training resumed after epoch %d of %d", result.resumed_from, recipe["epochs"])
             tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}")
             torch.save({"identity": wanted, "state_dict": net.state_dict(), "paths": paths,
                         "seconds": time.perf_counter() - t0}, tmp)
             os.replace(tmp, path)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
             log.info("supernet trained in %.0f s (%d paths) and saved to %s", time.perf_counter() - t0, paths, path)
             return net
         finally:
