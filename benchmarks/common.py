@@ -47,7 +47,7 @@ def kendall_tau(x: list[float], y: list[float]) -> float:
     return (concordant - discordant) / denom if denom else float("nan")
 
 
-def _ranks(x: list[float]) -> list[float]:
+def ranks(x: list[float]) -> list[float]:
     order = sorted(range(len(x)), key=lambda i: x[i])
     ranks = [0.0] * len(x)
     i = 0
@@ -64,7 +64,7 @@ def _ranks(x: list[float]) -> list[float]:
 def spearman_rho(x: list[float], y: list[float]) -> float:
     """Spearman's rho (Pearson's r of the ranks, ties sharing their mean rank); nan when one side is constant."""
     try:
-        return statistics.correlation(_ranks(x), _ranks(y))
+        return statistics.correlation(ranks(x), ranks(y))
     except statistics.StatisticsError:
         return float("nan")
 
@@ -74,6 +74,7 @@ class Fidelity:
 
     def __init__(self, cfg: dict) -> None:
         self.cfg, self.data, self.seconds = cfg, load_data(cfg["data"]), 0.0
+        self.last_val_loss = float("nan")  # of the last ``accuracy`` call
 
     def accuracy(self, arch: Architecture, seed: int) -> float:
         torch.manual_seed(seed)
@@ -81,6 +82,7 @@ class Fidelity:
         t0 = time.perf_counter()
         result = fit(model, self.data, self.cfg["trainer"], seed=seed, test=False)
         self.seconds += time.perf_counter() - t0
+        self.last_val_loss = result.epochs[-1].val_loss
         return result.final_val_acc
 
 
@@ -99,6 +101,7 @@ class Progress:
         key = f"{fidelity}|{arch.key()}|{seed}"
         if key not in self.cache:
             self.cache[key] = f.accuracy(arch, seed)
+            self.cache[f"{key}|val_loss"] = f.last_val_loss
             self.fresh += 1
             self.save()
         self.done += 1
@@ -107,3 +110,11 @@ class Progress:
         print(f"[{self.done}/{self.total}] {fidelity} seed {seed}: {self.cache[key]:.4f} "
               f"{describe_architecture(arch)} ({elapsed / 60:.1f} min{left})", file=sys.stderr, flush=True)
         return self.cache[key]
+
+    def measure_with_loss(self, fidelity: str, f: Fidelity, arch: Architecture, seed: int) -> tuple[float, float]:
+        """``measure``'s accuracy and the same training's final validation loss (trained again if the cache entry
+        predates the loss)."""
+        key = f"{fidelity}|{arch.key()}|{seed}"
+        if f"{key}|val_loss" not in self.cache:
+            self.cache.pop(key, None)
+        return self.measure(fidelity, f, arch, seed), self.cache[f"{key}|val_loss"]

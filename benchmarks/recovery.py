@@ -8,17 +8,19 @@ and measures, side by side in one run:
 
 * **search**: each sampler of ``--samplers`` with the same trial budget (``--trials``) for each of ``--seeds``
   (sampler and training seed); ``oneshot`` is TPE whose trials are scored on the study's supernet
-  (``search.method=oneshot``, its training counted in the search time) instead of trained. The enqueued references are off (they would hand every study the paper's GC) and so
-  is pruning (the samplers alone are compared). Each study's top ``--confirm-k`` architectures are *confirmed*:
-  trained again with every seed of ``--confirm-seeds``; the best confirmed mean is what the study found. The plain
-  backbone and the paper's GC are trained with the same seeds. The **good region** is every architecture whose
+  (``search.method=oneshot``, its training counted in the search time) instead of trained. The enqueued references
+  are off (they would hand every study the paper's GC) and so is pruning (the samplers alone are compared). Each
+  study's top ``--confirm-k`` architectures are *confirmed*: trained again with every seed of ``--confirm-seeds``;
+  the best confirmed mean is what the study found. The plain backbone and the paper's GC are trained with the same
+  seeds. The **good region** is every architecture whose
   accuracy is above plain's by more than half the plain-to-paper-GC gap; a study "lands" there when its confirmed
   best does, and "first good trial" counts the trials it took to draw the first one (at the search's fidelity).
 * **region**: on the random studies' trials (uniform draws of ``gc_full``), which choices (context modeling,
   transform, fusion, stages, position) the good trials share.
 * **fidelity**: on up to ``--fidelity-archs`` of those draws, Kendall's tau between the search's fidelity (the
   trial's own value) and a higher one (``--high-size`` generated images, ``--high-epochs`` epochs, seed 0), next to
-  the tau between two seeds at the search's fidelity (the noise ceiling).
+  the tau between two seeds at the search's fidelity (the noise ceiling). Where the higher fidelity saturates (every
+  architecture at 100 %), it is also ranked by accuracy with ties broken by the lower final validation loss.
 
 Studies live in ``--workdir`` and every extra training is cached there as it finishes, so an interrupted run resumes
 (the studies continue to their budget); delete the folder to start over.
@@ -39,7 +41,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, config, kendall_tau
+from common import Fidelity, Progress, ranks, config, kendall_tau
 from gcnas.arch import Architecture, paper_default_architecture
 from gcnas.backbones import list_sites
 from gcnas.blocks.fusion import fusion_spelling
@@ -137,8 +139,8 @@ def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other:
     calib = data.train.head(int(cfg["search"]["calib_images"]))[0]
     shot = [score(net, arch_of(t), calib, data.val, int(cfg["trainer"]["batch_size"])) for t in unique]
     mean2 = [(a + b) / 2 for a, b in zip(low, other)]
-    return [f"| one-shot score (supernet of oneshot seed {seed}) vs the higher fidelity | {len(unique)} | "
-            f"{kendall_tau(shot, high):.2f} |",
+    return [f"| one-shot score (supernet of oneshot seed {seed}) vs the higher fidelity (ties by loss) | "
+            f"{len(unique)} | {kendall_tau(shot, high):.2f} |",
             f"| one-shot score vs the mean of the two seeds at the search's fidelity | {len(unique)} | "
             f"{kendall_tau(shot, mean2):.2f} |"]
 
@@ -221,16 +223,22 @@ def main(argv=None) -> int:
         unique = list({t.user_attrs["arch_key"]: t for t in draws}.values())[: args.fidelity_archs]
         low = [t.values[0] for t in unique]
         other = [measure(arch_of(t), 1000 + t.number) for t in unique]  # another seed than any trial's
-        high = [progress.measure(f"high:{args.high_size}x{args.high_epochs}", high_fid, arch_of(t), 0)
-                for t in unique]
+        high_loss = [progress.measure_with_loss(f"high:{args.high_size}x{args.high_epochs}", high_fid,
+                                                arch_of(t), 0) for t in unique]
+        high = [acc for acc, _ in high_loss]
+        # Where the higher fidelity saturates (every architecture at 100 %), its accuracies tie and tau says nothing;
+        # ranked by accuracy, then by the lower validation loss, it still orders how surely each one learned.
+        high_ranked = ranks([(acc, -loss) for acc, loss in high_loss])
         fidelity = ["| rankings compared | architectures | Kendall tau |", "|---|---:|---:|",
                     f"| search's fidelity vs {args.high_size} images x {args.high_epochs} epochs | {len(unique)} | "
                     f"{kendall_tau(low, high):.2f} |",
+                    f"| search's fidelity vs the higher one ranked by accuracy, ties by validation loss | "
+                    f"{len(unique)} | {kendall_tau(low, high_ranked):.2f} |",
                     f"| search's fidelity, the trial's seed vs another (the noise ceiling) | {len(unique)} | "
                     f"{kendall_tau(low, other):.2f} |",
-                    f"| search's fidelity, mean of the two seeds vs the higher fidelity | {len(unique)} | "
-                    f"{kendall_tau([(a + b) / 2 for a, b in zip(low, other)], high):.2f} |",
-                    *oneshot_rows(args, cfg, search_fid, unique, low, other, high),
+                    f"| search's fidelity, mean of the two seeds vs the higher fidelity (ties by loss) | "
+                    f"{len(unique)} | {kendall_tau([(a + b) / 2 for a, b in zip(low, other)], high_ranked):.2f} |",
+                    *oneshot_rows(args, cfg, search_fid, unique, low, other, high_ranked),
                     "", f"Spread at the search's fidelity {100 * (max(low) - min(low)):.1f} pp, at the higher "
                     f"{100 * (max(high) - min(high)):.1f} pp; one seed to another moves an architecture by "
                     f"{100 * statistics.fmean(abs(a - b) for a, b in zip(low, other)):.1f} pp on average."]
