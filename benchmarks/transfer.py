@@ -5,8 +5,11 @@
 1. ``+experiment=transfer``'s pretraining: the plain tiny ResNet trained on Fashion-MNIST classes 0-4 (once; the
    file is reused on later runs).
 2. Two searches of the same budget on classes 5-9 at the proxy fidelity (6,000 training images, 4 epochs): fine-tuning
-   that backbone (``trainer=finetune``) and from scratch (``trainer=proxy``). Per study: the noise floor (pooled
-   seed-to-seed std of its references), the spread of its searched trials, their ratio, seconds per trial.
+   that backbone (``trainer=finetune``) and from scratch (``trainer=proxy``), pruning off in both (a pruned trial's
+   value is an early epoch's, and under fine-tuning the first epoch trains the blocks alone, which would judge the
+   designs by their start). Per study: the noise floor (pooled seed-to-seed std of its references), the spread of its
+   completed searched trials, their ratio, how many searched trials lie beyond the noise band around the plain
+   backbone (better / worse), seconds per trial.
 3. The plain backbone, the paper's GC and each study's best architecture, trained by both recipes over ``--seeds``
    seeds: test accuracy mean ± std on classes 5-9, delta to the plain backbone (paired by seed) and whether it is
    beyond the seeds' noise (|mean delta| > 2 x its standard error).
@@ -45,7 +48,7 @@ def run_search(root: Path, trials: int, finetune: bool):
     from hydra import compose, initialize_config_module
 
     over = ["+experiment=transfer", f"paths.root={root}", f"study.n_trials={trials}", "wandb.mode=disabled",
-            "progress=none"]
+            "progress=none", "pruner=none"]
     if not finetune:
         over += ["trainer=proxy", "backbone.pretrained_file=null", "pretrain=null",
                  "study.name=transfer-scratch-gc_full-gcnas_resnet_tiny-fashion_mnist5-9"]
@@ -55,15 +58,16 @@ def run_search(root: Path, trials: int, finetune: bool):
     result = search(cfg)
     seconds = time.perf_counter() - t0
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{root}/studies.db")
-    done = [t for t in study.trials if t.values is not None]
-    searched = [t.values[0] for t in done if t.user_attrs.get("role") == "searched"
-                and "duplicate_of" not in t.user_attrs]
+    done = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+            if "duplicate_of" not in t.user_attrs]  # trained, not pruned, not a repeat of another trial's result
+    searched = [t for t in done if t.user_attrs.get("role") == "searched"]
     floor = noise_floor(study)
-    trial_s = [t.user_attrs["wall_time_s"] for t in done if "wall_time_s" in t.user_attrs
-               and "duplicate_of" not in t.user_attrs]
-    best = max((t for t in done if t.user_attrs.get("role") == "searched"), key=lambda t: t.values[0])
+    trial_s = [t.user_attrs["wall_time_s"] for t in done if "wall_time_s" in t.user_attrs]
+    best = max(searched, key=lambda t: t.values[0])
+    deltas = [t.values[0] - floor.baseline_mean for t in searched]
     return {"study": result.study_name, "seconds": seconds, "trial_s": statistics.mean(trial_s),
-            "noise": floor.sigma if floor else float("nan"), "spread": statistics.stdev(searched),
+            "noise": floor.std, "spread": statistics.stdev(t.values[0] for t in searched),
+            "better": sum(d > floor.band for d in deltas), "worse": sum(d < -floor.band for d in deltas),
             "n_searched": len(searched), "best": Architecture.from_yaml(best.user_attrs["architecture"]),
             "best_val": best.values[0], "cfg": cfg}
 
@@ -110,11 +114,13 @@ def main() -> None:
     record = Path(str(ft["cfg"].backbone.pretrained_file)).with_suffix(".json")
     print(f"pretrained backbone: {record.read_text()}", flush=True)
     sc = run_search(args.root, args.trials, finetune=False)
-    print("\n| search (classes 5-9) | trials | s/trial | noise floor σ (pp) | spread of searched (pp) | spread / σ | "
-          "best searched val |\n|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| search (classes 5-9) | trials (searched, distinct) | s/trial | noise floor σ (pp) | spread of searched "
+          "(pp) | spread / σ | searched beyond the noise: better / worse | best searched val |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in (("fine-tuning the pretrained backbone", ft), ("from scratch", sc)):
-        print(f"| {label} | {args.trials} | {r['trial_s']:.1f} | {100 * r['noise']:.2f} | {100 * r['spread']:.2f} | "
-              f"{r['spread'] / r['noise']:.2f} | {100 * r['best_val']:.2f} |")
+        print(f"| {label} | {args.trials} ({r['n_searched']}) | {r['trial_s']:.1f} | {100 * r['noise']:.2f} | "
+              f"{100 * r['spread']:.2f} | {r['spread'] / r['noise']:.2f} | {r['better']} / {r['worse']} | "
+              f"{100 * r['best_val']:.2f} |")
     kw = {"num_classes": 5, "in_chans": 1}
     from gcnas.search.summary import describe_architecture
 
