@@ -368,3 +368,23 @@ def test_transfer_experiment_composes():
     assert cfg.trainer.name == "finetune" and list(cfg.data.classes) == [5, 6, 7, 8, 9]
     assert list(cfg.pretrain.data.classes) == [0, 1, 2, 3, 4]
     assert cfg.backbone.pretrained_file == "/tmp/x/pretrained/gcnas_resnet_tiny-fashion_mnist-classes0-4.safetensors"
+
+
+@pytest.mark.parametrize("frozen", [0, 1])
+def test_no_trial_is_pruned_while_its_backbone_is_frozen(tmp_path, frozen):
+    import optuna
+
+    from conftest import compose_search
+    from gcnas.cli.search import search
+
+    # a pruner that prunes every trial it is asked about, from the first epoch on
+    prune_all = ["pruner=none", "pruner._target_=optuna.pruners.ThresholdPruner", "+pruner.lower=1.1"]
+    search(compose_search(tmp_path, "wandb.mode=disabled", "study.name=frozen", "study.n_trials=4", "sampler=random",
+                          "search_space.limits.min_blocks=1", "trainer=finetune", "trainer.epochs=3",
+                          "trainer.batch_size=32", f"trainer.freeze_backbone_epochs={frozen}", *prune_all))
+    study = optuna.load_study(study_name="frozen", storage=f"sqlite:///{tmp_path}/studies.db")
+    searched = [t for t in study.trials if t.user_attrs.get("role") == "searched"
+                and "duplicate_of" not in t.user_attrs and "infeasible" not in t.user_attrs]
+    assert searched and all(t.state == optuna.trial.TrialState.PRUNED for t in searched)
+    # pruned at the first epoch it may judge: the one after the frozen epochs
+    assert {t.user_attrs["epochs"] for t in searched} == {frozen + 1}

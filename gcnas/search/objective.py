@@ -199,6 +199,7 @@ class TrialRunner:
             single = len(self.metrics) == 1
 
             train_seconds = [0.0]
+            frozen = int(train_kw.get("freeze_backbone_epochs") or 0)
 
             def on_epoch(er: EpochResult) -> None:
                 history.append(er.val_acc)
@@ -212,8 +213,10 @@ class TrialRunner:
                 # references three times over and set its median at theirs, pruning nearly every searched trial.
                 if single and not replicate:
                     trial.report(er.val_acc, er.epoch)
-                    # the enqueued references always train in full: every delta and the noise floor are read from them
-                    if fixed is None and trial.should_prune():
+                    # the enqueued references always train in full: every delta and the noise floor are read from them.
+                    # While the backbone is frozen (trainer=finetune) an epoch shows how the blocks start, not how they
+                    # train (scale fusion starts at x/2): no pruning before the backbone has trained an epoch.
+                    if fixed is None and er.epoch > frozen and trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after epoch {er.epoch} (val acc {er.val_acc:.4f})")
 
             try:
