@@ -143,6 +143,45 @@ def test_the_supernet_of_gc_full_holds_every_design_at_every_site_and_the_sample
         net.set_architecture(a)  # every draw is held
 
 
+def test_fair_sampling_trains_every_design_equally_often_where_uniform_does_not():
+    from collections import Counter
+
+    from gcnas.oneshot import PathSampler
+
+    space = _space()
+    designs = space.designs()
+    fair, uniform = PathSampler(space, seed=0, sampling="fair"), PathSampler(space, seed=0)
+    n = 3 * len(designs)  # three rounds
+    fair_counts = Counter(fair().placements[0].spec for _ in range(n))  # gc_full: one design shared by every site
+    assert set(fair_counts) == set(designs) and set(fair_counts.values()) == {3}
+    uniform_counts = Counter(uniform().placements[0].spec for _ in range(20 * len(designs)))
+    # uniform parameters: a conv design (no ratio, no norm to draw) comes up 6x as often as each bottleneck design
+    assert max(uniform_counts.values()) > 2 * min(uniform_counts.values())
+    again = PathSampler(space, seed=0, sampling="fair")
+    fair.start_epoch(2), again.start_epoch(2)
+    assert [fair().key() for _ in range(10)] == [again().key() for _ in range(10)]  # reproducible by seed and epoch
+    with pytest.raises(ConfigError, match="search.supernet_sampling: must be one of uniform, fair; got 'even'"):
+        PathSampler(space, sampling="even")
+
+
+def test_fair_sampling_per_stage_designs_gives_each_stage_its_own_round():
+    from collections import Counter
+
+    from gcnas.oneshot import PathSampler
+
+    space = _space(**{"design.share": "per_stage", "design.context": ["att", "avg"], "design.transform": ["conv"],
+                      "design.fusion": ["add", "scale"], "positions.stages": [1, 2], "positions.stage_on": [True]})
+    designs = space.designs()
+    assert len(designs) == 4 and space.design_prefixes() == ["s1", "s2"]
+    sampler = PathSampler(space, seed=1, sampling="fair")
+    per_stage = {1: Counter(), 2: Counter()}
+    for _ in range(2 * len(designs)):
+        arch = sampler()
+        for st in (1, 2):
+            per_stage[st][next(p.spec for p in arch.placements if p.stage == st)] += 1
+    assert all(set(c.values()) == {2} and set(c) == set(designs) for c in per_stage.values())
+
+
 @pytest.mark.parametrize("overrides, key", [
     ({"design.kind": ["gc", "nl"]}, "design.kind"),
     ({"positions.replace": [True, False]}, "positions.replace"),
@@ -290,4 +329,6 @@ def test_a_oneshot_search_trains_one_supernet_and_scores_every_trial_on_it(tmp_p
 
     with pytest.raises(ConfigError, match="another designs"):  # the same study with another space: refused
         search(compose_search(tmp_path, *run, "study.n_trials=7", "search_space.design.context=[avg]"))
+    with pytest.raises(ConfigError, match="another recipe"):  # trained with uniform paths, asked for fair ones
+        search(compose_search(tmp_path, *run, "study.n_trials=7", "search.supernet_sampling=fair"))
     assert len(study.get_trials()) == 6

@@ -1,10 +1,10 @@
 """One-shot search: a weight-sharing supernet over the global-context space (docs/oneshot.md).
 
-:mod:`gcnas.oneshot.supernet` holds the supernet, :mod:`gcnas.oneshot.train` trains it (single-path uniform) and scores
-architectures with inherited weights.
+:mod:`gcnas.oneshot.supernet` holds the supernet, :mod:`gcnas.oneshot.train` trains it (single-path, uniform or fair)
+and scores architectures with inherited weights.
 """
 from gcnas.oneshot.supernet import ChoiceBlock, Supernet, check_supernet_designs
-from gcnas.oneshot.train import PathSampler, recalibrate_batchnorm, score, supernet_for_space, train_supernet
+from gcnas.oneshot.train import SAMPLINGS, PathSampler, recalibrate_batchnorm, score, supernet_for_space, train_supernet
 
-__all__ = ["ChoiceBlock", "Supernet", "check_supernet_designs", "PathSampler", "supernet_for_space", "train_supernet",
-           "score", "recalibrate_batchnorm"]
+__all__ = ["ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "PathSampler", "supernet_for_space",
+           "train_supernet", "score", "recalibrate_batchnorm"]

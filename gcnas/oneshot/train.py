@@ -4,7 +4,8 @@
   place, at every site it can place one (what a space the supernet cannot hold breaks is said naming the key).
 * :func:`train_supernet`: :func:`gcnas.train.fit` itself (same optimiser, schedule, data order, callbacks,
   resumable checkpoints) over a supernet that runs a fresh uniform draw of the space, :class:`PathSampler`, for every
-  training batch (single-path one-shot, Guo et al. 2020). The draws of epoch ``e`` come from a generator seeded by
+  training batch (single-path one-shot, Guo et al. 2020), or a fairer draw that trains every design equally often
+  (``sampling="fair"``, after FairNAS's strict fairness). The draws of epoch ``e`` come from a generator seeded by
   ``(seed, e)``, so a training resumed after epoch ``e - 1`` draws the paths an uninterrupted one would have.
 * :func:`score`: one architecture on the validation data with inherited weights, after recalibrating every BatchNorm's
   statistics on a few training batches for that architecture alone (the shared statistics belong to no single path).
@@ -28,7 +29,7 @@ from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.data import DataSplits, Split
 from gcnas.train import TrainResult, evaluate, fit
 
-__all__ = ["PathSampler", "supernet_for_space", "train_supernet", "score", "recalibrate_batchnorm"]
+__all__ = ["SAMPLINGS", "PathSampler", "supernet_for_space", "train_supernet", "score", "recalibrate_batchnorm"]
 
 
 class _RandomTrial:
@@ -54,23 +55,89 @@ class _RandomTrial:
         return self.rng.uniform(low, high)
 
 
-class PathSampler:
-    """Uniform draws of a search space's architectures (infeasible draws are drawn again), reproducible by seed;
-    :meth:`start_epoch` restarts the draws from ``(seed, epoch)``, so each epoch's paths depend on nothing earlier."""
+SAMPLINGS = ("uniform", "fair")
 
-    def __init__(self, space: SearchSpace, seed: int = 0, max_tries: int = 1000) -> None:
+
+class _FairTrial(_RandomTrial):
+    """A :class:`_RandomTrial` whose design parameters come from the next design of each prefix's cycle."""
+
+    def __init__(self, rng: random.Random, heads: Mapping[str, dict[str, Any]]) -> None:
+        super().__init__(rng)
+        self.heads = heads  # prefix -> the assignment of the design this draw places there
+        self.used: set[str] = set()  # prefixes whose design the space asked for (a stage left out asks none)
+
+    def _head(self, name: str) -> tuple[bool, Any]:
+        prefix, _, key = name.rpartition(".")
+        head = self.heads.get(prefix)
+        if head is None or key not in head:
+            return False, None
+        self.used.add(prefix)
+        return True, head[key]
+
+    def suggest_categorical(self, name: str, choices: Sequence) -> Any:
+        found, value = self._head(name)
+        return value if found else super().suggest_categorical(name, choices)
+
+    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
+        found, value = self._head(name)
+        return value if found else super().suggest_int(name, *args, **kwargs)
+
+    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
+        found, value = self._head(name)
+        return value if found else super().suggest_float(name, *args, **kwargs)
+
+
+class PathSampler:
+    """Draws of a search space's architectures (infeasible draws are drawn again), reproducible by seed;
+    :meth:`start_epoch` restarts the draws from ``(seed, epoch)``, so each epoch's paths depend on nothing earlier.
+
+    ``sampling="uniform"`` draws every parameter uniformly, as Optuna's RandomSampler does; designs then come up as
+    often as their parameters make them (in ``gc_full`` each ``conv`` design, with no ratio and no norm to draw, comes
+    up 6 times as often as each bottleneck design). ``sampling="fair"`` (FairNAS's strict fairness, over designs): each
+    design slot of the space (``design``, or each stage's when designs are per stage) goes through the space's
+    designs in a shuffled order, a new shuffle when all have had their turn, so over every round each design is
+    trained equally often; stages and positions are still drawn uniformly. A design whose draw breaks the limits is
+    kept for the next draw, not skipped (a space whose ``none`` design can never meet ``limits.min_blocks`` leaves it
+    out of the round).
+    """
+
+    def __init__(self, space: SearchSpace, seed: int = 0, max_tries: int = 1000, sampling: str = "uniform") -> None:
+        if sampling not in SAMPLINGS:
+            raise ConfigError(f"search.supernet_sampling: must be one of {', '.join(SAMPLINGS)}; got {sampling!r}")
         self.space, self.seed, self.rng, self.max_tries = space, seed, random.Random(seed), max_tries
+        self.sampling = sampling
+        self._rounds: dict[str, list[dict[str, Any]]] = {}
+        if sampling == "fair":
+            choices = space.design_choices()
+            if space.min_blocks > 0:  # "none" places nothing, so it could never be drawn
+                choices = [(spec, a) for spec, a in choices if spec is not None]
+            self._designs = [a for _, a in choices]
 
     def start_epoch(self, epoch: int) -> None:
         self.rng = random.Random(f"{self.seed}:{epoch}")  # str seeds are hashed stably (not by hash())
+        self._rounds = {}
+
+    def _heads(self) -> dict[str, dict[str, Any]]:
+        heads = {}
+        for prefix in self.space.design_prefixes():
+            queue = self._rounds.setdefault(prefix, [])
+            if not queue:
+                queue.extend(self.rng.sample(self._designs, len(self._designs)))
+            heads[prefix] = queue[0]
+        return heads
 
     def __call__(self) -> Architecture:
         for _ in range(self.max_tries):
+            heads = self._heads() if self.sampling == "fair" else None
+            trial = _RandomTrial(self.rng) if heads is None else _FairTrial(self.rng, heads)
             try:
-                return self.space.suggest(_RandomTrial(self.rng))
+                arch = self.space.suggest(trial)
             except InfeasibleArchitecture:
                 continue
-        raise ConfigError(f"{self.space.source}: limits: {self.max_tries} uniform draws were all infeasible; "
+            for prefix in getattr(trial, "used", ()):  # these designs had their turn
+                self._rounds[prefix].pop(0)
+            return arch
+        raise ConfigError(f"{self.space.source}: limits: {self.max_tries} draws were all infeasible; "
                           "loosen limits.min_blocks / limits.max_blocks")
 
 

@@ -1,15 +1,15 @@
 """``search.method=oneshot`` in the worker: the study's supernet, trained once and shared by every worker.
 
-The supernet of a study lives in ``<paths.root>/<study>/supernet.pt`` (its weights and :meth:`Supernet.identity`
-plus the recipe that trained it). The first worker to take the file lock ``supernet.lock`` trains it (the study's data
-and trainer recipe, ``search.supernet_epochs`` epochs, a fresh uniform path of the space per batch) and writes it under
-a temporary name, renamed when complete; every other worker waits on the lock and loads it. Training is checkpointed
-every epoch in ``supernet-training/`` beside it (:func:`gcnas.train.fit`'s checkpoint, with ``identity.json``): a
-worker killed mid-training releases the lock, and the next one resumes after the last finished epoch, drawing the
-paths the killed one would have (the folder is removed once ``supernet.pt`` is written). A checkpoint, finished or
-not, of another space, backbone or recipe is refused, naming what differs. Each trial then scores its architecture on the supernet
-(:func:`gcnas.oneshot.score`: BatchNorm recalibrated on ``search.calib_images`` training images, then the validation
-accuracy) instead of training it.
+The supernet of a study lives in ``<paths.root>/<study>/supernet.pt`` (its weights and :meth:`Supernet.identity` plus
+the recipe that trained it). The first worker to take the file lock ``supernet.lock`` trains it (the study's data and
+trainer recipe, ``search.supernet_epochs`` epochs, a fresh path of the space per batch, drawn as
+``search.supernet_sampling`` says) and writes it under a temporary name, renamed when complete; every other worker
+waits on the lock and loads it. Training is checkpointed every epoch in ``supernet-training/`` beside it
+(:func:`gcnas.train.fit`'s checkpoint, with ``identity.json``): a worker killed mid-training releases the lock, and
+the next one resumes after the last finished epoch, drawing the paths the killed one would have (the folder is removed
+once ``supernet.pt`` is written). A checkpoint, finished or not, of another space, backbone or recipe is refused,
+naming what differs. Each trial then scores its architecture on the supernet (:func:`gcnas.oneshot.score`: BatchNorm
+recalibrated on ``search.calib_images`` training images, then the validation accuracy) instead of training it.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import torch
 from gcnas.arch import Architecture
 from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
-from gcnas.oneshot import PathSampler, Supernet, score, train_supernet
+from gcnas.oneshot import SAMPLINGS, PathSampler, Supernet, score, train_supernet
 from gcnas.space import SearchSpace
 from gcnas.train import TrainerConfig
 
@@ -49,11 +49,18 @@ def check_search_config(search: Mapping[str, Any]) -> None:
         v = search.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"search.{key}: must be an integer >= 1; got {v!r}")
+    sampling = search.get("supernet_sampling", "uniform")
+    if sampling not in SAMPLINGS:
+        raise ConfigError(f"search.supernet_sampling: must be one of {', '.join(SAMPLINGS)}; got {sampling!r}")
 
 
 def _recipe(trainer: Mapping[str, Any], search: Mapping[str, Any], seed: int, data: DataSplits) -> dict[str, Any]:
     recipe = TrainerConfig.from_mapping({**trainer, "epochs": search["supernet_epochs"]}).to_dict()
-    return {**recipe, "seed": seed, "data": data.name, "train_images": len(data.train)}
+    out = {**recipe, "seed": seed, "data": data.name, "train_images": len(data.train)}
+    sampling = search.get("supernet_sampling", "uniform")
+    if sampling != "uniform":  # absent means uniform, so supernets trained before the key existed still load
+        out["sampling"] = sampling
+    return out
 
 
 def _check_identity(path: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
@@ -82,7 +89,8 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
                 log.info("supernet loaded from %s", path)
                 return net.to(device)
             t0 = time.perf_counter()
-            recipe = {k: v for k, v in wanted["recipe"].items() if k not in ("seed", "data", "train_images")}
+            recipe = {k: v for k, v in wanted["recipe"].items()
+                      if k not in ("seed", "data", "train_images", "sampling")}
             ckpt_dir = study_dir / TRAINING_DIR
             started = ckpt_dir / "identity.json"
             if started.is_file():  # a worker died mid-training: resume it, if it is this study's supernet
@@ -92,8 +100,8 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
                 started.write_text(json.dumps(wanted, indent=1))
             log.info("training the study's supernet: %d designs at %d sites, %d epochs", len(net.specs),
                      len(net.choices), recipe["epochs"])
-            result, paths = train_supernet(net, PathSampler(space, seed=seed), data, recipe, seed=seed,
-                                           device=device, ckpt_dir=ckpt_dir)
+            sampler = PathSampler(space, seed=seed, sampling=search.get("supernet_sampling", "uniform"))
+            result, paths = train_supernet(net, sampler, data, recipe, seed=seed, device=device, ckpt_dir=ckpt_dir)
             if result.resumed_from:
                 log.info("supernet training resumed after epoch %d of %d", result.resumed_from, recipe["epochs"])
             tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}")

@@ -560,8 +560,7 @@ class SearchSpace:
                 out[name] = self._finite_values(name, p, "cannot be gridded; give a step or a list of values "
                                                          "(sampler=grid)")
 
-        prefixes = ["design"] if self.share == "global" else [f"s{st}" for st in self.stages]
-        for prefix in prefixes:
+        for prefix in self.design_prefixes():
             for key in DESIGN_KEYS:
                 add(f"{prefix}.{key}", self.design[key])
         if self.stage_sets is not None:
@@ -582,18 +581,29 @@ class SearchSpace:
             add(f"train.{key}", p)
         return out
 
+    def design_choices(self) -> list[tuple[Optional[BlockSpec], dict[str, Any]]]:
+        """Every distinct design this space can draw (``None``: the design preset ``none``, no block), each with one
+        assignment of the searched design keys that draws it (``{key: value as Optuna names it}``), in a stable
+        order; raises for a continuous range."""
+        keys = [key for key in DESIGN_KEYS if self.design[key].searched]
+        values = [self._finite_values(f"design.{key}", self.design[key], "has no finite set of designs; give "
+                                      "a list of values") for key in keys]
+        out: dict[Optional[BlockSpec], dict[str, Any]] = {}
+        for combo in itertools.product(*values):
+            assignment = dict(zip(keys, combo))
+            spec = self._design_for(_Assignment({f"design.{k}": v for k, v in assignment.items()}), "design")
+            out.setdefault(spec, assignment)
+        return list(out.items())
+
     def designs(self) -> list[BlockSpec]:
         """Every block design this space can place (conditions respected), in a stable order; raises for a
         continuous range (a one-shot supernet must hold every design)."""
-        names = [f"design.{key}" for key in DESIGN_KEYS if self.design[key].searched]
-        values = [self._finite_values(name, self.design[name[len("design."):]], "has no finite set of designs; give "
-                                      "a list of values") for name in names]
-        out: list[BlockSpec] = []
-        for combo in itertools.product(*values):
-            spec = self._design_for(_Assignment(dict(zip(names, combo))), "design")
-            if spec is not None and spec not in out:
-                out.append(spec)
-        return out
+        return [spec for spec, _ in self.design_choices() if spec is not None]
+
+    def design_prefixes(self) -> list[str]:
+        """The parameter-name prefixes under which a draw picks a design: ``design`` when one design is shared,
+        else one per stage (``s0``, ``s1``, ...)."""
+        return ["design"] if self.share == "global" else [f"s{st}" for st in self.stages]
 
     def reachable_sites(self) -> list[Site]:
         """Every site some architecture of this space can place a block at, in the backbone's order."""
