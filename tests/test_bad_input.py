@@ -61,6 +61,8 @@ SEARCH = [  # (overrides, words the message must hold)
     (["threads=many"], ["threads", "auto or an integer >= 1", "'many'"]),
     (["search.method=oneshots"], ["search.method", "standalone, oneshot", "'oneshots'"]),
     (["search.method=oneshot", "search.supernet_epochs=0"], ["search.supernet_epochs", "integer >= 1", "got 0"]),
+    (["search.method=oneshot", "search.supernet_sampling=even"], ["search.supernet_sampling", "uniform, fair",
+                                                                  "'even'"]),
     (["search.method=oneshot", "search_space=paper_design"], ["paper_design.yaml: training", "(seed)",
                                                                 "search.method=standalone"]),
     (["search.method=oneshot", "search_space=paper_design", "~search_space.training"], ["design.kind", "kind gc",
