@@ -74,14 +74,15 @@ class Fidelity:
 
     def __init__(self, cfg: dict) -> None:
         self.cfg, self.data, self.seconds = cfg, load_data(cfg["data"]), 0.0
-        self.last_val_loss = float("nan")  # of the last ``accuracy`` call
+        self.last_val_loss = self.last_seconds = float("nan")  # of the last ``accuracy`` call
 
     def accuracy(self, arch: Architecture, seed: int) -> float:
         torch.manual_seed(seed)
         model = build_model(arch)
         t0 = time.perf_counter()
         result = fit(model, self.data, self.cfg["trainer"], seed=seed, test=False)
-        self.seconds += time.perf_counter() - t0
+        self.last_seconds = time.perf_counter() - t0
+        self.seconds += self.last_seconds
         self.last_val_loss = result.epochs[-1].val_loss
         return result.final_val_acc
 
@@ -102,6 +103,7 @@ class Progress:
         if key not in self.cache:
             self.cache[key] = f.accuracy(arch, seed)
             self.cache[f"{key}|val_loss"] = f.last_val_loss
+            self.cache[f"{key}|seconds"] = f.last_seconds
             self.fresh += 1
             self.save()
         self.done += 1

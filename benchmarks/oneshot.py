@@ -1,0 +1,232 @@
+"""One-shot against standalone search: speed, agreement of the rankings, and what each finds for the same budget.
+
+A fixed random sample of ``--archs`` distinct architectures of the search space (Optuna's RandomSampler with
+``--sample-seed``, the plain backbone one of them; the same sample as ``benchmarks/fidelity.py``), measured two ways
+on the same data and trainer config (Hydra ``OVERRIDE``s, e.g. ``data=context``):
+
+* **standalone**: each architecture trained alone at the search's fidelity with every seed of ``--seeds`` (a search
+  trial's cost and value);
+* **one-shot**: one supernet per ``--sampling`` (``uniform``, ``fair``: ``search.supernet_sampling``) trained once for
+  ``--supernet-epochs`` epochs with seed ``--supernet-seed`` (:func:`gcnas.oneshot.train_supernet`, the search's own
+  code), then every architecture scored on it: BatchNorm recalibrated on ``search.calib_images`` training images,
+  validation accuracy, ties broken by the lower validation loss (a supernet can bring every path to 100 %).
+
+Printed, side by side in one run:
+
+* **speed**: architectures per hour of this machine, supernet training included, against standalone trials
+  (the issue's goal: at least 20x);
+* **agreement**: Kendall's tau between the one-shot ranking and the standalone ranking by the mean over the seeds,
+  next to what one standalone seed achieves: tau between two seeds, and between one seed and the mean of the others
+  (the goal: the supernet agrees with the seeds' mean at least as well as one seed does; judged against the same
+  targets, the means with each seed left out in turn);
+* **same budget**: a one-shot search scores the whole sample in the time of its supernet plus the scores; a random
+  standalone search of that same time trains as many of the sample as fit (in sample order) and keeps the best by
+  seed ``--seeds[0]``. Each pick is then *confirmed*: trained again with every seed of ``--confirm-seeds`` (seeds no
+  selection saw); the difference of the confirmed means is compared with its standard error.
+
+Every training and every supernet is cached in ``--workdir`` as it finishes, so an interrupted run resumes.
+
+Usage: python benchmarks/oneshot.py [--archs 16] [--sample-seed 0] [--seeds 0 1 2] [--sampling uniform fair]
+                                    [--supernet-epochs N] [--supernet-seed 0] [--confirm-seeds 10 11 12]
+                                    [--threads N] [--workdir benchmarks/.oneshot] [--cache FILE] [OVERRIDE ...]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import torch
+
+from common import Fidelity, Progress, config, kendall_tau, ranks
+from fidelity import sample
+from gcnas.backbones import list_sites
+from gcnas.machine import describe_machine
+from gcnas.oneshot import PathSampler, recalibrate_batchnorm, supernet_for_space, train_supernet
+from gcnas.search.summary import describe_architecture
+from gcnas.space import SearchSpace
+from gcnas.train import evaluate
+
+
+def space_of(cfg: dict, fid: Fidelity) -> SearchSpace:
+    bb, data = cfg["backbone"], fid.data
+    kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
+    sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
+    return SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
+
+
+def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str, seed: int, epochs: int,
+                     workdir: Path, tag: str):
+    """The supernet and its training seconds (trained here, or loaded from the cache folder)."""
+    ident = hashlib.sha1(json.dumps([tag, sampling, seed, epochs], sort_keys=True).encode()).hexdigest()[:12]
+    path = workdir / f"supernet-{sampling}-{ident}.pt"
+    torch.manual_seed(seed)
+    net = supernet_for_space(space)
+    if path.is_file():
+        saved = torch.load(str(path), map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["state_dict"])
+        return net, float(saved["seconds"])
+    recipe = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, "epochs": epochs}
+    t0 = time.perf_counter()
+    train_supernet(net, PathSampler(space, seed=seed, sampling=sampling), fid.data, recipe, seed=seed,
+                   ckpt_dir=workdir / f"training-{sampling}-{ident}")
+    seconds = time.perf_counter() - t0
+    torch.save({"state_dict": net.state_dict(), "seconds": seconds}, str(path))
+    print(f"supernet ({sampling}) trained in {seconds:.0f} s", file=sys.stderr, flush=True)
+    return net, seconds
+
+
+def shot_scores(net, archs: list, fid: Fidelity, calib_images: int, batch_size: int) -> tuple[list, float]:
+    """(accuracy, validation loss) of each architecture on the supernet, and the mean seconds per architecture.
+    What :func:`gcnas.oneshot.score` does, keeping the loss as well."""
+    calib = fid.data.train.head(calib_images)[0]
+    out, t0 = [], time.perf_counter()
+    for arch in archs:
+        net.set_architecture(arch)
+        recalibrate_batchnorm(net, calib, batch_size)
+        loss, acc = evaluate(net, fid.data.val, batch_size=max(batch_size, 256))
+        out.append((acc, loss))
+    return out, (time.perf_counter() - t0) / len(archs)
+
+
+def pm(values: list[float]) -> str:
+    return f"{100 * statistics.fmean(values):.2f} ± {100 * (statistics.stdev(values) if len(values) > 1 else 0):.2f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--archs", type=int, default=16, help="architectures in the sample (the plain backbone is one)")
+    ap.add_argument("--sample-seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="standalone training seeds")
+    ap.add_argument("--sampling", nargs="+", default=["uniform", "fair"], help="search.supernet_sampling values")
+    ap.add_argument("--supernet-epochs", type=int, default=None, help="default: the config's search.supernet_epochs")
+    ap.add_argument("--supernet-seed", type=int, default=0)
+    ap.add_argument("--confirm-seeds", type=int, nargs="+", default=[10, 11, 12])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    ap.add_argument("--workdir", type=Path, default=Path("benchmarks/.oneshot"),
+                    help="cached trainings and supernets (a rerun resumes from them; delete to start over)")
+    ap.add_argument("--cache", type=Path, default=None, help="the trainings' cache (default: in --workdir); give "
+                    "benchmarks/fidelity.py's --cache to reuse its trainings of the same sample")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=context")
+    args = ap.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if len(args.seeds) < 2:
+        ap.error("--seeds: give at least two (the noise ceiling compares seeds)")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    t_run = time.perf_counter()
+    cfg = config(*args.overrides)
+    fid = Fidelity(cfg)
+    epochs = args.supernet_epochs or int(cfg["search"]["supernet_epochs"])
+    calib, batch = int(cfg["search"]["calib_images"]), int(cfg["trainer"]["batch_size"])
+    archs = sample(cfg, fid, args.archs, args.sample_seed)
+    tag = "|".join(args.overrides)
+    # named as benchmarks/fidelity.py names its trainings at the search's fidelity: one cache serves both
+    name = f"demo:{cfg['data']['train_subset']}x{cfg['trainer']['epochs']}{'|' + tag if tag else ''}"
+    progress = Progress(args.cache or args.workdir / "cache.json", len(archs) * len(args.seeds))
+
+    # -- standalone: every architecture, every seed
+    alone = {s: [progress.measure(name, fid, a, s) for a in archs] for s in args.seeds}
+    trial_s = statistics.fmean(progress.cache[f"{name}|{a.key()}|{s}|seconds"] for a in archs for s in args.seeds
+                               if f"{name}|{a.key()}|{s}|seconds" in progress.cache)
+    mean_all = [statistics.fmean(alone[s][i] for s in args.seeds) for i in range(len(archs))]
+
+    def mean_without(skip: int) -> list[float]:
+        return [statistics.fmean(alone[s][i] for s in args.seeds if s != skip) for i in range(len(archs))]
+
+    seed_pairs = statistics.fmean(kendall_tau(alone[a], alone[b]) for a, b in itertools.combinations(args.seeds, 2))
+    seed_rest = statistics.fmean(kendall_tau(alone[s], mean_without(s)) for s in args.seeds)
+
+    # -- one-shot: a supernet per sampling, every architecture scored on it
+    shots = {}
+    for sampling in args.sampling:
+        net, sup_s = trained_supernet(cfg, space_of(cfg, fid), fid, sampling, args.supernet_seed, epochs,
+                                      args.workdir, tag)
+        scores, score_s = shot_scores(net, archs, fid, calib, batch)
+        shots[sampling] = {"scores": scores, "ranked": ranks([(acc, -loss) for acc, loss in scores]),
+                           "supernet_s": sup_s, "score_s": score_s}
+
+    # -- the same budget: one-shot over the whole sample, standalone trials in the time it took
+    sel = args.seeds[0]
+    confirm_name = f"confirm|{name}"
+    progress.total += len(args.confirm_seeds) * (1 + len(shots))
+
+    def confirmed(i: int) -> list[float]:
+        return [progress.measure(confirm_name, fid, archs[i], s) for s in args.confirm_seeds]
+
+    picks = []
+    for sampling, r in shots.items():
+        budget = r["supernet_s"] + len(archs) * r["score_s"]
+        best_shot = max(range(len(archs)), key=lambda i: r["ranked"][i])
+        k = max(1, min(len(archs), int(budget // trial_s)))
+        best_alone = max(range(k), key=lambda i: alone[sel][i])
+        picks.append((sampling, budget, k, best_shot, best_alone))
+
+    d, tr = cfg["data"], cfg["trainer"]
+    print(f"{len(archs)} architectures of {cfg['search_space']['name']} (RandomSampler seed {args.sample_seed}, the "
+          f"plain backbone included), {cfg['backbone']['name']}, data={d['name']}"
+          f"{' (' + ' '.join(args.overrides) + ')' if args.overrides else ''}, {tr['epochs']} epochs per standalone "
+          f"trial, seeds {', '.join(map(str, args.seeds))}; supernets of {epochs} epochs, seed {args.supernet_seed}, "
+          f"{calib} calibration images. {describe_machine()}; {time.perf_counter() - t_run:.0f} s in this run\n")
+
+    print("| method | architectures per hour | vs standalone | a study of the sample's size, min |")
+    print("|---|---:|---:|---:|")
+    print(f"| standalone trials ({trial_s:.1f} s each) | {3600 / trial_s:.0f} | 1x | "
+          f"{len(archs) * trial_s / 60:.1f} |")
+    for sampling, r in shots.items():
+        per_hour = max(0.0, 3600 - r["supernet_s"]) / r["score_s"]
+        print(f"| one-shot, {sampling} (supernet {r['supernet_s']:.0f} s, {r['score_s']:.2f} s a score) | "
+              f"{per_hour:.0f} | {per_hour * trial_s / 3600:.0f}x | "
+              f"{(r['supernet_s'] + len(archs) * r['score_s']) / 60:.1f} |")
+
+    n_seeds = len(args.seeds)
+    print(f"\n| rankings compared ({len(archs)} architectures) | Kendall tau |")
+    print("|---|---:|")
+    print(f"| one standalone seed vs another (mean over pairs) | {seed_pairs:.2f} |")
+    print(f"| one standalone seed vs the mean of the other {n_seeds - 1} | {seed_rest:.2f} |")
+    for sampling, r in shots.items():
+        print(f"| one-shot, {sampling} vs the mean of all {n_seeds} seeds | {kendall_tau(r['ranked'], mean_all):.2f} |")
+        r["loo"] = statistics.fmean(kendall_tau(r["ranked"], mean_without(s)) for s in args.seeds)
+        print(f"| one-shot, {sampling} vs the mean of {n_seeds - 1} (each seed left out in turn, as for one seed) | "
+              f"{r['loo']:.2f} |")
+    for sampling, r in shots.items():
+        met = r["loo"] >= seed_rest  # against the same targets as one seed's row
+        print(f"\nGoal (one-shot agrees with the seeds' mean at least as well as one seed does), {sampling}: "
+              f"{'met' if met else 'not met'}. Accuracies on the supernet: {100 * min(a for a, _ in r['scores']):.1f}"
+              f"-{100 * max(a for a, _ in r['scores']):.1f} %; standalone means: {100 * min(mean_all):.1f}-"
+              f"{100 * max(mean_all):.1f} %.")
+
+    plain = confirmed(0)  # the sample's first architecture is the plain backbone
+    print(f"\nThe same budget, confirmed with seeds {', '.join(map(str, args.confirm_seeds))} (plain backbone: "
+          f"{pm(plain)} %):\n")
+    print("| one-shot sampling | budget, min | one-shot pick | confirmed, % | standalone pick (of the first k "
+          "trials) | k | confirmed, % | one-shot - standalone, pp | beyond noise |")
+    print("|---|---:|---|---:|---|---:|---:|---:|---|")
+    for sampling, budget, k, i_shot, i_alone in picks:
+        a, b = confirmed(i_shot), confirmed(i_alone)
+        diff = [x - y for x, y in zip(a, b)]
+        m = statistics.fmean(diff)
+        se = (statistics.stdev(diff) / len(diff) ** 0.5) if len(diff) > 1 else 0.0
+        print(f"| {sampling} | {budget / 60:.1f} | {describe_architecture(archs[i_shot])} | {pm(a)} | "
+              f"{describe_architecture(archs[i_alone])} | {k} | {pm(b)} | {100 * m:+.2f} ± {100 * se:.2f} (s.e.) | "
+              f"{'yes' if abs(m) > 2 * se and m != 0 else 'no'} |")
+
+    print("\n| architecture | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | "
+          + " | ".join(f"one-shot {s}" for s in shots) + " |")
+    print("|---|" + "---:|" * (len(args.seeds) + 1 + len(shots)))
+    for i, arch in enumerate(archs):
+        cells = [f"{100 * alone[s][i]:.2f}" for s in args.seeds] + [f"{100 * mean_all[i]:.2f}"]
+        cells += [f"{100 * shots[s]['scores'][i][0]:.2f} (loss {shots[s]['scores'][i][1]:.3f})" for s in shots]
+        print(f"| {describe_architecture(arch)} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
