@@ -48,10 +48,9 @@ from common import Fidelity, Progress, config, kendall_tau, ranks
 from fidelity import sample
 from gcnas.backbones import list_sites
 from gcnas.machine import describe_machine
-from gcnas.oneshot import PathSampler, recalibrate_batchnorm, supernet_for_space, train_supernet
+from gcnas.oneshot import PathSampler, score_with_loss, supernet_for_space, train_supernet
 from gcnas.search.summary import describe_architecture
 from gcnas.space import SearchSpace
-from gcnas.train import evaluate
 
 
 def space_of(cfg: dict, fid: Fidelity) -> SearchSpace:
@@ -83,15 +82,10 @@ def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str
 
 
 def shot_scores(net, archs: list, fid: Fidelity, calib_images: int, batch_size: int) -> tuple[list, float]:
-    """(accuracy, validation loss) of each architecture on the supernet, and the mean seconds per architecture.
-    What :func:`gcnas.oneshot.score` does, keeping the loss as well."""
+    """(accuracy, validation loss) of each architecture on the supernet, and the mean seconds per architecture."""
     calib = fid.data.train.head(calib_images)[0]
-    out, t0 = [], time.perf_counter()
-    for arch in archs:
-        net.set_architecture(arch)
-        recalibrate_batchnorm(net, calib, batch_size)
-        loss, acc = evaluate(net, fid.data.val, batch_size=max(batch_size, 256))
-        out.append((acc, loss))
+    t0 = time.perf_counter()
+    out = [score_with_loss(net, arch, calib, fid.data.val, batch_size) for arch in archs]
     return out, (time.perf_counter() - t0) / len(archs)
 
 

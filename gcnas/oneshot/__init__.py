@@ -4,7 +4,8 @@
 and scores architectures with inherited weights.
 """
 from gcnas.oneshot.supernet import ChoiceBlock, Supernet, check_supernet_designs
-from gcnas.oneshot.train import SAMPLINGS, PathSampler, recalibrate_batchnorm, score, supernet_for_space, train_supernet
+from gcnas.oneshot.train import (SAMPLINGS, PathSampler, recalibrate_batchnorm, score, score_with_loss,
+                                 supernet_for_space, train_supernet)
 
 __all__ = ["ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "PathSampler", "supernet_for_space",
-           "train_supernet", "score", "recalibrate_batchnorm"]
+           "train_supernet", "score", "score_with_loss", "recalibrate_batchnorm"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
@@ -29,7 +28,8 @@ from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.data import DataSplits, Split
 from gcnas.train import TrainResult, evaluate, fit
 
-__all__ = ["SAMPLINGS", "PathSampler", "supernet_for_space", "train_supernet", "score", "recalibrate_batchnorm"]
+__all__ = ["SAMPLINGS", "PathSampler", "supernet_for_space", "train_supernet", "score", "score_with_loss",
+           "recalibrate_batchnorm"]
 
 
 class _RandomTrial:
@@ -167,36 +167,19 @@ class _SamplePerBatch:
             self.paths += 1
 
 
-def _finished_epochs(ckpt_dir: Optional[Path]) -> int:
-    """Epochs a checkpoint of :func:`gcnas.train.fit` in ``ckpt_dir`` holds (0: none)."""
-    state = None if ckpt_dir is None else Path(ckpt_dir) / "state.pt"
-    if state is None or not state.is_file():
-        return 0
-    return int(torch.load(str(state), map_location="cpu", weights_only=True)["epoch"])
-
-
 def train_supernet(net: Supernet, sampler: Callable[[], Architecture], data: DataSplits, trainer: Mapping[str, Any],
-                   *, ckpt_dir: Optional[Path] = None, on_epoch: Optional[Callable] = None,
                    **fit_kwargs: Any) -> tuple[TrainResult, int]:
-    """Train ``net`` on ``data`` with :func:`gcnas.train.fit` (``trainer``: its recipe; ``fit_kwargs``: seed, device),
-    one path from ``sampler`` per training batch; returns its result and the number of paths trained in this call.
-    The per-epoch validation runs the last path drawn. With ``ckpt_dir`` every epoch is checkpointed there and a
-    training found there resumes after its last finished epoch; a :class:`PathSampler` then restarts its draws at
-    that epoch (:meth:`PathSampler.start_epoch`), so the resumed training equals an uninterrupted one."""
+    """Train ``net`` on ``data`` with :func:`gcnas.train.fit` (``trainer``: its recipe; ``fit_kwargs``: seed, device,
+    ckpt_dir, on_epoch), one path from ``sampler`` per training batch; returns its result and the number of paths
+    trained in this call. The per-epoch validation runs the last path drawn. With ``ckpt_dir`` every epoch is
+    checkpointed there and a training found there resumes after its last finished epoch; a :class:`PathSampler`
+    restarts its draws at every epoch (:meth:`PathSampler.start_epoch`), so the resumed training equals an
+    uninterrupted one."""
     hook = _SamplePerBatch(net, sampler)
-    restart = getattr(sampler, "start_epoch", None)
-    if restart is not None:
-        restart(_finished_epochs(ckpt_dir) + 1)
-
-    def epoch_done(er) -> None:
-        if restart is not None:
-            restart(er.epoch + 1)
-        if on_epoch is not None:
-            on_epoch(er)
-
     handle = net.register_forward_pre_hook(hook)
     try:
-        result = fit(net, data, trainer, test=False, ckpt_dir=ckpt_dir, on_epoch=epoch_done, **fit_kwargs)
+        result = fit(net, data, trainer, test=False, on_epoch_start=getattr(sampler, "start_epoch", None),
+                     **fit_kwargs)
     finally:
         handle.remove()
     return result, hook.paths
@@ -223,9 +206,17 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 1
         model.train(was_training)
 
 
+def score_with_loss(net: Supernet, arch: Architecture, calib_x: torch.Tensor, val: Split, batch_size: int = 128,
+                    device: torch.device | str = "cpu") -> tuple[float, float]:
+    """(validation accuracy, validation loss) of ``arch`` with the supernet's weights, BatchNorm recalibrated on
+    ``calib_x`` first. The loss ranks architectures a saturated supernet scores alike."""
+    net.set_architecture(arch)
+    recalibrate_batchnorm(net, calib_x, batch_size, device)
+    loss, acc = evaluate(net, val, batch_size=max(batch_size, 256), device=device)
+    return acc, loss
+
+
 def score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, val: Split, batch_size: int = 128,
           device: torch.device | str = "cpu") -> float:
     """Validation accuracy of ``arch`` with the supernet's weights, BatchNorm recalibrated on ``calib_x`` first."""
-    net.set_architecture(arch)
-    recalibrate_batchnorm(net, calib_x, batch_size, device)
-    return evaluate(net, val, batch_size=max(batch_size, 256), device=device)[1]
+    return score_with_loss(net, arch, calib_x, val, batch_size, device)[0]

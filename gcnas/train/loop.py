@@ -221,10 +221,13 @@ def _epoch_order(n: int, gen: torch.Generator, epoch: int, seed: int) -> torch.T
 
 def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[str, Any]], *, seed: int = 0,
         device: Union[str, torch.device] = "cpu", ckpt_dir: Optional[Path] = None, resume: bool = True,
-        on_epoch: Optional[Callable[[EpochResult], None]] = None, test: bool = True) -> TrainResult:
+        on_epoch: Optional[Callable[[EpochResult], None]] = None, test: bool = True,
+        on_epoch_start: Optional[Callable[[int], None]] = None) -> TrainResult:
     """Train ``model`` on ``data`` with the recipe ``cfg``, validating after every epoch.
 
-    ``on_epoch`` is called with each epoch's result and may raise to stop (pruning); a NaN or infinite loss raises
+    ``on_epoch_start`` is called with each epoch's number (1-based) before its first batch, resumed runs included
+    (the one-shot supernet reseeds its path draws there). ``on_epoch`` is called with each epoch's result and may
+    raise to stop (pruning); a NaN or infinite loss raises
     :class:`NonFiniteLossError` naming the epoch and step. ``ckpt_dir`` makes the run resumable (see the module's
     docstring). With ``test`` and a test split, the result carries the test accuracy of the final model.
     """
@@ -311,6 +314,8 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     t_start = time.perf_counter()
     train_model.train()
     for epoch in range(start, tc.epochs + 1):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         if tuning is not None:  # evaluate() left the model in train mode; the tuning's frozen parts are set again
             train_model.train()
             tuning.start_epoch(epoch)
