@@ -11,7 +11,7 @@ from optuna.trial import TrialState, create_trial
 from conftest import compose_search
 from gcnas.cli.search import search
 from gcnas.search.summary import noise_floor, ranked_trials, results_table
-from gcnas.track.offline import offline_runs
+from wandb_offline import offline_runs
 
 
 def _study(values: dict[str, list[float]], searched: list[float] = ()) -> optuna.Study:

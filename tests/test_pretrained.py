@@ -302,7 +302,7 @@ def test_finetune_keys_are_checked():
     for key, value, message in (("block_lr_mult", 0, "must be a number > 0"),
                                 ("freeze_backbone_epochs", -1, "must be an integer >= 0"),
                                 ("layer_decay", 1.5, r"must be a number in \(0, 1\]"),
-                                ("freeze_bn", "yes", "must be true or false")):
+                                ("freeze_bn", "maybe", "must be true or false")):
         with pytest.raises(ConfigError, match=f"trainer.{key}: {message}"):
             TrainerConfig.from_mapping({**base, key: value})
     with pytest.raises(ConfigError, match="trainer.freeze_backbone_epochs: this model has no new parameters"):

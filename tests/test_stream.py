@@ -174,7 +174,7 @@ def test_a_model_trains_on_streamed_images_and_the_result_counts_the_skipped_one
     ({"in_memory": True, "aug": "basic"}, "data.in_memory: true decodes every image once, so it cannot augment"),
     ({"in_memory": "sometimes"}, "data.in_memory: must be auto, true or false; got 'sometimes'"),
     ({"workers": -1}, "data.workers: must be auto or an integer >= 0; got -1"),
-    ({"on_bad_image": "skip"}, "data.on_bad_image: must be warn or error; got 'skip'"),
+    ({"on_bad_image": "skip"}, "data.on_bad_image: must be one of warn, error; got 'skip'"),
     ({"aug": "sharpen"}, "data.aug: 'sharpen' is not none, basic or a timm auto-augment string"),
     ({"image_size": 4}, "data.image_size: must be an integer >= 8 or null"),
 ])

@@ -11,7 +11,8 @@ import yaml
 from optuna.trial import TrialState
 
 from gcnas.search.worker import public_config
-from gcnas.track import TrackingWarning, WandbSession, WandbTracker, offline_runs
+from gcnas.track import TrackingWarning, WandbSession, WandbTracker
+from wandb_offline import offline_runs
 
 
 def test_one_offline_run_per_trial_and_one_for_the_study(searched):
@@ -71,7 +72,7 @@ def test_disabled_mode_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("cfg,message", [
     ({"mode": "onilne"}, "wandb.mode: must be one of offline, online, disabled; got 'onilne'"),
-    ({"mode": "offline", "init_timeout": 0}, "wandb.init_timeout: must be a positive number"),
+    ({"mode": "offline", "init_timeout": 0}, "wandb.init_timeout: must be a number > 0; got 0"),
     ({"mode": "offline", "tags": "a,b"}, "wandb.tags: must be a list of strings"),
 ])
 def test_bad_wandb_config_is_named(cfg, message):

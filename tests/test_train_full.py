@@ -16,7 +16,7 @@ from gcnas.arch import Architecture, build_model
 from gcnas.cli.train import train
 from gcnas.data import load_data
 from gcnas.train import fit
-from gcnas.track import offline_runs
+from wandb_offline import offline_runs
 
 ARCH = """
 backbone: gcnas_resnet_tiny

@@ -85,7 +85,7 @@ class CheckOutputRoot(Callback):
     def _check(self, config: DictConfig) -> None:
         import sys
 
-        from gcnas.search.worker import check_writable
+        from gcnas.cli.common import check_writable
 
         root = OmegaConf.select(config, "paths.root", default=None, throw_on_resolution_failure=False)
         if root is None:

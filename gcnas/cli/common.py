@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -11,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gcnas.errors import ConfigError
 
-__all__ = ["resolve", "user_errors", "require_study"]
+__all__ = ["resolve", "user_errors", "require_study", "check_writable"]
 
 
 def resolve(cfg: DictConfig) -> dict:
@@ -25,6 +27,20 @@ def resolve(cfg: DictConfig) -> dict:
             msg += ("; storage=postgres reads the URL from it: export GCNAS_STORAGE_URL=postgresql+psycopg://USER:"
                     "PASSWORD@HOST:5432/DB (or give study.storage=...)")
         raise ConfigError(f"{key}: {msg}") from None
+
+
+def check_writable(root: Any, key: str = "paths.root") -> Path:
+    """Create ``root`` if needed and prove it writable, or say so naming the key (before any study is touched)."""
+    path = Path(str(root))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".gcnas-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot write to {path} ({e.strerror or e}); choose a writable folder, e.g. "
+                          f"{key}=$PWD/outputs") from None
+    return path
 
 
 def require_study(config: dict) -> tuple[str, str]:

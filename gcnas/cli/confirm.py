@@ -5,9 +5,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from gcnas.cli.common import require_study, resolve, user_errors
+from gcnas.cli.common import check_writable, require_study, resolve, user_errors
 from gcnas.cli.search import worker_threads
+from gcnas.schema import read
 from gcnas.search import SearchResult
+from gcnas.search.config import ConfirmConfig
 from gcnas.search.confirm import confirm_study, confirmation, confirmation_study_name, confirmation_table
 from gcnas.search.study import open_study
 from gcnas.search.worker import public_config
@@ -17,16 +19,16 @@ from gcnas.track import WandbTracker
 def confirm(cfg: DictConfig) -> SearchResult:
     """Run one confirmation worker from a composed ``confirm`` config (tests call this with ``hydra.compose``)."""
     c = resolve(cfg)
+    check_writable(c["paths"]["root"])
     name, url = require_study(c)
-    conf = c.get("confirm") or {}
+    conf = read(ConfirmConfig, c.get("confirm"), "confirm")
     run = {key: c[key] for key in ("worker", "threads", "device", "progress", "paths", "wandb") if key in c}
     run["threads"] = worker_threads(c.get("threads"))
     tracker = WandbTracker(c.get("wandb") or {"mode": "disabled"}, confirmation_study_name(name),
                            public_config(c))
     try:
-        result = confirm_study(url, name, k=conf.get("k", 5), seeds=conf.get("seeds", 3),
-                               first_seed=conf.get("first_seed", 100), trainer=conf.get("trainer"),
-                               data=conf.get("data"), run=run, callbacks=[tracker])
+        result = confirm_study(url, name, k=conf.k, seeds=conf.seeds, first_seed=conf.first_seed,
+                               trainer=conf.trainer, data=conf.data, run=run, callbacks=[tracker])
     finally:
         tracker.close()
     found = confirmation(open_study(url, name), url) or []

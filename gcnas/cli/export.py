@@ -5,16 +5,18 @@ import hydra
 from omegaconf import DictConfig
 
 from gcnas.cli.common import require_study, resolve, user_errors
+from gcnas.cli.args import ExportArgs, ExportDirArgs
 from gcnas.export import ExportResult, export_trial
+from gcnas.schema import read, read_known
 
 
 def export(cfg: DictConfig) -> ExportResult:
     """Run an export from a composed ``export`` config (tests call this with ``hydra.compose``)."""
     c = resolve(cfg)
     name, url = require_study(c)
-    result = export_trial(url, name, trial=c.get("trial", "best"), pick=c.get("pick"),
-                          out_dir=(c.get("export") or {}).get("dir"), overwrite=c.get("overwrite", False),
-                          retrain=bool(c.get("retrain", True)))
+    args, out = read_known(ExportArgs, c), read(ExportDirArgs, c.get("export"), "export")
+    result = export_trial(url, name, trial=args.trial, pick=args.pick, out_dir=out.dir, overwrite=args.overwrite,
+                          retrain=args.retrain)
     print(f"Exported trial {result.trial} of {name} ({result.picked}; weights {result.weights_source}, ONNX max abs "
           f"diff {result.onnx_max_abs_diff:.1e}) to {result.dir}/: {', '.join(result.files)}")
     print(f"Load it with: python -c \"import gcnas; print(gcnas.load_model('{result.dir}'))\"")

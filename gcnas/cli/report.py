@@ -7,7 +7,8 @@ import hydra
 from omegaconf import DictConfig
 
 from gcnas.cli.common import require_study, resolve, user_errors
-from gcnas.errors import ConfigError
+from gcnas.cli.args import ReportArgs
+from gcnas.schema import read
 from gcnas.search.study import open_study
 from gcnas.report import Report, write_report
 
@@ -16,16 +17,10 @@ def report(cfg: DictConfig) -> Report:
     """Write the report from a composed ``report`` config (tests call this with ``hydra.compose``)."""
     c = resolve(cfg)
     name, url = require_study(c)
-    rc = c.get("report") or {}
-    top_k = rc.get("top_k", 5)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ConfigError(f"report.top_k: must be an integer >= 1; got {top_k!r}")
-    html = rc.get("html", "auto")
-    if html not in ("auto", True, False):
-        raise ConfigError(f"report.html: must be auto, true or false; got {html!r}")
+    rc = read(ReportArgs, c.get("report"), "report")
     study = open_study(url, name)
-    out = Path(rc.get("dir") or Path(c["paths"]["root"]) / name / "report")
-    rep = write_report(study, out, top_k=top_k, html=None if html == "auto" else html, storage=url)
+    out = Path(rc.dir or Path(c["paths"]["root"]) / name / "report")
+    rep = write_report(study, out, top_k=rc.top_k, html=None if rc.html == "auto" else rc.html, storage=url)
     print(f"Report of {name} in {rep.dir}/: {rep.summary.name}, "
           + ", ".join(p.name for p in rep.pictures + rep.html))
     for what, why in rep.skipped.items():

@@ -6,7 +6,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from gcnas.cli.common import resolve, user_errors
+from gcnas.cli.common import check_writable, resolve, user_errors
 from gcnas.search import SearchResult, run_search
 from gcnas.search.worker import public_config
 from gcnas.track import WandbTracker
@@ -52,6 +52,7 @@ def search(cfg: DictConfig) -> SearchResult:
     if choice:
         config["_space_source"] = f"search_spaces/{choice}.yaml"
     config["threads"] = worker_threads(config.get("threads"), concurrent)
+    check_writable(config["paths"]["root"])  # before the study or its W&B run is created
     tracker = WandbTracker(config.get("wandb") or {"mode": "disabled"}, config["study"]["name"],
                            public_config(config))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import logging
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -17,6 +18,7 @@ from gcnas.data.stream import (IN_MEMORY_LIMIT_BYTES, ArraySource, DataUnavailab
                                timm_sources)
 from gcnas.errors import ConfigError
 from gcnas.registry import Registry
+from gcnas.schema import key, read_known
 
 __all__ = ["DataUnavailableError", "DATASETS", "load_data", "read_idx"]
 
@@ -150,19 +152,29 @@ def _to_float(x: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Ten
     return t.sub_(mean[:, None, None]).div_(std[:, None, None])
 
 
+@dataclass(frozen=True)
+class SplitOptions:
+    """The ``data`` keys every dataset shares for its splits, their types and defaults (:mod:`gcnas.schema`)."""
+
+    val_size: Optional[int] = key(None, ge=1)      # held out of the training images for validation; null: a tenth
+    train_subset: Optional[int] = key(None, ge=1)  # proxy fidelity: training images a trial uses; null: all
+    val_subset: Optional[int] = key(None, ge=1)    # validation images a trial uses; null: all
+    split_seed: int = key(0, ge=0)
+
+
 def _split_indices(n: int, cfg: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
     """(training indices, validation indices): validation held out of the training images by ``data.split_seed``,
     then the proxy subsets; the same lists for every trial and worker."""
-    rng = np.random.default_rng(int(cfg.get("split_seed", 0)))
-    order = rng.permutation(n)
-    val_size = int(cfg.get("val_size") or max(1, n // 10))
-    if not 0 < val_size < n:
+    split = read_known(SplitOptions, cfg, "data")
+    order = np.random.default_rng(split.split_seed).permutation(n)
+    val_size = split.val_size or max(1, n // 10)
+    if not val_size < n:
         raise ConfigError(f"data.val_size: must be between 1 and {n - 1} for {name}; got {val_size}")
     val_idx, train_idx = order[:val_size], order[val_size:]
-    if cfg.get("train_subset"):
-        train_idx = train_idx[: int(cfg["train_subset"])]
-    if cfg.get("val_subset"):
-        val_idx = val_idx[: int(cfg["val_subset"])]
+    if split.train_subset:
+        train_idx = train_idx[: split.train_subset]
+    if split.val_subset:
+        val_idx = val_idx[: split.val_subset]
     return train_idx, val_idx
 
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from gcnas.errors import ConfigError
+from gcnas.schema import key, read_known
 
 __all__ = ["DataUnavailableError", "BadImageError", "SourceImages", "StreamOptions", "StreamSplit", "ImageSource", "ArraySource", "timm_sources",
            "make_transforms", "measure_mean_std", "decode_all", "IN_MEMORY_LIMIT_BYTES", "TORCH_DATASETS"]
@@ -46,31 +47,20 @@ class BadImageError(ConfigError):
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """The ``data`` keys of the streaming pipeline (their defaults are stated here once)."""
+    """The ``data`` keys of the streaming pipeline, their types and defaults (:mod:`gcnas.schema`)."""
 
-    in_memory: Any = "auto"      # auto | true | false
-    workers: Any = "auto"        # DataLoader worker processes; auto: half the usable cores (0 on one core)
-    aug: str = "none"
-    on_bad_image: str = "warn"   # warn | error
-    image_size: Optional[int] = None
+    in_memory: Union[bool, str] = key("auto", words=("auto",), expect="auto, true or false")
+    workers: Union[int, str] = key("auto", ge=0, words=("auto",))  # DataLoader processes; auto: half the cores
+    aug: str = "none"            # none | basic | a timm auto-augment string
+    on_bad_image: str = key("warn", words=("warn", "error"))
+    image_size: Optional[int] = key(None, ge=8)  # null: the backbone's input size
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> "StreamOptions":
-        opts = cls(**{k: cfg[k] for k in ("in_memory", "workers", "aug", "on_bad_image", "image_size")
-                      if cfg.get(k) is not None})
-        if opts.in_memory not in ("auto", True, False):
-            raise ConfigError(f"data.in_memory: must be auto, true or false; got {opts.in_memory!r}")
-        w = opts.workers
-        if w != "auto" and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
-            raise ConfigError(f"data.workers: must be auto or an integer >= 0; got {w!r}")
-        if opts.on_bad_image not in ("warn", "error"):
-            raise ConfigError(f"data.on_bad_image: must be warn or error; got {opts.on_bad_image!r}")
-        s = opts.image_size
-        if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 8):
-            raise ConfigError(f"data.image_size: must be an integer >= 8 or null (the backbone's input size); got {s!r}")
-        if not isinstance(opts.aug, str) or not opts.aug:
-            raise ConfigError(f"data.aug: must be none, basic or a timm auto-augment string (e.g. rand-m9-mstd0.5); "
-                              f"got {opts.aug!r}")
+        opts = read_known(cls, {k: v for k, v in cfg.items() if v is not None}, "data")
+        if not opts.aug:
+            raise ConfigError("data.aug: must be none, basic or a timm auto-augment string (e.g. rand-m9-mstd0.5); "
+                              "got ''")
         if opts.aug not in AUGMENTATIONS:
             _check_auto_augment(opts.aug)
         if opts.in_memory is True and opts.aug != "none":

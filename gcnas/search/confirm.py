@@ -24,7 +24,9 @@ import optuna
 from optuna.trial import TrialState
 
 from gcnas.errors import ConfigError
+from gcnas.schema import read
 from gcnas.search.callbacks import SearchCallback
+from gcnas.search.config import ConfirmConfig
 from gcnas.search.objective import FIXED_ARCH_ATTR, REPLICATE_ATTR, ROLE_ATTR
 from gcnas.search.study import open_study
 from gcnas.search.summary import baseline_trial, ranked_trials
@@ -97,12 +99,6 @@ def confirmation_study_name(name: str) -> str:
     return f"{name}-confirm"
 
 
-def _check_positive(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}: must be an integer >= 1; got {value!r}")
-    return value
-
-
 def _overrides(section: str, given: Optional[Mapping[str, Any]], have: Mapping[str, Any]) -> dict:
     given = dict(given or {})
     unknown = sorted(set(given) - set(have))
@@ -123,9 +119,9 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
     is checked before the confirmation study is created. Returns the worker's :class:`SearchResult` for the
     ``<name>-confirm`` study.
     """
-    k, seeds = _check_positive("confirm.k", k), _check_positive("confirm.seeds", seeds)
-    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
-        raise ConfigError(f"confirm.first_seed: must be an integer >= 0; got {first_seed!r}")
+    args = read(ConfirmConfig, {"k": k, "seeds": seeds, "first_seed": first_seed, "trainer": trainer or {},
+                                "data": data or {}}, "confirm")
+    k, seeds, first_seed, trainer, data = args.k, args.seeds, args.first_seed, args.trainer, args.data
     source = open_study(url, name)
     if len(source.directions) > 1:
         raise ConfigError(f"study.name: {name!r} is multi-objective; confirmation compares accuracy, so confirm a "

@@ -20,44 +20,37 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Union
 
 import torch
 
 from gcnas.arch import Architecture
 from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
-from gcnas.oneshot import SAMPLINGS, PathSampler, Supernet, score, train_supernet
+from gcnas.oneshot import PathSampler, Supernet, score, train_supernet
+from gcnas.schema import read
+from gcnas.search.config import SearchConfig
 from gcnas.space import SearchSpace
 from gcnas.train import TrainerConfig
 
-__all__ = ["METHODS", "check_search_config", "study_supernet", "oneshot_scorer"]
+__all__ = ["study_supernet", "oneshot_scorer"]
 
 log = logging.getLogger("gcnas.search")
 
-METHODS = ("standalone", "oneshot")
 CHECKPOINT = "supernet.pt"
 TRAINING_DIR = "supernet-training"  # the unfinished training's per-epoch checkpoint
 
 
-def check_search_config(search: Mapping[str, Any]) -> None:
-    """The ``search`` section: a known method and positive counts, before anything is created."""
-    method = search.get("method", "standalone")
-    if method not in METHODS:
-        raise ConfigError(f"search.method: must be one of {', '.join(METHODS)}; got {method!r}")
-    for key in ("supernet_epochs", "calib_images"):
-        v = search.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"search.{key}: must be an integer >= 1; got {v!r}")
-    sampling = search.get("supernet_sampling", "uniform")
-    if sampling not in SAMPLINGS:
-        raise ConfigError(f"search.supernet_sampling: must be one of {', '.join(SAMPLINGS)}; got {sampling!r}")
+def _search(search: Union[SearchConfig, Mapping[str, Any]]) -> SearchConfig:
+    return search if isinstance(search, SearchConfig) else read(SearchConfig, search, "search")
 
 
-def _recipe(trainer: Mapping[str, Any], search: Mapping[str, Any], seed: int, data: DataSplits) -> dict[str, Any]:
-    recipe = TrainerConfig.from_mapping({**trainer, "epochs": search["supernet_epochs"]}).to_dict()
+def _recipe(trainer: Mapping[str, Any], search: Union[SearchConfig, Mapping[str, Any]], seed: int,
+            data: DataSplits) -> dict[str, Any]:
+    search = _search(search)
+    recipe = TrainerConfig.from_mapping({**trainer, "epochs": search.supernet_epochs}).to_dict()
     out = {**recipe, "seed": seed, "data": data.name, "train_images": len(data.train)}
-    sampling = search.get("supernet_sampling", "uniform")
+    sampling = search.supernet_sampling
     if sampling != "uniform":  # absent means uniform, so supernets trained before the key existed still load
         out["sampling"] = sampling
     return out
@@ -73,9 +66,11 @@ def _check_identity(path: Path, saved: Mapping[str, Any], wanted: Mapping[str, A
 
 
 def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer: Mapping[str, Any],
-                   search: Mapping[str, Any], seed: int, study_dir: Path, device: str) -> Supernet:
+                   search: Union[SearchConfig, Mapping[str, Any]], seed: int, study_dir: Path,
+                   device: str) -> Supernet:
     """``net`` (:func:`gcnas.oneshot.supernet_for_space` of ``space``, untrained) as the study's trained supernet:
     loaded if a worker trained it already, else trained here (once, under a lock)."""
+    search = _search(search)
     wanted = {**net.identity(), "recipe": _recipe(trainer, search, seed, data)}
     study_dir.mkdir(parents=True, exist_ok=True)
     path = study_dir / CHECKPOINT
@@ -100,7 +95,7 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
                 started.write_text(json.dumps(wanted, indent=1))
             log.info("training the study's supernet: %d designs at %d sites, %d epochs", len(net.specs),
                      len(net.choices), recipe["epochs"])
-            sampler = PathSampler(space, seed=seed, sampling=search.get("supernet_sampling", "uniform"))
+            sampler = PathSampler(space, seed=seed, sampling=search.supernet_sampling)
             result, paths = train_supernet(net, sampler, data, recipe, seed=seed, device=device, ckpt_dir=ckpt_dir)
             if result.resumed_from:
                 log.info("supernet training resumed after epoch %d of %d", result.resumed_from, recipe["epochs"])
@@ -115,9 +110,9 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def oneshot_scorer(net: Supernet, data: DataSplits, search: Mapping[str, Any], batch_size: int,
+def oneshot_scorer(net: Supernet, data: DataSplits, search: Union[SearchConfig, Mapping[str, Any]], batch_size: int,
                    device: str) -> Callable[[Architecture], float]:
-    calib = data.train.head(int(search["calib_images"]))[0]
+    calib = data.train.head(_search(search).calib_images)[0]
 
     def scorer(arch: Architecture) -> float:
         return score(net, arch, calib, data.val, batch_size=batch_size, device=device)

@@ -8,9 +8,9 @@ number comes after the budget's last is cancelled (recorded as failed with the r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import logging
-import os
 import sys
 import time
 import traceback
@@ -30,12 +30,13 @@ from gcnas.errors import ConfigError
 from gcnas.oneshot import supernet_for_space
 from gcnas.search.callbacks import Callbacks, SearchCallback
 from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
-from gcnas.search.oneshot import check_search_config, oneshot_scorer, study_supernet
+from gcnas.search.config import SearchJob, StudyConfig, read_job
+from gcnas.search.oneshot import oneshot_scorer, study_supernet
 from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
 from gcnas.space import SearchSpace, paper_default_architecture
-from gcnas.train.runtime import DEVICES, check_threads, select_device, set_threads
+from gcnas.train.runtime import select_device, set_threads
 from gcnas.train import TrainerConfig
 from gcnas.train.pretrain import ensure_pretrained
 from gcnas.arch import Architecture
@@ -59,42 +60,10 @@ class SearchResult:
     sampler: str = ""  # the class of the sampler this worker asked with (its config's sampler._target_)
 
 
-def _int(cfg: Mapping, key: str, where: str, minimum: int = 0) -> int:
-    v = cfg.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ConfigError(f"{where + '.' if where else ''}{key}: must be an integer >= {minimum}; got {v!r}")
-    return v
-
-
-def validate_config(cfg: Mapping[str, Any]) -> None:
-    """Check the parts of the config that no library checks, before anything is created."""
-    study = cfg["study"]
-    _int(study, "n_trials", "study", 1)
-    _int(study, "top_k", "study", 1)
-    _int(study, "noise_seeds", "study", 1)
-    if study.get("keep_weights") is not None:
-        _int(study, "keep_weights", "study", 0)
-    for key, lo in (("max_retries", 0), ("max_failures", 1)):
-        if study.get(key) is not None:
-            _int(study, key, "study", lo)
-    hb, grace = study.get("heartbeat_interval"), study.get("grace_period")
-    for key, v in (("heartbeat_interval", hb), ("grace_period", grace)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-            raise ConfigError(f"study.{key}: must be a positive number of seconds or null; got {v!r}")
-    if grace is not None and hb is None:
-        raise ConfigError("study.grace_period: needs study.heartbeat_interval (heartbeats are off); set both or "
-                          "neither")
-    if grace is not None and hb is not None and grace <= hb:
-        raise ConfigError(f"study.grace_period: must be longer than study.heartbeat_interval={hb}; got {grace}")
-    if study.get("timeout") is not None and (not isinstance(study["timeout"], (int, float)) or study["timeout"] <= 0):
-        raise ConfigError(f"study.timeout: must be a positive number of seconds or null; got {study['timeout']!r}")
-    if not isinstance(study.get("name"), str) or not study["name"]:
-        raise ConfigError(f"study.name: must be a non-empty string; got {study.get('name')!r}")
-    if isinstance(cfg.get("worker"), bool) or not isinstance(cfg.get("worker"), int) or cfg["worker"] < 0:
-        raise ConfigError(f"worker: must be an integer >= 0; got {cfg.get('worker')!r}")
-    if "seed" in cfg:
-        _int(cfg, "seed", "", 0)
-    check_threads(cfg.get("threads", "auto"))
+def validate_config(cfg: Mapping[str, Any]) -> SearchJob:
+    """Check the parts of the config that no library checks, before anything is created; returns the job's own
+    sections read (:mod:`gcnas.search.config`)."""
+    job = read_job(cfg)
     TrainerConfig.from_mapping(cfg["trainer"])
     obj = cfg["objective"]
     metrics, directions = list(obj.get("metrics") or []), list(obj.get("directions") or [])
@@ -103,17 +72,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if directions != [METRICS[m] for m in metrics]:
         raise ConfigError(f"objective.directions: must be {[METRICS[m] for m in metrics]} for metrics {metrics}; "
                           f"got {directions}")
-    for k, v in (cfg.get("constraints") or {}).items():
-        if k not in ("max_params", "max_flops", "max_latency_ms"):
-            raise ConfigError(f"constraints.{k}: unknown; valid keys are max_params, max_flops, max_latency_ms")
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-            raise ConfigError(f"constraints.{k}: must be a positive number or null; got {v!r}")
-    if cfg.get("device", "cpu") not in DEVICES:
-        select_device(cfg.get("device"))  # names the valid devices
-    if cfg.get("search") is not None:
-        check_search_config(cfg["search"])
-    if cfg.get("progress", "auto") not in ("auto", "bar", "plain", "none"):
-        raise ConfigError(f"progress: must be auto, bar, plain or none; got {cfg.get('progress')!r}")
+    return job
 
 
 class _Progress:
@@ -160,7 +119,8 @@ class _Progress:
                 b.close()
 
 
-def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], input_size) -> None:
+def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], study_cfg: StudyConfig,
+                input_size) -> None:
     """Worker 0, once per study: record the space and enqueue the plain backbone and the paper's default GC, each
     with ``study.noise_seeds`` training seeds (in pairs, so the first two trials are still plain and paper GC); or,
     for a study of given architectures (the confirmation's), the user attributes of each in ``cfg["_fixed_trials"]``."""
@@ -174,15 +134,15 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     study.set_user_attr("input_size", list(input_size))
     if cfg.get("_fixed_trials") is not None:  # a study of given architectures only (gcnas.search.confirm)
         fixed = list(cfg["_fixed_trials"])
-    elif cfg["study"].get("enqueue_baselines", True):
+    elif study_cfg.enqueue_baselines:
         plain = Architecture(space.backbone, space.backbone_kwargs, ())
         paper = paper_default_architecture(space.backbone, space.sites, space.backbone_kwargs)
         fixed = [{FIXED_ARCH_ATTR: arch.to_yaml(), ROLE_ATTR: role, REPLICATE_ATTR: k}
-                 for k in range(int(cfg["study"].get("noise_seeds", 1)))
+                 for k in range(study_cfg.noise_seeds)
                  for role, arch in (("baseline", plain), ("paper_gc", paper))]
     else:
         fixed = []
-    for attrs in fixed[: cfg["study"]["n_trials"]]:
+    for attrs in fixed[: study_cfg.n_trials]:
         study.enqueue_trial({}, user_attrs=attrs)
     study.set_user_attr("gcnas_initialised", True)
 
@@ -258,30 +218,15 @@ def keep_top_weights(study: optuna.Study, keep: int) -> list[int]:
     return sorted(n for n in kept if any(t.number == n and t.user_attrs.get("weights") for t in top))
 
 
-def check_writable(root: Any, key: str = "paths.root") -> Path:
-    """Create ``root`` if needed and prove it writable, or say so naming the key (before any study is touched)."""
-    path = Path(str(root))
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".gcnas-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"{key}: cannot write to {path} ({e.strerror or e}); choose a writable folder, e.g. "
-                          f"{key}=$PWD/outputs") from None
-    return path
-
-
 def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ()) -> SearchResult:
     """Run one search worker with a resolved, plain config (see ``conf/config.yaml``); returns what it found (the
     command prints it).
 
     ``callbacks`` see every trial (``gcnas.track.WandbTracker`` is one); none of them can stop the search.
     """
-    validate_config(cfg)
-    check_writable(cfg["paths"]["root"])
-    set_threads(cfg.get("threads", "auto"))
-    device = select_device(cfg.get("device", "cpu"))
+    job = validate_config(cfg)
+    set_threads(job.job.threads)
+    device = select_device(job.job.device)
 
     bb = cfg["backbone"]
     data = load_data(cfg["data"], backbone_data=backbone_data_config(bb["name"], **(bb.get("kwargs") or {})))
@@ -297,38 +242,38 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     source = cfg.get("_space_source") or f"search_spaces/{space_cfg.get('name')}.yaml"
     space = SearchSpace.from_config(space_cfg, backbone=bb["name"], sites=sites, backbone_kwargs=kwargs,
                                     source=source)
-    search_cfg = cfg.get("search") or {"method": "standalone"}
-    oneshot = search_cfg.get("method") == "oneshot"
+    search_cfg, study_cfg = job.search, job.study
+    oneshot = search_cfg.method == "oneshot"
     if oneshot and weights.loaded:
         raise ConfigError("search.method=oneshot does not start its supernet from backbone.pretrained / "
                           "backbone.pretrained_file yet; use search.method=standalone (each trial fine-tunes the "
                           "pretrained backbone) or train the supernet from scratch")
     if oneshot:
         supernet = supernet_for_space(space)  # a space the supernet cannot hold fails here, before the study exists
-        if int(cfg["study"].get("noise_seeds", 1)) > 1:  # a supernet scores an architecture the same for any seed
+        if study_cfg.noise_seeds > 1:  # a supernet scores an architecture the same for any seed
             log.info("search.method=oneshot: the references are scored once (study.noise_seeds=%s would repeat the "
                      "same score); the noise of one-shot scores is measured by confirming the top trials",
-                     cfg["study"]["noise_seeds"])
-            cfg = {**cfg, "study": {**cfg["study"], "noise_seeds": 1}}
+                     study_cfg.noise_seeds)
+            study_cfg = dataclasses.replace(study_cfg, noise_seeds=1)
     metrics = tuple(cfg["objective"]["metrics"])
     sampler_cfg = dict(cfg["sampler"])
     if sampler_cfg.get("seed") is not None:  # one random stream per worker, or concurrent workers sample alike
-        sampler_cfg["seed"] = int(sampler_cfg["seed"]) + int(cfg["worker"])
+        sampler_cfg["seed"] = int(sampler_cfg["seed"]) + job.job.worker
     sampler = make_sampler(sampler_cfg, grid=space.grid)
     pruner = make_pruner(cfg["pruner"])
 
-    study_cfg = cfg["study"]
-    url = study_cfg["storage"]
-    heartbeat = study_cfg.get("heartbeat_interval")
+    url = study_cfg.storage
+    heartbeat = study_cfg.heartbeat_interval
     if heartbeat and str(url).startswith("journal://"):
         log.warning("storage=journal has no heartbeats: a killed worker's trial stays RUNNING (and counts against "
                     "study.n_trials) until it is failed by hand; use sqlite or postgres to have it retried")
         heartbeat = None
-    storage = make_storage(url, heartbeat, study_cfg.get("grace_period"),
-                           retry_stale_trial(int(study_cfg.get("max_retries", 2))) if heartbeat else None)
-    study = make_study(study_cfg["name"], storage, cfg["objective"]["directions"], sampler, pruner)
-    if cfg["worker"] == 0:
-        _initialise(study, space, cfg, data.input_size)
+    storage = make_storage(url, heartbeat, study_cfg.grace_period,
+                           retry_stale_trial(study_cfg.max_retries) if heartbeat else None)
+    study = make_study(study_cfg.name, storage, cfg["objective"]["directions"], sampler, pruner)
+    worker, seed = job.job.worker, job.job.seed
+    if worker == 0:
+        _initialise(study, space, cfg, study_cfg, data.input_size)
     else:
         # worker 0 enqueues the study's fixed trials (the references, or a confirmation's architectures); a trial
         # asked before that would be a sampled one, and under a tight budget the references could be left waiting
@@ -336,36 +281,34 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
         waited = time.monotonic()
         while not study.user_attrs.get("gcnas_initialised"):
             if time.monotonic() - waited > 600:
-                raise RuntimeError(f"study {study_cfg['name']!r}: worker 0 has not enqueued its trials after 600 s; "
+                raise RuntimeError(f"study {study_cfg.name!r}: worker 0 has not enqueued its trials after 600 s; "
                                    "start worker=0 (it creates the study's trials)")
             time.sleep(1.0)
-    study_dir = Path(cfg["paths"]["root"]) / study_cfg["name"]
-    n_trials = int(study_cfg["n_trials"])
+    study_dir = Path(cfg["paths"]["root"]) / study_cfg.name
+    n_trials = study_cfg.n_trials
     size = space.size()
     log.info("study %s on %s: %d trials, space %s (%s), backbone %s, data %s (%d train / %d val), worker %d, "
-             "%d threads", study_cfg["name"], redact_url(url), n_trials, space.name,
+             "%d threads", study_cfg.name, redact_url(url), n_trials, space.name,
              f"{size:,} assignments" if size else "continuous", bb["name"], data.name,
-             len(data.train), len(data.val), cfg["worker"], torch.get_num_threads())
+             len(data.train), len(data.val), worker, torch.get_num_threads())
     if len(metrics) > 1:
         log.info("multi-objective study: Optuna cannot prune it, every trial trains %d epochs",
                  cfg["trainer"]["epochs"])
 
-    progress = _Progress(cfg.get("progress", "auto"), n_trials, int(cfg["trainer"]["epochs"]))
+    progress = _Progress(job.job.progress, n_trials, int(cfg["trainer"]["epochs"]))
     hooks = Callbacks(callbacks)
-    keep = int(study_cfg.get("keep_weights", 3) or 0)
+    keep = study_cfg.keep_weights or 0
     scorer = None
     if oneshot:
-        net = study_supernet(supernet, space, data, cfg["trainer"], search_cfg, int(cfg.get("seed", 0)), study_dir,
-                             device)
+        net = study_supernet(supernet, space, data, cfg["trainer"], search_cfg, seed, study_dir, device)
         scorer = oneshot_scorer(net, data, search_cfg, int(cfg["trainer"]["batch_size"]), device)
         keep = 0  # supernet weights are not an architecture's own: gcnas-export retrains
-    runner = TrialRunner(space, data, dict(cfg["trainer"]), metrics, dict(cfg.get("constraints") or {}),
-                         int(cfg["worker"]), int(cfg.get("seed", 0)), study_dir, device, weights=weights,
+    runner = TrialRunner(space, data, dict(cfg["trainer"]), metrics, job.constraints.limits(),
+                         worker, seed, study_dir, device, weights=weights,
                          on_epoch=progress.epoch,
                          callbacks=hooks, keep_weights=keep, scorer=scorer)
     started = time.perf_counter()
-    timeout = study_cfg.get("timeout")
-    max_failures = int(study_cfg.get("max_failures", 5))
+    timeout, max_failures = study_cfg.timeout, study_cfg.max_failures
     ran, failures_in_a_row = 0, 0
     try:
         while True:
@@ -421,11 +364,11 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     finally:
         progress.close()
 
-    table = results_table(study, metrics, int(study_cfg.get("top_k", 5)))
+    table = results_table(study, metrics, study_cfg.top_k)
     ranked = pareto_trials(study) if len(metrics) > 1 else ranked_trials(study)
     best = ranked[0] if ranked else None
     best_path = str(study_dir / "trials" / f"trial-{best.number}" / "architecture.yaml") if best else None
-    result = SearchResult(study_cfg["name"], redact_url(url), len(finished_trials(study)), ran,
+    result = SearchResult(study_cfg.name, redact_url(url), len(finished_trials(study)), ran,
                           best.number if best else None, list(best.values) if best else None, best_path, table,
                           type(study.sampler).__name__)
     if result.n_finished >= n_trials and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

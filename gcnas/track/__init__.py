@@ -1,9 +1,8 @@
-"""Experiment tracking (layer 7): W&B runs per trial and per study, and a reader for offline runs.
+"""Experiment tracking (layer 7): W&B runs per trial and per study.
 
 Training never depends on it: with ``wandb.mode=disabled``, or W&B down, searches and training run the same.
 """
-from gcnas.track.offline import OfflineRun, offline_runs, read_offline_run
+from gcnas.track.config import WandbConfig
 from gcnas.track.wandb_tracker import MODES, TrackingWarning, WandbSession, WandbTracker, check_wandb_config
 
-__all__ = ["WandbTracker", "WandbSession", "TrackingWarning", "MODES", "check_wandb_config", "OfflineRun", "read_offline_run",
-           "offline_runs"]
+__all__ = ["WandbTracker", "WandbSession", "WandbConfig", "TrackingWarning", "MODES", "check_wandb_config"]

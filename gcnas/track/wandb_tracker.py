@@ -10,7 +10,7 @@ Tracking never stops a search: ``wandb.init`` has a time limit (``wandb.init_tim
 kind becomes one warning, after which this worker stops tracking. Nor does the trial loop wait for W&B: the trial
 runs are started, logged and finished in order on one background thread (the loop only hands the data over), and they
 skip what every trial run would repeat (the package list, code and machine description; the study run keeps them).
-The thread and W&B's service still share the machine's cores with training (README, "Search speed").
+The thread and W&B's service still share the machine's cores with training (docs/performance.md, "Search speed").
 """
 from __future__ import annotations
 
@@ -21,32 +21,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from gcnas.errors import ConfigError
+from gcnas.schema import read
 from gcnas.search.callbacks import SearchCallback
+from gcnas.track.config import MODES, WandbConfig
 
 __all__ = ["WandbTracker", "WandbSession", "TrackingWarning", "MODES", "check_wandb_config"]
 
 log = logging.getLogger("gcnas.track")
-MODES = ("offline", "online", "disabled")
 
 
 class TrackingWarning(RuntimeWarning):
     """W&B failed; the search or training goes on without tracking."""
 
 
-def check_wandb_config(cfg: Mapping[str, Any]) -> None:
-    """Validate the ``wandb`` config section before anything starts."""
-    mode = cfg.get("mode")
-    if mode not in MODES:
-        raise ConfigError(f"wandb.mode: must be one of {', '.join(MODES)}; got {mode!r}")
-    t = cfg.get("init_timeout", 30)
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
-        raise ConfigError(f"wandb.init_timeout: must be a positive number of seconds; got {t!r}")
-    if not isinstance(cfg.get("project") or "gcnas", str):
-        raise ConfigError(f"wandb.project: must be a string; got {cfg.get('project')!r}")
-    tags = cfg.get("tags") or []
-    if not isinstance(tags, (list, tuple)) or not all(isinstance(x, str) for x in tags):
-        raise ConfigError(f"wandb.tags: must be a list of strings; got {tags!r}")
+def check_wandb_config(cfg: Mapping[str, Any]) -> WandbConfig:
+    """The ``wandb`` config section, read and checked before anything starts (the mode is required)."""
+    return read(WandbConfig, cfg, "wandb")
 
 
 class WandbSession:
@@ -57,13 +47,10 @@ class WandbSession:
     """
 
     def __init__(self, cfg: Mapping[str, Any], group: str) -> None:
-        check_wandb_config(cfg)
-        self.mode = cfg["mode"]
-        self.project = cfg.get("project") or "gcnas"
-        self.entity = cfg.get("entity")
-        self.tags = list(cfg.get("tags") or [])
-        self.init_timeout = float(cfg.get("init_timeout", 30))
-        self.dir = Path(cfg["dir"]) if cfg.get("dir") else None
+        c = check_wandb_config(cfg)
+        self.mode, self.project, self.entity, self.tags = c.mode, c.project, c.entity, list(c.tags)
+        self.init_timeout = float(c.init_timeout)
+        self.dir = Path(c.dir) if c.dir else None
         self.group = group
         self.off = self.mode == "disabled"
         self.runs: dict[Any, Any] = {}

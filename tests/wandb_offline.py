@@ -2,10 +2,11 @@
 
 The file is a log of protobuf records in 32 KiB blocks (the LevelDB log layout) after a 7-byte W&B header. Reading it
 shows exactly what ``wandb sync`` would upload: the run's name, group and job type, its config, every history row, the
-final summary and the artifacts it logged. The tests use it to check our tracking against real offline runs.
+final summary and the artifacts it logged. The tests use it to check our tracking against real offline runs; it is a
+test helper, not part of the gcnas package (users read their runs in W&B after ``wandb sync``).
 
-Why gcnas has its own reader: W&B's Python package (0.31) has none left to call (its Go core writes and reads these
-files), and ``wandb sync`` only uploads. The record types come from W&B's own protobuf module (``wandb.proto``); only
+Why the tests have their own reader: W&B's Python package (0.31) has none left to call (its Go core writes and reads
+these files), and ``wandb sync`` only uploads. The record types come from W&B's own protobuf module (``wandb.proto``); only
 the block framing is read here. When W&B changes the file, the tracking tests that read real offline runs fail.
 """
 from __future__ import annotations
