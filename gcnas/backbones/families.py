@@ -81,24 +81,20 @@ class Family:
 
 
 # -- resnet (timm.models.resnet): BasicBlock, Bottleneck ---------------------------------------------------------------
-def _resnet_basic(b):
-    se = _real_attention(b, "se")
-    return {
-        "after_conv1": Anchor("post", "aa"),
-        "after_conv2": Anchor("post", "bn2"),
-        "before_add": Anchor("post", _first(b, "se", "bn2"), attention=se),
-        "after_add": Anchor("self"),
-    }
+def _resnet(conv1_out: str, conv2_out: str, last_bn: str):
+    """The anchors of a timm ResNet block: BasicBlock (bn2 last) and Bottleneck (bn3 last) differ only in names."""
+    def anchors(b):
+        return {
+            "after_conv1": Anchor("post", conv1_out),
+            "after_conv2": Anchor("post", conv2_out),
+            "before_add": Anchor("post", _first(b, "se", last_bn), attention=_real_attention(b, "se")),
+            "after_add": Anchor("self"),
+        }
+    return anchors
 
 
-def _resnet_bottleneck(b):
-    se = _real_attention(b, "se")
-    return {
-        "after_conv1": Anchor("post", "act1"),
-        "after_conv2": Anchor("post", "aa"),
-        "before_add": Anchor("post", _first(b, "se", "bn3"), attention=se),
-        "after_add": Anchor("self"),
-    }
+_resnet_basic = _resnet("aa", "bn2", "bn2")
+_resnet_bottleneck = _resnet("act1", "aa", "bn3")
 
 
 # -- regnet (timm.models.regnet.Bottleneck) ----------------------------------------------------------------------------
