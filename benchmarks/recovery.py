@@ -1,8 +1,8 @@
 """Does the search find a real effect? TPE against random search on the context task, after confirmation.
 
 On Fashion-MNIST every global-context design lies within the seed-to-seed noise of the plain backbone, so nothing
-there can tell a search that works from one that guesses. ``data=context`` (gcnas/data/context.py, README "A task
-where global context decides") is generated so that global context decides. This benchmark runs the real search
+there can tell a search that works from one that guesses. ``data=context`` (gcnas/data/context.py;
+docs/search-quality.md, "A task where global context decides") is generated so that global context decides. This benchmark runs the real search
 there (``gcnas.search.run_search``: the tiny timm ResNet, the ``gc_full`` space, the proxy trainer, SQLite storage)
 and measures, side by side in one run:
 

@@ -76,7 +76,8 @@ def test_four_concurrent_workers_share_one_study(kind, tmp_path, request):
 
 @pytest.mark.slow
 def test_two_workers_share_one_confirmation(tmp_path):
-    """gcnas-confirm -m worker=0,1 hydra/launcher=joblib, as the README shows: one exact budget, every pair complete."""
+    """gcnas-confirm -m worker=0,1 hydra/launcher=joblib, as docs/confirm.md shows: one exact budget, every pair
+    complete."""
     _cli(tmp_path, "study.n_trials=4", "storage=sqlite")
     res = subprocess.run([sys.executable, "-m", "gcnas.cli.confirm", "-m", f"paths.root={tmp_path}",
                           f"study.name={STUDY}", "confirm.k=2", "confirm.seeds=2", "wandb.mode=disabled",

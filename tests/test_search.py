@@ -78,8 +78,8 @@ def test_same_architecture_is_never_trained_twice(tmp_path):
 
 
 def test_one_machine_same_seed_same_trials(tmp_path):
-    """What the README promises as reproducible: on one machine, one worker, the same seed and threads give the same
-    architectures, values, pruning decisions and intermediate values, in a fresh folder and storage."""
+    """What docs/searching.md ("Reproducibility") promises: on one machine, one worker, the same seed and threads give
+    the same architectures, values, pruning decisions and intermediate values, in a fresh folder and storage."""
     runs = []
     for name in ("a", "b"):
         result = search(_cfg(tmp_path / name, "study.n_trials=5", "seed=3", "threads=1", "pruner.n_startup_trials=2"))
