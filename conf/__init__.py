@@ -1,8 +1,9 @@
 """Hydra configuration of gcnas (installed as the package gcnas.conf).
 
 Importing it registers, in Hydra's ConfigStore, the defaults of the config sections whose keys are declared as
-dataclasses (:mod:`gcnas.schema`): ``gcnas/job`` (a search job's top-level keys), ``gcnas/study``, ``gcnas/search``,
-``gcnas/constraints``, ``gcnas/wandb``, ``gcnas/confirm``, ``gcnas/report``, ``gcnas/export`` and ``gcnas/export_dir``. The YAML files list them in their defaults instead of restating them, and
+dataclasses (:mod:`gcnas.schema`): ``gcnas/job`` (a search job's top-level keys), ``gcnas/study``,
+``gcnas/search``, ``gcnas/constraints``, ``gcnas/wandb``, ``gcnas/confirm``, ``gcnas/report``, ``gcnas/export`` and
+``gcnas/export_dir``. The YAML files list them in their defaults instead of restating them, and
 set only what differs (the study's name and storage, W&B's mode and folder). Hydra imports this package when it reads
 ``pkg://gcnas.conf``, before it resolves a defaults list.
 """

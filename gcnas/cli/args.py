@@ -1,8 +1,9 @@
 """The keys of the commands' own sections (``report``, ``gcnas-export``'s), declared once.
 
-Like :mod:`gcnas.search.config` (which also holds ``confirm``'s, read by :func:`gcnas.search.confirm.confirm_study`), each section is a dataclass that states its keys' types, defaults and valid values;
-``gcnas.conf`` registers the defaults in Hydra's ConfigStore, and the commands read their section with
-:func:`gcnas.schema.read`. This module imports nothing but :mod:`gcnas.schema`, so composing a config stays light.
+Like :mod:`gcnas.search.config` (which also holds ``confirm``'s, read by :func:`gcnas.search.confirm.confirm_study`),
+each section is a dataclass that states its keys' types, defaults and valid values; ``gcnas.conf`` registers the
+defaults in Hydra's ConfigStore, and the commands read their section with :func:`gcnas.schema.read`. This module
+imports nothing but :mod:`gcnas.schema`, so composing a config stays light.
 """
 from __future__ import annotations
 
