@@ -38,7 +38,8 @@ class TrainerConfig:
     label_smoothing: float = key(0.0, ge=0, lt=1)
     mixup: float = key(0.0, ge=0)  # timm's Mixup: mixup alpha (0: off)
     cutmix: float = key(0.0, ge=0)  # timm's Mixup: cutmix alpha (0: off)
-    amp: Union[bool, str] = key(True, words=("bf16", "fp16"), expect="true, false, bf16 or fp16")  # CUDA only
+    amp: Union[bool, str] = key(True, words=[m for m in AMP_MODES if isinstance(m, str)],
+                                expect="true, false, bf16 or fp16")  # CUDA only
     channels_last: bool = True     # CUDA only
     grad_clip: Optional[float] = key(None, gt=0)
     accum_steps: int = key(1, ge=1)  # batches whose gradients add up to one optimizer update
