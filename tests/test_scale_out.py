@@ -77,10 +77,12 @@ def test_four_concurrent_workers_share_one_study(kind, tmp_path, request):
 @pytest.mark.slow
 def test_two_workers_share_one_confirmation(tmp_path):
     """gcnas-confirm -m worker=0,1 hydra/launcher=joblib, as docs/confirm.md shows: one exact budget, every pair
-    complete."""
+    complete. The confirmation trains at a higher fidelity (4 epochs, 1024 images) so that its 6 runs outlast a
+    worker's start-up: with 1-epoch runs the first worker up could finish them all before the second joined."""
     _cli(tmp_path, "study.n_trials=4", "storage=sqlite")
     res = subprocess.run([sys.executable, "-m", "gcnas.cli.confirm", "-m", f"paths.root={tmp_path}",
-                          f"study.name={STUDY}", "confirm.k=2", "confirm.seeds=2", "wandb.mode=disabled",
+                          f"study.name={STUDY}", "confirm.k=2", "confirm.seeds=2", "+confirm.trainer.epochs=4",
+                          "+confirm.data.size=1024", "wandb.mode=disabled",
                           "progress=none", "worker=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
