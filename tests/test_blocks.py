@@ -290,15 +290,20 @@ def test_channels_last_input_keeps_its_layout_and_values(context, fusion, fused)
         block.zero_grad(set_to_none=True)
         y = block(xi)
         (y * weights.contiguous(memory_format=fmt)).sum().backward()
-        results.append((y.detach(), xi.grad, [p.grad.clone() for p in block.parameters()]))
+        results.append((y.detach(), xi.grad, {n: p.grad.clone() for n, p in block.named_parameters()}))
         if fmt is torch.channels_last:
             assert y.is_contiguous(memory_format=torch.channels_last)
             assert xi.grad.is_contiguous(memory_format=torch.channels_last)
     (y0, g0, p0), (y1, g1, p1) = results
     torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-6)
-    for a, b in zip(p1, p0):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for name in p0:
+        if name.endswith("conv_mask.bias"):
+            # softmax ignores a shift of every logit, so this gradient is 0 in exact arithmetic: what is left is the
+            # rounding of a sum over every position, whose order differs between the layouts (seen: 4e-7 vs 1.0e-6)
+            assert p0[name].abs().max() < 1e-5 and p1[name].abs().max() < 1e-5
+        else:
+            torch.testing.assert_close(p1[name], p0[name], rtol=1e-4, atol=1e-6)
 
 
 def test_fused_by_default_on_the_cpu_only():
