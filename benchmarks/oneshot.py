@@ -6,10 +6,12 @@ on the same data and trainer config (Hydra ``OVERRIDE``s, e.g. ``data=context``)
 
 * **standalone**: each architecture trained alone at the search's fidelity with every seed of ``--seeds`` (a search
   trial's cost and value);
-* **one-shot**: one supernet per ``--sampling`` (``uniform``, ``fair``: ``search.supernet_sampling``) trained once for
-  ``--supernet-epochs`` epochs with seed ``--supernet-seed`` (:func:`gcnas.oneshot.train_supernet`, the search's own
-  code), then every architecture scored on it: BatchNorm recalibrated on ``search.calib_images`` training images,
-  validation accuracy, ties broken by the lower validation loss (a supernet can bring every path to 100 %).
+* **one-shot**: one supernet per ``--sampling`` (``uniform``, ``fair``: ``search.supernet_sampling``), ``--share``
+  (``site``, ``stage``: ``search.supernet_share``) and seed of ``--supernet-seeds``, trained for ``--supernet-epochs``
+  epochs (:func:`gcnas.oneshot.train_supernet`, the search's own code), then every architecture scored on it:
+  BatchNorm recalibrated on ``search.calib_images`` training images, validation accuracy, ties broken by the lower
+  validation loss (a supernet can bring every path to 100 %). A supernet's ranking depends on its seed as a
+  training's accuracy does: each tau is given as mean ± std over the supernet seeds.
 
 Printed, side by side in one run:
 
@@ -27,7 +29,8 @@ Printed, side by side in one run:
 Every training and every supernet is cached in ``--workdir`` as it finishes, so an interrupted run resumes.
 
 Usage: python benchmarks/oneshot.py [--archs 16] [--sample-seed 0] [--seeds 0 1 2] [--sampling uniform fair]
-                                    [--supernet-epochs N] [--supernet-seed 0] [--confirm-seeds 10 11 12]
+                                    [--share site stage] [--supernet-epochs N] [--supernet-seeds 0 1 2]
+                                    [--confirm-seeds 10 11 12]
                                     [--threads N] [--workdir benchmarks/.oneshot] [--cache FILE] [OVERRIDE ...]
 """
 from __future__ import annotations
@@ -60,13 +63,14 @@ def space_of(cfg: dict, fid: Fidelity) -> SearchSpace:
     return SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
 
 
-def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str, seed: int, epochs: int,
-                     workdir: Path, tag: str):
+def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str, share: str, seed: int,
+                     epochs: int, workdir: Path, tag: str):
     """The supernet and its training seconds (trained here, or loaded from the cache folder)."""
-    ident = hashlib.sha1(json.dumps([tag, sampling, seed, epochs], sort_keys=True).encode()).hexdigest()[:12]
+    parts = [tag, sampling, seed, epochs] + ([share] if share != "site" else [])  # site: as cached before the key
+    ident = hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
     path = workdir / f"supernet-{sampling}-{ident}.pt"
     torch.manual_seed(seed)
-    net = supernet_for_space(space)
+    net = supernet_for_space(space, share)
     if path.is_file():
         saved = torch.load(str(path), map_location="cpu", weights_only=True)
         net.load_state_dict(saved["state_dict"])
@@ -77,7 +81,7 @@ def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str
                    ckpt_dir=workdir / f"training-{sampling}-{ident}")
     seconds = time.perf_counter() - t0
     torch.save({"state_dict": net.state_dict(), "seconds": seconds}, str(path))
-    print(f"supernet ({sampling}) trained in {seconds:.0f} s", file=sys.stderr, flush=True)
+    print(f"supernet ({sampling}, {share}, seed {seed}) trained in {seconds:.0f} s", file=sys.stderr, flush=True)
     return net, seconds
 
 
@@ -99,8 +103,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="standalone training seeds")
     ap.add_argument("--sampling", nargs="+", default=["uniform", "fair"], help="search.supernet_sampling values")
+    ap.add_argument("--share", nargs="+", default=["site", "stage"], help="search.supernet_share values")
     ap.add_argument("--supernet-epochs", type=int, default=None, help="default: the config's search.supernet_epochs")
-    ap.add_argument("--supernet-seed", type=int, default=0)
+    ap.add_argument("--supernet-seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="a supernet per seed: the spread of their tau is the one-shot ranking's noise")
     ap.add_argument("--confirm-seeds", type=int, nargs="+", default=[10, 11, 12])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     ap.add_argument("--workdir", type=Path, default=Path("benchmarks/.oneshot"),
@@ -135,89 +141,102 @@ def main(argv=None) -> int:
     def mean_without(skip: int) -> list[float]:
         return [statistics.fmean(alone[s][i] for s in args.seeds if s != skip) for i in range(len(archs))]
 
-    seed_pairs = statistics.fmean(kendall_tau(alone[a], alone[b]) for a, b in itertools.combinations(args.seeds, 2))
-    seed_rest = statistics.fmean(kendall_tau(alone[s], mean_without(s)) for s in args.seeds)
+    seed_pairs = [kendall_tau(alone[a], alone[b]) for a, b in itertools.combinations(args.seeds, 2)]
+    seed_rest = [kendall_tau(alone[s], mean_without(s)) for s in args.seeds]
 
-    # -- one-shot: a supernet per sampling, every architecture scored on it
-    shots = {}
-    for sampling in args.sampling:
-        net, sup_s = trained_supernet(cfg, space_of(cfg, fid), fid, sampling, args.supernet_seed, epochs,
-                                      args.workdir, tag)
+    # -- one-shot: a supernet per sampling, sharing and seed, every architecture scored on it
+    space = space_of(cfg, fid)
+    shots: dict[str, list[dict]] = {}
+    for sampling, share, seed in itertools.product(args.sampling, args.share, args.supernet_seeds):
+        net, sup_s = trained_supernet(cfg, space, fid, sampling, share, seed, epochs, args.workdir, tag)
         scores, score_s = shot_scores(net, archs, fid, calib, batch)
-        shots[sampling] = {"scores": scores, "ranked": ranks([(acc, -loss) for acc, loss in scores]),
-                           "supernet_s": sup_s, "score_s": score_s}
+        ranked = ranks([(acc, -loss) for acc, loss in scores])
+        shots.setdefault(f"{sampling}, {share}", []).append({
+            "seed": seed, "scores": scores, "ranked": ranked, "supernet_s": sup_s, "score_s": score_s,
+            "tau": kendall_tau(ranked, mean_all),
+            "loo": statistics.fmean(kendall_tau(ranked, mean_without(s)) for s in args.seeds)})
 
     # -- the same budget: one-shot over the whole sample, standalone trials in the time it took
     sel = args.seeds[0]
     confirm_name = f"confirm|{name}"
-    progress.total += len(args.confirm_seeds) * (1 + len(shots))
 
     def confirmed(i: int) -> list[float]:
         return [progress.measure(confirm_name, fid, archs[i], s) for s in args.confirm_seeds]
 
     picks = []
-    for sampling, r in shots.items():
-        budget = r["supernet_s"] + len(archs) * r["score_s"]
-        best_shot = max(range(len(archs)), key=lambda i: r["ranked"][i])
-        k = max(1, min(len(archs), int(budget // trial_s)))
-        best_alone = max(range(k), key=lambda i: alone[sel][i])
-        picks.append((sampling, budget, k, best_shot, best_alone))
+    for label, runs in shots.items():
+        for r in runs:
+            budget = r["supernet_s"] + len(archs) * r["score_s"]
+            best_shot = max(range(len(archs)), key=lambda i: r["ranked"][i])
+            k = max(1, min(len(archs), int(budget // trial_s)))
+            best_alone = max(range(k), key=lambda i: alone[sel][i])
+            picks.append((label, r["seed"], budget, k, best_shot, best_alone))
+    progress.total += len(args.confirm_seeds) * len({0} | {p[4] for p in picks} | {p[5] for p in picks})
 
     d, tr = cfg["data"], cfg["trainer"]
     print(f"{len(archs)} architectures of {cfg['search_space']['name']} (RandomSampler seed {args.sample_seed}, the "
           f"plain backbone included), {cfg['backbone']['name']}, data={d['name']}"
           f"{' (' + ' '.join(args.overrides) + ')' if args.overrides else ''}, {tr['epochs']} epochs per standalone "
-          f"trial, seeds {', '.join(map(str, args.seeds))}; supernets of {epochs} epochs, seed {args.supernet_seed}, "
-          f"{calib} calibration images. {describe_machine()}; {time.perf_counter() - t_run:.0f} s in this run\n")
+          f"trial, seeds {', '.join(map(str, args.seeds))}; supernets of {epochs} epochs, seeds "
+          f"{', '.join(map(str, args.supernet_seeds))}, {calib} calibration images. {describe_machine()}; "
+          f"{time.perf_counter() - t_run:.0f} s in this run\n")
 
     print("| method | architectures per hour | vs standalone | a study of the sample's size, min |")
     print("|---|---:|---:|---:|")
     print(f"| standalone trials ({trial_s:.1f} s each) | {3600 / trial_s:.0f} | 1x | "
           f"{len(archs) * trial_s / 60:.1f} |")
-    for sampling, r in shots.items():
-        per_hour = max(0.0, 3600 - r["supernet_s"]) / r["score_s"]
-        print(f"| one-shot, {sampling} (supernet {r['supernet_s']:.0f} s, {r['score_s']:.2f} s a score) | "
-              f"{per_hour:.0f} | {per_hour * trial_s / 3600:.0f}x | "
-              f"{(r['supernet_s'] + len(archs) * r['score_s']) / 60:.1f} |")
+    for label, runs in shots.items():
+        sup_s, score_s = (statistics.fmean(r[k] for r in runs) for k in ("supernet_s", "score_s"))
+        per_hour = max(0.0, 3600 - sup_s) / score_s
+        print(f"| one-shot, {label} (supernet {sup_s:.0f} s, {score_s:.2f} s a score; mean of {len(runs)}) | "
+              f"{per_hour:.0f} | {per_hour * trial_s / 3600:.0f}x | {(sup_s + len(archs) * score_s) / 60:.1f} |")
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0:.2f}"
 
     n_seeds = len(args.seeds)
-    print(f"\n| rankings compared ({len(archs)} architectures) | Kendall tau |")
+    print(f"\n| rankings compared ({len(archs)} architectures; mean ± std over seeds) | Kendall tau |")
     print("|---|---:|")
-    print(f"| one standalone seed vs another (mean over pairs) | {seed_pairs:.2f} |")
-    print(f"| one standalone seed vs the mean of the other {n_seeds - 1} | {seed_rest:.2f} |")
-    for sampling, r in shots.items():
-        print(f"| one-shot, {sampling} vs the mean of all {n_seeds} seeds | {kendall_tau(r['ranked'], mean_all):.2f} |")
-        r["loo"] = statistics.fmean(kendall_tau(r["ranked"], mean_without(s)) for s in args.seeds)
-        print(f"| one-shot, {sampling} vs the mean of {n_seeds - 1} (each seed left out in turn, as for one seed) | "
-              f"{r['loo']:.2f} |")
-    for sampling, r in shots.items():
-        met = r["loo"] >= seed_rest  # against the same targets as one seed's row
-        print(f"\nGoal (one-shot agrees with the seeds' mean at least as well as one seed does), {sampling}: "
-              f"{'met' if met else 'not met'}. Accuracies on the supernet: {100 * min(a for a, _ in r['scores']):.1f}"
-              f"-{100 * max(a for a, _ in r['scores']):.1f} %; standalone means: {100 * min(mean_all):.1f}-"
+    print(f"| one standalone seed vs another (each pair) | {spread(seed_pairs)} |")
+    print(f"| one standalone seed vs the mean of the other {n_seeds - 1} (each seed) | {spread(seed_rest)} |")
+    for label, runs in shots.items():
+        print(f"| one-shot, {label} vs the mean of all {n_seeds} seeds (each supernet seed) | "
+              f"{spread([r['tau'] for r in runs])} |")
+        print(f"| one-shot, {label} vs the mean of {n_seeds - 1} (each standalone seed left out in turn, as for one "
+              f"seed; each supernet seed) | {spread([r['loo'] for r in runs])} |")
+    target = statistics.fmean(seed_rest)
+    for label, runs in shots.items():
+        loo = [r["loo"] for r in runs]
+        met = statistics.fmean(loo) >= target  # against the same targets as one seed's row
+        accs = [a for r in runs for a, _ in r["scores"]]
+        print(f"\nGoal (one-shot agrees with the seeds' mean at least as well as one seed does), {label}: "
+              f"{'met' if met else 'not met'} ({spread(loo)} vs {spread(seed_rest)}). Accuracies on the supernets: "
+              f"{100 * min(accs):.1f}-{100 * max(accs):.1f} %; standalone means: {100 * min(mean_all):.1f}-"
               f"{100 * max(mean_all):.1f} %.")
 
     plain = confirmed(0)  # the sample's first architecture is the plain backbone
     print(f"\nThe same budget, confirmed with seeds {', '.join(map(str, args.confirm_seeds))} (plain backbone: "
           f"{pm(plain)} %):\n")
-    print("| one-shot sampling | budget, min | one-shot pick | confirmed, % | standalone pick (of the first k "
+    print("| one-shot | supernet seed | budget, min | one-shot pick | confirmed, % | standalone pick (of the first k "
           "trials) | k | confirmed, % | one-shot - standalone, pp | beyond noise |")
-    print("|---|---:|---|---:|---|---:|---:|---:|---|")
-    for sampling, budget, k, i_shot, i_alone in picks:
+    print("|---|---:|---:|---|---:|---|---:|---:|---:|---|")
+    for label, seed, budget, k, i_shot, i_alone in picks:
         a, b = confirmed(i_shot), confirmed(i_alone)
         diff = [x - y for x, y in zip(a, b)]
         m = statistics.fmean(diff)
         se = (statistics.stdev(diff) / len(diff) ** 0.5) if len(diff) > 1 else 0.0
-        print(f"| {sampling} | {budget / 60:.1f} | {describe_architecture(archs[i_shot])} | {pm(a)} | "
+        print(f"| {label} | {seed} | {budget / 60:.1f} | {describe_architecture(archs[i_shot])} | {pm(a)} | "
               f"{describe_architecture(archs[i_alone])} | {k} | {pm(b)} | {100 * m:+.2f} ± {100 * se:.2f} (s.e.) | "
               f"{'yes' if abs(m) > 2 * se and m != 0 else 'no'} |")
 
-    print("\n| architecture | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | "
-          + " | ".join(f"one-shot {s}" for s in shots) + " |")
-    print("|---|" + "---:|" * (len(args.seeds) + 1 + len(shots)))
+    first = {label: runs[0] for label, runs in shots.items()}
+    print(f"\nEach architecture (one-shot: supernet seed {args.supernet_seeds[0]}):\n")
+    print("| architecture | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | "
+          + " | ".join(f"one-shot {label}" for label in first) + " |")
+    print("|---|" + "---:|" * (len(args.seeds) + 1 + len(first)))
     for i, arch in enumerate(archs):
         cells = [f"{100 * alone[s][i]:.2f}" for s in args.seeds] + [f"{100 * mean_all[i]:.2f}"]
-        cells += [f"{100 * shots[s]['scores'][i][0]:.2f} (loss {shots[s]['scores'][i][1]:.3f})" for s in shots]
+        cells += [f"{100 * r['scores'][i][0]:.2f} (loss {r['scores'][i][1]:.3f})" for r in first.values()]
         print(f"| {describe_architecture(arch)} | " + " | ".join(cells) + " |")
     return 0
 

@@ -134,8 +134,8 @@ def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other:
     sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
     space = SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
     study_dir = args.workdir / f"oneshot{seed}" / f"recovery-oneshot-{seed}"
-    net = study_supernet(supernet_for_space(space), space, data, cfg["trainer"], cfg["search"], seed, study_dir,
-                         "cpu")  # loads the study's
+    net = study_supernet(supernet_for_space(space, cfg["search"]["supernet_share"]), space, data, cfg["trainer"],
+                         cfg["search"], seed, study_dir, "cpu")  # loads the study's
     calib = data.train.head(int(cfg["search"]["calib_images"]))[0]
     shot = [score(net, arch_of(t), calib, data.val, int(cfg["trainer"]["batch_size"])) for t in unique]
     mean2 = [(a + b) / 2 for a, b in zip(low, other)]

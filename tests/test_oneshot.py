@@ -194,14 +194,15 @@ def test_a_space_the_supernet_cannot_hold_is_refused_naming_the_key(overrides, k
         supernet_for_space(_space(**overrides))
 
 
-def test_training_draws_one_path_per_batch_and_scoring_equals_the_extracted_model_recalibrated():
+@pytest.mark.parametrize("share", ["site", "stage"])
+def test_training_draws_one_path_per_batch_and_scoring_equals_the_extracted_model_recalibrated(share):
     from gcnas.oneshot import PathSampler, recalibrate_batchnorm, score, supernet_for_space, train_supernet
     from gcnas.data import DataSplits, TensorSplit
     from gcnas.train import evaluate
 
     space = _space(**{"design.context": "att"})
     torch.manual_seed(0)
-    net = supernet_for_space(space)
+    net = supernet_for_space(space, share)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(96, 3, 16, 16, generator=g), torch.randint(0, 4, (96,), generator=g)
     before = {k: v.clone() for k, v in net.state_dict().items()}
@@ -235,7 +236,9 @@ class _Killed(Exception):
     pass
 
 
-def test_an_interrupted_supernet_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("share", ["site", "stage"])
+def test_an_interrupted_supernet_training_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, share):
+    """(With ``stage`` the checkpoint holds tensors that several sites share: they must come back shared.)"""
     from gcnas.oneshot import PathSampler, supernet_for_space, train_supernet
 
     space, data = _space(), _tiny_task()
@@ -243,7 +246,7 @@ def test_an_interrupted_supernet_training_resumes_to_the_weights_of_an_uninterru
 
     def trained(ckpt_dir, kill_after=None):
         torch.manual_seed(0)
-        net = supernet_for_space(space)
+        net = supernet_for_space(space, share)
 
         def on_epoch(er):
             if er.epoch == kill_after:
@@ -263,6 +266,44 @@ def test_an_interrupted_supernet_training_resumes_to_the_weights_of_an_uninterru
     for k, v in whole.state_dict().items():  # the same paths were drawn, so the same weights came out
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=1e-6, msg=k)
     assert [e.val_acc for e in result.epochs] == [e.val_acc for e in full.epochs]
+    if share == "stage":  # still one set of weights per stage after loading the checkpoint
+        blocks = sorted(resumed.choices.items())
+        assert any(a.mlps is b.mlps for (ka, a), (kb, b) in itertools.combinations(blocks, 2))
+
+
+def test_stage_sharing_trains_one_set_of_weights_for_every_site_of_a_stage():
+    from gcnas.oneshot import SHARES, supernet_for_space
+
+    space = _space(**{"design.context": "att"})
+    torch.manual_seed(0)
+    by_site, by_stage = supernet_for_space(space, "site"), supernet_for_space(space, "stage")
+    groups = {(k[0], b.channels) for k, b in by_stage.choices.items()}
+    assert 1 < len(groups) < len(by_stage.choices)  # several stages, several sites in some
+    for (ka, a), (kb, b) in itertools.combinations(sorted(by_stage.choices.items()), 2):
+        same = (ka[0], a.channels) == (kb[0], b.channels)
+        assert (a.mlps is b.mlps) == same and (a.mask is b.mask) == same and (a.convs is b.convs) == same
+        assert a.mlps is not by_site.choices[ka].mlps and by_site.choices[ka].mlps is not by_site.choices[kb].mlps
+    owners: dict = {}
+    dropped = sum(sum(p.numel() for p in b.parameters()) for k, b in sorted(by_site.choices.items())
+                  if owners.setdefault((k[0], b.channels), k) != k)
+    n_site, n_stage = (sum(p.numel() for p in n.parameters()) for n in (by_site, by_stage))
+    assert n_site - n_stage == dropped > 0  # every stage keeps one site's weights; parameters() counts each once
+    assert by_stage.identity() == {**by_site.identity(), "share": "stage"}  # a checkpoint says how it shares
+    assert "share" not in by_site.identity()  # as supernets saved before the key existed
+    # one update through one site trains the weights another site of its stage runs; per site it does not
+    spec = BlockSpec(context="att", transform="conv", fusion=("add",))
+    for net, shared in ((by_stage, True), (by_site, False)):
+        (ka, a), (kb, b) = [(k, c) for k, c in sorted(net.choices.items()) if k[0] == 1][:2]
+        net.set_architecture(Architecture(space.backbone, space.backbone_kwargs,
+                                          (Placement(ka[0], ka[1], ka[2], spec),)))
+        before = b.extract(spec).add_transform.fc.weight.clone()  # zero at first: the mask gets no gradient yet
+        opt = torch.optim.SGD(net.parameters(), lr=1.0)
+        net(torch.randn(4, 3, 16, 16)).square().mean().backward()
+        opt.step()
+        assert torch.equal(b.extract(spec).add_transform.fc.weight, before) != shared
+    with pytest.raises(ConfigError, match="search.supernet_share: must be one of site, stage; got 'block'"):
+        supernet_for_space(space, "block")
+    assert SHARES == ("site", "stage")
 
 
 def test_a_killed_workers_supernet_training_is_resumed_by_the_next_and_another_spaces_is_refused(tmp_path, caplog):
@@ -288,6 +329,9 @@ def test_a_killed_workers_supernet_training_is_resumed_by_the_next_and_another_s
     other = supernet_for_space(_space(**{"design.context": "att"}))
     with pytest.raises(ConfigError, match=f"{TRAINING_DIR} holds a supernet of another designs"):
         study_supernet(other, _space(**{"design.context": "att"}), data, trainer, search, 0, tmp_path, "cpu")
+    with pytest.raises(ConfigError, match=f"{TRAINING_DIR} holds a supernet of another share \\(None, this study "
+                       "needs 'stage'\\)"):
+        study_supernet(supernet_for_space(space, "stage"), space, data, trainer, search, 0, tmp_path, "cpu")
     assert (ckpt / "state.pt").is_file() and not (tmp_path / CHECKPOINT).exists()  # nothing lost
 
     with caplog.at_level(logging.INFO, logger="gcnas.search"):

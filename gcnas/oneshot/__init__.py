@@ -3,9 +3,9 @@
 :mod:`gcnas.oneshot.supernet` holds the supernet, :mod:`gcnas.oneshot.train` trains it (single-path, uniform or fair)
 and scores architectures with inherited weights.
 """
-from gcnas.oneshot.supernet import ChoiceBlock, Supernet, check_supernet_designs
+from gcnas.oneshot.supernet import SHARES, ChoiceBlock, Supernet, check_supernet_designs
 from gcnas.oneshot.train import (SAMPLINGS, PathSampler, recalibrate_batchnorm, score, score_with_loss,
                                  supernet_for_space, train_supernet)
 
-__all__ = ["ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "PathSampler", "supernet_for_space",
+__all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "PathSampler", "supernet_for_space",
            "train_supernet", "score", "score_with_loss", "recalibrate_batchnorm"]

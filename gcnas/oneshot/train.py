@@ -141,8 +141,9 @@ class PathSampler:
                           "loosen limits.min_blocks / limits.max_blocks")
 
 
-def supernet_for_space(space: SearchSpace) -> Supernet:
-    """The supernet holding every design of ``space`` at every site it can reach; refuses what it cannot hold."""
+def supernet_for_space(space: SearchSpace, share: str = "site") -> Supernet:
+    """The supernet holding every design of ``space`` at every site it can reach (``share``: see
+    :class:`~gcnas.oneshot.supernet.Supernet`); refuses what it cannot hold."""
     if space.training:
         raise ConfigError(f"{space.source}: training: a supernet is trained once, with the trainer config; it cannot "
                           f"search training hyperparameters ({', '.join(sorted(space.training))}). Drop the section "
@@ -152,7 +153,8 @@ def supernet_for_space(space: SearchSpace) -> Supernet:
                           "modules; replace=true needs search.method=standalone")
     specs = check_supernet_designs(space.designs())
     sites = space.reachable_sites()
-    return Supernet(space.backbone, space.backbone_kwargs, space.sites, specs, site_keys=[s.key for s in sites])
+    return Supernet(space.backbone, space.backbone_kwargs, space.sites, specs, site_keys=[s.key for s in sites],
+                    share=share)
 
 
 class _SamplePerBatch:

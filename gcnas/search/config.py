@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Union
 
 from gcnas.errors import ConfigError
-from gcnas.oneshot.train import SAMPLINGS
+from gcnas.oneshot import SAMPLINGS, SHARES
 from gcnas.schema import key, read, read_known
 from gcnas.train.runtime import DEVICES
 
@@ -62,6 +62,7 @@ class SearchConfig:
     method: str = key("standalone", words=METHODS)  # oneshot: one supernet per study scores each trial
     supernet_epochs: int = key(8, ge=1)             # oneshot: epochs of supernet training, once per study
     supernet_sampling: str = key("uniform", words=SAMPLINGS)  # oneshot: uniform | fair (each design equally often)
+    supernet_share: str = key("site", words=SHARES)  # oneshot: site (own weights per site) | stage (one set per stage)
     calib_images: int = key(512, ge=1)              # oneshot: images that re-estimate BatchNorm per architecture
 
 

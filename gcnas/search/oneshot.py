@@ -3,7 +3,8 @@
 The supernet of a study lives in ``<paths.root>/<study>/supernet.pt`` (its weights and :meth:`Supernet.identity` plus
 the recipe that trained it). The first worker to take the file lock ``supernet.lock`` trains it (the study's data and
 trainer recipe, ``search.supernet_epochs`` epochs, a fresh path of the space per batch, drawn as
-``search.supernet_sampling`` says) and writes it under a temporary name, renamed when complete; every other worker
+``search.supernet_sampling`` says; its weights shared per site or per stage as ``search.supernet_share`` says) and
+writes it under a temporary name, renamed when complete; every other worker
 waits on the lock and loads it. Training is checkpointed every epoch in ``supernet-training/`` beside it
 (:func:`gcnas.train.fit`'s checkpoint, with ``identity.json``): a worker killed mid-training releases the lock, and
 the next one resumes after the last finished epoch, drawing the paths the killed one would have (the folder is removed
@@ -57,11 +58,11 @@ def _recipe(trainer: Mapping[str, Any], search: Union[SearchConfig, Mapping[str,
 
 
 def _check_identity(path: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
-    differ = [k for k in wanted if saved.get(k) != wanted[k]]
+    differ = [k for k in [*wanted, *(k for k in saved if k not in wanted)] if saved.get(k) != wanted.get(k)]
     if differ:
         k = differ[0]
         raise ConfigError(f"search.method=oneshot: {path} holds a supernet of another {k} ({saved.get(k)!r}, this "
-                          f"study needs {wanted[k]!r}); search into a new study.name, or delete it to train "
+                          f"study needs {wanted.get(k)!r}); search into a new study.name, or delete it to train "
                           "the supernet again")
 
 
