@@ -290,6 +290,10 @@ def test_stage_sharing_trains_one_set_of_weights_for_every_site_of_a_stage():
     assert n_site - n_stage == dropped > 0  # every stage keeps one site's weights; parameters() counts each once
     assert by_stage.identity() == {**by_site.identity(), "share": "stage"}  # a checkpoint says how it shares
     assert "share" not in by_site.identity()  # as supernets saved before the key existed
+    from gcnas.search.oneshot import _check_identity
+
+    with pytest.raises(ConfigError, match="another share \\('stage', this study needs None\\)"):
+        _check_identity("supernet.pt", by_stage.identity(), by_site.identity())  # a key only the checkpoint holds
     # one update through one site trains the weights another site of its stage runs; per site it does not
     spec = BlockSpec(context="att", transform="conv", fusion=("add",))
     for net, shared in ((by_stage, True), (by_site, False)):
