@@ -171,7 +171,7 @@ def main(argv=None) -> int:
             k = max(1, min(len(archs), int(budget // trial_s)))
             best_alone = max(range(k), key=lambda i: alone[sel][i])
             picks.append((label, r["seed"], budget, k, best_shot, best_alone))
-    progress.total += len(args.confirm_seeds) * len({0} | {p[4] for p in picks} | {p[5] for p in picks})
+    progress.total += len(args.confirm_seeds) * (1 + 2 * len(picks))  # the plain backbone, then both picks of each
 
     d, tr = cfg["data"], cfg["trainer"]
     print(f"{len(archs)} architectures of {cfg['search_space']['name']} (RandomSampler seed {args.sample_seed}, the "
