@@ -379,4 +379,6 @@ def test_a_oneshot_search_trains_one_supernet_and_scores_every_trial_on_it(tmp_p
         search(compose_search(tmp_path, *run, "study.n_trials=7", "search_space.design.context=[avg]"))
     with pytest.raises(ConfigError, match="another recipe"):  # trained with uniform paths, asked for fair ones
         search(compose_search(tmp_path, *run, "study.n_trials=7", "search.supernet_sampling=fair"))
+    with pytest.raises(ConfigError, match="another share \\(None, this study needs 'stage'\\)"):  # the worker's key
+        search(compose_search(tmp_path, *run, "study.n_trials=7", "search.supernet_share=stage"))
     assert len(study.get_trials()) == 6

@@ -7,5 +7,5 @@ from gcnas.oneshot.supernet import SHARES, ChoiceBlock, Supernet, check_supernet
 from gcnas.oneshot.train import (SAMPLINGS, PathSampler, recalibrate_batchnorm, score, score_with_loss,
                                  supernet_for_space, train_supernet)
 
-__all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "PathSampler", "supernet_for_space",
-           "train_supernet", "score", "score_with_loss", "recalibrate_batchnorm"]
+__all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "PathSampler",
+           "supernet_for_space", "train_supernet", "score", "score_with_loss", "recalibrate_batchnorm"]

@@ -13,8 +13,9 @@ inherits. Which candidates share what (``docs/oneshot.md`` gives the reasons):
   one stage with the same channels use one set of weights: single-path training spreads a supernet's updates over
   every (site, weight set) pair, and over ``gc_full``'s 32 sites of the tiny ResNet a 6-epoch supernet gave each
   pair a median of 5 updates (a block trained alone gets 184), so its blocks stayed near their identity start: 9 of
-  15 sampled architectures changed the plain backbone's logits by less than 0.01 on average. Per stage, each weight set is trained by every
-  path that places a block in the stage (there: a median of 36 updates, 16-76, in the same 6 epochs).
+  15 sampled architectures changed the plain backbone's logits by less than 0.01 on average. Per stage, each weight
+  set is trained by every path that places a block in the stage (there: a median of 36 updates, 16-76, in the same
+  6 epochs). Measured, it does not rank better yet (``docs/oneshot.md``).
 * **Bottleneck widths are slices** of the widest ratio any candidate uses: a candidate of hidden width h uses the first
   h rows of fc1 and the first h columns of fc2, and (with LayerNorm) the first h affine parameters, normalising over
   its h channels. Narrow candidates thus train the most shared, most important channels (slimmable networks).

@@ -4,13 +4,13 @@ The supernet of a study lives in ``<paths.root>/<study>/supernet.pt`` (its weigh
 the recipe that trained it). The first worker to take the file lock ``supernet.lock`` trains it (the study's data and
 trainer recipe, ``search.supernet_epochs`` epochs, a fresh path of the space per batch, drawn as
 ``search.supernet_sampling`` says; its weights shared per site or per stage as ``search.supernet_share`` says) and
-writes it under a temporary name, renamed when complete; every other worker
-waits on the lock and loads it. Training is checkpointed every epoch in ``supernet-training/`` beside it
-(:func:`gcnas.train.fit`'s checkpoint, with ``identity.json``): a worker killed mid-training releases the lock, and
-the next one resumes after the last finished epoch, drawing the paths the killed one would have (the folder is removed
-once ``supernet.pt`` is written). A checkpoint, finished or not, of another space, backbone or recipe is refused,
-naming what differs. Each trial then scores its architecture on the supernet (:func:`gcnas.oneshot.score`: BatchNorm
-recalibrated on ``search.calib_images`` training images, then the validation accuracy) instead of training it.
+writes it under a temporary name, renamed when complete; every other worker waits on the lock and loads it.
+Training is checkpointed every epoch in ``supernet-training/`` beside it (:func:`gcnas.train.fit`'s checkpoint, with
+``identity.json``): a worker killed mid-training releases the lock, and the next one resumes after the last finished
+epoch, drawing the paths the killed one would have (the folder is removed once ``supernet.pt`` is written). A
+checkpoint, finished or not, of another space, backbone, sharing or recipe is refused, naming what differs. Each
+trial then scores its architecture on the supernet (:func:`gcnas.oneshot.score`: BatchNorm recalibrated on
+``search.calib_images`` training images, then the validation accuracy) instead of training it.
 """
 from __future__ import annotations
 

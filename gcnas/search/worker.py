@@ -249,7 +249,8 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                           "backbone.pretrained_file yet; use search.method=standalone (each trial fine-tunes the "
                           "pretrained backbone) or train the supernet from scratch")
     if oneshot:
-        supernet = supernet_for_space(space, search_cfg.supernet_share)  # a space the supernet cannot hold fails here, before the study exists
+        # a space the supernet cannot hold fails here, before the study exists
+        supernet = supernet_for_space(space, search_cfg.supernet_share)
         if study_cfg.noise_seeds > 1:  # a supernet scores an architecture the same for any seed
             log.info("search.method=oneshot: the references are scored once (study.noise_seeds=%s would repeat the "
                      "same score); the noise of one-shot scores is measured by confirming the top trials",
