@@ -224,6 +224,48 @@ def test_training_draws_one_path_per_batch_and_scoring_equals_the_extracted_mode
         torch.testing.assert_close(net.eval()(x[64:]), alone.eval()(x[64:]), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("share", ["site", "stage"])
+def test_gradient_score_is_the_squared_gradient_of_the_architectures_block_weights(share):
+    from gcnas.oneshot import gradient_score, recalibrate_batchnorm
+
+    kwargs = {"num_classes": 4, "in_chans": 3}
+    sites = list_sites("gcnas_resnet_tiny", input_size=(3, 16, 16), **kwargs)
+    specs = [BlockSpec(), BlockSpec(context="avg", transform="se", ratio=1 / 4, fusion=("scale", "add"), norm=None)]
+    torch.manual_seed(0)
+    net = Supernet("gcnas_resnet_tiny", kwargs, sites, specs, share=share)
+    randomize_(net)
+    after = [s for s in sites if s.position == "after_add"]
+    twins = [s for s in after if s.stage == after[0].stage][:2]  # two sites of one stage, one design
+    other = next(s for s in after if s.stage != after[0].stage)
+    assert len(twins) == 2
+    arch = Architecture("gcnas_resnet_tiny", kwargs, tuple(
+        [Placement(s.stage, s.block, s.position, specs[1]) for s in twins]
+        + [Placement(other.stage, other.block, other.position, specs[0])]))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(48, 3, 16, 16, generator=g), torch.randint(0, 4, (48,), generator=g)
+    got = gradient_score(net, arch, x, y, batch_size=16)
+
+    # the same quantity by hand on the extracted standalone network: its blocks' gradients, summed per supernet tensor
+    alone = net.extract(arch)
+    recalibrate_batchnorm(alone, x, batch_size=16)
+    alone.eval()
+    torch.nn.functional.cross_entropy(alone(x), y).backward()
+    modules = dict(alone.named_modules())
+    groups: dict = {}
+    for s in twins + [other]:
+        block = modules[net.module_names[s.key]]
+        group = groups.setdefault(s.stage if share == "stage" else s.key, {})
+        for name, p in block.named_parameters():
+            group[name] = group.get(name, 0) + p.grad
+    want = sum(float((g ** 2).sum()) for group in groups.values() for g in group.values())
+    assert want > 0
+    assert got == pytest.approx(want, rel=1e-4)
+    assert gradient_score(net, arch, x, y, batch_size=16) == got  # deterministic
+    assert all(p.grad is None for p in net.parameters())  # nothing left behind for a later training step
+    plain = Architecture("gcnas_resnet_tiny", kwargs, ())
+    assert gradient_score(net, plain, x, y) == 0.0
+
+
 def _tiny_task():
     from gcnas.data import DataSplits, TensorSplit
 

@@ -1,11 +1,12 @@
 """One-shot search: a weight-sharing supernet over the global-context space (docs/oneshot.md).
 
 :mod:`gcnas.oneshot.supernet` holds the supernet, :mod:`gcnas.oneshot.train` trains it (single-path, uniform or fair)
-and scores architectures with inherited weights.
+and scores architectures with inherited weights (validation accuracy, or the blocks' gradient).
 """
 from gcnas.oneshot.supernet import SHARES, ChoiceBlock, Supernet, check_supernet_designs
-from gcnas.oneshot.train import (SAMPLINGS, PathSampler, recalibrate_batchnorm, score, score_with_loss,
-                                 supernet_for_space, train_supernet)
+from gcnas.oneshot.train import (SAMPLINGS, PathSampler, gradient_score, recalibrate_batchnorm, score,
+                                 score_with_loss, supernet_for_space, train_supernet)
 
 __all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "PathSampler",
-           "supernet_for_space", "train_supernet", "score", "score_with_loss", "recalibrate_batchnorm"]
+           "supernet_for_space", "train_supernet", "score", "score_with_loss", "gradient_score",
+           "recalibrate_batchnorm"]

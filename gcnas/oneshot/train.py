@@ -9,6 +9,8 @@
   ``(seed, e)``, so a training resumed after epoch ``e - 1`` draws the paths an uninterrupted one would have.
 * :func:`score`: one architecture on the validation data with inherited weights, after recalibrating every BatchNorm's
   statistics on a few training batches for that architecture alone (the shared statistics belong to no single path).
+* :func:`gradient_score`: the blocks' first-order gain instead: how steeply the training loss falls when only the
+  architecture's blocks train, from the inherited weights (measured in docs/oneshot.md; not yet a study's score).
 
 Layer: one-shot (imports blocks, backbones, architecture, space, data and train; never optuna, hydra or wandb).
 """
@@ -29,7 +31,7 @@ from gcnas.data import DataSplits, Split
 from gcnas.train import TrainResult, evaluate, fit
 
 __all__ = ["SAMPLINGS", "PathSampler", "supernet_for_space", "train_supernet", "score", "score_with_loss",
-           "recalibrate_batchnorm"]
+           "gradient_score", "recalibrate_batchnorm"]
 
 
 class _RandomTrial:
@@ -222,3 +224,35 @@ def score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, val: Split, 
           device: torch.device | str = "cpu") -> float:
     """Validation accuracy of ``arch`` with the supernet's weights, BatchNorm recalibrated on ``calib_x`` first."""
     return score_with_loss(net, arch, calib_x, val, batch_size, device)[0]
+
+
+def gradient_score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, calib_y: torch.Tensor,
+                   batch_size: int = 128, device: torch.device | str = "cpu") -> float:
+    """The squared norm of the gradient of the mean cross-entropy on ``(calib_x, calib_y)`` (training images) with
+    respect to the weights of the blocks ``arch`` runs, with the supernet's weights and BatchNorm recalibrated on
+    ``calib_x`` for ``arch`` (then in eval mode: the gradient goes through the recalibrated statistics).
+
+    This is the loss decrease per unit learning rate of one gradient step on the blocks alone: how much the
+    architecture's blocks could still take from the data. ``add`` fusion starts at the identity, so an untrained
+    block's accuracy says nothing while this does. A shared tensor (``share="stage"``) counts once, its gradient
+    summed over the sites that use it; the plain backbone (no block) scores 0. Leaves no gradient behind."""
+    net.set_architecture(arch)
+    recalibrate_batchnorm(net, calib_x, batch_size, device)
+    params = {id(p): p for block in net.choices.values() if block.active is not None for p in block.parameters()}
+    if not params:
+        return 0.0
+    was_training = net.training
+    net.eval()
+    grads: dict[int, torch.Tensor] = {}
+    try:
+        n = len(calib_x)
+        for i in range(0, n, batch_size):
+            xb, yb = calib_x[i:i + batch_size].to(device), calib_y[i:i + batch_size].to(device)
+            loss = nn.functional.cross_entropy(net(xb), yb, reduction="sum") / n
+            live = [p for p in params.values() if p.requires_grad]
+            for p, g in zip(live, torch.autograd.grad(loss, live, allow_unused=True)):
+                if g is not None:
+                    grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
+    finally:
+        net.train(was_training)
+    return float(sum((g.double() ** 2).sum() for g in grads.values()))
