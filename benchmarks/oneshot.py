@@ -8,10 +8,13 @@ on the same data and trainer config (Hydra ``OVERRIDE``s, e.g. ``data=context``)
   trial's cost and value);
 * **one-shot**: one supernet per ``--sampling`` (``uniform``, ``fair``: ``search.supernet_sampling``), ``--share``
   (``site``, ``stage``: ``search.supernet_share``) and seed of ``--supernet-seeds``, trained for ``--supernet-epochs``
-  epochs (:func:`gcnas.oneshot.train_supernet`, the search's own code), then every architecture scored on it:
-  BatchNorm recalibrated on ``search.calib_images`` training images, validation accuracy, ties broken by the lower
-  validation loss (a supernet can bring every path to 100 %). A supernet's ranking depends on its seed as a
-  training's accuracy does: each tau is given as mean ± std over the supernet seeds.
+  epochs (:func:`gcnas.oneshot.train_supernet`, the search's own code; ``0``: untrained, the control that says what
+  the training adds), then every architecture scored on it by each ``--score``, BatchNorm recalibrated on
+  ``search.calib_images`` training images first: ``accuracy`` (what a one-shot study scores: validation accuracy,
+  ties broken by the lower validation loss, since a supernet can bring every path to 100 %) and ``gradient``
+  (:func:`gcnas.oneshot.gradient_score`: the squared gradient of the training loss on those images with respect to the
+  architecture's block weights). A supernet's ranking depends on its seed as a training's accuracy does: each tau is
+  given as mean ± std over the supernet seeds.
 
 Printed, side by side in one run:
 
@@ -30,6 +33,7 @@ Every training and every supernet is cached in ``--workdir`` as it finishes, so 
 
 Usage: python benchmarks/oneshot.py [--archs 16] [--sample-seed 0] [--seeds 0 1 2] [--sampling uniform fair]
                                     [--share site stage] [--supernet-epochs N] [--supernet-seeds 0 1 2]
+                                    [--score accuracy gradient]
                                     [--confirm-seeds 10 11 12]
                                     [--threads N] [--workdir benchmarks/.oneshot] [--cache FILE] [OVERRIDE ...]
 """
@@ -51,7 +55,7 @@ from common import Fidelity, Progress, config, kendall_tau, ranks
 from fidelity import sample
 from gcnas.backbones import list_sites
 from gcnas.machine import describe_machine
-from gcnas.oneshot import PathSampler, score_with_loss, supernet_for_space, train_supernet
+from gcnas.oneshot import PathSampler, gradient_score, score_with_loss, supernet_for_space, train_supernet
 from gcnas.search.summary import describe_architecture
 from gcnas.space import SearchSpace
 
@@ -71,6 +75,8 @@ def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str
     path = workdir / f"supernet-{sampling}-{ident}.pt"
     torch.manual_seed(seed)
     net = supernet_for_space(space, share)
+    if epochs == 0:  # the control: the supernet as initialised
+        return net, 0.0
     if path.is_file():
         saved = torch.load(str(path), map_location="cpu", weights_only=True)
         net.load_state_dict(saved["state_dict"])
@@ -85,12 +91,28 @@ def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str
     return net, seconds
 
 
-def shot_scores(net, archs: list, fid: Fidelity, calib_images: int, batch_size: int) -> tuple[list, float]:
-    """(accuracy, validation loss) of each architecture on the supernet, and the mean seconds per architecture."""
-    calib = fid.data.train.head(calib_images)[0]
+SCORES = ("accuracy", "gradient")
+
+
+def shot_scores(net, archs: list, fid: Fidelity, calib_images: int, batch_size: int, how: str) -> tuple[list, float]:
+    """Each architecture's score on the supernet (``accuracy``: (accuracy, validation loss); ``gradient``: the
+    blocks' squared gradient) and the mean seconds per architecture."""
+    x, y = fid.data.train.head(calib_images)
     t0 = time.perf_counter()
-    out = [score_with_loss(net, arch, calib, fid.data.val, batch_size) for arch in archs]
+    if how == "accuracy":
+        out = [score_with_loss(net, arch, x, fid.data.val, batch_size) for arch in archs]
+    else:
+        out = [gradient_score(net, arch, x, y, batch_size) for arch in archs]
     return out, (time.perf_counter() - t0) / len(archs)
+
+
+def key_of(how: str, value) -> tuple:
+    """The sort key of a score: accuracy, then the lower loss; or the gradient."""
+    return (value[0], -value[1]) if how == "accuracy" else (value,)
+
+
+def cell(how: str, value) -> str:
+    return f"{100 * value[0]:.2f} (loss {value[1]:.3f})" if how == "accuracy" else f"{value:.3g}"
 
 
 def pm(values: list[float]) -> str:
@@ -107,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--supernet-epochs", type=int, default=None, help="default: the config's search.supernet_epochs")
     ap.add_argument("--supernet-seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="a supernet per seed: the spread of their tau is the one-shot ranking's noise")
+    ap.add_argument("--score", nargs="+", default=list(SCORES), choices=SCORES,
+                    help="how the supernet scores an architecture (see above)")
     ap.add_argument("--confirm-seeds", type=int, nargs="+", default=[10, 11, 12])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     ap.add_argument("--workdir", type=Path, default=Path("benchmarks/.oneshot"),
@@ -124,7 +148,9 @@ def main(argv=None) -> int:
     t_run = time.perf_counter()
     cfg = config(*args.overrides)
     fid = Fidelity(cfg)
-    epochs = args.supernet_epochs or int(cfg["search"]["supernet_epochs"])
+    epochs = int(cfg["search"]["supernet_epochs"]) if args.supernet_epochs is None else args.supernet_epochs
+    if epochs < 0:
+        ap.error("--supernet-epochs: 0 (untrained) or more")
     calib, batch = int(cfg["search"]["calib_images"]), int(cfg["trainer"]["batch_size"])
     archs = sample(cfg, fid, args.archs, args.sample_seed)
     tag = "|".join(args.overrides)
@@ -149,12 +175,13 @@ def main(argv=None) -> int:
     shots: dict[str, list[dict]] = {}
     for sampling, share, seed in itertools.product(args.sampling, args.share, args.supernet_seeds):
         net, sup_s = trained_supernet(cfg, space, fid, sampling, share, seed, epochs, args.workdir, tag)
-        scores, score_s = shot_scores(net, archs, fid, calib, batch)
-        ranked = ranks([(acc, -loss) for acc, loss in scores])
-        shots.setdefault(f"{sampling}, {share}", []).append({
-            "seed": seed, "scores": scores, "ranked": ranked, "supernet_s": sup_s, "score_s": score_s,
-            "tau": kendall_tau(ranked, mean_all),
-            "loo": statistics.fmean(kendall_tau(ranked, mean_without(s)) for s in args.seeds)})
+        for how in args.score:
+            scores, score_s = shot_scores(net, archs, fid, calib, batch, how)
+            ranked = ranks([key_of(how, v) for v in scores])
+            shots.setdefault(f"{sampling}, {share}, {how}", []).append({
+                "seed": seed, "how": how, "scores": scores, "ranked": ranked, "supernet_s": sup_s, "score_s": score_s,
+                "tau": kendall_tau(ranked, mean_all),
+                "loo": statistics.fmean(kendall_tau(ranked, mean_without(s)) for s in args.seeds)})
 
     # -- the same budget: one-shot over the whole sample, standalone trials in the time it took
     sel = args.seeds[0]
@@ -177,7 +204,8 @@ def main(argv=None) -> int:
     print(f"{len(archs)} architectures of {cfg['search_space']['name']} (RandomSampler seed {args.sample_seed}, the "
           f"plain backbone included), {cfg['backbone']['name']}, data={d['name']}"
           f"{' (' + ' '.join(args.overrides) + ')' if args.overrides else ''}, {tr['epochs']} epochs per standalone "
-          f"trial, seeds {', '.join(map(str, args.seeds))}; supernets of {epochs} epochs, seeds "
+          f"trial, seeds {', '.join(map(str, args.seeds))}; supernets of {epochs} epochs"
+          f"{' (untrained: the control)' if epochs == 0 else ''}, seeds "
           f"{', '.join(map(str, args.supernet_seeds))}, {calib} calibration images. {describe_machine()}; "
           f"{time.perf_counter() - t_run:.0f} s in this run\n")
 
@@ -208,11 +236,15 @@ def main(argv=None) -> int:
     for label, runs in shots.items():
         loo = [r["loo"] for r in runs]
         met = statistics.fmean(loo) >= target  # against the same targets as one seed's row
-        accs = [a for r in runs for a, _ in r["scores"]]
+        if runs[0]["how"] == "accuracy":
+            accs = [a for r in runs for a, _ in r["scores"]]
+            seen = f"accuracies on the supernets: {100 * min(accs):.1f}-{100 * max(accs):.1f} %"
+        else:
+            grads = [g for r in runs for g in r["scores"]]
+            seen = f"gradients on the supernets: {min(grads):.3g}-{max(grads):.3g}"
         print(f"\nGoal (one-shot agrees with the seeds' mean at least as well as one seed does), {label}: "
-              f"{'met' if met else 'not met'} ({spread(loo)} vs {spread(seed_rest)}). Accuracies on the supernets: "
-              f"{100 * min(accs):.1f}-{100 * max(accs):.1f} %; standalone means: {100 * min(mean_all):.1f}-"
-              f"{100 * max(mean_all):.1f} %.")
+              f"{'met' if met else 'not met'} ({spread(loo)} vs {spread(seed_rest)}). The {seen}; standalone means: "
+              f"{100 * min(mean_all):.1f}-{100 * max(mean_all):.1f} %.")
 
     plain = confirmed(0)  # the sample's first architecture is the plain backbone
     print(f"\nThe same budget, confirmed with seeds {', '.join(map(str, args.confirm_seeds))} (plain backbone: "
@@ -236,7 +268,7 @@ def main(argv=None) -> int:
     print("|---|" + "---:|" * (len(args.seeds) + 1 + len(first)))
     for i, arch in enumerate(archs):
         cells = [f"{100 * alone[s][i]:.2f}" for s in args.seeds] + [f"{100 * mean_all[i]:.2f}"]
-        cells += [f"{100 * r['scores'][i][0]:.2f} (loss {r['scores'][i][1]:.3f})" for r in first.values()]
+        cells += [cell(r["how"], r["scores"][i]) for r in first.values()]
         print(f"| {describe_architecture(arch)} | " + " | ".join(cells) + " |")
     return 0
 
