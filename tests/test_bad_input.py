@@ -70,6 +70,7 @@ SEARCH = [  # (overrides, words the message must hold)
     (["search.method=oneshot", "search.supernet_sampling=even"], ["search.supernet_sampling", "uniform, fair",
                                                                   "'even'"]),
     (["search.method=oneshot", "search.supernet_share=block"], ["search.supernet_share", "site, stage", "'block'"]),
+    (["search.method=oneshot", "search.supernet_score=loss"], ["search.supernet_score", "accuracy, gradient", "'loss'"]),
     (["search.method=oneshot", "search_space=paper_design"], ["paper_design.yaml: training", "(seed)",
                                                                 "search.method=standalone"]),
     (["search.method=oneshot", "search_space=paper_design", "~search_space.training"], ["design.kind", "kind gc",

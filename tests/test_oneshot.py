@@ -424,3 +424,38 @@ def test_a_oneshot_search_trains_one_supernet_and_scores_every_trial_on_it(tmp_p
     with pytest.raises(ConfigError, match="another share \\(None, this study needs 'stage'\\)"):  # the worker's key
         search(compose_search(tmp_path, *run, "study.n_trials=7", "search.supernet_share=stage"))
     assert len(study.get_trials()) == 6
+
+
+def test_a_gradient_scored_oneshot_study_labels_its_values_and_keeps_one_score(tmp_path):
+    import optuna
+
+    from conftest import compose_search
+    from gcnas.cli.search import search
+    from gcnas.search.summary import results_table
+    from wandb_offline import offline_runs
+
+    run = ["search.method=oneshot", "search.supernet_epochs=2", "search.calib_images=64", "study.name=grad",
+           "trainer.epochs=1", "search.supernet_score=gradient"]
+    result = search(compose_search(tmp_path, *run, "study.n_trials=4", "wandb.mode=offline"))
+    assert result.n_finished == 4
+    study = optuna.load_study(study_name="grad", storage=f"sqlite:///{tmp_path}/studies.db")
+    trials = study.get_trials()
+    assert study.user_attrs["oneshot_score"] == "gradient"
+    assert [t.user_attrs["oneshot_score"] for t in trials] == ["gradient"] * 4
+    plain = next(t for t in trials if t.user_attrs["role"] == "baseline")
+    assert plain.values[0] == 0.0  # no block, no block gradient
+    assert any(t.values[0] > 0 for t in trials)  # the paper's GC and the searched ones have something to learn
+    table = results_table(study, ["accuracy"])
+    assert "| one-shot gradient |" in table and "val acc" not in table and " pp " not in table
+    runs = {r.name: r for r in offline_runs(tmp_path) if r.job_type == "trial"}
+    for t in trials:  # W&B does not call a gradient an accuracy
+        assert runs[f"trial-{t.number}"].summary["oneshot_gradient"] == t.values[0]
+        assert "val_acc" not in runs[f"trial-{t.number}"].summary
+
+    with pytest.raises(ConfigError, match="search.supernet_score: study 'grad' holds gradient scores and this run "
+                       "asks search.supernet_score='accuracy'"):
+        search(compose_search(tmp_path, *run[:-1], "study.n_trials=6", "wandb.mode=disabled"))
+    with pytest.raises(ConfigError, match="holds gradient scores and this run asks search.method=standalone"):
+        search(compose_search(tmp_path, *[r for r in run if "supernet_score" not in r and "method" not in r],
+                              "study.n_trials=6", "wandb.mode=disabled"))
+    assert len(study.get_trials()) == 4  # refused before any trial; nothing lost

@@ -4,9 +4,9 @@
 and scores architectures with inherited weights (validation accuracy, or the blocks' gradient).
 """
 from gcnas.oneshot.supernet import SHARES, ChoiceBlock, Supernet, check_supernet_designs
-from gcnas.oneshot.train import (SAMPLINGS, PathSampler, gradient_score, recalibrate_batchnorm, score,
+from gcnas.oneshot.train import (SAMPLINGS, SCORES, PathSampler, gradient_score, recalibrate_batchnorm, score,
                                  score_with_loss, supernet_for_space, train_supernet)
 
-__all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "PathSampler",
+__all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "SCORES", "PathSampler",
            "supernet_for_space", "train_supernet", "score", "score_with_loss", "gradient_score",
            "recalibrate_batchnorm"]

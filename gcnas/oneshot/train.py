@@ -10,7 +10,7 @@
 * :func:`score`: one architecture on the validation data with inherited weights, after recalibrating every BatchNorm's
   statistics on a few training batches for that architecture alone (the shared statistics belong to no single path).
 * :func:`gradient_score`: the blocks' first-order gain instead: how steeply the training loss falls when only the
-  architecture's blocks train, from the inherited weights (measured in docs/oneshot.md; not yet a study's score).
+  architecture's blocks train, from the inherited weights (``search.supernet_score=gradient``; measured in docs/oneshot.md).
 
 Layer: one-shot (imports blocks, backbones, architecture, space, data and train; never optuna, hydra or wandb).
 """
@@ -30,7 +30,7 @@ from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.data import DataSplits, Split
 from gcnas.train import TrainResult, evaluate, fit
 
-__all__ = ["SAMPLINGS", "PathSampler", "supernet_for_space", "train_supernet", "score", "score_with_loss",
+__all__ = ["SAMPLINGS", "SCORES", "PathSampler", "supernet_for_space", "train_supernet", "score", "score_with_loss",
            "gradient_score", "recalibrate_batchnorm"]
 
 
@@ -58,6 +58,7 @@ class _RandomTrial:
 
 
 SAMPLINGS = ("uniform", "fair")
+SCORES = ("accuracy", "gradient")  # search.supernet_score: score() or gradient_score()
 
 
 class _FairTrial(_RandomTrial):

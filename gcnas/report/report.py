@@ -96,7 +96,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html:
                                                                                  range(len(study.directions))])
     report = Report(out, out / "summary.md")
     target = (lambda t: t.values[0]) if multi else None
-    name0 = "val acc"
+    name0 = "one-shot gradient" if study.user_attrs.get("oneshot_score") == "gradient" else "val acc"
     plots = {
         "optimization_history": lambda: ovm.plot_optimization_history(study, target=target, target_name=name0),
         "param_importances": lambda: ovm.plot_param_importances(study, target=target, target_name=name0),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Union
 
 from gcnas.errors import ConfigError
-from gcnas.oneshot import SAMPLINGS, SHARES
+from gcnas.oneshot import SAMPLINGS, SCORES, SHARES
 from gcnas.schema import key, read, read_known
 from gcnas.train.runtime import DEVICES
 
@@ -63,6 +63,7 @@ class SearchConfig:
     supernet_epochs: int = key(8, ge=1)             # oneshot: epochs of supernet training, once per study
     supernet_sampling: str = key("uniform", words=SAMPLINGS)  # oneshot: uniform | fair (each design equally often)
     supernet_share: str = key("site", words=SHARES)  # oneshot: site (own weights per site) | stage (one set per stage)
+    supernet_score: str = key("accuracy", words=SCORES)  # oneshot: accuracy | gradient (the blocks' loss gradient)
     calib_images: int = key(512, ge=1)              # oneshot: images that re-estimate BatchNorm per architecture
 
 

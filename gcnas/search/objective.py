@@ -189,10 +189,12 @@ class TrialRunner:
             self._set_constraints(trial, {k: v for k, v, _, _ in violations})
 
             if self.scorer is not None:  # one-shot: inherited weights, nothing trained
-                accuracy = self.scorer(arch)
+                accuracy = self.scorer(arch)  # search.supernet_score=gradient: the blocks' gradient, not an accuracy
+                kind = getattr(self.scorer, "kind", "accuracy")
                 trial.set_user_attr("score", ONESHOT_SCORE)
+                trial.set_user_attr("oneshot_score", kind)
                 trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
-                note(f"done: one-shot score (supernet weights) {accuracy:.4f} in {time.perf_counter() - t0:.1f}s")
+                note(f"done: one-shot {kind} (supernet weights) {accuracy:.4g} in {time.perf_counter() - t0:.1f}s")
                 return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
 
             history: list[float] = []

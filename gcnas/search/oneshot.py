@@ -9,8 +9,11 @@ Training is checkpointed every epoch in ``supernet-training/`` beside it (:func:
 ``identity.json``): a worker killed mid-training releases the lock, and the next one resumes after the last finished
 epoch, drawing the paths the killed one would have (the folder is removed once ``supernet.pt`` is written). A
 checkpoint, finished or not, of another space, backbone, sharing or recipe is refused, naming what differs. Each
-trial then scores its architecture on the supernet (:func:`gcnas.oneshot.score`: BatchNorm recalibrated on
-``search.calib_images`` training images, then the validation accuracy) instead of training it.
+trial then scores its architecture on the supernet instead of training it, BatchNorm recalibrated on
+``search.calib_images`` training images first: ``search.supernet_score=accuracy`` (:func:`gcnas.oneshot.score`, the
+validation accuracy) or ``gradient`` (:func:`gcnas.oneshot.gradient_score`, the squared gradient of the training loss
+on those images with respect to the architecture's block weights: not an accuracy, so a study keeps one score, see
+:func:`check_study_score`).
 """
 from __future__ import annotations
 
@@ -21,20 +24,22 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Mapping, Union
 
 import torch
 
 from gcnas.arch import Architecture
 from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
-from gcnas.oneshot import PathSampler, Supernet, score, train_supernet
+from gcnas.oneshot import PathSampler, Supernet, gradient_score, score, train_supernet
 from gcnas.schema import read
 from gcnas.search.config import SearchConfig
 from gcnas.space import SearchSpace
 from gcnas.train import TrainerConfig
 
-__all__ = ["study_supernet", "oneshot_scorer"]
+__all__ = ["study_supernet", "oneshot_scorer", "check_study_score", "SCORE_ATTR"]
+
+SCORE_ATTR = "oneshot_score"  # study and trial user attribute: which one-shot score the values are
 
 log = logging.getLogger("gcnas.search")
 
@@ -111,11 +116,38 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class OneShotScorer:
+    """A trial's one-shot score of an architecture (``kind``: ``search.supernet_score``)."""
+
+    def __init__(self, net: Supernet, data: DataSplits, kind: str, calib_images: int, batch_size: int,
+                 device: str) -> None:
+        self.net, self.data, self.kind, self.batch_size, self.device = net, data, kind, batch_size, device
+        self.calib_x, self.calib_y = data.train.head(calib_images)
+
+    def __call__(self, arch: Architecture) -> float:
+        if self.kind == "gradient":
+            return gradient_score(self.net, arch, self.calib_x, self.calib_y, self.batch_size, self.device)
+        return score(self.net, arch, self.calib_x, self.data.val, batch_size=self.batch_size, device=self.device)
+
+
 def oneshot_scorer(net: Supernet, data: DataSplits, search: Union[SearchConfig, Mapping[str, Any]], batch_size: int,
-                   device: str) -> Callable[[Architecture], float]:
-    calib = data.train.head(_search(search).calib_images)[0]
+                   device: str) -> OneShotScorer:
+    """The study's scorer: ``search.supernet_score`` of each architecture on the trained supernet ``net``."""
+    search = _search(search)
+    return OneShotScorer(net, data, search.supernet_score, search.calib_images, batch_size, device)
 
-    def scorer(arch: Architecture) -> float:
-        return score(net, arch, calib, data.val, batch_size=batch_size, device=device)
 
-    return scorer
+def check_study_score(study_attrs: Mapping[str, Any], search: Union[SearchConfig, Mapping[str, Any]],
+                      study_name: str) -> None:
+    """Refuse a one-shot run whose ``search.supernet_score`` differs from the one the study's values already are
+    (a study created before the key, or by a standalone run, holds accuracies; a standalone run on a study of
+    gradient scores is refused too)."""
+    search = _search(search)
+    have = study_attrs.get(SCORE_ATTR, "accuracy")
+    wanted = search.supernet_score if search.method == "oneshot" else "accuracy"
+    if have != wanted:
+        asks = (f"search.supernet_score={wanted!r}" if search.method == "oneshot"
+                else "search.method=standalone (accuracies)")
+        raise ConfigError(f"search.supernet_score: study {study_name!r} holds {have} scores and this run asks "
+                          f"{asks}; the two do not compare, so a study keeps one. Use search.method=oneshot "
+                          f"search.supernet_score={have}, or a new study.name")

@@ -138,7 +138,10 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
         None if base is None else base.values[0])
     multi = len(metrics) > 1
     rows = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
-    head = ["trial", "role", "val acc", "vs plain", "beyond noise", "params", "MFLOPs", "latency ms", "epochs",
+    gradient = study.user_attrs.get("oneshot_score") == "gradient"  # search.supernet_score: not an accuracy
+    if gradient:
+        reference = None  # a gradient's difference to the plain backbone's (0) is no accuracy gain
+    head = ["trial", "role", "one-shot gradient" if gradient else "val acc", "vs plain", "beyond noise", "params", "MFLOPs", "latency ms", "epochs",
             "blocks"]
     if not rows:
         return "(no feasible complete trial yet)"
@@ -150,7 +153,7 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
         beyond = "-" if noise is None or reference is None else ("yes" if noise.beyond(acc - reference) else "no")
         lat = t.user_attrs.get("latency_ms")
         lines.append("| " + " | ".join([
-            str(t.number), t.user_attrs.get("role", ""), f"{acc:.4f}", delta, beyond,
+            str(t.number), t.user_attrs.get("role", ""), f"{acc:.4g}" if gradient else f"{acc:.4f}", delta, beyond,
             f"{t.user_attrs.get('params', 0) / 1e6:.3f}M", f"{t.user_attrs.get('flops', 0) / 1e6:.1f}",
             "-" if lat is None else f"{lat:.2f}", str(t.user_attrs.get("epochs", "")), describe_blocks(t)]) + " |")
     if noise is not None:

@@ -30,8 +30,8 @@ from gcnas.errors import ConfigError
 from gcnas.oneshot import supernet_for_space
 from gcnas.search.callbacks import Callbacks, SearchCallback
 from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
-from gcnas.search.config import SearchJob, StudyConfig, read_job
-from gcnas.search.oneshot import oneshot_scorer, study_supernet
+from gcnas.search.config import SearchConfig, SearchJob, StudyConfig, read_job
+from gcnas.search.oneshot import SCORE_ATTR, check_study_score, oneshot_scorer, study_supernet
 from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
@@ -120,7 +120,7 @@ class _Progress:
 
 
 def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], study_cfg: StudyConfig,
-                input_size) -> None:
+                input_size, search_cfg: Optional[SearchConfig] = None) -> None:
     """Worker 0, once per study: record the space and enqueue the plain backbone and the paper's default GC, each
     with ``study.noise_seeds`` training seeds (in pairs, so the first two trials are still plain and paper GC); or,
     for a study of given architectures (the confirmation's), the user attributes of each in ``cfg["_fixed_trials"]``."""
@@ -132,6 +132,8 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     study.set_user_attr("metrics", list(cfg["objective"]["metrics"]))
     study.set_user_attr("config", public_config(cfg))
     study.set_user_attr("input_size", list(input_size))
+    if search_cfg is not None and search_cfg.method == "oneshot":  # what its values are (check_study_score)
+        study.set_user_attr(SCORE_ATTR, search_cfg.supernet_score)
     if cfg.get("_fixed_trials") is not None:  # a study of given architectures only (gcnas.search.confirm)
         fixed = list(cfg["_fixed_trials"])
     elif study_cfg.enqueue_baselines:
@@ -274,7 +276,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     study = make_study(study_cfg.name, storage, cfg["objective"]["directions"], sampler, pruner)
     worker, seed = job.job.worker, job.job.seed
     if worker == 0:
-        _initialise(study, space, cfg, study_cfg, data.input_size)
+        _initialise(study, space, cfg, study_cfg, data.input_size, search_cfg)
     else:
         # worker 0 enqueues the study's fixed trials (the references, or a confirmation's architectures); a trial
         # asked before that would be a sampled one, and under a tight budget the references could be left waiting
@@ -285,6 +287,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                 raise RuntimeError(f"study {study_cfg.name!r}: worker 0 has not enqueued its trials after 600 s; "
                                    "start worker=0 (it creates the study's trials)")
             time.sleep(1.0)
+    check_study_score(study.user_attrs, search_cfg, study_cfg.name)  # before any training: its values are one score
     study_dir = Path(cfg["paths"]["root"]) / study_cfg.name
     n_trials = study_cfg.n_trials
     size = space.size()

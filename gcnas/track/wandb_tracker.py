@@ -195,8 +195,9 @@ class WandbTracker(SearchCallback):
                 summary[k] = attrs[k]
         if trial.values:
             metrics = self.config.get("objective", {}).get("metrics") or ["accuracy"]
+            value = "oneshot_gradient" if attrs.get("oneshot_score") == "gradient" else "val_acc"  # not an accuracy
             for m, v in zip(metrics, trial.values):
-                summary["val_acc" if m == "accuracy" else f"objective_{m}"] = v
+                summary[value if m == "accuracy" else f"objective_{m}"] = v
         if attrs.get("history"):
             summary["best_val_acc"] = max(attrs["history"])
         return summary
