@@ -10,7 +10,7 @@
 * :func:`score`: one architecture on the validation data with inherited weights, after recalibrating every BatchNorm's
   statistics on a few training batches for that architecture alone (the shared statistics belong to no single path).
 * :func:`gradient_score`: the blocks' first-order gain instead: how steeply the training loss falls when only the
-  architecture's blocks train, from the inherited weights (``search.supernet_score=gradient``; measured in docs/oneshot.md).
+  architecture's blocks train, from the inherited weights (``search.supernet_score=gradient``; docs/oneshot.md).
 
 Layer: one-shot (imports blocks, backbones, architecture, space, data and train; never optuna, hydra or wandb).
 """

@@ -141,8 +141,8 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
     gradient = study.user_attrs.get("oneshot_score") == "gradient"  # search.supernet_score: not an accuracy
     if gradient:
         reference = None  # a gradient's difference to the plain backbone's (0) is no accuracy gain
-    head = ["trial", "role", "one-shot gradient" if gradient else "val acc", "vs plain", "beyond noise", "params", "MFLOPs", "latency ms", "epochs",
-            "blocks"]
+    head = ["trial", "role", "one-shot gradient" if gradient else "val acc", "vs plain", "beyond noise", "params",
+            "MFLOPs", "latency ms", "epochs", "blocks"]
     if not rows:
         return "(no feasible complete trial yet)"
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i in (2, 3, 5, 6, 7, 8) else "---"
