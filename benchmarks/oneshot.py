@@ -55,7 +55,7 @@ from common import Fidelity, Progress, config, kendall_tau, ranks
 from fidelity import sample
 from gcnas.backbones import list_sites
 from gcnas.machine import describe_machine
-from gcnas.oneshot import PathSampler, gradient_score, score_with_loss, supernet_for_space, train_supernet
+from gcnas.oneshot import SCORES, PathSampler, gradient_score, score_with_loss, supernet_for_space, train_supernet
 from gcnas.search.summary import describe_architecture
 from gcnas.space import SearchSpace
 
@@ -89,9 +89,6 @@ def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str
     torch.save({"state_dict": net.state_dict(), "seconds": seconds}, str(path))
     print(f"supernet ({sampling}, {share}, seed {seed}) trained in {seconds:.0f} s", file=sys.stderr, flush=True)
     return net, seconds
-
-
-SCORES = ("accuracy", "gradient")
 
 
 def shot_scores(net, archs: list, fid: Fidelity, calib_images: int, batch_size: int, how: str) -> tuple[list, float]:

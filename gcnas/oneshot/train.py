@@ -240,7 +240,8 @@ def gradient_score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, cal
     net.set_architecture(arch)
     recalibrate_batchnorm(net, calib_x, batch_size, device)
     params = {id(p): p for block in net.choices.values() if block.active is not None for p in block.parameters()}
-    if not params:
+    live = [p for p in params.values() if p.requires_grad]
+    if not live:
         return 0.0
     was_training = net.training
     net.eval()
@@ -250,7 +251,6 @@ def gradient_score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, cal
         for i in range(0, n, batch_size):
             xb, yb = calib_x[i:i + batch_size].to(device), calib_y[i:i + batch_size].to(device)
             loss = nn.functional.cross_entropy(net(xb), yb, reduction="sum") / n
-            live = [p for p in params.values() if p.requires_grad]
             for p, g in zip(live, torch.autograd.grad(loss, live, allow_unused=True)):
                 if g is not None:
                     grads[id(p)] = grads[id(p)] + g if id(p) in grads else g

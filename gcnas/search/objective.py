@@ -36,6 +36,7 @@ MACHINE_ATTR = "machine"  # the CPU, cores, threads and torch a trial ran with (
 REPLICATE_ATTR = "replicate"
 WEIGHTS_FILE = "model.safetensors"  # in a trial's folder while the trial is among the study's kept top trials
 ONESHOT_SCORE = "oneshot"  # user attribute ``score`` of a trial the supernet scored (search.method=oneshot)
+ONESHOT_SCORE_ATTR = "oneshot_score"  # study and trial user attribute: which search.supernet_score the values are
 METRICS = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 _CONSTRAINT_KEYS = (("max_params", "params"), ("max_flops", "flops"), ("max_latency_ms", "latency_ms"))
 
@@ -192,7 +193,7 @@ class TrialRunner:
                 accuracy = self.scorer(arch)  # search.supernet_score=gradient: the blocks' gradient, not an accuracy
                 kind = getattr(self.scorer, "kind", "accuracy")
                 trial.set_user_attr("score", ONESHOT_SCORE)
-                trial.set_user_attr("oneshot_score", kind)
+                trial.set_user_attr(ONESHOT_SCORE_ATTR, kind)
                 trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
                 note(f"done: one-shot {kind} (supernet weights) {accuracy:.4g} in {time.perf_counter() - t0:.1f}s")
                 return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)

@@ -34,12 +34,11 @@ from gcnas.errors import ConfigError
 from gcnas.oneshot import PathSampler, Supernet, gradient_score, score, train_supernet
 from gcnas.schema import read
 from gcnas.search.config import SearchConfig
+from gcnas.search.objective import ONESHOT_SCORE_ATTR
 from gcnas.space import SearchSpace
 from gcnas.train import TrainerConfig
 
-__all__ = ["study_supernet", "oneshot_scorer", "check_study_score", "SCORE_ATTR"]
-
-SCORE_ATTR = "oneshot_score"  # study and trial user attribute: which one-shot score the values are
+__all__ = ["study_supernet", "oneshot_scorer", "check_study_score"]
 
 log = logging.getLogger("gcnas.search")
 
@@ -143,7 +142,7 @@ def check_study_score(study_attrs: Mapping[str, Any], search: Union[SearchConfig
     (a study created before the key, or by a standalone run, holds accuracies; a standalone run on a study of
     gradient scores is refused too)."""
     search = _search(search)
-    have = study_attrs.get(SCORE_ATTR, "accuracy")
+    have = study_attrs.get(ONESHOT_SCORE_ATTR, "accuracy")
     wanted = search.supernet_score if search.method == "oneshot" else "accuracy"
     if have != wanted:
         asks = (f"search.supernet_score={wanted!r}" if search.method == "oneshot"

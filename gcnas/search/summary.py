@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.arch import Architecture
 from gcnas.blocks.fusion import fusion_spelling
-from gcnas.search.objective import REPLICATE_ATTR
+from gcnas.search.objective import ONESHOT_SCORE_ATTR, REPLICATE_ATTR
 
 __all__ = ["finished_trials", "ranked_trials", "baseline_trial", "results_table", "describe_blocks",
            "describe_architecture", "NoiseFloor", "noise_floor"]
@@ -101,6 +101,12 @@ def noise_floor(study: optuna.Study) -> Optional[NoiseFloor]:
     return NoiseFloor(math.sqrt(pooled), {r: tuple(values[r]) for r in REFERENCE_ROLES if r in values})
 
 
+def gradient_values(attrs: Mapping[str, Any]) -> bool:
+    """Whether a study's (or a trial's) values, by its user attributes, are one-shot gradients
+    (``search.supernet_score=gradient``) rather than accuracies."""
+    return attrs.get(ONESHOT_SCORE_ATTR) == "gradient"
+
+
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     feasible = {t.number for t in ranked_trials(study)}
     return sorted((t for t in study.best_trials if t.number in feasible), key=lambda t: -t.values[0])
@@ -138,7 +144,7 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
         None if base is None else base.values[0])
     multi = len(metrics) > 1
     rows = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
-    gradient = study.user_attrs.get("oneshot_score") == "gradient"  # search.supernet_score: not an accuracy
+    gradient = gradient_values(study.user_attrs)
     if gradient:
         reference = None  # a gradient's difference to the plain backbone's (0) is no accuracy gain
     head = ["trial", "role", "one-shot gradient" if gradient else "val acc", "vs plain", "beyond noise", "params",

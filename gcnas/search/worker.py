@@ -29,9 +29,9 @@ from gcnas.data import load_data
 from gcnas.errors import ConfigError
 from gcnas.oneshot import supernet_for_space
 from gcnas.search.callbacks import Callbacks, SearchCallback
-from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
+from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, ONESHOT_SCORE_ATTR, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
 from gcnas.search.config import SearchConfig, SearchJob, StudyConfig, read_job
-from gcnas.search.oneshot import SCORE_ATTR, check_study_score, oneshot_scorer, study_supernet
+from gcnas.search.oneshot import check_study_score, oneshot_scorer, study_supernet
 from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
@@ -133,7 +133,7 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     study.set_user_attr("config", public_config(cfg))
     study.set_user_attr("input_size", list(input_size))
     if search_cfg is not None and search_cfg.method == "oneshot":  # what its values are (check_study_score)
-        study.set_user_attr(SCORE_ATTR, search_cfg.supernet_score)
+        study.set_user_attr(ONESHOT_SCORE_ATTR, search_cfg.supernet_score)
     if cfg.get("_fixed_trials") is not None:  # a study of given architectures only (gcnas.search.confirm)
         fixed = list(cfg["_fixed_trials"])
     elif study_cfg.enqueue_baselines:

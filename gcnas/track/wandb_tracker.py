@@ -194,8 +194,10 @@ class WandbTracker(SearchCallback):
             if attrs.get(k) is not None:
                 summary[k] = attrs[k]
         if trial.values:
+            from gcnas.search.summary import gradient_values
+
             metrics = self.config.get("objective", {}).get("metrics") or ["accuracy"]
-            value = "oneshot_gradient" if attrs.get("oneshot_score") == "gradient" else "val_acc"  # not an accuracy
+            value = "oneshot_gradient" if gradient_values(attrs) else "val_acc"  # a gradient is not an accuracy
             for m, v in zip(metrics, trial.values):
                 summary[value if m == "accuracy" else f"objective_{m}"] = v
         if attrs.get("history"):
