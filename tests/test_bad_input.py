@@ -77,6 +77,8 @@ SEARCH = [  # (overrides, words the message must hold)
                                                                                          "'nl'"]),
     (["search.method=oneshot", "search_space.design.norm=[batchnorm]"], ["design.norm", "layernorm, None",
                                                                          "'batchnorm'"]),
+    (["search.method=oneshot", "trainer=finetune", "trainer.layer_decay=0.75"], ["trainer.layer_decay", "use null",
+                                                                                "got 0.75"]),
 ]
 
 

@@ -196,11 +196,6 @@ def test_search_trials_start_from_the_file_and_a_bad_file_stops_before_the_study
                                             f"backbone.pretrained_file={path}"])
     with pytest.raises(ConfigError, match="backbone.pretrained_file: .*absent.pt does not exist"):
         search(bad)
-    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
-        oneshot = compose("config", overrides=[f"paths.root={tmp_path}", *FAST, "search.method=oneshot",
-                                               f"backbone.pretrained_file={path}"])
-    with pytest.raises(ConfigError, match="search.method=oneshot does not start its supernet from"):
-        search(oneshot)
     assert not (tmp_path / "studies.db").exists()  # nothing created, nothing trained
     result = search(good)
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path}/studies.db")
@@ -217,6 +212,34 @@ def test_search_trials_start_from_the_file_and_a_bad_file_stops_before_the_study
     assert trained["fc.weight"].shape == (4, 128)  # the file's 10-class head was reset by timm
     assert torch.equal(trained[k], load_file(str(path))[k]) and not torch.equal(trained[k], scratch[k])
     assert study.user_attrs["config"]["trainer"]["block_lr_mult"] == 10.0
+
+
+def test_a_oneshot_supernet_starts_from_the_file_and_refuses_a_supernet_of_other_weights(tmp_path):
+    from gcnas.backbones.weights import file_sha256
+    from gcnas.cli.search import search
+    from safetensors.torch import load_file
+
+    path = _tiny_checkpoint(tmp_path)
+    run = [f"paths.root={tmp_path}", *FAST, "search.method=oneshot", "search.supernet_epochs=1",
+           "search.calib_images=32", "trainer=finetune", "trainer.epochs=1", "trainer.batch_size=32",
+           "study.name=shot"]
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        pretrained = compose("config", overrides=[*run, "study.n_trials=3", f"backbone.pretrained_file={path}"])
+        scratch = compose("config", overrides=[*run, "study.n_trials=4"])
+    assert search(pretrained).n_finished == 3
+    saved = torch.load(tmp_path / "shot" / "supernet.pt", weights_only=True)
+    assert saved["identity"]["weights"] == f"file sha256 {file_sha256(path)}"
+    net, file = saved["state_dict"], load_file(str(path))
+    # trainer=finetune's first epoch (here the only one) trains the candidates and the head alone: the body, its
+    # BatchNorm statistics included, is still the file's, and the blocks trained from their start
+    for k in ("layer1.0.conv1.weight", "layer2.1.bn2.running_mean", "conv1.weight"):
+        assert torch.equal(net[f"model.{k}"], file[k]), k
+    assert net["model.fc.weight"].shape == (4, 128)  # the file's 10-class head was reset by timm, then trained
+    blocks = [k for k in net if ".gcnas_" in k and k.endswith("weight")]
+    assert blocks and any(net[k].abs().sum() > 0 for k in blocks if "add" in k)  # add starts at 0: it trained
+    with pytest.raises(ConfigError, match="supernet.pt holds a supernet of another weights \\('file sha256 "):
+        search(scratch)  # the study's supernet started from the file; a run without it is refused, nothing lost
+    assert (tmp_path / "shot" / "supernet.pt").is_file()
 
 
 def test_gcnas_train_fine_tunes_the_file_for_both_models(tmp_path):

@@ -173,8 +173,6 @@ def insert(model: nn.Module, placements: Iterable[Any], input_size: Optional[tup
 
 
 def inserted_blocks(model: nn.Module) -> dict[str, nn.Module]:
-    """The blocks gcnas inserted (not replacements), by module name."""
-    from gcnas.blocks import GlobalContextBlock, NonLocalBlock
-
-    return {n: m for n, m in model.named_modules()
-            if n.rpartition(".")[2].startswith("gcnas_") and isinstance(m, (GlobalContextBlock, NonLocalBlock))}
+    """The modules :func:`insert` added (not replacements, which take the attention module's own name), by module
+    name: gcnas blocks, or a one-shot supernet's choice of candidate blocks at each site."""
+    return {n: m for n, m in model.named_modules() if n.rpartition(".")[2].startswith("gcnas_")}

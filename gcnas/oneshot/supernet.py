@@ -37,6 +37,7 @@ from torch import nn
 from gcnas.arch import Architecture, BlockSpec
 from gcnas.backbones import create_backbone, insert
 from gcnas.backbones.sites import Site
+from gcnas.backbones.weights import BackboneWeights, file_sha256
 from gcnas.blocks import GlobalContextBlock
 from gcnas.blocks.context import attention_weights, pool
 from gcnas.blocks.fusion import fuse
@@ -234,23 +235,27 @@ class Supernet(nn.Module):
         specs: the candidate designs, the same at every site.
         share: ``site`` (every site its own weights) or ``stage`` (the sites of one stage with the same channels use
             one site's weights: each weight is trained whenever any of them holds a block; see the module docstring).
+        weights: the backbone's starting weights (:class:`~gcnas.backbones.weights.BackboneWeights`: timm's
+            pretrained ones or a local file, loaded by timm as for a standalone model); default random init. The
+            candidates start as they do in a standalone model: ``add`` at the identity.
     """
 
     def __init__(self, backbone: str, backbone_kwargs: Mapping[str, Any], sites: Sequence[Site],
                  specs: Sequence[BlockSpec], site_keys: Optional[Iterable[tuple[int, int, str]]] = None,
-                 share: str = "site") -> None:
+                 share: str = "site", weights: Optional[BackboneWeights] = None) -> None:
         super().__init__()
         if share not in SHARES:
             raise ConfigError(f"search.supernet_share: must be one of {', '.join(SHARES)}; got {share!r}")
         self.backbone_name = backbone
         self.backbone_kwargs = dict(backbone_kwargs)
         self.share = share
+        self.weights = weights if weights is not None else BackboneWeights()
         self.specs = tuple(check_supernet_designs(specs))
         keys = set(site_keys) if site_keys is not None else {s.key for s in sites}
         unknown = keys - {s.key for s in sites}
         if unknown:
             raise ConfigError(f"positions: {backbone} has no site {sorted(unknown)[0]}")
-        self.model = create_backbone(backbone, **self.backbone_kwargs)
+        self.model = create_backbone(backbone, weights=self.weights, **self.backbone_kwargs)
         spec = _SupernetSpec(self.specs)
         used = insert(self.model, [{"stage": k[0], "block": k[1], "position": k[2], "spec": spec} for k in keys],
                       sites=list(sites))
@@ -267,12 +272,23 @@ class Supernet(nn.Module):
         self.module_names = {key: names[id(block)] for key, block in self.choices.items()}
 
     def identity(self) -> dict[str, Any]:
-        """What a checkpoint of this supernet must match to be loaded into it: backbone, its kwargs, the candidate
-        designs and the sites that hold a choice."""
+        """What a checkpoint of this supernet must match to be loaded into it: backbone, its kwargs, its starting
+        weights (a file by its content), the candidate designs and the sites that hold a choice."""
         return {"backbone": self.backbone_name, "backbone_kwargs": {k: self.backbone_kwargs[k]
                                                                     for k in sorted(self.backbone_kwargs)},
                 "designs": [str(s) for s in self.specs], "sites": [list(k) for k in sorted(self.choices)],
-                **({"share": self.share} if self.share != "site" else {})}  # absent: supernets saved before the key
+                # absent: the defaults, as supernets saved before the keys were
+                **({"share": self.share} if self.share != "site" else {}),
+                **({"weights": self._weights_identity()} if self.weights.loaded else {})}
+
+    def _weights_identity(self) -> str:
+        if self.weights.file is not None:
+            return f"file sha256 {file_sha256(self.weights.file)}"
+        return "timm pretrained"
+
+    def get_classifier(self) -> nn.Module:
+        """The backbone's classifier (timm's ``get_classifier``): a fine-tuning recipe trains it as a new part."""
+        return self.model.get_classifier()
 
     def set_architecture(self, arch: Architecture) -> None:
         """Run ``arch``: its blocks where it places them, nothing at every other site."""

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from gcnas.arch import Architecture
+from gcnas.backbones.weights import BackboneWeights
 from gcnas.errors import ConfigError
 from gcnas.oneshot.supernet import Supernet, check_supernet_designs
 from gcnas.space import InfeasibleArchitecture, SearchSpace
@@ -144,8 +145,8 @@ class PathSampler:
                           "loosen limits.min_blocks / limits.max_blocks")
 
 
-def supernet_for_space(space: SearchSpace, share: str = "site") -> Supernet:
-    """The supernet holding every design of ``space`` at every site it can reach (``share``: see
+def supernet_for_space(space: SearchSpace, share: str = "site", weights: Optional[BackboneWeights] = None) -> Supernet:
+    """The supernet holding every design of ``space`` at every site it can reach (``share``, ``weights``: see
     :class:`~gcnas.oneshot.supernet.Supernet`); refuses what it cannot hold."""
     if space.training:
         raise ConfigError(f"{space.source}: training: a supernet is trained once, with the trainer config; it cannot "
@@ -157,7 +158,7 @@ def supernet_for_space(space: SearchSpace, share: str = "site") -> Supernet:
     specs = check_supernet_designs(space.designs())
     sites = space.reachable_sites()
     return Supernet(space.backbone, space.backbone_kwargs, space.sites, specs, site_keys=[s.key for s in sites],
-                    share=share)
+                    share=share, weights=weights)
 
 
 class _SamplePerBatch:

@@ -246,13 +246,13 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                                     source=source)
     search_cfg, study_cfg = job.search, job.study
     oneshot = search_cfg.method == "oneshot"
-    if oneshot and weights.loaded:
-        raise ConfigError("search.method=oneshot does not start its supernet from backbone.pretrained / "
-                          "backbone.pretrained_file yet; use search.method=standalone (each trial fine-tunes the "
-                          "pretrained backbone) or train the supernet from scratch")
     if oneshot:
-        # a space the supernet cannot hold fails here, before the study exists
-        supernet = supernet_for_space(space, search_cfg.supernet_share)
+        # a space the supernet cannot hold fails here, before the study exists; its backbone starts from the weights
+        supernet = supernet_for_space(space, search_cfg.supernet_share, weights)
+        if cfg["trainer"].get("layer_decay") is not None:
+            raise ConfigError(f"trainer.layer_decay: the supernet's layers are not the backbone's (timm's group_matcher "
+                              f"cannot tell them apart); use null with search.method=oneshot, or "
+                              f"search.method=standalone; got {cfg['trainer']['layer_decay']!r}")
         if study_cfg.noise_seeds > 1:  # a supernet scores an architecture the same for any seed
             log.info("search.method=oneshot: the references are scored once (study.noise_seeds=%s would repeat the "
                      "same score); the noise of one-shot scores is measured by confirming the top trials",
