@@ -8,8 +8,8 @@ writes it under a temporary name, renamed when complete; every other worker wait
 Training is checkpointed every epoch in ``supernet-training/`` beside it (:func:`gcnas.train.fit`'s checkpoint, with
 ``identity.json``): a worker killed mid-training releases the lock, and the next one resumes after the last finished
 epoch, drawing the paths the killed one would have (the folder is removed once ``supernet.pt`` is written). A
-checkpoint, finished or not, of another space, backbone, sharing or recipe is refused, naming what differs. Each
-trial then scores its architecture on the supernet instead of training it, BatchNorm recalibrated on
+checkpoint, finished or not, of another space, backbone, starting weights, sharing or recipe is refused, naming what
+differs. Each trial then scores its architecture on the supernet instead of training it, BatchNorm recalibrated on
 ``search.calib_images`` training images first: ``search.supernet_score=accuracy`` (:func:`gcnas.oneshot.score`, the
 validation accuracy) or ``gradient`` (:func:`gcnas.oneshot.gradient_score`, the squared gradient of the training loss
 on those images with respect to the architecture's block weights: not an accuracy, so a study keeps one score, see

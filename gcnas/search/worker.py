@@ -247,12 +247,12 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     search_cfg, study_cfg = job.search, job.study
     oneshot = search_cfg.method == "oneshot"
     if oneshot:
+        if cfg["trainer"].get("layer_decay") is not None:
+            raise ConfigError(f"trainer.layer_decay: the supernet's layers are not the backbone's (timm's "
+                              f"group_matcher cannot tell them apart); use null with search.method=oneshot, or "
+                              f"search.method=standalone; got {cfg['trainer']['layer_decay']!r}")
         # a space the supernet cannot hold fails here, before the study exists; its backbone starts from the weights
         supernet = supernet_for_space(space, search_cfg.supernet_share, weights)
-        if cfg["trainer"].get("layer_decay") is not None:
-            raise ConfigError(f"trainer.layer_decay: the supernet's layers are not the backbone's (timm's group_matcher "
-                              f"cannot tell them apart); use null with search.method=oneshot, or "
-                              f"search.method=standalone; got {cfg['trainer']['layer_decay']!r}")
         if study_cfg.noise_seeds > 1:  # a supernet scores an architecture the same for any seed
             log.info("search.method=oneshot: the references are scored once (study.noise_seeds=%s would repeat the "
                      "same score); the noise of one-shot scores is measured by confirming the top trials",
