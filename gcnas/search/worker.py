@@ -36,6 +36,7 @@ from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
 from gcnas.space import SearchSpace, paper_default_architecture
+from gcnas.train.loop import check_layer_decay
 from gcnas.train.runtime import select_device, set_threads
 from gcnas.train import TrainerConfig
 from gcnas.train.pretrain import ensure_pretrained
@@ -247,12 +248,9 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     search_cfg, study_cfg = job.search, job.study
     oneshot = search_cfg.method == "oneshot"
     if oneshot:
-        if cfg["trainer"].get("layer_decay") is not None:
-            raise ConfigError(f"trainer.layer_decay: the supernet's layers are not the backbone's (timm's "
-                              f"group_matcher cannot tell them apart); use null with search.method=oneshot, or "
-                              f"search.method=standalone; got {cfg['trainer']['layer_decay']!r}")
         # a space the supernet cannot hold fails here, before the study exists; its backbone starts from the weights
         supernet = supernet_for_space(space, search_cfg.supernet_share, weights)
+        check_layer_decay(supernet, TrainerConfig.from_mapping(cfg["trainer"]))  # its fine-tune would refuse it
         if study_cfg.noise_seeds > 1:  # a supernet scores an architecture the same for any seed
             log.info("search.method=oneshot: the references are scored once (study.noise_seeds=%s would repeat the "
                      "same score); the noise of one-shot scores is measured by confirming the top trials",

@@ -31,7 +31,8 @@ from gcnas.errors import ConfigError
 from gcnas.train.config import TrainerConfig
 from gcnas.train.distributed import all_reduce_sum, rank_and_world
 
-__all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "FineTune", "fit", "evaluate", "amp_dtype"]
+__all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "FineTune", "check_layer_decay", "fit", "evaluate",
+           "amp_dtype"]
 
 log = logging.getLogger("gcnas.train")
 CHECK_EVERY = 32  # on an accelerator, training losses are read back (and checked) once per this many steps
@@ -112,6 +113,14 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512, device: U
     return loss_sum / n, correct / n
 
 
+def check_layer_decay(model: nn.Module, tc: TrainerConfig) -> None:
+    """Refuse ``trainer.layer_decay`` for a model timm cannot split into layers (no ``group_matcher``); a caller can
+    run it before anything trains (:class:`FineTune` runs it too)."""
+    if tc.layer_decay is not None and not hasattr(model, "group_matcher"):
+        raise ConfigError(f"trainer.layer_decay: {type(model).__name__} has no group_matcher, so timm cannot "
+                          f"tell its layers apart; use null; got {tc.layer_decay!r}")
+
+
 class FineTune:
     """A fine-tuning recipe's view of the model: which parameters are new (the inserted blocks and the classifier,
     ``block_lr_mult``), the backbone frozen for ``freeze_backbone_epochs``, its BatchNorm layers in eval mode with
@@ -133,9 +142,7 @@ class FineTune:
         if tc.freeze_backbone_epochs > 0 and not self.new:
             raise ConfigError("trainer.freeze_backbone_epochs: this model has no new parameters to train while the "
                               "backbone is frozen (no inserted blocks, no classifier timm can name); use 0")
-        if tc.layer_decay is not None and not hasattr(model, "group_matcher"):
-            raise ConfigError(f"trainer.layer_decay: {type(model).__name__} has no group_matcher, so timm cannot "
-                              "tell its layers apart; use null")
+        check_layer_decay(model, tc)
 
     def param_groups(self) -> list[dict]:
         """timm's parameter groups (no weight decay on biases and norms; per-layer ``lr_scale`` with
