@@ -1,4 +1,4 @@
-"""What the benchmarks share: the composed config, rank correlations, training at one fidelity, a resumable cache.
+"""What the benchmarks share: the composed config, mean ± std, rank correlations, training at one fidelity, a resumable cache.
 
 Imported by the benchmark scripts beside it (``python benchmarks/<name>.py`` puts this folder on ``sys.path``).
 """
@@ -24,6 +24,12 @@ def config(*overrides: str) -> dict:
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         return resolve(compose("config", overrides=["progress=none", "wandb.mode=disabled", "paths.root=.",
                                                     *overrides]))
+
+
+def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    """``mean ± std`` of ``values`` times ``scale`` (std 0 for a single value); ``scale=100`` for percent."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * std:.{digits}f}"
 
 
 def kendall_tau(x: list[float], y: list[float]) -> float:

@@ -41,7 +41,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, ranks, config, kendall_tau
+from common import Fidelity, Progress, ranks, config, kendall_tau, spread
 from gcnas.arch import Architecture, paper_default_architecture
 from gcnas.backbones import list_sites
 from gcnas.blocks.fusion import fusion_spelling
@@ -55,8 +55,8 @@ from gcnas.space import SearchSpace
 
 
 def pm(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.fmean(values):.1f} ± {100 * sd:.1f}"
+    """Accuracies as ``mean ± std`` in percent, one decimal."""
+    return spread(values, 100, 1)
 
 
 class Study:

@@ -29,15 +29,11 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import config  # noqa: E402
+from common import config, spread  # noqa: E402
 
 from gcnas.arch import Architecture, build_model  # noqa: E402
 from gcnas.data import load_data  # noqa: E402
 from gcnas.train import fit  # noqa: E402
-
-
-def _mean_std(v: list[float]) -> str:
-    return f"{100 * statistics.mean(v):.2f} ± {100 * (statistics.stdev(v) if len(v) > 1 else 0.0):.2f}"
 
 
 def run_search(root: Path, trials: int, finetune: bool):
@@ -93,7 +89,7 @@ def compare(cfg, archs: dict[str, Architecture], seeds: int) -> list[dict]:
                 secs.append(time.perf_counter() - t0)
                 accs.append(res.test_acc)
             rows.append({"regime": regime, "model": name, "accs": accs, "seconds": statistics.mean(secs)})
-            print(f"  {regime:12s} {name:28s} {_mean_std(accs)}  ({statistics.mean(secs):.1f} s/run)", flush=True)
+            print(f"  {regime:12s} {name:28s} {spread(accs, 100)}  ({statistics.mean(secs):.1f} s/run)", flush=True)
     return rows
 
 
@@ -143,7 +139,7 @@ def main() -> None:
             m, s = statistics.mean(d), statistics.stdev(d) if len(d) > 1 else 0.0
             delta = f"{100 * m:+.2f} ± {100 * s:.2f}"
             beyond = "yes" if abs(m) > 2 * s / max(1, len(d)) ** 0.5 else "no"
-        print(f"| {r['regime']} | {r['model']} | {_mean_std(r['accs'])} | {delta} | {beyond} | {r['seconds']:.1f} |")
+        print(f"| {r['regime']} | {r['model']} | {spread(r['accs'], 100)} | {delta} | {beyond} | {r['seconds']:.1f} |")
 
 
 if __name__ == "__main__":
