@@ -1,7 +1,8 @@
 """One-shot against standalone search: speed, agreement of the rankings, and what each finds for the same budget.
 
 A fixed random sample of ``--archs`` distinct architectures of the search space (Optuna's RandomSampler with
-``--sample-seed``, the plain backbone one of them; the same sample as ``benchmarks/fidelity.py``), measured two ways
+``--sample-seed``, the plain backbone one of them; the same sample as ``benchmarks/fidelity.py``; several seeds pool
+their samples into one, each architecture once, so that tau is measured over more architectures), measured two ways
 on the same data and trainer config (Hydra ``OVERRIDE``s, e.g. ``data=context``):
 
 * **standalone**: each architecture trained alone at the search's fidelity with every seed of ``--seeds`` (a search
@@ -31,7 +32,7 @@ Printed, side by side in one run:
 
 Every training and every supernet is cached in ``--workdir`` as it finishes, so an interrupted run resumes.
 
-Usage: python benchmarks/oneshot.py [--archs 16] [--sample-seed 0] [--seeds 0 1 2] [--sampling uniform fair]
+Usage: python benchmarks/oneshot.py [--archs 16] [--sample-seed 0 [1 ...]] [--seeds 0 1 2] [--sampling uniform fair]
                                     [--share site stage] [--supernet-epochs N] [--supernet-seeds 0 1 2]
                                     [--score accuracy gradient]
                                     [--confirm-seeds 10 11 12]
@@ -51,7 +52,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, config, kendall_tau, ranks
+from common import Fidelity, Progress, config, kendall_tau, ranks, spread
 from fidelity import sample
 from gcnas.backbones import list_sites
 from gcnas.machine import describe_machine
@@ -65,6 +66,16 @@ def space_of(cfg: dict, fid: Fidelity) -> SearchSpace:
     kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
     sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
     return SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
+
+
+def pooled_sample(cfg: dict, fid: Fidelity, n: int, seeds: list[int]) -> list:
+    """Each seed's sample of ``n`` (``benchmarks/fidelity.py``'s, the plain backbone first), in seed order, every
+    architecture once: the plain backbone and any other draw two samples share count once."""
+    archs = {}
+    for seed in seeds:
+        for arch in sample(cfg, fid, n, seed):
+            archs.setdefault(arch.key(), arch)
+    return list(archs.values())
 
 
 def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str, share: str, seed: int,
@@ -113,13 +124,17 @@ def cell(how: str, value) -> str:
 
 
 def pm(values: list[float]) -> str:
-    return f"{100 * statistics.fmean(values):.2f} ± {100 * (statistics.stdev(values) if len(values) > 1 else 0):.2f}"
+    """Accuracies as ``mean ± std`` in percent."""
+    return spread(values, 100)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--archs", type=int, default=16, help="architectures in the sample (the plain backbone is one)")
-    ap.add_argument("--sample-seed", type=int, default=0)
+    ap.add_argument("--archs", type=int, default=16,
+                    help="architectures in each seed's sample (the plain backbone is one)")
+    ap.add_argument("--sample-seed", type=int, nargs="+", default=[0],
+                    help="RandomSampler seeds of the sample; several pool their samples (the plain backbone first, "
+                    "every architecture once)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="standalone training seeds")
     ap.add_argument("--sampling", nargs="+", default=["uniform", "fair"], help="search.supernet_sampling values")
     ap.add_argument("--share", nargs="+", default=["site", "stage"], help="search.supernet_share values")
@@ -149,7 +164,7 @@ def main(argv=None) -> int:
     if epochs < 0:
         ap.error("--supernet-epochs: 0 (untrained) or more")
     calib, batch = int(cfg["search"]["calib_images"]), int(cfg["trainer"]["batch_size"])
-    archs = sample(cfg, fid, args.archs, args.sample_seed)
+    archs = pooled_sample(cfg, fid, args.archs, args.sample_seed)
     tag = "|".join(args.overrides)
     # named as benchmarks/fidelity.py names its trainings at the search's fidelity: one cache serves both
     name = f"demo:{cfg['data']['train_subset']}x{cfg['trainer']['epochs']}{'|' + tag if tag else ''}"
@@ -198,8 +213,11 @@ def main(argv=None) -> int:
     progress.total += len(args.confirm_seeds) * (1 + 2 * len(picks))  # the plain backbone, then both picks of each
 
     d, tr = cfg["data"], cfg["trainer"]
-    print(f"{len(archs)} architectures of {cfg['search_space']['name']} (RandomSampler seed {args.sample_seed}, the "
-          f"plain backbone included), {cfg['backbone']['name']}, data={d['name']}"
+    seeds_of_sample = ", ".join(map(str, args.sample_seed))
+    drawn = (f"RandomSampler seed {seeds_of_sample}" if len(args.sample_seed) == 1 else
+             f"RandomSampler seeds {seeds_of_sample}, {args.archs} each, pooled")
+    print(f"{len(archs)} architectures of {cfg['search_space']['name']} ({drawn}, the plain backbone included), "
+          f"{cfg['backbone']['name']}, data={d['name']}"
           f"{' (' + ' '.join(args.overrides) + ')' if args.overrides else ''}, {tr['epochs']} epochs per standalone "
           f"trial, seeds {', '.join(map(str, args.seeds))}; supernets of {epochs} epochs"
           f"{' (untrained: the control)' if epochs == 0 else ''}, seeds "
@@ -215,9 +233,6 @@ def main(argv=None) -> int:
         per_hour = max(0.0, 3600 - sup_s) / score_s
         print(f"| one-shot, {label} (supernet {sup_s:.0f} s, {score_s:.2f} s a score; mean of {len(runs)}) | "
               f"{per_hour:.0f} | {per_hour * trial_s / 3600:.0f}x | {(sup_s + len(archs) * score_s) / 60:.1f} |")
-
-    def spread(values: list[float]) -> str:
-        return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0:.2f}"
 
     n_seeds = len(args.seeds)
     print(f"\n| rankings compared ({len(archs)} architectures; mean ± std over seeds) | Kendall tau |")
