@@ -51,7 +51,7 @@ demo: setup data
 	$(VENV)/bin/gcnas-search
 
 test: setup data postgres
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25  # the slowest tests, so that every CI log says where its time goes
 
 bench: setup data
 	$(PY) benchmarks/blocks.py
