@@ -1,4 +1,5 @@
-"""What the benchmarks share: the composed config, mean ± std, rank correlations, training at one fidelity, a resumable cache.
+"""What the benchmarks share: the composed config, mean ± std, rank correlations, training at one fidelity, a
+resumable cache.
 
 Imported by the benchmark scripts beside it (``python benchmarks/<name>.py`` puts this folder on ``sys.path``).
 """
