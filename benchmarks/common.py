@@ -6,10 +6,12 @@ Imported by the benchmark scripts beside it (``python benchmarks/<name>.py`` put
 from __future__ import annotations
 
 import json
+import random
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from hydra import compose, initialize_config_module
@@ -52,6 +54,17 @@ def kendall_tau(x: list[float], y: list[float]) -> float:
     n = concordant + discordant
     denom = ((n + ties_x) * (n + ties_y)) ** 0.5
     return (concordant - discordant) / denom if denom else float("nan")
+
+
+def bootstrap_interval(stat: Callable[[list[int]], float], n: int, reps: int = 1000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """The percentile interval of ``stat(indices)`` over ``reps`` resamples of ``range(n)`` with replacement: how
+    much a statistic of ``n`` items (a difference of two taus over the same architectures, say) moves with the
+    items drawn."""
+    rng = random.Random(seed)
+    values = sorted(stat([rng.randrange(n) for _ in range(n)]) for _ in range(reps))
+    tail = (1 - level) / 2
+    return values[int(tail * (reps - 1))], values[int(round((1 - tail) * (reps - 1)))]
 
 
 def ranks(x: list[float]) -> list[float]:

@@ -24,7 +24,8 @@ Printed, side by side in one run:
 * **agreement**: Kendall's tau between the one-shot ranking and the standalone ranking by the mean over the seeds,
   next to what one standalone seed achieves: tau between two seeds, and between one seed and the mean of the others
   (the goal: the supernet agrees with the seeds' mean at least as well as one seed does; judged against the same
-  targets, the means with each seed left out in turn);
+  targets, the means with each seed left out in turn; the difference comes with its 95 % bootstrap interval over
+  the architectures, resampled with replacement, which says whether it is inside the noise of the sample);
 * **same budget**: a one-shot search scores the whole sample in the time of its supernet plus the scores; a random
   standalone search of that same time trains as many of the sample as fit (in sample order) and keeps the best by
   seed ``--seeds[0]``. Each pick is then *confirmed*: trained again with every seed of ``--confirm-seeds`` (seeds no
@@ -32,7 +33,7 @@ Printed, side by side in one run:
 
 Every training and every supernet is cached in ``--workdir`` as it finishes, so an interrupted run resumes.
 
-Usage: python benchmarks/oneshot.py [--archs 16] [--sample-seed 0 [1 ...]] [--seeds 0 1 2] [--sampling uniform fair]
+Usage: python benchmarks/oneshot.py [--archs 16 [16 ...]] [--sample-seed 0 [1 ...]] [--seeds 0 1 2] [--sampling uniform fair]
                                     [--share site stage] [--supernet-epochs N] [--supernet-seeds 0 1 2]
                                     [--score accuracy gradient]
                                     [--confirm-seeds 10 11 12]
@@ -52,7 +53,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, config, kendall_tau, ranks, spread
+from common import Fidelity, Progress, bootstrap_interval, config, kendall_tau, ranks, spread
 from fidelity import sample
 from gcnas.backbones import list_sites
 from gcnas.machine import describe_machine
@@ -68,11 +69,11 @@ def space_of(cfg: dict, fid: Fidelity) -> SearchSpace:
     return SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
 
 
-def pooled_sample(cfg: dict, fid: Fidelity, n: int, seeds: list[int]) -> list:
-    """Each seed's sample of ``n`` (``benchmarks/fidelity.py``'s, the plain backbone first), in seed order, every
+def pooled_sample(cfg: dict, fid: Fidelity, sizes: list[int], seeds: list[int]) -> list:
+    """Each seed's sample of its size (``benchmarks/fidelity.py``'s, the plain backbone first), in seed order, every
     architecture once: the plain backbone and any other draw two samples share count once."""
     archs = {}
-    for seed in seeds:
+    for n, seed in zip(sizes, seeds):
         for arch in sample(cfg, fid, n, seed):
             archs.setdefault(arch.key(), arch)
     return list(archs.values())
@@ -130,8 +131,9 @@ def pm(values: list[float]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--archs", type=int, default=16,
-                    help="architectures in each seed's sample (the plain backbone is one)")
+    ap.add_argument("--archs", type=int, nargs="+", default=[16],
+                    help="architectures in each seed's sample (the plain backbone is one): one number for every "
+                    "--sample-seed, or one per seed")
     ap.add_argument("--sample-seed", type=int, nargs="+", default=[0],
                     help="RandomSampler seeds of the sample; several pool their samples (the plain backbone first, "
                     "every architecture once)")
@@ -164,7 +166,10 @@ def main(argv=None) -> int:
     if epochs < 0:
         ap.error("--supernet-epochs: 0 (untrained) or more")
     calib, batch = int(cfg["search"]["calib_images"]), int(cfg["trainer"]["batch_size"])
-    archs = pooled_sample(cfg, fid, args.archs, args.sample_seed)
+    if len(args.archs) not in (1, len(args.sample_seed)):
+        ap.error(f"--archs: one number, or one per --sample-seed ({len(args.sample_seed)}); got {len(args.archs)}")
+    sizes = args.archs * len(args.sample_seed) if len(args.archs) == 1 else args.archs
+    archs = pooled_sample(cfg, fid, sizes, args.sample_seed)
     tag = "|".join(args.overrides)
     # named as benchmarks/fidelity.py names its trainings at the search's fidelity: one cache serves both
     name = f"demo:{cfg['data']['train_subset']}x{cfg['trainer']['epochs']}{'|' + tag if tag else ''}"
@@ -215,7 +220,7 @@ def main(argv=None) -> int:
     d, tr = cfg["data"], cfg["trainer"]
     seeds_of_sample = ", ".join(map(str, args.sample_seed))
     drawn = (f"RandomSampler seed {seeds_of_sample}" if len(args.sample_seed) == 1 else
-             f"RandomSampler seeds {seeds_of_sample}, {args.archs} each, pooled")
+             f"RandomSampler seeds {seeds_of_sample} drawing {', '.join(map(str, sizes))}, pooled")
     print(f"{len(archs)} architectures of {cfg['search_space']['name']} ({drawn}, the plain backbone included), "
           f"{cfg['backbone']['name']}, data={d['name']}"
           f"{' (' + ' '.join(args.overrides) + ')' if args.overrides else ''}, {tr['epochs']} epochs per standalone "
@@ -245,9 +250,24 @@ def main(argv=None) -> int:
         print(f"| one-shot, {label} vs the mean of {n_seeds - 1} (each standalone seed left out in turn, as for one "
               f"seed; each supernet seed) | {spread([r['loo'] for r in runs])} |")
     target = statistics.fmean(seed_rest)
+    left_out = {s: mean_without(s) for s in args.seeds}
+
+    def gap(runs: list[dict]):
+        """The one-shot tau minus one seed's (both against the means with each seed left out) on the architectures
+        ``idx``: the goal's comparison, as a statistic of the sample to resample."""
+        def stat(idx: list[int]) -> float:
+            def pick(values: list) -> list:
+                return [values[i] for i in idx]
+            one = statistics.fmean(kendall_tau(pick(alone[s]), pick(left_out[s])) for s in args.seeds)
+            return statistics.fmean(kendall_tau(pick(r["ranked"]), pick(left_out[s]))
+                                    for r in runs for s in args.seeds) - one
+        return stat
+
     for label, runs in shots.items():
         loo = [r["loo"] for r in runs]
         met = statistics.fmean(loo) >= target  # against the same targets as one seed's row
+        lo, hi = bootstrap_interval(gap(runs), len(archs))
+        noise = "inside the noise" if lo <= 0 <= hi else ("above it" if lo > 0 else "below it")
         if runs[0]["how"] == "accuracy":
             accs = [a for r in runs for a, _ in r["scores"]]
             seen = f"accuracies on the supernets: {100 * min(accs):.1f}-{100 * max(accs):.1f} %"
@@ -255,7 +275,9 @@ def main(argv=None) -> int:
             grads = [g for r in runs for g in r["scores"]]
             seen = f"gradients on the supernets: {min(grads):.3g}-{max(grads):.3g}"
         print(f"\nGoal (one-shot agrees with the seeds' mean at least as well as one seed does), {label}: "
-              f"{'met' if met else 'not met'} ({spread(loo)} vs {spread(seed_rest)}). The {seen}; standalone means: "
+              f"{'met' if met else 'not met'} ({spread(loo)} vs {spread(seed_rest)}; difference "
+              f"{statistics.fmean(loo) - target:+.2f}, 95 % interval over resampled architectures {lo:+.2f} to "
+              f"{hi:+.2f}: {noise}). The {seen}; standalone means: "
               f"{100 * min(mean_all):.1f}-{100 * max(mean_all):.1f} %.")
 
     plain = confirmed(0)  # the sample's first architecture is the plain backbone

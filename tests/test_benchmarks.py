@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from common import Fidelity, config, kendall_tau, spread  # noqa: E402
+from common import Fidelity, bootstrap_interval, config, kendall_tau, spread  # noqa: E402
 from fidelity import sample  # noqa: E402
 from oneshot import pooled_sample  # noqa: E402
 
@@ -26,15 +26,29 @@ def test_kendall_tau_counts_ties_on_one_side_only():
     assert kendall_tau([1, 2, 3, 4], [1, 2, 3, 3]) == pytest.approx(5 / 30 ** 0.5)
 
 
+def test_bootstrap_interval_brackets_the_statistic_and_narrows_with_more_items():
+    values = [float(i % 7) for i in range(70)]
+
+    def mean_of(idx):
+        return sum(values[i] for i in idx) / len(idx)
+    lo, hi = bootstrap_interval(mean_of, len(values), reps=400)
+    assert lo < 3.0 < hi  # the mean of the items
+    assert hi - lo < 1.5
+    short = bootstrap_interval(lambda idx: sum(values[i] for i in idx[:7]) / 7, len(values), reps=400)
+    assert short[1] - short[0] > hi - lo  # a statistic of fewer draws moves more
+    assert bootstrap_interval(lambda idx: 0.5, 10, reps=50) == (0.5, 0.5)
+
+
 def test_pooled_sample_is_each_seeds_sample_once_plain_first():
     cfg = config("data=context")
     fid = Fidelity(cfg)
     first, second = sample(cfg, fid, 6, 0), sample(cfg, fid, 6, 1)
-    pooled = pooled_sample(cfg, fid, 6, [0, 1])
+    pooled = pooled_sample(cfg, fid, [6, 6], [0, 1])
     keys = [a.key() for a in pooled]
     assert len(keys) == len(set(keys))
     assert not pooled[0].placements  # the plain backbone, which every sample holds, comes first and once
     assert keys[:6] == [a.key() for a in first]  # the first seed's sample in its own order
     assert set(keys) == {a.key() for a in first} | {a.key() for a in second}
     assert len(pooled) < len(first) + len(second)
-    assert [a.key() for a in pooled_sample(cfg, fid, 6, [0])] == keys[:6]
+    assert [a.key() for a in pooled_sample(cfg, fid, [6], [0])] == keys[:6]
+    assert len(pooled_sample(cfg, fid, [6, 3], [0, 1])) < len(pooled)  # each seed its own size
