@@ -8,7 +8,8 @@ and measures, side by side in one run:
 
 * **search**: each sampler of ``--samplers`` with the same trial budget (``--trials``) for each of ``--seeds``
   (sampler and training seed); ``oneshot`` is TPE whose trials are scored on the study's supernet
-  (``search.method=oneshot``, its training counted in the search time) instead of trained. The enqueued references
+  (``search.method=oneshot``, its training counted in the search time; ``--supernet-score``:
+  ``search.supernet_score``) instead of trained. The enqueued references
   are off (they would hand every study the paper's GC) and so is pruning (the samplers alone are compared). Each
   study's top ``--confirm-k`` architectures are *confirmed*: trained again with every seed of ``--confirm-seeds``;
   the best confirmed mean is what the study found. The plain backbone and the paper's GC are trained with the same
@@ -25,7 +26,8 @@ and measures, side by side in one run:
 Studies live in ``--workdir`` and every extra training is cached there as it finishes, so an interrupted run resumes
 (the studies continue to their budget); delete the folder to start over.
 
-Usage: python benchmarks/recovery.py [--samplers tpe random oneshot] [--seeds 0 1 2] [--trials 16] [--confirm-k 2]
+Usage: python benchmarks/recovery.py [--samplers tpe random oneshot] [--supernet-score accuracy|gradient]
+                                     [--seeds 0 1 2] [--trials 16] [--confirm-k 2]
                                      [--confirm-seeds 10 11 12] [--fidelity-archs 16] [--high-size 18000]
                                      [--high-epochs 8] [--threads N] [--workdir benchmarks/.recovery]
 """
@@ -47,8 +49,8 @@ from gcnas.backbones import list_sites
 from gcnas.blocks.fusion import fusion_spelling
 from gcnas.machine import describe_machine
 from gcnas.search import run_search
-from gcnas.oneshot import score, supernet_for_space
-from gcnas.search.oneshot import study_supernet
+from gcnas.oneshot import SCORES, supernet_for_space
+from gcnas.search.oneshot import oneshot_scorer, study_supernet
 from gcnas.search.study import open_study
 from gcnas.search.summary import describe_architecture, finished_trials, ranked_trials
 from gcnas.space import SearchSpace
@@ -75,10 +77,17 @@ def arch_of(t) -> Architecture:
     return Architecture.from_yaml(t.user_attrs["architecture"])
 
 
-def run_study(workdir: Path, sampler: str, seed: int, trials: int, threads: int, progress: Progress) -> Study:
+def oneshot_study_name(seed: int, score: str) -> str:
+    """A one-shot study holds one kind of score; the accuracy's keeps the name it had before the option."""
+    return f"recovery-oneshot-{seed}" + ("" if score == "accuracy" else f"-{score}")
+
+
+def run_study(workdir: Path, sampler: str, seed: int, trials: int, threads: int, progress: Progress,
+              score: str) -> Study:
     root = workdir / f"{sampler}{seed}"
-    name = f"recovery-{sampler}-{seed}"
-    method = ["sampler=tpe", "search.method=oneshot"] if sampler == "oneshot" else [f"sampler={sampler}"]
+    name = oneshot_study_name(seed, score) if sampler == "oneshot" else f"recovery-{sampler}-{seed}"
+    method = (["sampler=tpe", "search.method=oneshot", f"search.supernet_score={score}"] if sampler == "oneshot"
+              else [f"sampler={sampler}"])
     cfg = config("data=context", *method, f"seed={seed}", f"paths.root={root}", f"study.name={name}",
                  f"study.n_trials={trials}", "study.enqueue_baselines=false", "pruner=none", "study.keep_weights=0")
     cfg["threads"] = threads
@@ -126,20 +135,23 @@ def region_labels(arch: Architecture) -> list[str]:
 
 
 def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other: list, high: list) -> list[str]:
-    """Kendall's tau of the one-shot scores (the first oneshot study's supernet) of the same draws."""
+    """Kendall's tau of the one-shot scores (``--supernet-score`` on the first oneshot study's supernet) of the same
+    draws."""
     if "oneshot" not in args.samplers:
         return []
     data, bb, seed = fid.data, cfg["backbone"], args.seeds[0]
     kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
     sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
     space = SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
-    study_dir = args.workdir / f"oneshot{seed}" / f"recovery-oneshot-{seed}"
-    net = study_supernet(supernet_for_space(space, cfg["search"]["supernet_share"]), space, data, cfg["trainer"],
-                         cfg["search"], seed, study_dir, "cpu")  # loads the study's
-    calib = data.train.head(int(cfg["search"]["calib_images"]))[0]
-    shot = [score(net, arch_of(t), calib, data.val, int(cfg["trainer"]["batch_size"])) for t in unique]
+    study_dir = args.workdir / f"oneshot{seed}" / oneshot_study_name(seed, args.supernet_score)
+    search = {**cfg["search"], "supernet_score": args.supernet_score}
+    net = study_supernet(supernet_for_space(space, search["supernet_share"]), space, data, cfg["trainer"],
+                         search, seed, study_dir, "cpu")  # loads the study's
+    scorer = oneshot_scorer(net, data, search, int(cfg["trainer"]["batch_size"]), "cpu")
+    shot = [scorer(arch_of(t)) for t in unique]
     mean2 = [(a + b) / 2 for a, b in zip(low, other)]
-    return [f"| one-shot score (supernet of oneshot seed {seed}) vs the higher fidelity (ties by loss) | "
+    return [f"| one-shot {args.supernet_score} (supernet of oneshot seed {seed}) vs the higher fidelity (ties by "
+            f"loss) | "
             f"{len(unique)} | {kendall_tau(shot, high):.2f} |",
             f"| one-shot score vs the mean of the two seeds at the search's fidelity | {len(unique)} | "
             f"{kendall_tau(shot, mean2):.2f} |"]
@@ -149,6 +161,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--samplers", nargs="+", default=["tpe", "random", "oneshot"],
                     help="conf/sampler/ names, and oneshot: TPE scoring on the study's supernet (search.method=oneshot)")
+    ap.add_argument("--supernet-score", choices=SCORES, default="accuracy",
+                    help="search.supernet_score of the oneshot studies (docs/oneshot.md)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--trials", type=int, default=16, help="trial budget of each study")
     ap.add_argument("--confirm-k", type=int, default=2, help="top trials of each study that are confirmed")
@@ -184,7 +198,7 @@ def main(argv=None) -> int:
     lo, hi = statistics.fmean(ref["plain"]), statistics.fmean(ref["paper GC"])
     threshold = lo + (hi - lo) / 2
 
-    studies = [run_study(args.workdir, sampler, seed, args.trials, threads, progress)
+    studies = [run_study(args.workdir, sampler, seed, args.trials, threads, progress, args.supernet_score)
                for sampler in args.samplers for seed in args.seeds]
     for st in studies:
         for t in st.ranked[: args.confirm_k]:
@@ -198,9 +212,13 @@ def main(argv=None) -> int:
     for st in studies:
         per_sampler[st.sampler].append(st)
         arch, accs = st.best
-        first = next((i + 1 for i, t in enumerate(st.trials) if t.values and t.values[0] > threshold), None)
+        # a gradient study's values are not accuracies: no threshold applies to them
+        gradient = st.sampler == "oneshot" and args.supernet_score == "gradient"
+        first = None if gradient else next((i + 1 for i, t in enumerate(st.trials)
+                                            if t.values and t.values[0] > threshold), None)
         st.first = first
-        rows.append(f"| {st.sampler} | {st.seed} | {100 * st.ranked[0].values[0]:.1f} | {pm(accs)} | "
+        best = f"gradient {st.ranked[0].values[0]:.3g}" if gradient else f"{100 * st.ranked[0].values[0]:.1f}"
+        rows.append(f"| {st.sampler} | {st.seed} | {best} | {pm(accs)} | "
                     f"{100 * (statistics.fmean(accs) - lo):+.1f} | "
                     f"{'yes' if statistics.fmean(accs) > threshold else 'no'} | {first or '-'} | "
                     f"{st.seconds / 60:.1f} | {describe_architecture(arch)} |")
