@@ -33,10 +33,9 @@ Printed, side by side in one run:
 
 Every training and every supernet is cached in ``--workdir`` as it finishes, so an interrupted run resumes.
 
-Usage: python benchmarks/oneshot.py [--archs 16 [16 ...]] [--sample-seed 0 [1 ...]] [--seeds 0 1 2] [--sampling uniform fair]
-                                    [--share site stage] [--supernet-epochs N] [--supernet-seeds 0 1 2]
-                                    [--score accuracy gradient]
-                                    [--confirm-seeds 10 11 12]
+Usage: python benchmarks/oneshot.py [--archs 16 [16 ...]] [--sample-seed 0 [1 ...]] [--seeds 0 1 2]
+                                    [--sampling uniform fair] [--share site stage] [--supernet-epochs N]
+                                    [--supernet-seeds 0 1 2] [--score accuracy gradient] [--confirm-seeds 10 11 12]
                                     [--threads N] [--workdir benchmarks/.oneshot] [--cache FILE] [OVERRIDE ...]
 """
 from __future__ import annotations
