@@ -151,8 +151,7 @@ def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other:
     shot = [scorer(arch_of(t)) for t in unique]
     mean2 = [(a + b) / 2 for a, b in zip(low, other)]
     return [f"| one-shot {args.supernet_score} (supernet of oneshot seed {seed}) vs the higher fidelity (ties by "
-            f"loss) | "
-            f"{len(unique)} | {kendall_tau(shot, high):.2f} |",
+            f"loss) | {len(unique)} | {kendall_tau(shot, high):.2f} |",
             f"| one-shot score vs the mean of the two seeds at the search's fidelity | {len(unique)} | "
             f"{kendall_tau(shot, mean2):.2f} |"]
 
