@@ -180,11 +180,12 @@ def main(argv=None) -> int:
                                if f"{name}|{a.key()}|{s}|seconds" in progress.cache)
     mean_all = [statistics.fmean(alone[s][i] for s in args.seeds) for i in range(len(archs))]
 
-    def mean_without(skip: int) -> list[float]:
-        return [statistics.fmean(alone[s][i] for s in args.seeds if s != skip) for i in range(len(archs))]
+    # the targets one seed is judged against: the mean of the other seeds, each seed left out in turn
+    left_out = {skip: [statistics.fmean(alone[s][i] for s in args.seeds if s != skip) for i in range(len(archs))]
+                for skip in args.seeds}
 
     seed_pairs = [kendall_tau(alone[a], alone[b]) for a, b in itertools.combinations(args.seeds, 2)]
-    seed_rest = [kendall_tau(alone[s], mean_without(s)) for s in args.seeds]
+    seed_rest = [kendall_tau(alone[s], left_out[s]) for s in args.seeds]
 
     # -- one-shot: a supernet per sampling, sharing and seed, every architecture scored on it
     space = space_of(cfg, fid)
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
             shots.setdefault(f"{sampling}, {share}, {how}", []).append({
                 "seed": seed, "how": how, "scores": scores, "ranked": ranked, "supernet_s": sup_s, "score_s": score_s,
                 "tau": kendall_tau(ranked, mean_all),
-                "loo": statistics.fmean(kendall_tau(ranked, mean_without(s)) for s in args.seeds)})
+                "loo": statistics.fmean(kendall_tau(ranked, left_out[s]) for s in args.seeds)})
 
     # -- the same budget: one-shot over the whole sample, standalone trials in the time it took
     sel = args.seeds[0]
@@ -249,7 +250,6 @@ def main(argv=None) -> int:
         print(f"| one-shot, {label} vs the mean of {n_seeds - 1} (each standalone seed left out in turn, as for one "
               f"seed; each supernet seed) | {spread([r['loo'] for r in runs])} |")
     target = statistics.fmean(seed_rest)
-    left_out = {s: mean_without(s) for s in args.seeds}
 
     def gap(runs: list[dict]):
         """The one-shot tau minus one seed's (both against the means with each seed left out) on the architectures
