@@ -60,11 +60,12 @@ def bootstrap_interval(stat: Callable[[list[int]], float], n: int, reps: int = 1
                        seed: int = 0) -> tuple[float, float]:
     """The percentile interval of ``stat(indices)`` over ``reps`` resamples of ``range(n)`` with replacement: how
     much a statistic of ``n`` items (a difference of two taus over the same architectures, say) moves with the
-    items drawn."""
+    items drawn. Resamples on which the statistic is undefined (NaN: a tau over one distinct item, say) are left
+    out, since NaN would scramble the sort."""
     rng = random.Random(seed)
-    values = sorted(stat([rng.randrange(n) for _ in range(n)]) for _ in range(reps))
+    values = sorted(v for v in (stat([rng.randrange(n) for _ in range(n)]) for _ in range(reps)) if v == v)
     tail = (1 - level) / 2
-    return values[int(tail * (reps - 1))], values[int(round((1 - tail) * (reps - 1)))]
+    return values[int(tail * (len(values) - 1))], values[int(round((1 - tail) * (len(values) - 1)))]
 
 
 def ranks(x: list[float]) -> list[float]:

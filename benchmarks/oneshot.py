@@ -114,6 +114,18 @@ def shot_scores(net, archs: list, fid: Fidelity, calib_images: int, batch_size: 
     return out, (time.perf_counter() - t0) / len(archs)
 
 
+def tau_gap(rankings: list[list[float]], alone: dict[int, list[float]], left_out: dict[int, list[float]]):
+    """The goal's comparison as a statistic of the architectures ``idx`` (to resample): the one-shot tau (``rankings``:
+    one per supernet) minus one standalone seed's (``alone``: each seed's values), both against ``left_out`` (the
+    means with each seed left out)."""
+    def stat(idx: list[int]) -> float:
+        def pick(values: list) -> list:
+            return [values[i] for i in idx]
+        one = statistics.fmean(kendall_tau(pick(alone[s]), pick(left_out[s])) for s in alone)
+        return statistics.fmean(kendall_tau(pick(r), pick(left_out[s])) for r in rankings for s in alone) - one
+    return stat
+
+
 def key_of(how: str, value) -> tuple:
     """The sort key of a score: accuracy, then the lower loss; or the gradient."""
     return (value[0], -value[1]) if how == "accuracy" else (value,)
@@ -251,21 +263,10 @@ def main(argv=None) -> int:
               f"seed; each supernet seed) | {spread([r['loo'] for r in runs])} |")
     target = statistics.fmean(seed_rest)
 
-    def gap(runs: list[dict]):
-        """The one-shot tau minus one seed's (both against the means with each seed left out) on the architectures
-        ``idx``: the goal's comparison, as a statistic of the sample to resample."""
-        def stat(idx: list[int]) -> float:
-            def pick(values: list) -> list:
-                return [values[i] for i in idx]
-            one = statistics.fmean(kendall_tau(pick(alone[s]), pick(left_out[s])) for s in args.seeds)
-            return statistics.fmean(kendall_tau(pick(r["ranked"]), pick(left_out[s]))
-                                    for r in runs for s in args.seeds) - one
-        return stat
-
     for label, runs in shots.items():
         loo = [r["loo"] for r in runs]
         met = statistics.fmean(loo) >= target  # against the same targets as one seed's row
-        lo, hi = bootstrap_interval(gap(runs), len(archs))
+        lo, hi = bootstrap_interval(tau_gap([r["ranked"] for r in runs], alone, left_out), len(archs))
         noise = "inside the noise" if lo <= 0 <= hi else ("above it" if lo > 0 else "below it")
         if runs[0]["how"] == "accuracy":
             accs = [a for r in runs for a, _ in r["scores"]]

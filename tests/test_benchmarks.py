@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from common import Fidelity, bootstrap_interval, config, kendall_tau, spread  # noqa: E402
 from fidelity import sample  # noqa: E402
-from oneshot import pooled_sample  # noqa: E402
+from oneshot import pooled_sample, tau_gap  # noqa: E402
 
 
 def test_spread_is_mean_and_sample_std_scaled():
@@ -52,3 +52,56 @@ def test_pooled_sample_is_each_seeds_sample_once_plain_first():
     assert len(pooled) < len(first) + len(second)
     assert [a.key() for a in pooled_sample(cfg, fid, [6], [0])] == keys[:6]
     assert len(pooled_sample(cfg, fid, [6, 3], [0, 1])) < len(pooled)  # each seed its own size
+
+
+def test_bootstrap_interval_leaves_out_undefined_resamples():
+    # tau over a resample of one distinct item is NaN; left in, NaN would scramble the sorted values
+    assert bootstrap_interval(lambda idx: float("nan") if len(set(idx)) == 1 else 1.0, 2, reps=200) == (1.0, 1.0)
+
+
+def test_tau_gap_is_the_one_shot_tau_minus_one_seeds():
+    alone = {0: [1.0, 2.0, 3.0, 4.0], 1: [1.0, 3.0, 2.0, 4.0]}
+    left_out = {0: alone[1], 1: alone[0]}  # two seeds: each one's target is the other
+    one = kendall_tau(alone[0], alone[1])  # the same either way round
+    every = list(range(4))
+    # [1, 2, 3, 4] is seed 0's ranking: tau `one` against seed 1 (seed 0's target), 1 against seed 0 (seed 1's)
+    assert tau_gap([[1, 2, 3, 4]], alone, left_out)(every) == pytest.approx((one + 1) / 2 - one)
+    assert tau_gap([[4, 3, 2, 1]], alone, left_out)(every) == pytest.approx((-one - 1) / 2 - one)
+    # several supernets: their taus averaged
+    assert tau_gap([[1, 2, 3, 4], [4, 3, 2, 1]], alone, left_out)(every) == pytest.approx(-one)
+    # only the items drawn: over the first three, one seed's tau is 1/3 and the ranking's (1/3 + 1) / 2
+    assert tau_gap([alone[0]], alone, left_out)([0, 1, 2]) == pytest.approx((1 / 3 + 1) / 2 - 1 / 3)
+
+
+@pytest.mark.parametrize("share", ["site", "stage"])
+def test_the_score_bench_reads_the_gradient_a_study_scores(share):
+    """benchmarks/oneshot_scores.py's readings: its ``gradient`` candidate is gradient_score's value, the other
+    readings say something (a backbone gradient; SNIP within Cauchy-Schwarz), a tensor two sites share is read once
+    (under its owner), the plain backbone has no block readings."""
+    import torch
+
+    from gcnas.arch import Architecture, BlockSpec, Placement
+    from gcnas.backbones import list_sites
+    from gcnas.data.splits import TensorSplit
+    from gcnas.oneshot import Supernet, gradient_score
+    from oneshot_scores import CANDIDATES, readings
+
+    kwargs = {"num_classes": 4, "in_chans": 3}
+    sites = list_sites("gcnas_resnet_tiny", input_size=(3, 16, 16), **kwargs)
+    specs = [BlockSpec(), BlockSpec(context="avg", transform="se", ratio=1 / 4, fusion=("scale", "add"), norm=None)]
+    torch.manual_seed(0)
+    net = Supernet("gcnas_resnet_tiny", kwargs, sites, specs, share=share)
+    after = [s for s in sites if s.position == "after_add"][:2]
+    arch = Architecture("gcnas_resnet_tiny", kwargs, tuple(Placement(s.stage, s.block, s.position, spec)
+                                                           for s, spec in zip(after, specs)))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 3, 16, 16, generator=g), torch.randint(0, 4, (32,), generator=g)
+    val = TensorSplit(torch.randn(16, 3, 16, 16, generator=g), torch.randint(0, 4, (16,), generator=g))
+    r = readings(net, arch, x, y, val, batch_size=16)
+    assert CANDIDATES["gradient"](r) == pytest.approx(gradient_score(net, arch, x, y, batch_size=16), rel=1e-9)
+    assert CANDIDATES["gradient"](r) > 0 and r["backbone_g2"] > 0 and 0 <= r["acc"] <= 1
+    assert len(r["sites"]) == (2 if share == "site" else 1)  # both sites are in stage 0
+    for s in r["sites"].values():
+        assert 0 <= s["gw"] <= (s["g2"] * s["w2"]) ** 0.5 * (1 + 1e-9) and s["g2"] > 0
+    plain = readings(net, Architecture("gcnas_resnet_tiny", kwargs, ()), x, y, val, batch_size=16)
+    assert plain["sites"] == {} and CANDIDATES["gradient"](plain) == 0 and plain["backbone_g2"] > 0

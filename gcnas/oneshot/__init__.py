@@ -4,9 +4,9 @@
 and scores architectures with inherited weights (validation accuracy, or the blocks' gradient).
 """
 from gcnas.oneshot.supernet import SHARES, ChoiceBlock, Supernet, check_supernet_designs
-from gcnas.oneshot.train import (SAMPLINGS, SCORES, PathSampler, gradient_score, recalibrate_batchnorm, score,
-                                 score_with_loss, supernet_for_space, train_supernet)
+from gcnas.oneshot.train import (SAMPLINGS, SCORES, PathSampler, block_parameters, gradient_score, loss_gradients,
+                                 recalibrate_batchnorm, score, score_with_loss, supernet_for_space, train_supernet)
 
 __all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "SCORES", "PathSampler",
            "supernet_for_space", "train_supernet", "score", "score_with_loss", "gradient_score",
-           "recalibrate_batchnorm"]
+           "block_parameters", "loss_gradients", "recalibrate_batchnorm"]

@@ -32,7 +32,7 @@ from gcnas.data import DataSplits, Split
 from gcnas.train import TrainResult, evaluate, fit
 
 __all__ = ["SAMPLINGS", "SCORES", "PathSampler", "supernet_for_space", "train_supernet", "score", "score_with_loss",
-           "gradient_score", "recalibrate_batchnorm"]
+           "gradient_score", "block_parameters", "loss_gradients", "recalibrate_batchnorm"]
 
 
 class _RandomTrial:
@@ -228,33 +228,49 @@ def score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, val: Split, 
     return score_with_loss(net, arch, calib_x, val, batch_size, device)[0]
 
 
+def block_parameters(net: Supernet) -> list[nn.Parameter]:
+    """The trainable weights of the blocks the supernet's current architecture runs, each once (a tensor shared by
+    several sites, ``share="stage"``, counts once)."""
+    params = {id(p): p for block in net.choices.values() if block.active is not None for p in block.parameters()}
+    return [p for p in params.values() if p.requires_grad]
+
+
+def loss_gradients(net: Supernet, arch: Architecture, params: Sequence[nn.Parameter], calib_x: torch.Tensor,
+                   calib_y: torch.Tensor, batch_size: int = 128,
+                   device: torch.device | str = "cpu") -> list[Optional[torch.Tensor]]:
+    """The gradient of the mean cross-entropy on ``(calib_x, calib_y)`` with respect to each of ``params`` (``None``
+    where ``arch`` does not use it), with BatchNorm recalibrated on ``calib_x`` for ``arch`` and then in eval mode (the
+    gradient goes through the recalibrated statistics). Leaves no gradient behind."""
+    net.set_architecture(arch)
+    recalibrate_batchnorm(net, calib_x, batch_size, device)
+    grads: list[Optional[torch.Tensor]] = [None] * len(params)
+    if not params:
+        return grads
+    was_training = net.training
+    net.eval()
+    try:
+        n = len(calib_x)
+        for i in range(0, n, batch_size):
+            xb, yb = calib_x[i:i + batch_size].to(device), calib_y[i:i + batch_size].to(device)
+            loss = nn.functional.cross_entropy(net(xb), yb, reduction="sum") / n
+            for j, g in enumerate(torch.autograd.grad(loss, list(params), allow_unused=True)):
+                if g is not None:
+                    grads[j] = g if grads[j] is None else grads[j] + g
+    finally:
+        net.train(was_training)
+    return grads
+
+
 def gradient_score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, calib_y: torch.Tensor,
                    batch_size: int = 128, device: torch.device | str = "cpu") -> float:
     """The squared norm of the gradient of the mean cross-entropy on ``(calib_x, calib_y)`` (training images) with
-    respect to the weights of the blocks ``arch`` runs, with the supernet's weights and BatchNorm recalibrated on
-    ``calib_x`` for ``arch`` (then in eval mode: the gradient goes through the recalibrated statistics).
+    respect to the weights of the blocks ``arch`` runs (:func:`block_parameters`, :func:`loss_gradients`: the
+    supernet's weights, BatchNorm recalibrated on ``calib_x`` for ``arch``).
 
     This is the loss decrease per unit learning rate of one gradient step on the blocks alone: how much the
     architecture's blocks could still take from the data. ``add`` fusion starts at the identity, so an untrained
     block's accuracy says nothing while this does. A shared tensor (``share="stage"``) counts once, its gradient
     summed over the sites that use it; the plain backbone (no block) scores 0. Leaves no gradient behind."""
     net.set_architecture(arch)
-    recalibrate_batchnorm(net, calib_x, batch_size, device)
-    params = {id(p): p for block in net.choices.values() if block.active is not None for p in block.parameters()}
-    live = [p for p in params.values() if p.requires_grad]
-    if not live:
-        return 0.0
-    was_training = net.training
-    net.eval()
-    grads: dict[int, torch.Tensor] = {}
-    try:
-        n = len(calib_x)
-        for i in range(0, n, batch_size):
-            xb, yb = calib_x[i:i + batch_size].to(device), calib_y[i:i + batch_size].to(device)
-            loss = nn.functional.cross_entropy(net(xb), yb, reduction="sum") / n
-            for p, g in zip(live, torch.autograd.grad(loss, live, allow_unused=True)):
-                if g is not None:
-                    grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
-    finally:
-        net.train(was_training)
-    return float(sum((g.double() ** 2).sum() for g in grads.values()))
+    grads = loss_gradients(net, arch, block_parameters(net), calib_x, calib_y, batch_size, device)
+    return float(sum((g.double() ** 2).sum() for g in grads if g is not None))
