@@ -226,8 +226,9 @@ def main() -> None:
     sections["step_table"] = rows
     if args.fmnist.is_dir():
         demo = fmnist_demo(args.fmnist)
-        print(f"\n2. The demo's fast path on the GPU: one proxy trial (6,000 images x 4 epochs) {demo['seconds']:.2f} s, "
-              f"val acc {demo['val_acc']:.3f}, tensors on the GPU: {demo['on_gpu']}, train loss {demo['train_loss']}",
+        print(f"\n2. The demo's fast path on the GPU: one proxy trial (6,000 images x 4 epochs) "
+              f"{demo['seconds']:.2f} s, val acc {demo['val_acc']:.3f}, tensors on the GPU: {demo['on_gpu']}, "
+              f"train loss {demo['train_loss']}",
               flush=True)
         cores = os.cpu_count() or 2
         st = streamed(args.fmnist, 1024 if args.quick else 8192, tuple(sorted({max(1, cores // 2), cores - 2})))

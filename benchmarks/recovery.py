@@ -2,9 +2,9 @@
 
 On Fashion-MNIST every global-context design lies within the seed-to-seed noise of the plain backbone, so nothing
 there can tell a search that works from one that guesses. ``data=context`` (gcnas/data/context.py;
-docs/search-quality.md, "A task where global context decides") is generated so that global context decides. This benchmark runs the real search
-there (``gcnas.search.run_search``: the tiny timm ResNet, the ``gc_full`` space, the proxy trainer, SQLite storage)
-and measures, side by side in one run:
+docs/search-quality.md, "A task where global context decides") is generated so that global context decides. This
+benchmark runs the real search there (``gcnas.search.run_search``: the tiny timm ResNet, the ``gc_full`` space, the
+proxy trainer, SQLite storage) and measures, side by side in one run:
 
 * **search**: each sampler of ``--samplers`` with the same trial budget (``--trials``) for each of ``--seeds``
   (sampler and training seed); ``oneshot`` is TPE whose trials are scored on the study's supernet
@@ -159,7 +159,8 @@ def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--samplers", nargs="+", default=["tpe", "random", "oneshot"],
-                    help="conf/sampler/ names, and oneshot: TPE scoring on the study's supernet (search.method=oneshot)")
+                    help="conf/sampler/ names, and oneshot: TPE scoring on the study's supernet "
+                    "(search.method=oneshot)")
     ap.add_argument("--supernet-score", choices=SCORES, default="accuracy",
                     help="search.supernet_score of the oneshot studies (docs/oneshot.md)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -226,8 +227,9 @@ def main(argv=None) -> int:
     for sampler, sts in per_sampler.items():
         bests = [statistics.fmean(st.best[1]) for st in sts]
         firsts = [st.first for st in sts if st.first]
+        minutes = statistics.fmean(st.seconds for st in sts) / 60
         summary.append(f"| {sampler} | {pm(bests)} | {sum(b > threshold for b in bests)} of {len(sts)} | "
-                       f"{', '.join(map(str, firsts)) or '-'} | {statistics.fmean(st.seconds for st in sts) / 60:.1f} |")
+                       f"{', '.join(map(str, firsts)) or '-'} | {minutes:.1f} |")
 
     region, fidelity = [], []
     draws = [t for st in studies if st.sampler == "random" for t in st.trials
