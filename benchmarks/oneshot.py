@@ -41,6 +41,7 @@ Usage: python benchmarks/oneshot.py [--archs 16 [16 ...]] [--sample-seed 0 [1 ..
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -140,8 +141,8 @@ def pm(values: list[float]) -> str:
     return spread(values, 100)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def sample_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of the measured sample, shared by this benchmark and ``benchmarks/oneshot_scores.py``."""
     ap.add_argument("--archs", type=int, nargs="+", default=[16],
                     help="architectures in each seed's sample (the plain backbone is one): one number for every "
                     "--sample-seed, or one per seed")
@@ -149,55 +150,87 @@ def main(argv=None) -> int:
                     help="RandomSampler seeds of the sample; several pool their samples (the plain backbone first, "
                     "every architecture once)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="standalone training seeds")
-    ap.add_argument("--sampling", nargs="+", default=["uniform", "fair"], help="search.supernet_sampling values")
     ap.add_argument("--share", nargs="+", default=["site", "stage"], help="search.supernet_share values")
     ap.add_argument("--supernet-epochs", type=int, default=None, help="default: the config's search.supernet_epochs")
     ap.add_argument("--supernet-seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="a supernet per seed: the spread of their tau is the one-shot ranking's noise")
-    ap.add_argument("--score", nargs="+", default=list(SCORES), choices=SCORES,
-                    help="how the supernet scores an architecture (see above)")
-    ap.add_argument("--confirm-seeds", type=int, nargs="+", default=[10, 11, 12])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     ap.add_argument("--workdir", type=Path, default=Path("benchmarks/.oneshot"),
                     help="cached trainings and supernets (a rerun resumes from them; delete to start over)")
     ap.add_argument("--cache", type=Path, default=None, help="the trainings' cache (default: in --workdir); give "
                     "benchmarks/fidelity.py's --cache to reuse its trainings of the same sample")
-    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=context")
-    args = ap.parse_args(argv)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=context (last, or after --)")
+
+
+@dataclasses.dataclass
+class MeasuredSample:
+    """The sample (:func:`pooled_sample`) with its standalone trainings done, and what the supernets need."""
+
+    cfg: dict
+    fid: Fidelity
+    epochs: int  # the supernets' training epochs
+    calib: int  # search.calib_images
+    batch: int  # trainer.batch_size
+    sizes: list[int]  # each --sample-seed's sample size
+    archs: list
+    tag: str  # the Hydra overrides, in the cache's names
+    name: str  # the standalone trainings' name in the cache
+    progress: Progress
+    alone: dict[int, list[float]]  # each standalone seed's accuracies, in sample order
+    left_out: dict[int, list[float]]  # the targets one seed is judged against: the mean of the other seeds
+
+    def one_seed(self) -> list[float]:
+        """Each standalone seed's tau against the mean of the others."""
+        return [kendall_tau(self.alone[s], self.left_out[s]) for s in self.alone]
+
+
+def measured_sample(ap: argparse.ArgumentParser, args: argparse.Namespace) -> MeasuredSample:
+    """The options of :func:`sample_arguments` checked (a bad one ends the run through ``ap.error``, before any
+    training), the sample drawn, and every architecture trained standalone with every seed (or read from the cache)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
     if len(args.seeds) < 2:
-        ap.error("--seeds: give at least two (the noise ceiling compares seeds)")
+        ap.error("--seeds: give at least two (one seed is compared with the others' mean)")
+    if len(args.archs) not in (1, len(args.sample_seed)):
+        ap.error(f"--archs: one number, or one per --sample-seed ({len(args.sample_seed)}); got {len(args.archs)}")
+    if args.supernet_epochs is not None and args.supernet_epochs < 0:
+        ap.error("--supernet-epochs: 0 (untrained) or more")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    t_run = time.perf_counter()
     cfg = config(*args.overrides)
     fid = Fidelity(cfg)
     epochs = int(cfg["search"]["supernet_epochs"]) if args.supernet_epochs is None else args.supernet_epochs
-    if epochs < 0:
-        ap.error("--supernet-epochs: 0 (untrained) or more")
-    calib, batch = int(cfg["search"]["calib_images"]), int(cfg["trainer"]["batch_size"])
-    if len(args.archs) not in (1, len(args.sample_seed)):
-        ap.error(f"--archs: one number, or one per --sample-seed ({len(args.sample_seed)}); got {len(args.archs)}")
     sizes = args.archs * len(args.sample_seed) if len(args.archs) == 1 else args.archs
     archs = pooled_sample(cfg, fid, sizes, args.sample_seed)
     tag = "|".join(args.overrides)
     # named as benchmarks/fidelity.py names its trainings at the search's fidelity: one cache serves both
     name = f"demo:{cfg['data']['train_subset']}x{cfg['trainer']['epochs']}{'|' + tag if tag else ''}"
     progress = Progress(args.cache or args.workdir / "cache.json", len(archs) * len(args.seeds))
-
-    # -- standalone: every architecture, every seed
     alone = {s: [progress.measure(name, fid, a, s) for a in archs] for s in args.seeds}
+    left_out = {skip: [statistics.fmean(alone[s][i] for s in args.seeds if s != skip) for i in range(len(archs))]
+                for skip in args.seeds}
+    return MeasuredSample(cfg, fid, epochs, int(cfg["search"]["calib_images"]), int(cfg["trainer"]["batch_size"]),
+                          sizes, archs, tag, name, progress, alone, left_out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sampling", nargs="+", default=["uniform", "fair"], help="search.supernet_sampling values")
+    ap.add_argument("--score", nargs="+", default=list(SCORES), choices=SCORES,
+                    help="how the supernet scores an architecture (see above)")
+    ap.add_argument("--confirm-seeds", type=int, nargs="+", default=[10, 11, 12])
+    sample_arguments(ap)
+    args = ap.parse_args(argv)
+    t_run = time.perf_counter()
+    m = measured_sample(ap, args)
+    cfg, fid, epochs, calib, batch, archs, name, progress = (m.cfg, m.fid, m.epochs, m.calib, m.batch, m.archs,
+                                                              m.name, m.progress)
+    alone, left_out, sizes, tag = m.alone, m.left_out, m.sizes, m.tag
     trial_s = statistics.fmean(progress.cache[f"{name}|{a.key()}|{s}|seconds"] for a in archs for s in args.seeds
                                if f"{name}|{a.key()}|{s}|seconds" in progress.cache)
     mean_all = [statistics.fmean(alone[s][i] for s in args.seeds) for i in range(len(archs))]
-
-    # the targets one seed is judged against: the mean of the other seeds, each seed left out in turn
-    left_out = {skip: [statistics.fmean(alone[s][i] for s in args.seeds if s != skip) for i in range(len(archs))]
-                for skip in args.seeds}
-
     seed_pairs = [kendall_tau(alone[a], alone[b]) for a, b in itertools.combinations(args.seeds, 2)]
-    seed_rest = [kendall_tau(alone[s], left_out[s]) for s in args.seeds]
+    seed_rest = m.one_seed()
 
     # -- one-shot: a supernet per sampling, sharing and seed, every architecture scored on it
     space = space_of(cfg, fid)

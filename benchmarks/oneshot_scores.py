@@ -40,16 +40,14 @@ import math
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
-import optuna
 import torch
 
-from common import Fidelity, Progress, bootstrap_interval, config, kendall_tau, ranks, spread
+from common import bootstrap_interval, kendall_tau, ranks, spread
 from gcnas.machine import describe_machine
 from gcnas.oneshot import block_parameters, gradient_score, loss_gradients, score_with_loss
-from oneshot import pooled_sample, space_of, tau_gap, trained_supernet
+from oneshot import measured_sample, sample_arguments, space_of, tau_gap, trained_supernet
 
 
 def readings(net, arch, x: torch.Tensor, y: torch.Tensor, val, batch_size: int) -> dict:
@@ -102,52 +100,22 @@ COMBINED = {"gradient + validation loss": ("gradient", "validation loss"),
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--archs", type=int, nargs="+", default=[16], help="as benchmarks/oneshot.py")
-    ap.add_argument("--sample-seed", type=int, nargs="+", default=[0], help="as benchmarks/oneshot.py")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="standalone training seeds")
     ap.add_argument("--sampling", default="uniform", help="the supernets' search.supernet_sampling")
-    ap.add_argument("--share", nargs="+", default=["site", "stage"], help="search.supernet_share values")
-    ap.add_argument("--supernet-epochs", type=int, default=None, help="default: the config's search.supernet_epochs")
-    ap.add_argument("--supernet-seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
-    ap.add_argument("--workdir", type=Path, default=Path("benchmarks/.oneshot"),
-                    help="benchmarks/oneshot.py's: its cached trainings and supernets")
-    ap.add_argument("--cache", type=Path, default=None, help="the trainings' cache (default: in --workdir)")
-    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=context")
+    sample_arguments(ap)
     args = ap.parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if len(args.seeds) < 2:
-        ap.error("--seeds: give at least two (one seed is compared with the others' mean)")
-    if len(args.archs) not in (1, len(args.sample_seed)):
-        ap.error(f"--archs: one number, or one per --sample-seed ({len(args.sample_seed)}); got {len(args.archs)}")
-    args.workdir.mkdir(parents=True, exist_ok=True)
     t_run = time.perf_counter()
-    cfg = config(*args.overrides)
-    fid = Fidelity(cfg)
-    epochs = int(cfg["search"]["supernet_epochs"]) if args.supernet_epochs is None else args.supernet_epochs
-    if epochs < 0:
-        ap.error("--supernet-epochs: 0 (untrained) or more")
-    calib, batch = int(cfg["search"]["calib_images"]), int(cfg["trainer"]["batch_size"])
-    sizes = args.archs * len(args.sample_seed) if len(args.archs) == 1 else args.archs
-    archs = pooled_sample(cfg, fid, sizes, args.sample_seed)
-    tag = "|".join(args.overrides)
-    name = f"demo:{cfg['data']['train_subset']}x{cfg['trainer']['epochs']}{'|' + tag if tag else ''}"
-    progress = Progress(args.cache or args.workdir / "cache.json", len(archs) * len(args.seeds))
-    alone = {s: [progress.measure(name, fid, a, s) for a in archs] for s in args.seeds}
-    left_out = {skip: [statistics.fmean(alone[s][i] for s in args.seeds if s != skip) for i in range(len(archs))]
-                for skip in args.seeds}
-    one_seed = [kendall_tau(alone[s], left_out[s]) for s in args.seeds]
+    m = measured_sample(ap, args)
+    cfg, fid, archs, alone, left_out = m.cfg, m.fid, m.archs, m.alone, m.left_out
+    one_seed = m.one_seed()
 
     space = space_of(cfg, fid)
-    x, y = fid.data.train.head(calib)
+    x, y = fid.data.train.head(m.calib)
     rankings: dict[tuple[str, str], list[list[float]]] = {}
     for share in args.share:
         for seed in args.supernet_seeds:
-            net, _ = trained_supernet(cfg, space, fid, args.sampling, share, seed, epochs, args.workdir, tag)
-            read = [readings(net, a, x, y, fid.data.val, batch) for a in archs]
-            check = gradient_score(net, archs[-1], x, y, batch)
+            net, _ = trained_supernet(cfg, space, fid, args.sampling, share, seed, m.epochs, args.workdir, m.tag)
+            read = [readings(net, a, x, y, fid.data.val, m.batch) for a in archs]
+            check = gradient_score(net, archs[-1], x, y, m.batch)
             if not math.isclose(check, CANDIDATES["gradient"](read[-1]), rel_tol=1e-6, abs_tol=1e-12):
                 raise RuntimeError(f"the readings' gradient {CANDIDATES['gradient'](read[-1])} differs from "
                                    f"gradient_score's {check}: this bench no longer measures what a study scores")
@@ -162,8 +130,8 @@ def main(argv=None) -> int:
     print(f"{len(archs)} architectures of {cfg['search_space']['name']} (RandomSampler seeds "
           f"{', '.join(map(str, args.sample_seed))}, pooled, the plain backbone included), {cfg['backbone']['name']}, "
           f"data={d['name']}{' (' + ' '.join(args.overrides) + ')' if args.overrides else ''}; standalone seeds "
-          f"{', '.join(map(str, args.seeds))}; {args.sampling} supernets of {epochs} epochs, seeds "
-          f"{', '.join(map(str, args.supernet_seeds))}; {calib} calibration images. {describe_machine()}; "
+          f"{', '.join(map(str, args.seeds))}; {args.sampling} supernets of {m.epochs} epochs, seeds "
+          f"{', '.join(map(str, args.supernet_seeds))}; {m.calib} calibration images. {describe_machine()}; "
           f"{time.perf_counter() - t_run:.0f} s in this run\n")
     print(f"One standalone seed against the others' mean: tau {spread(one_seed)}\n")
     print("| score | sharing | tau, each seed left out (mean ± std over supernets) | minus one seed (95 % interval) |")
