@@ -6,6 +6,7 @@ Imported by the benchmark scripts beside it (``python benchmarks/<name>.py`` put
 from __future__ import annotations
 
 import json
+import math
 import random
 import statistics
 import sys
@@ -31,6 +32,8 @@ def config(*overrides: str) -> dict:
 
 def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     """``mean ± std`` of ``values`` times ``scale`` (std 0 for a single value); ``scale=100`` for percent."""
+    if any(math.isnan(v) for v in values):  # a tau over values that are all tied
+        return "nan (all tied)"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * std:.{digits}f}"
 
@@ -61,11 +64,20 @@ def bootstrap_interval(stat: Callable[[list[int]], float], n: int, reps: int = 1
     """The percentile interval of ``stat(indices)`` over ``reps`` resamples of ``range(n)`` with replacement: how
     much a statistic of ``n`` items (a difference of two taus over the same architectures, say) moves with the
     items drawn. Resamples on which the statistic is undefined (NaN: a tau over one distinct item, say) are left
-    out, since NaN would scramble the sort."""
+    out, since NaN would scramble the sort; NaN both ways when every resample is."""
     rng = random.Random(seed)
     values = sorted(v for v in (stat([rng.randrange(n) for _ in range(n)]) for _ in range(reps)) if v == v)
+    if not values:
+        return math.nan, math.nan
     tail = (1 - level) / 2
     return values[int(tail * (len(values) - 1))], values[int(round((1 - tail) * (len(values) - 1)))]
+
+
+def noise_verdict(lo: float, hi: float) -> str:
+    """Where zero lies against a difference's interval (:func:`bootstrap_interval`)."""
+    if math.isnan(lo):
+        return "no interval (every resample tied)"
+    return "inside the noise" if lo <= 0 <= hi else ("above it" if lo > 0 else "below it")
 
 
 def ranks(x: list[float]) -> list[float]:
