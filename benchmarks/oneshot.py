@@ -11,11 +11,13 @@ on the same data and trainer config (Hydra ``OVERRIDE``s, e.g. ``data=context``)
   (``site``, ``stage``: ``search.supernet_share``) and seed of ``--supernet-seeds``, trained for ``--supernet-epochs``
   epochs (:func:`gcnas.oneshot.train_supernet`, the search's own code; ``0``: untrained, the control that says what
   the training adds), then every architecture scored on it by each ``--score``, BatchNorm recalibrated on
-  ``search.calib_images`` training images first: ``accuracy`` (what a one-shot study scores: validation accuracy,
-  ties broken by the lower validation loss, since a supernet can bring every path to 100 %) and ``gradient``
-  (:func:`gcnas.oneshot.gradient_score`: the squared gradient of the training loss on those images with respect to the
-  architecture's block weights). A supernet's ranking depends on its seed as a training's accuracy does: each tau is
-  given as mean ± std over the supernet seeds.
+  ``search.calib_images`` training images first: ``accuracy`` (validation accuracy, ties broken by the lower
+  validation loss, since a supernet can bring every path to 100 %), ``gradient`` (:func:`gcnas.oneshot.gradient_score`:
+  the squared gradient of the training loss on those images with respect to the architecture's block weights) and
+  ``gradient_and_loss`` (:func:`gcnas.oneshot.gradient_and_loss_score`: both readings placed among those of the
+  space's reference sample, measured once per supernet and counted with its training), each what a one-shot study of
+  that ``search.supernet_score`` scores. A supernet's ranking depends on its seed as a training's accuracy does: each
+  tau is given as mean ± std over the supernet seeds.
 
 Printed, side by side in one run:
 
@@ -35,8 +37,9 @@ Every training and every supernet is cached in ``--workdir`` as it finishes, so 
 
 Usage: python benchmarks/oneshot.py [--archs 16 [16 ...]] [--sample-seed 0 [1 ...]] [--seeds 0 1 2]
                                     [--sampling uniform fair] [--share site stage] [--supernet-epochs N]
-                                    [--supernet-seeds 0 1 2] [--score accuracy gradient] [--confirm-seeds 10 11 12]
-                                    [--threads N] [--workdir benchmarks/.oneshot] [--cache FILE] [OVERRIDE ...]
+                                    [--supernet-seeds 0 1 2] [--score accuracy gradient gradient_and_loss]
+                                    [--confirm-seeds 10 11 12] [--threads N] [--workdir benchmarks/.oneshot]
+                                    [--cache FILE] [OVERRIDE ...]
 """
 from __future__ import annotations
 
@@ -53,11 +56,12 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, bootstrap_interval, config, kendall_tau, ranks, spread
+from common import Fidelity, Progress, bootstrap_interval, config, kendall_tau, noise_verdict, ranks, spread
 from fidelity import sample
 from gcnas.backbones import list_sites
 from gcnas.machine import describe_machine
-from gcnas.oneshot import SCORES, PathSampler, gradient_score, score_with_loss, supernet_for_space, train_supernet
+from gcnas.oneshot import (SCORES, PathSampler, ScoreReference, gradient_and_loss_score, gradient_score,
+                          reference_architectures, score_with_loss, supernet_for_space, train_supernet)
 from gcnas.search.summary import describe_architecture
 from gcnas.space import SearchSpace
 
@@ -103,16 +107,26 @@ def trained_supernet(cfg: dict, space: SearchSpace, fid: Fidelity, sampling: str
     return net, seconds
 
 
-def shot_scores(net, archs: list, fid: Fidelity, calib_images: int, batch_size: int, how: str) -> tuple[list, float]:
+def shot_scores(net, archs: list, fid: Fidelity, calib_images: int, batch_size: int, how: str,
+                space: SearchSpace) -> tuple[list, float, float]:
     """Each architecture's score on the supernet (``accuracy``: (accuracy, validation loss); ``gradient``: the
-    blocks' squared gradient) and the mean seconds per architecture."""
+    blocks' squared gradient; ``gradient_and_loss``: both placed against the supernet's reference sample), the mean
+    seconds per architecture, and the seconds the reference took (once per supernet, as in a study; 0 for the
+    others)."""
     x, y = fid.data.train.head(calib_images)
+    t0 = time.perf_counter()
+    reference = None
+    if how == "gradient_and_loss":
+        reference = ScoreReference.measure(net, reference_architectures(space), x, y, fid.data.val, batch_size)
+    reference_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     if how == "accuracy":
         out = [score_with_loss(net, arch, x, fid.data.val, batch_size) for arch in archs]
-    else:
+    elif how == "gradient":
         out = [gradient_score(net, arch, x, y, batch_size) for arch in archs]
-    return out, (time.perf_counter() - t0) / len(archs)
+    else:
+        out = [gradient_and_loss_score(net, arch, x, y, fid.data.val, reference, batch_size) for arch in archs]
+    return out, (time.perf_counter() - t0) / len(archs), reference_s
 
 
 def tau_gap(rankings: list[list[float]], alone: dict[int, list[float]], left_out: dict[int, list[float]]):
@@ -238,10 +252,11 @@ def main(argv=None) -> int:
     for sampling, share, seed in itertools.product(args.sampling, args.share, args.supernet_seeds):
         net, sup_s = trained_supernet(cfg, space, fid, sampling, share, seed, epochs, args.workdir, tag)
         for how in args.score:
-            scores, score_s = shot_scores(net, archs, fid, calib, batch, how)
+            scores, score_s, reference_s = shot_scores(net, archs, fid, calib, batch, how, space)
             ranked = ranks([key_of(how, v) for v in scores])
             shots.setdefault(f"{sampling}, {share}, {how}", []).append({
-                "seed": seed, "how": how, "scores": scores, "ranked": ranked, "supernet_s": sup_s, "score_s": score_s,
+                "seed": seed, "how": how, "scores": scores, "ranked": ranked, "supernet_s": sup_s + reference_s,
+                "score_s": score_s,
                 "tau": kendall_tau(ranked, mean_all),
                 "loo": statistics.fmean(kendall_tau(ranked, left_out[s]) for s in args.seeds)})
 
@@ -281,7 +296,9 @@ def main(argv=None) -> int:
     for label, runs in shots.items():
         sup_s, score_s = (statistics.fmean(r[k] for r in runs) for k in ("supernet_s", "score_s"))
         per_hour = max(0.0, 3600 - sup_s) / score_s
-        print(f"| one-shot, {label} (supernet {sup_s:.0f} s, {score_s:.2f} s a score; mean of {len(runs)}) | "
+        with_reference = ", its score reference included" if runs[0]["how"] == "gradient_and_loss" else ""
+        print(f"| one-shot, {label} (supernet {sup_s:.0f} s{with_reference}, {score_s:.2f} s a score; mean of "
+              f"{len(runs)}) | "
               f"{per_hour:.0f} | {per_hour * trial_s / 3600:.0f}x | {(sup_s + len(archs) * score_s) / 60:.1f} |")
 
     n_seeds = len(args.seeds)
@@ -300,13 +317,13 @@ def main(argv=None) -> int:
         loo = [r["loo"] for r in runs]
         met = statistics.fmean(loo) >= target  # against the same targets as one seed's row
         lo, hi = bootstrap_interval(tau_gap([r["ranked"] for r in runs], alone, left_out), len(archs))
-        noise = "inside the noise" if lo <= 0 <= hi else ("above it" if lo > 0 else "below it")
+        noise = noise_verdict(lo, hi)
         if runs[0]["how"] == "accuracy":
             accs = [a for r in runs for a, _ in r["scores"]]
             seen = f"accuracies on the supernets: {100 * min(accs):.1f}-{100 * max(accs):.1f} %"
         else:
-            grads = [g for r in runs for g in r["scores"]]
-            seen = f"gradients on the supernets: {min(grads):.3g}-{max(grads):.3g}"
+            values = [v for r in runs for v in r["scores"]]
+            seen = f"{runs[0]['how']} scores on the supernets: {min(values):.3g}-{max(values):.3g}"
         print(f"\nGoal (one-shot agrees with the seeds' mean at least as well as one seed does), {label}: "
               f"{'met' if met else 'not met'} ({spread(loo)} vs {spread(seed_rest)}; difference "
               f"{statistics.fmean(loo) - target:+.2f}, 95 % interval over resampled architectures {lo:+.2f} to "

@@ -20,6 +20,9 @@ backbone's). Every candidate below is computed from those readings:
 * ``validation loss``: the loss alone (lower first);
 * ``gradient + validation loss``, ``gradient + accuracy``: the sums of the two rankings over the sample (not a score
   one trial can compute alone: it needs the sample);
+* ``gradient and loss vs reference``: what ``search.supernet_score=gradient_and_loss`` scores, the same two readings
+  placed among those of a fixed reference sample of the space (:func:`gcnas.oneshot.reference_architectures`, 32
+  draws, measured on each supernet) rather than among the sample's: a score one trial computes alone;
 * ``gradient, supernets' ranks summed``: one ranking from the sum of the supernet seeds' gradient rankings (the same
   row for each seed: its cost is every seed's supernet).
 
@@ -44,9 +47,10 @@ from typing import Callable
 
 import torch
 
-from common import bootstrap_interval, kendall_tau, ranks, spread
+from common import bootstrap_interval, kendall_tau, noise_verdict, ranks, spread
 from gcnas.machine import describe_machine
-from gcnas.oneshot import block_parameters, gradient_score, loss_gradients, score_with_loss
+from gcnas.oneshot import (ScoreReference, block_parameters, gradient_score, loss_gradients, reference_architectures,
+                          score_with_loss)
 from oneshot import measured_sample, sample_arguments, space_of, tau_gap, trained_supernet
 
 
@@ -96,6 +100,7 @@ CANDIDATES: dict[str, Callable[[dict], object]] = {
 # rankings summed over the sample: (name, the candidates whose rankings are added)
 COMBINED = {"gradient + validation loss": ("gradient", "validation loss"),
             "gradient + accuracy": ("gradient", "accuracy")}
+PER_TRIAL = "gradient and loss vs reference"  # gcnas.oneshot.gradient_and_loss_score's ranking
 
 
 def main(argv=None) -> int:
@@ -110,6 +115,7 @@ def main(argv=None) -> int:
 
     space = space_of(cfg, fid)
     x, y = fid.data.train.head(m.calib)
+    reference_archs = reference_architectures(space)
     rankings: dict[tuple[str, str], list[list[float]]] = {}
     for share in args.share:
         for seed in args.supernet_seeds:
@@ -121,6 +127,8 @@ def main(argv=None) -> int:
                                    f"gradient_score's {check}: this bench no longer measures what a study scores")
             own = {c: ranks([f(r) for r in read]) for c, f in CANDIDATES.items()}
             own.update({c: [sum(v) for v in zip(*(own[p] for p in parts))] for c, parts in COMBINED.items()})
+            reference = ScoreReference.measure(net, reference_archs, x, y, fid.data.val, m.batch)
+            own[PER_TRIAL] = ranks([reference.place(CANDIDATES["gradient"](r), r["loss"]) for r in read])
             for c, ranked in own.items():
                 rankings.setdefault((c, share), []).append(ranked)
         summed = [sum(v) for v in zip(*rankings[("gradient", share)])]
@@ -137,11 +145,11 @@ def main(argv=None) -> int:
     print("| score | sharing | tau, each seed left out (mean ± std over supernets) | minus one seed (95 % interval) |")
     print("|---|---|---:|---:|")
     target = statistics.fmean(one_seed)
-    order = [*CANDIDATES, *COMBINED, "gradient, supernets' ranks summed"]
+    order = [*CANDIDATES, *COMBINED, PER_TRIAL, "gradient, supernets' ranks summed"]
     for (c, share), runs in sorted(rankings.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1] != "site")):
         loo = [statistics.fmean(kendall_tau(r, left_out[s]) for s in args.seeds) for r in runs]
         lo, hi = bootstrap_interval(tau_gap(runs, alone, left_out), len(archs))
-        noise = "inside the noise" if lo <= 0 <= hi else ("above it" if lo > 0 else "below it")
+        noise = noise_verdict(lo, hi)
         print(f"| {c} | {share} | {spread(loo)} | {statistics.fmean(loo) - target:+.2f} ({lo:+.2f} to {hi:+.2f}), "
               f"{noise} |")
     return 0

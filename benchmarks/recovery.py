@@ -26,7 +26,8 @@ proxy trainer, SQLite storage) and measures, side by side in one run:
 Studies live in ``--workdir`` and every extra training is cached there as it finishes, so an interrupted run resumes
 (the studies continue to their budget); delete the folder to start over.
 
-Usage: python benchmarks/recovery.py [--samplers tpe random oneshot] [--supernet-score accuracy|gradient]
+Usage: python benchmarks/recovery.py [--samplers tpe random oneshot]
+                                     [--supernet-score accuracy|gradient|gradient_and_loss]
                                      [--seeds 0 1 2] [--trials 16] [--confirm-k 2]
                                      [--confirm-seeds 10 11 12] [--fidelity-archs 16] [--high-size 18000]
                                      [--high-epochs 8] [--threads N] [--workdir benchmarks/.recovery]
@@ -50,7 +51,7 @@ from gcnas.blocks.fusion import fusion_spelling
 from gcnas.machine import describe_machine
 from gcnas.search import run_search
 from gcnas.oneshot import SCORES, supernet_for_space
-from gcnas.search.oneshot import oneshot_scorer, study_supernet
+from gcnas.search.oneshot import oneshot_scorer, study_reference, study_supernet
 from gcnas.search.study import open_study
 from gcnas.search.summary import describe_architecture, finished_trials, ranked_trials
 from gcnas.space import SearchSpace
@@ -147,7 +148,9 @@ def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other:
     search = {**cfg["search"], "supernet_score": args.supernet_score}
     net = study_supernet(supernet_for_space(space, search["supernet_share"]), space, data, cfg["trainer"],
                          search, seed, study_dir, "cpu")  # loads the study's
-    scorer = oneshot_scorer(net, data, search, int(cfg["trainer"]["batch_size"]), "cpu")
+    batch = int(cfg["trainer"]["batch_size"])
+    reference = study_reference(net, space, data, search, study_dir, batch, "cpu")  # gradient_and_loss's
+    scorer = oneshot_scorer(net, data, search, batch, "cpu", reference)
     shot = [scorer(arch_of(t)) for t in unique]
     mean2 = [(a + b) / 2 for a, b in zip(low, other)]
     return [f"| one-shot {args.supernet_score} (supernet of oneshot seed {seed}) vs the higher fidelity (ties by "
@@ -212,12 +215,13 @@ def main(argv=None) -> int:
     for st in studies:
         per_sampler[st.sampler].append(st)
         arch, accs = st.best
-        # a gradient study's values are not accuracies: no threshold applies to them
-        gradient = st.sampler == "oneshot" and args.supernet_score == "gradient"
-        first = None if gradient else next((i + 1 for i, t in enumerate(st.trials)
-                                            if t.values and t.values[0] > threshold), None)
+        # a one-shot score other than the accuracy is no accuracy: no threshold applies to it
+        scored = st.sampler == "oneshot" and args.supernet_score != "accuracy"
+        first = None if scored else next((i + 1 for i, t in enumerate(st.trials)
+                                          if t.values and t.values[0] > threshold), None)
         st.first = first
-        best = f"gradient {st.ranked[0].values[0]:.3g}" if gradient else f"{100 * st.ranked[0].values[0]:.1f}"
+        value = st.ranked[0].values[0]
+        best = f"{args.supernet_score} {value:.3g}" if scored else f"{100 * value:.1f}"
         rows.append(f"| {st.sampler} | {st.seed} | {best} | {pm(accs)} | "
                     f"{100 * (statistics.fmean(accs) - lo):+.1f} | "
                     f"{'yes' if statistics.fmean(accs) > threshold else 'no'} | {first or '-'} | "

@@ -459,3 +459,95 @@ def test_a_gradient_scored_oneshot_study_labels_its_values_and_keeps_one_score(t
         search(compose_search(tmp_path, *[r for r in run if "supernet_score" not in r and "method" not in r],
                               "study.n_trials=6", "wandb.mode=disabled"))
     assert len(study.get_trials()) == 4  # refused before any trial; nothing lost
+
+
+# -- search.supernet_score=gradient_and_loss -----------------------------------------------------------------------
+def test_smooth_percentile_ranks_beyond_the_references_range_and_agrees_with_the_plain_percentile_inside_it():
+    import math
+
+    from gcnas.oneshot import smooth_percentile
+
+    reference = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    values = [-3.0, -1.0, 0.5, 3.5, 6.5, 8.0, 10.0]
+    got = [smooth_percentile(v, reference) for v in values]
+    assert all(0.0 < a < b < 1.0 for a, b in zip(got, got[1:]))  # strictly increasing, where a plain one is flat
+    assert smooth_percentile(3.5, reference) == pytest.approx(0.5)  # the middle, by symmetry
+    assert smooth_percentile(6.5, reference) == pytest.approx(7 / 8, abs=0.06)  # near the plain share below it
+    assert smooth_percentile(-math.inf, reference) == 0.0  # the plain backbone's log-gradient: below every block
+    # a reference's -inf (its plain backbone) lies below every finite value, and leaves the bandwidth alone
+    assert smooth_percentile(0.0, [-math.inf, 0.0, 1.0, 2.0]) == pytest.approx(
+        (1 + 3 * smooth_percentile(0.0, [0.0, 1.0, 2.0])) / 4)
+    assert smooth_percentile(2.0, [2.0, 2.0]) == 0.5 and smooth_percentile(3.0, [2.0, 2.0]) == 1.0  # no spread
+    with pytest.raises(ValueError, match="empty reference"):
+        smooth_percentile(1.0, [])
+
+
+def test_a_score_reference_places_an_architecture_by_its_gradient_and_loss_and_the_draws_are_fixed():
+    from gcnas.oneshot import (ScoreReference, gradient_and_loss_score, gradient_score, reference_architectures,
+                               score_with_loss, supernet_for_space)
+
+    space = _space()
+    draws = reference_architectures(space, 6)
+    assert len({a.key() for a in draws}) == 6
+    assert [a.key() for a in reference_architectures(space, 6)] == [a.key() for a in draws]  # every worker's
+    small = _space(**{"design.context": ["avg"], "design.transform": ["conv"], "design.fusion": ["add"],
+                      "design.norm": [None], "positions.blocks": ["last"], "positions.position": ["after_add"]})
+    assert 1 <= len(reference_architectures(small, 32)) < 32  # a small space gives what it holds
+
+    torch.manual_seed(0)
+    net = supernet_for_space(space)
+    randomize_(net)
+    data = _tiny_task()
+    x, y = data.train.head(64)
+    ref = ScoreReference.measure(net, draws, x, y, data.val, batch_size=32)
+    assert ref.calib_images == 64 and len(ref.gradients) == len(ref.losses) == 6
+    assert ScoreReference.from_dict(ref.to_dict()) == ref
+    arch = draws[2]
+    want = ref.place(gradient_score(net, arch, x, y, 32), score_with_loss(net, arch, x, data.val, 32)[1])
+    assert gradient_and_loss_score(net, arch, x, y, data.val, ref, batch_size=32) == pytest.approx(want)
+    assert 0 < want < 2
+    own = [ref.place(g, loss) for g, loss in zip(ref.gradients, ref.losses)]
+    best = ref.place(max(ref.gradients) * 10, min(ref.losses) - 1)  # beyond the reference on both readings
+    worst = ref.place(0.0, max(ref.losses) + 1)
+    assert max(own) < best < 2 and 0 <= worst < min(own)
+    assert ref.place(max(ref.gradients) * 5, min(ref.losses) - 1) < best  # no tie past the reference's best
+
+
+def test_a_gradient_and_loss_study_measures_one_reference_and_refuses_other_calibration_images(tmp_path, caplog):
+    import json
+    import logging
+
+    import optuna
+
+    from conftest import compose_search
+    from gcnas.cli.search import search
+    from gcnas.search.summary import results_table
+    from wandb_offline import offline_runs
+
+    run = ["search.method=oneshot", "search.supernet_epochs=1", "search.calib_images=64", "study.name=gl",
+           "trainer.epochs=1", "search.supernet_score=gradient_and_loss"]
+    (tmp_path / "gl").mkdir()
+    stale = tmp_path / "gl" / "supernet-reference.json"  # of a supernet this study's training replaces
+    stale.write_text(json.dumps({"gradients": [1.0], "losses": [1.0], "calib_images": 64}))
+    with caplog.at_level(logging.INFO, logger="gcnas.search"):
+        assert search(compose_search(tmp_path, *run, "study.n_trials=4", "wandb.mode=offline")).n_finished == 4
+    assert "score reference: 32 architectures measured" in caplog.text
+    saved = json.loads(stale.read_text())
+    assert len(saved["gradients"]) == len(saved["losses"]) == 32 and saved["calib_images"] == 64
+    study = optuna.load_study(study_name="gl", storage=f"sqlite:///{tmp_path}/studies.db")
+    trials = study.get_trials()
+    assert [t.user_attrs["oneshot_score"] for t in trials] == ["gradient_and_loss"] * 4
+    assert all(0 < t.values[0] < 2 for t in trials) and len({t.values[0] for t in trials}) > 1
+    assert "| one-shot gradient_and_loss |" in results_table(study, ["accuracy"])
+    runs = {r.name: r for r in offline_runs(tmp_path) if r.job_type == "trial"}
+    assert all(runs[f"trial-{t.number}"].summary["oneshot_gradient_and_loss"] == t.values[0] for t in trials)
+
+    mtime = stale.stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gcnas.search"):
+        search(compose_search(tmp_path, *run, "study.n_trials=5", "wandb.mode=disabled"))
+    assert stale.stat().st_mtime_ns == mtime and "score reference" not in caplog.text  # read, not measured again
+    with pytest.raises(ConfigError, match="search.calib_images: the study's score reference .* was measured with 64 "
+                       "calibration images and this run asks 32"):
+        search(compose_search(tmp_path, *run, "search.calib_images=32", "study.n_trials=6", "wandb.mode=disabled"))
+    assert len(study.get_trials()) == 5  # refused before any trial; nothing lost

@@ -11,6 +11,8 @@
   statistics on a few training batches for that architecture alone (the shared statistics belong to no single path).
 * :func:`gradient_score`: the blocks' first-order gain instead: how steeply the training loss falls when only the
   architecture's blocks train, from the inherited weights (``search.supernet_score=gradient``; docs/oneshot.md).
+* :func:`gradient_and_loss_score`: the gradient's and the validation loss's standings among a fixed reference sample
+  of the space (:class:`ScoreReference`), added (``search.supernet_score=gradient_and_loss``).
 
 Layer: one-shot (imports blocks, backbones, architecture, space, data and train; never optuna, hydra or wandb).
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
@@ -32,7 +36,8 @@ from gcnas.data import DataSplits, Split
 from gcnas.train import TrainResult, evaluate, fit
 
 __all__ = ["SAMPLINGS", "SCORES", "PathSampler", "supernet_for_space", "train_supernet", "score", "score_with_loss",
-           "gradient_score", "block_parameters", "loss_gradients", "recalibrate_batchnorm"]
+           "gradient_score", "block_parameters", "loss_gradients", "recalibrate_batchnorm", "ScoreReference",
+           "reference_architectures", "smooth_percentile", "gradient_and_loss_score"]
 
 
 class _RandomTrial:
@@ -59,7 +64,8 @@ class _RandomTrial:
 
 
 SAMPLINGS = ("uniform", "fair")
-SCORES = ("accuracy", "gradient")  # search.supernet_score: score() or gradient_score()
+# search.supernet_score: score(), gradient_score(), or gradient_and_loss_score() against a ScoreReference
+SCORES = ("accuracy", "gradient", "gradient_and_loss")
 
 
 class _FairTrial(_RandomTrial):
@@ -274,3 +280,94 @@ def gradient_score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, cal
     net.set_architecture(arch)
     grads = loss_gradients(net, arch, block_parameters(net), calib_x, calib_y, batch_size, device)
     return float(sum((g.double() ** 2).sum() for g in grads if g is not None))
+
+
+def reference_architectures(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Architecture]:
+    """``n`` distinct uniform draws of ``space`` (:class:`PathSampler`, ``seed``), in draw order; fewer when the space
+    holds fewer (drawing stops after ``50 * n`` draws)."""
+    sampler = PathSampler(space, seed=seed)
+    archs: dict[str, Architecture] = {}
+    for _ in range(50 * n):
+        arch = sampler()
+        archs.setdefault(arch.key(), arch)
+        if len(archs) == n:
+            break
+    return list(archs.values())
+
+
+def _bandwidth(values: Sequence[float]) -> float:
+    """Silverman's rule of thumb for a normal kernel over ``values`` (0 for fewer than two, or no spread)."""
+    if len(values) < 2:
+        return 0.0
+    std = statistics.stdev(values)
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return 0.9 * (min(std, (q3 - q1) / 1.34) if q3 > q1 else std) * len(values) ** -0.2
+
+
+def smooth_percentile(value: float, reference: Sequence[float]) -> float:
+    """The share of ``reference`` below ``value`` (0 to 1), each reference value spread by a normal kernel of
+    Silverman's bandwidth: strictly increasing in ``value`` where a plain percentile is flat, so values beyond the
+    reference's range still rank (up to about 8 bandwidths past it, where doubles run out). ``-inf`` stands for a
+    value below every other; a reference with no spread counts a tie as half."""
+    if not reference:
+        raise ValueError("smooth_percentile: an empty reference")
+    h = _bandwidth([r for r in reference if math.isfinite(r)])
+    total = 0.0
+    for r in reference:
+        if value == r:
+            total += 0.5
+        elif h == 0.0 or not math.isfinite(r) or not math.isfinite(value):
+            total += 1.0 if value > r else 0.0
+        else:
+            total += 0.5 * (1.0 + math.erf((value - r) / (h * math.sqrt(2.0))))
+    return total / len(reference)
+
+
+def _log(gradient: float) -> float:
+    return math.log(gradient) if gradient > 0 else -math.inf  # the plain backbone's 0: below every block
+
+
+@dataclass(frozen=True)
+class ScoreReference:
+    """The gradient (:func:`gradient_score`) and validation loss (:func:`score_with_loss`) of a fixed sample of the
+    space (:func:`reference_architectures`) on one trained supernet: the scale :func:`gradient_and_loss_score` places
+    an architecture on. Measured once per supernet (:meth:`measure`), stored beside it as :meth:`to_dict`."""
+
+    gradients: tuple[float, ...]
+    losses: tuple[float, ...]
+    calib_images: int
+
+    @classmethod
+    def measure(cls, net: Supernet, archs: Sequence[Architecture], calib_x: torch.Tensor, calib_y: torch.Tensor,
+                val: Split, batch_size: int = 128, device: torch.device | str = "cpu") -> "ScoreReference":
+        gradients = [gradient_score(net, a, calib_x, calib_y, batch_size, device) for a in archs]
+        losses = [score_with_loss(net, a, calib_x, val, batch_size, device)[1] for a in archs]
+        return cls(tuple(gradients), tuple(losses), len(calib_x))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gradients": list(self.gradients), "losses": list(self.losses), "calib_images": self.calib_images}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ScoreReference":
+        return cls(tuple(map(float, d["gradients"])), tuple(map(float, d["losses"])), int(d["calib_images"]))
+
+    def place(self, gradient: float, loss: float) -> float:
+        """The sum of the two standings (0 to 2, higher better): :func:`smooth_percentile` of the log-gradient among
+        the reference's, and of the negated loss among theirs."""
+        return (smooth_percentile(_log(gradient), [_log(g) for g in self.gradients])
+                + smooth_percentile(-loss, [-x for x in self.losses]))
+
+
+def gradient_and_loss_score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, calib_y: torch.Tensor, val: Split,
+                            reference: ScoreReference, batch_size: int = 128,
+                            device: torch.device | str = "cpu") -> float:
+    """:meth:`ScoreReference.place` of ``arch``'s :func:`gradient_score` and validation loss (:func:`score_with_loss`)
+    on ``net``, against ``reference`` (measured on ``net`` with the same ``calib_x``).
+
+    Neither reading ranks alone as well as both together (docs/oneshot.md): the gradient says what the blocks could
+    still learn, the loss what the path does now. Their standings among a fixed sample are added, so that each counts
+    alike whatever its scale, and a trial needs no other trial: the same architecture scores the same in every
+    worker."""
+    gradient = gradient_score(net, arch, calib_x, calib_y, batch_size, device)
+    _, loss = score_with_loss(net, arch, calib_x, val, batch_size, device)
+    return reference.place(gradient, loss)

@@ -19,8 +19,8 @@ import optuna
 from gcnas.arch import Architecture
 from gcnas.backbones import GENERIC_POSITIONS, POSITIONS
 from gcnas.search.confirm import confirmation, confirmation_table
-from gcnas.search.summary import (baseline_trial, finished_trials, gradient_values, pareto_trials, ranked_trials,
-                                  results_table)
+from gcnas.search.summary import (baseline_trial, finished_trials, pareto_trials, ranked_trials, results_table,
+                                  value_label)
 
 __all__ = ["Report", "write_report", "placement_counts"]
 
@@ -97,7 +97,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html:
                                                                                  range(len(study.directions))])
     report = Report(out, out / "summary.md")
     target = (lambda t: t.values[0]) if multi else None
-    name0 = "one-shot gradient" if gradient_values(study.user_attrs) else "val acc"
+    name0 = value_label(study.user_attrs)
     plots = {
         "optimization_history": lambda: ovm.plot_optimization_history(study, target=target, target_name=name0),
         "param_importances": lambda: ovm.plot_param_importances(study, target=target, target_name=name0),

@@ -63,7 +63,8 @@ class SearchConfig:
     supernet_epochs: int = key(8, ge=1)             # oneshot: epochs of supernet training, once per study
     supernet_sampling: str = key("uniform", words=SAMPLINGS)  # oneshot: uniform | fair (each design equally often)
     supernet_share: str = key("site", words=SHARES)  # oneshot: site (own weights per site) | stage (one set per stage)
-    supernet_score: str = key("accuracy", words=SCORES)  # oneshot: accuracy | gradient (the blocks' loss gradient)
+    # oneshot: accuracy | gradient (the blocks' loss gradient) | gradient_and_loss (both ranked against a reference)
+    supernet_score: str = key("accuracy", words=SCORES)
     calib_images: int = key(512, ge=1)              # oneshot: images that re-estimate BatchNorm per architecture
 
 

@@ -11,9 +11,12 @@ epoch, drawing the paths the killed one would have (the folder is removed once `
 checkpoint, finished or not, of another space, backbone, starting weights, sharing or recipe is refused, naming what
 differs. Each trial then scores its architecture on the supernet instead of training it, BatchNorm recalibrated on
 ``search.calib_images`` training images first: ``search.supernet_score=accuracy`` (:func:`gcnas.oneshot.score`, the
-validation accuracy) or ``gradient`` (:func:`gcnas.oneshot.gradient_score`, the squared gradient of the training loss
-on those images with respect to the architecture's block weights: not an accuracy, so a study keeps one score, see
-:func:`check_study_score`).
+validation accuracy), ``gradient`` (:func:`gcnas.oneshot.gradient_score`, the squared gradient of the training loss
+on those images with respect to the architecture's block weights) or ``gradient_and_loss``
+(:func:`gcnas.oneshot.gradient_and_loss_score`: the gradient's and the validation loss's standings among a fixed
+reference sample of the space, measured once on the supernet by the first worker that needs it and kept beside it in
+``supernet-reference.json``, :func:`study_reference`). Only the first is an accuracy, so a study keeps one score, see
+:func:`check_study_score`.
 """
 from __future__ import annotations
 
@@ -24,26 +27,29 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 
 from gcnas.arch import Architecture
 from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
-from gcnas.oneshot import PathSampler, Supernet, gradient_score, score, train_supernet
+from gcnas.oneshot import (PathSampler, ScoreReference, Supernet, gradient_and_loss_score, gradient_score,
+                           reference_architectures, score, train_supernet)
 from gcnas.schema import read
 from gcnas.search.config import SearchConfig
 from gcnas.search.objective import ONESHOT_SCORE_ATTR
 from gcnas.space import SearchSpace
 from gcnas.train import TrainerConfig
 
-__all__ = ["study_supernet", "oneshot_scorer", "check_study_score"]
+__all__ = ["study_supernet", "study_reference", "oneshot_scorer", "check_study_score"]
 
 log = logging.getLogger("gcnas.search")
 
 CHECKPOINT = "supernet.pt"
 TRAINING_DIR = "supernet-training"  # the unfinished training's per-epoch checkpoint
+REFERENCE = "supernet-reference.json"  # search.supernet_score=gradient_and_loss: the reference sample's readings
+REFERENCE_DRAWS = 32  # architectures in the reference sample (gcnas.oneshot.reference_architectures, seed 0)
 
 
 def _search(search: Union[SearchConfig, Mapping[str, Any]]) -> SearchConfig:
@@ -104,6 +110,7 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
             result, paths = train_supernet(net, sampler, data, recipe, seed=seed, device=device, ckpt_dir=ckpt_dir)
             if result.resumed_from:
                 log.info("supernet training resumed after epoch %d of %d", result.resumed_from, recipe["epochs"])
+            (study_dir / REFERENCE).unlink(missing_ok=True)  # measured on the supernet this one replaces
             tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}")
             torch.save({"identity": wanted, "state_dict": net.state_dict(), "paths": paths,
                         "seconds": time.perf_counter() - t0}, tmp)
@@ -115,25 +122,70 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def study_reference(net: Supernet, space: SearchSpace, data: DataSplits,
+                    search: Union[SearchConfig, Mapping[str, Any]], study_dir: Path, batch_size: int,
+                    device: str) -> Optional[ScoreReference]:
+    """The reference ``search.supernet_score=gradient_and_loss`` places each trial against (``None`` for the other
+    scores): read from ``supernet-reference.json`` beside the study's trained supernet ``net``, or measured there once
+    (under the supernet's lock: :data:`REFERENCE_DRAWS` draws of the space, each scored for its gradient and its
+    validation loss; about as long as that many trials). A reference measured with another ``search.calib_images``
+    is refused: the study's scores would not compare."""
+    search = _search(search)
+    if search.supernet_score != "gradient_and_loss":
+        return None
+    path = study_dir / REFERENCE
+    with (study_dir / "supernet.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if path.is_file():
+                reference = ScoreReference.from_dict(json.loads(path.read_text()))
+                if reference.calib_images != search.calib_images:
+                    raise ConfigError(f"search.calib_images: the study's score reference ({path}) was measured with "
+                                      f"{reference.calib_images} calibration images and this run asks "
+                                      f"{search.calib_images}; the scores would not compare. Use "
+                                      f"search.calib_images={reference.calib_images}, or a new study.name")
+                return reference
+            t0 = time.perf_counter()
+            archs = reference_architectures(space, REFERENCE_DRAWS)
+            calib_x, calib_y = data.train.head(search.calib_images)
+            reference = ScoreReference.measure(net, archs, calib_x, calib_y, data.val, batch_size, device)
+            tmp = path.with_name(f".{REFERENCE}.{os.getpid()}")
+            tmp.write_text(json.dumps(reference.to_dict(), indent=1))
+            os.replace(tmp, path)
+            log.info("score reference: %d architectures measured on the supernet in %.0f s, saved to %s", len(archs),
+                     time.perf_counter() - t0, path)
+            return reference
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 class OneShotScorer:
-    """A trial's one-shot score of an architecture (``kind``: ``search.supernet_score``)."""
+    """A trial's one-shot score of an architecture (``kind``: ``search.supernet_score``; ``reference``: the study's
+    :func:`study_reference`, needed by ``gradient_and_loss``)."""
 
     def __init__(self, net: Supernet, data: DataSplits, kind: str, calib_images: int, batch_size: int,
-                 device: str) -> None:
+                 device: str, reference: Optional[ScoreReference] = None) -> None:
+        if kind == "gradient_and_loss" and reference is None:
+            raise ValueError("search.supernet_score=gradient_and_loss needs the study's reference (study_reference)")
         self.net, self.data, self.kind, self.batch_size, self.device = net, data, kind, batch_size, device
+        self.reference = reference
         self.calib_x, self.calib_y = data.train.head(calib_images)
 
     def __call__(self, arch: Architecture) -> float:
         if self.kind == "gradient":
             return gradient_score(self.net, arch, self.calib_x, self.calib_y, self.batch_size, self.device)
+        if self.kind == "gradient_and_loss":
+            return gradient_and_loss_score(self.net, arch, self.calib_x, self.calib_y, self.data.val, self.reference,
+                                           self.batch_size, self.device)
         return score(self.net, arch, self.calib_x, self.data.val, batch_size=self.batch_size, device=self.device)
 
 
 def oneshot_scorer(net: Supernet, data: DataSplits, search: Union[SearchConfig, Mapping[str, Any]], batch_size: int,
-                   device: str) -> OneShotScorer:
-    """The study's scorer: ``search.supernet_score`` of each architecture on the trained supernet ``net``."""
+                   device: str, reference: Optional[ScoreReference] = None) -> OneShotScorer:
+    """The study's scorer: ``search.supernet_score`` of each architecture on the trained supernet ``net``
+    (``reference``: :func:`study_reference`'s, for ``gradient_and_loss``)."""
     search = _search(search)
-    return OneShotScorer(net, data, search.supernet_score, search.calib_images, batch_size, device)
+    return OneShotScorer(net, data, search.supernet_score, search.calib_images, batch_size, device, reference)
 
 
 def check_study_score(study_attrs: Mapping[str, Any], search: Union[SearchConfig, Mapping[str, Any]],

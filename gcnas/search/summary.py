@@ -101,10 +101,17 @@ def noise_floor(study: optuna.Study) -> Optional[NoiseFloor]:
     return NoiseFloor(math.sqrt(pooled), {r: tuple(values[r]) for r in REFERENCE_ROLES if r in values})
 
 
-def gradient_values(attrs: Mapping[str, Any]) -> bool:
-    """Whether a study's (or a trial's) values, by its user attributes, are one-shot gradients
-    (``search.supernet_score=gradient``) rather than accuracies."""
-    return attrs.get(ONESHOT_SCORE_ATTR) == "gradient"
+def oneshot_values(attrs: Mapping[str, Any]) -> Optional[str]:
+    """The one-shot score a study's (or a trial's) values are, by its user attributes, when they are not accuracies
+    (``search.supernet_score``: ``gradient`` or ``gradient_and_loss``); ``None`` for accuracies."""
+    kind = attrs.get(ONESHOT_SCORE_ATTR, "accuracy")
+    return None if kind == "accuracy" else kind
+
+
+def value_label(attrs: Mapping[str, Any]) -> str:
+    """What a study's first value is called in tables and plots: ``val acc``, or ``one-shot <score>``."""
+    kind = oneshot_values(attrs)
+    return "val acc" if kind is None else f"one-shot {kind}"
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -144,10 +151,10 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
         None if base is None else base.values[0])
     multi = len(metrics) > 1
     rows = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
-    gradient = gradient_values(study.user_attrs)
-    if gradient:
-        reference = None  # a gradient's difference to the plain backbone's (0) is no accuracy gain
-    head = ["trial", "role", "one-shot gradient" if gradient else "val acc", "vs plain", "beyond noise", "params",
+    scored = oneshot_values(study.user_attrs) is not None
+    if scored:
+        reference = None  # a one-shot score's difference to the plain backbone's is no accuracy gain
+    head = ["trial", "role", value_label(study.user_attrs), "vs plain", "beyond noise", "params",
             "MFLOPs", "latency ms", "epochs", "blocks"]
     if not rows:
         return "(no feasible complete trial yet)"
@@ -159,7 +166,7 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
         beyond = "-" if noise is None or reference is None else ("yes" if noise.beyond(acc - reference) else "no")
         lat = t.user_attrs.get("latency_ms")
         lines.append("| " + " | ".join([
-            str(t.number), t.user_attrs.get("role", ""), f"{acc:.4g}" if gradient else f"{acc:.4f}", delta, beyond,
+            str(t.number), t.user_attrs.get("role", ""), f"{acc:.4g}" if scored else f"{acc:.4f}", delta, beyond,
             f"{t.user_attrs.get('params', 0) / 1e6:.3f}M", f"{t.user_attrs.get('flops', 0) / 1e6:.1f}",
             "-" if lat is None else f"{lat:.2f}", str(t.user_attrs.get("epochs", "")), describe_blocks(t)]) + " |")
     if noise is not None:

@@ -31,7 +31,7 @@ from gcnas.oneshot import supernet_for_space
 from gcnas.search.callbacks import Callbacks, SearchCallback
 from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, ONESHOT_SCORE_ATTR, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
 from gcnas.search.config import SearchConfig, SearchJob, StudyConfig, read_job
-from gcnas.search.oneshot import check_study_score, oneshot_scorer, study_supernet
+from gcnas.search.oneshot import check_study_score, oneshot_scorer, study_reference, study_supernet
 from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
 from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
@@ -303,7 +303,9 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     scorer = None
     if oneshot:
         net = study_supernet(supernet, space, data, cfg["trainer"], search_cfg, seed, study_dir, device)
-        scorer = oneshot_scorer(net, data, search_cfg, int(cfg["trainer"]["batch_size"]), device)
+        batch = int(cfg["trainer"]["batch_size"])
+        reference = study_reference(net, space, data, search_cfg, study_dir, batch, device)
+        scorer = oneshot_scorer(net, data, search_cfg, batch, device, reference)
         keep = 0  # supernet weights are not an architecture's own: gcnas-export retrains
     runner = TrialRunner(space, data, dict(cfg["trainer"]), metrics, job.constraints.limits(),
                          worker, seed, study_dir, device, weights=weights,

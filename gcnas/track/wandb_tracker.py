@@ -194,10 +194,11 @@ class WandbTracker(SearchCallback):
             if attrs.get(k) is not None:
                 summary[k] = attrs[k]
         if trial.values:
-            from gcnas.search.summary import gradient_values
+            from gcnas.search.summary import oneshot_values
 
             metrics = self.config.get("objective", {}).get("metrics") or ["accuracy"]
-            value = "oneshot_gradient" if gradient_values(attrs) else "val_acc"  # a gradient is not an accuracy
+            kind = oneshot_values(attrs)
+            value = "val_acc" if kind is None else f"oneshot_{kind}"  # a one-shot score is not an accuracy
             for m, v in zip(metrics, trial.values):
                 summary[value if m == "accuracy" else f"objective_{m}"] = v
         if attrs.get("history"):
