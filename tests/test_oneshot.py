@@ -483,8 +483,8 @@ def test_smooth_percentile_ranks_beyond_the_references_range_and_agrees_with_the
 
 
 def test_a_score_reference_places_an_architecture_by_its_gradient_and_loss_and_the_draws_are_fixed():
-    from gcnas.oneshot import (ScoreReference, gradient_and_loss_score, gradient_score, reference_architectures,
-                               score_with_loss, supernet_for_space)
+    from gcnas.oneshot import (ScoreReference, gradient_and_loss, gradient_and_loss_score, gradient_score,
+                               reference_architectures, score_with_loss, supernet_for_space)
 
     space = _space()
     draws = reference_architectures(space, 6)
@@ -503,7 +503,9 @@ def test_a_score_reference_places_an_architecture_by_its_gradient_and_loss_and_t
     assert ref.calib_images == 64 and len(ref.gradients) == len(ref.losses) == 6
     assert ScoreReference.from_dict(ref.to_dict()) == ref
     arch = draws[2]
-    want = ref.place(gradient_score(net, arch, x, y, 32), score_with_loss(net, arch, x, data.val, 32)[1])
+    alone = gradient_score(net, arch, x, y, 32), score_with_loss(net, arch, x, data.val, 32)[1]
+    assert gradient_and_loss(net, arch, x, y, data.val, 32) == pytest.approx(alone, rel=1e-6)  # one recalibration
+    want = ref.place(*alone)
     assert gradient_and_loss_score(net, arch, x, y, data.val, ref, batch_size=32) == pytest.approx(want)
     assert 0 < want < 2
     own = [ref.place(g, loss) for g, loss in zip(ref.gradients, ref.losses)]

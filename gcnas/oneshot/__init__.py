@@ -6,11 +6,11 @@ readings placed among a reference sample's).
 """
 from gcnas.oneshot.supernet import SHARES, ChoiceBlock, Supernet, check_supernet_designs
 from gcnas.oneshot.train import (SAMPLINGS, SCORES, PathSampler, ScoreReference, block_parameters,
-                                 gradient_and_loss_score, gradient_score, loss_gradients, recalibrate_batchnorm,
-                                 reference_architectures, score, score_with_loss, smooth_percentile,
-                                 supernet_for_space, train_supernet)
+                                 gradient_and_loss, gradient_and_loss_score, gradient_score, loss_gradients,
+                                 recalibrate_batchnorm, reference_architectures, score, score_with_loss,
+                                 smooth_percentile, supernet_for_space, train_supernet)
 
 __all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs", "SAMPLINGS", "SCORES", "PathSampler",
            "supernet_for_space", "train_supernet", "score", "score_with_loss", "gradient_score",
            "block_parameters", "loss_gradients", "recalibrate_batchnorm", "ScoreReference", "reference_architectures",
-           "smooth_percentile", "gradient_and_loss_score"]
+           "smooth_percentile", "gradient_and_loss", "gradient_and_loss_score"]

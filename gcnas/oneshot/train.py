@@ -37,7 +37,7 @@ from gcnas.train import TrainResult, evaluate, fit
 
 __all__ = ["SAMPLINGS", "SCORES", "PathSampler", "supernet_for_space", "train_supernet", "score", "score_with_loss",
            "gradient_score", "block_parameters", "loss_gradients", "recalibrate_batchnorm", "ScoreReference",
-           "reference_architectures", "smooth_percentile", "gradient_and_loss_score"]
+           "reference_architectures", "smooth_percentile", "gradient_and_loss", "gradient_and_loss_score"]
 
 
 class _RandomTrial:
@@ -279,7 +279,21 @@ def gradient_score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, cal
     summed over the sites that use it; the plain backbone (no block) scores 0. Leaves no gradient behind."""
     net.set_architecture(arch)
     grads = loss_gradients(net, arch, block_parameters(net), calib_x, calib_y, batch_size, device)
+    return _squared_norm(grads)
+
+
+def _squared_norm(grads: Sequence[Optional[torch.Tensor]]) -> float:
     return float(sum((g.double() ** 2).sum() for g in grads if g is not None))
+
+
+def gradient_and_loss(net: Supernet, arch: Architecture, calib_x: torch.Tensor, calib_y: torch.Tensor, val: Split,
+                      batch_size: int = 128, device: torch.device | str = "cpu") -> tuple[float, float]:
+    """(:func:`gradient_score`, the validation loss of :func:`score_with_loss`) of ``arch``, with one BatchNorm
+    recalibration for both (the same statistics either function re-estimates alone)."""
+    net.set_architecture(arch)
+    gradient = _squared_norm(loss_gradients(net, arch, block_parameters(net), calib_x, calib_y, batch_size, device))
+    loss, _ = evaluate(net, val, batch_size=max(batch_size, 256), device=device)  # with the statistics just estimated
+    return gradient, loss
 
 
 def reference_architectures(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Architecture]:
@@ -329,9 +343,9 @@ def _log(gradient: float) -> float:
 
 @dataclass(frozen=True)
 class ScoreReference:
-    """The gradient (:func:`gradient_score`) and validation loss (:func:`score_with_loss`) of a fixed sample of the
-    space (:func:`reference_architectures`) on one trained supernet: the scale :func:`gradient_and_loss_score` places
-    an architecture on. Measured once per supernet (:meth:`measure`), stored beside it as :meth:`to_dict`."""
+    """The gradient and validation loss (:func:`gradient_and_loss`) of a fixed sample of the space
+    (:func:`reference_architectures`) on one trained supernet: the scale :func:`gradient_and_loss_score` places an
+    architecture on. Measured once per supernet (:meth:`measure`), stored beside it as :meth:`to_dict`."""
 
     gradients: tuple[float, ...]
     losses: tuple[float, ...]
@@ -340,8 +354,8 @@ class ScoreReference:
     @classmethod
     def measure(cls, net: Supernet, archs: Sequence[Architecture], calib_x: torch.Tensor, calib_y: torch.Tensor,
                 val: Split, batch_size: int = 128, device: torch.device | str = "cpu") -> "ScoreReference":
-        gradients = [gradient_score(net, a, calib_x, calib_y, batch_size, device) for a in archs]
-        losses = [score_with_loss(net, a, calib_x, val, batch_size, device)[1] for a in archs]
+        gradients, losses = zip(*(gradient_and_loss(net, a, calib_x, calib_y, val, batch_size, device)
+                                  for a in archs))
         return cls(tuple(gradients), tuple(losses), len(calib_x))
 
     def to_dict(self) -> dict[str, Any]:
@@ -361,13 +375,11 @@ class ScoreReference:
 def gradient_and_loss_score(net: Supernet, arch: Architecture, calib_x: torch.Tensor, calib_y: torch.Tensor, val: Split,
                             reference: ScoreReference, batch_size: int = 128,
                             device: torch.device | str = "cpu") -> float:
-    """:meth:`ScoreReference.place` of ``arch``'s :func:`gradient_score` and validation loss (:func:`score_with_loss`)
-    on ``net``, against ``reference`` (measured on ``net`` with the same ``calib_x``).
+    """:meth:`ScoreReference.place` of ``arch``'s :func:`gradient_and_loss` on ``net``, against ``reference``
+    (measured on ``net`` with the same ``calib_x``).
 
     Neither reading ranks alone as well as both together (docs/oneshot.md): the gradient says what the blocks could
     still learn, the loss what the path does now. Their standings among a fixed sample are added, so that each counts
     alike whatever its scale, and a trial needs no other trial: the same architecture scores the same in every
     worker."""
-    gradient = gradient_score(net, arch, calib_x, calib_y, batch_size, device)
-    _, loss = score_with_loss(net, arch, calib_x, val, batch_size, device)
-    return reference.place(gradient, loss)
+    return reference.place(*gradient_and_loss(net, arch, calib_x, calib_y, val, batch_size, device))
