@@ -396,7 +396,7 @@ def test_a_oneshot_search_trains_one_supernet_and_scores_every_trial_on_it(tmp_p
     from gcnas.cli.search import search
 
     run = ["wandb.mode=disabled", "search.method=oneshot", "search.supernet_epochs=4", "search.calib_images=64",
-           "study.name=one", "study.noise_seeds=3", "trainer.epochs=1"]
+           "study.name=one", "study.noise_seeds=3", "trainer.epochs=1", "search.supernet_score=accuracy"]
     with caplog.at_level(logging.INFO, logger="gcnas.search"):
         result = search(compose_search(tmp_path, *run, "study.n_trials=4"))
     assert result.n_finished == 4
@@ -454,7 +454,8 @@ def test_a_gradient_scored_oneshot_study_labels_its_values_and_keeps_one_score(t
 
     with pytest.raises(ConfigError, match="search.supernet_score: study 'grad' holds gradient scores and this run "
                        "asks search.supernet_score='accuracy'"):
-        search(compose_search(tmp_path, *run[:-1], "study.n_trials=6", "wandb.mode=disabled"))
+        search(compose_search(tmp_path, *run[:-1], "search.supernet_score=accuracy", "study.n_trials=6",
+                              "wandb.mode=disabled"))
     with pytest.raises(ConfigError, match="holds gradient scores and this run asks search.method=standalone"):
         search(compose_search(tmp_path, *[r for r in run if "supernet_score" not in r and "method" not in r],
                               "study.n_trials=6", "wandb.mode=disabled"))
@@ -527,7 +528,7 @@ def test_a_gradient_and_loss_study_measures_one_reference_and_refuses_other_cali
     from wandb_offline import offline_runs
 
     run = ["search.method=oneshot", "search.supernet_epochs=1", "search.calib_images=64", "study.name=gl",
-           "trainer.epochs=1", "search.supernet_score=gradient_and_loss"]
+           "trainer.epochs=1"]  # search.supernet_score=gradient_and_loss: the default
     (tmp_path / "gl").mkdir()
     stale = tmp_path / "gl" / "supernet-reference.json"  # of a supernet this study's training replaces
     stale.write_text(json.dumps({"gradients": [1.0], "losses": [1.0], "calib_images": 64}))

@@ -63,8 +63,9 @@ class SearchConfig:
     supernet_epochs: int = key(8, ge=1)             # oneshot: epochs of supernet training, once per study
     supernet_sampling: str = key("uniform", words=SAMPLINGS)  # oneshot: uniform | fair (each design equally often)
     supernet_share: str = key("site", words=SHARES)  # oneshot: site (own weights per site) | stage (one set per stage)
-    # oneshot: accuracy | gradient (the blocks' loss gradient) | gradient_and_loss (both ranked against a reference)
-    supernet_score: str = key("accuracy", words=SCORES)
+    # oneshot: gradient_and_loss (the blocks' loss gradient and the validation loss, each placed among a reference
+    # sample's) | gradient (the first alone) | accuracy (validation accuracy; does not rank on data=context)
+    supernet_score: str = key("gradient_and_loss", words=SCORES)
     calib_images: int = key(512, ge=1)              # oneshot: images that re-estimate BatchNorm per architecture
 
 
