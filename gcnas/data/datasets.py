@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from gcnas.data.context import make_context_task
+from gcnas.data.identity import array_fingerprint, data_identity
 from gcnas.data.splits import DataSplits, TensorSplit
 from gcnas.data.stream import (IN_MEMORY_LIMIT_BYTES, ArraySource, DataUnavailableError, ImageSource, SourceImages,
-                               StreamOptions, StreamSplit, decode_all, make_transforms, measure_mean_std,
-                               timm_sources)
+                               StreamOptions, StreamSplit, decode_all, eval_config, make_transforms,
+                               measure_mean_std, timm_sources)
 from gcnas.errors import ConfigError
 from gcnas.registry import Registry
 from gcnas.schema import key, read_known
@@ -202,6 +203,7 @@ def load_data(cfg: Mapping[str, Any], *, backbone_data: Optional[Mapping[str, An
             raise ConfigError(f"data.classes: keeping a subset of classes works for the array data sets "
                               f"(fashion_mnist, cifar10, synthetic), not data={name}; give a folder of those classes")
         return _load_files(name, cfg, opts, raw, backbone_data or {})
+    fingerprint = array_fingerprint(raw["train_x"], raw["train_y"])  # the data set itself, before class subsets
     raw = _keep_classes(raw, cfg.get("classes"))
     train_x, train_y = raw["train_x"], np.asarray(raw["train_y"], dtype=np.int64)
     train_idx, val_idx = _split_indices(len(train_x), cfg, name)
@@ -215,25 +217,30 @@ def load_data(cfg: Mapping[str, Any], *, backbone_data: Optional[Mapping[str, An
     input_size = tuple(int(v) for v in train_x.shape[1:])
     classes = tuple(raw.get("classes") or ())
     images = len(train_idx) + len(val_idx) + (0 if test_x is None else len(test_x))
+    mean_t, std_t = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    c, size = input_size[0], input_size[-1]
+    # the arrays are the images at their own size: evaluation neither resizes nor crops (native)
+    preprocessing = eval_config(size, c, mean_t, std_t, backbone_data, native=True)
+    described = dict(num_classes=num_classes, input_size=input_size, classes=classes, mean=mean_t, std=std_t,
+                     identity=data_identity(cfg, fingerprint=fingerprint, classes=classes, num_classes=num_classes,
+                                            input_size=input_size, train=len(train_idx), val=len(val_idx),
+                                            test=None if test_x is None else len(test_x)),
+                     preprocessing=preprocessing)
     if _fits_in_memory(opts, images, input_size):
         test = None if test_x is None else TensorSplit(_to_float(test_x, mean, std), torch.from_numpy(test_y))
         return DataSplits(
             name=name,
             train=TensorSplit(_to_float(train_x[train_idx], mean, std), torch.from_numpy(train_y[train_idx])),
             val=TensorSplit(_to_float(train_x[val_idx], mean, std), torch.from_numpy(train_y[val_idx])),
-            test=test, num_classes=num_classes, input_size=input_size, classes=classes,
-            mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
+            test=test, **described)
     # streamed (augmented): the arrays as PIL images through timm's transforms, at their own size
-    mean_t, std_t = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-    c, size = input_size[0], input_size[-1]
     train_tf, eval_tf = make_transforms(size, c, mean_t, std_t, opts.aug, backbone_data, native=True)
     source = ArraySource(train_x, train_y, f"{name} train")
     split = _streamer("L" if c == 1 else "RGB", opts, set())
     test = None if test_x is None else split(ArraySource(test_x, test_y, f"{name} test"), np.arange(len(test_x)),
                                              eval_tf)
-    return DataSplits(
-        name=name, train=split(source, train_idx, train_tf), val=split(source, val_idx, eval_tf),
-        test=test, num_classes=num_classes, input_size=input_size, classes=classes, mean=mean_t, std=std_t)
+    return DataSplits(name=name, train=split(source, train_idx, train_tf), val=split(source, val_idx, eval_tf),
+                      test=test, **described)
 
 
 def _keep_classes(raw: Mapping[str, Any], keep) -> Mapping[str, Any]:
@@ -298,5 +305,9 @@ def _load_files(name: str, cfg: Mapping[str, Any], opts: StreamOptions, raw: Map
         train, val = decode_all(train), decode_all(val)
         test = None if test is None else decode_all(test)
     num_classes = len(classes) or 1 + int(max(source.load(i)[1] for i in range(min(len(source), 64))))
+    identity = data_identity(cfg, fingerprint=source.fingerprint(), classes=classes, num_classes=num_classes,
+                             input_size=input_size, train=len(train_idx), val=len(val_idx),
+                             test=None if held is None else len(held))
     return DataSplits(name=name, train=train, val=val, test=test, num_classes=num_classes, input_size=input_size,
-                      classes=classes, mean=mean, std=std)
+                      classes=classes, mean=mean, std=std, identity=identity,
+                      preprocessing=eval_config(size, channels, mean, std, backbone_data))

@@ -7,7 +7,7 @@ trainer owns the order (shuffling, sharding across processes), so in-memory and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Optional, Protocol
 
 import torch
@@ -67,6 +67,12 @@ class DataSplits:
 
     ``mean`` / ``std`` are per channel, of pixel values scaled to [0, 1]: a model's inputs are ``(x - mean) / std``
     (the exported model card states them). ``input_size`` is (C, H, W) of one input image.
+
+    ``identity`` says what the splits were made from (:func:`gcnas.data.identity.data_identity`: data set, resolved
+    root, classes, size, subsets, split seed, augmentation and a fingerprint of the images); whatever stores results
+    records it and refuses to reuse them on other data. ``preprocessing`` is the evaluation transform in the form of
+    timm's ``pretrained_cfg`` (input size, interpolation, crop, mean, std, classes), so that
+    ``timm.data.resolve_data_config`` + ``create_transform`` feed an exported model as it was validated.
     """
 
     name: str
@@ -78,6 +84,8 @@ class DataSplits:
     classes: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    identity: dict = field(default_factory=dict)
+    preprocessing: dict = field(default_factory=dict)
 
     @property
     def in_chans(self) -> int:
@@ -92,8 +100,7 @@ class DataSplits:
         def move(s: Optional[Split]) -> Optional[Split]:
             return s.to(device) if isinstance(s, TensorSplit) else s
 
-        return DataSplits(self.name, move(self.train), move(self.val), move(self.test), self.num_classes,
-                          self.input_size, self.classes, self.mean, self.std)
+        return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
 
     def describe(self) -> str:
         parts = [f"{len(self.train)} train", f"{len(self.val)} val"] + ([f"{len(self.test)} test"] if self.test else [])

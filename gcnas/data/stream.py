@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from gcnas.data.identity import spread_indices, array_fingerprint, files_fingerprint, sampled_sizes
 from gcnas.errors import ConfigError
 from gcnas.schema import key, read_known
 
 __all__ = ["DataUnavailableError", "BadImageError", "SourceImages", "StreamOptions", "StreamSplit", "ImageSource", "ArraySource", "timm_sources",
-           "make_transforms", "measure_mean_std", "decode_all", "IN_MEMORY_LIMIT_BYTES", "TORCH_DATASETS"]
+           "make_transforms", "eval_config", "measure_mean_std", "decode_all", "IN_MEMORY_LIMIT_BYTES", "TORCH_DATASETS"]
 
 log = logging.getLogger("gcnas.data")
 
@@ -99,6 +100,10 @@ class ImageSource:
     def name(self, index: int) -> str:
         return f"image {index}"
 
+    def fingerprint(self) -> str:
+        """A cheap hash of the images and labels (:mod:`gcnas.data.identity`); this base knows only their count."""
+        return files_fingerprint([], None, [("images", len(self))])
+
 
 class ArraySource(ImageSource):
     """uint8 arrays (N, C, H, W) as PIL images: the array datasets, streamed when they are augmented."""
@@ -117,6 +122,9 @@ class ArraySource(ImageSource):
 
     def name(self, index: int) -> str:
         return f"{self.what}[{index}]"
+
+    def fingerprint(self) -> str:
+        return array_fingerprint(self.x, self.y)
 
 
 class _TimmFolderSource(ImageSource):
@@ -143,6 +151,22 @@ class _TimmFolderSource(ImageSource):
     def name(self, index: int) -> str:
         return str(self.reader.filename(index, absolute=True))
 
+    def fingerprint(self) -> str:
+        """Every file's name relative to the root and its label, and a sample of the files' sizes (a folder's from
+        the file system, a tar's from its index)."""
+        names = [str(n) for n in self.reader.filenames(absolute=False)]
+        samples = getattr(self.reader, "samples", None)  # (file or tar member, ...) in timm's file readers
+        labels = getattr(self.reader, "targets", None)  # timm's tar-in-tar and HF readers keep them apart
+        if labels is None and samples is not None:
+            labels = [s[1] for s in samples]
+        labels = None if labels is None else [-1 if t is None else int(t) for t in labels]
+        if samples is not None and len(samples) and hasattr(samples[0][0], "size"):  # tar members know their size
+            sizes = [(names[i], int(samples[i][0].size)) for i in spread_indices(len(samples))]
+        else:
+            paths = [str(n) for n in self.reader.filenames(absolute=True)] if samples is not None else []
+            sizes = [(names[i], size) for i, size in sampled_sizes(paths)]
+        return files_fingerprint(names, labels, sizes)
+
 
 class _TorchSource(ImageSource):
     """A torchvision dataset as timm's ``torch/<name>`` creates it (its own transform unset: ours is applied)."""
@@ -157,6 +181,12 @@ class _TorchSource(ImageSource):
     def load(self, index: int):
         img, target = self.ds[index]
         return img, int(target)
+
+    def fingerprint(self) -> str:
+        data, targets = getattr(self.ds, "data", None), getattr(self.ds, "targets", None)
+        if data is None or targets is None:
+            return super().fingerprint()
+        return array_fingerprint(np.asarray(data), np.asarray(targets))
 
     def name(self, index: int) -> str:
         return f"{self.what}[{index}]"
@@ -349,16 +379,32 @@ def make_transforms(size: int, channels: int, mean: Sequence[float], std: Sequen
     (no crop margin at evaluation)."""
     from timm.data import create_transform
 
-    bd = dict(backbone_data or {})
-    common = dict(input_size=(channels, size, size), interpolation=bd.get("interpolation", "bilinear"),
-                  mean=tuple(mean), std=tuple(std))
-    crop_pct = 1.0 if native else bd.get("crop_pct")
-    evaluate = create_transform(is_training=False, crop_pct=crop_pct, crop_mode=bd.get("crop_mode"), **common)
+    cfg = eval_config(size, channels, mean, std, backbone_data, native)
+    evaluate = create_transform(is_training=False, **cfg)
     if aug == "none":
         return evaluate, evaluate
     train = create_transform(is_training=True, color_jitter=0.0, auto_augment=None if aug == "basic" else aug,
-                             **common)
+                             input_size=cfg["input_size"], interpolation=cfg["interpolation"], mean=cfg["mean"],
+                             std=cfg["std"])
     return train, evaluate
+
+
+def eval_config(size: int, channels: int, mean: Sequence[float], std: Sequence[float],
+                backbone_data: Optional[Mapping[str, Any]] = None, native: bool = False) -> dict[str, Any]:
+    """The evaluation transform's settings, as timm's data config names them (``input_size``, ``interpolation``,
+    ``crop_pct``, ``crop_mode``, ``mean``, ``std``): ``create_transform(is_training=False, **eval_config(...))`` is
+    the transform gcnas validates with, and a model whose ``pretrained_cfg`` holds them is fed the same way by
+    ``timm.data.resolve_data_config`` (see :attr:`gcnas.data.DataSplits.preprocessing`). ``native``: the images
+    already have ``size`` (no crop margin)."""
+    from timm.data import DEFAULT_CROP_PCT
+
+    bd = dict(backbone_data or {})
+    crop_pct = 1.0 if native else bd.get("crop_pct")
+    return {"input_size": (int(channels), int(size), int(size)),
+            "interpolation": bd.get("interpolation") or "bilinear",
+            "crop_pct": float(DEFAULT_CROP_PCT if crop_pct is None else crop_pct),
+            "crop_mode": bd.get("crop_mode") or "center",
+            "mean": tuple(float(v) for v in mean), "std": tuple(float(v) for v in std)}
 
 
 def measure_mean_std(source: ImageSource, indices: np.ndarray, size: int, mode: str, workers: int,
