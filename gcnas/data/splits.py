@@ -102,6 +102,12 @@ class DataSplits:
 
         return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
 
+    def pretrained_cfg(self) -> dict:
+        """What a model trained on these splits expects, as timm's ``pretrained_cfg`` holds it for hub models:
+        :attr:`preprocessing` plus ``num_classes`` and ``label_names`` (JSON-ready: lists, not tuples)."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in self.preprocessing.items()}
+        return {**out, "num_classes": int(self.num_classes), "label_names": list(self.classes)}
+
     def describe(self) -> str:
         parts = [f"{len(self.train)} train", f"{len(self.val)} val"] + ([f"{len(self.test)} test"] if self.test else [])
         how = "streamed from disk" if self.streamed else "in memory"

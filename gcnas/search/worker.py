@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.backbones import BackboneWeights, backbone_data_config, list_sites
 from gcnas.backbones.weights import check_weights
-from gcnas.data import load_data
+from gcnas.data import DataSplits, load_data
 from gcnas.errors import ConfigError
 from gcnas.oneshot import supernet_for_space
 from gcnas.search.callbacks import Callbacks, SearchCallback
@@ -42,10 +42,12 @@ from gcnas.train import TrainerConfig
 from gcnas.train.pretrain import ensure_pretrained
 from gcnas.arch import Architecture
 
-__all__ = ["run_search", "SearchResult", "validate_config", "public_config", "keep_top_weights"]
+__all__ = ["run_search", "SearchResult", "validate_config", "public_config", "keep_top_weights", "PRETRAINED_CFG_ATTR"]
 
 log = logging.getLogger("gcnas.search")
 _RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+# study user attribute: the data's preprocessing as timm's pretrained_cfg (gcnas.data.DataSplits.pretrained_cfg)
+PRETRAINED_CFG_ATTR = "pretrained_cfg"
 
 
 @dataclass
@@ -121,7 +123,7 @@ class _Progress:
 
 
 def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], study_cfg: StudyConfig,
-                input_size, search_cfg: Optional[SearchConfig] = None) -> None:
+                data: DataSplits, search_cfg: Optional[SearchConfig] = None) -> None:
     """Worker 0, once per study: record the space and enqueue the plain backbone and the paper's default GC, each
     with ``study.noise_seeds`` training seeds (in pairs, so the first two trials are still plain and paper GC); or,
     for a study of given architectures (the confirmation's), the user attributes of each in ``cfg["_fixed_trials"]``."""
@@ -132,7 +134,8 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     study.set_user_attr("data", cfg["data"]["name"])
     study.set_user_attr("metrics", list(cfg["objective"]["metrics"]))
     study.set_user_attr("config", public_config(cfg))
-    study.set_user_attr("input_size", list(input_size))
+    study.set_user_attr("input_size", list(data.input_size))
+    study.set_user_attr(PRETRAINED_CFG_ATTR, data.pretrained_cfg())  # what an export tells timm (gcnas-export)
     if search_cfg is not None and search_cfg.method == "oneshot":  # what its values are (check_study_score)
         study.set_user_attr(ONESHOT_SCORE_ATTR, search_cfg.supernet_score)
     if cfg.get("_fixed_trials") is not None:  # a study of given architectures only (gcnas.search.confirm)
@@ -274,7 +277,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     study = make_study(study_cfg.name, storage, cfg["objective"]["directions"], sampler, pruner)
     worker, seed = job.job.worker, job.job.seed
     if worker == 0:
-        _initialise(study, space, cfg, study_cfg, data.input_size, search_cfg)
+        _initialise(study, space, cfg, study_cfg, data, search_cfg)
     else:
         # worker 0 enqueues the study's fixed trials (the references, or a confirmation's architectures); a trial
         # asked before that would be a sampled one, and under a tight budget the references could be left waiting
