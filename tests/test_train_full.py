@@ -60,9 +60,14 @@ def test_checkpoints_resume_and_load_without_pickle(tmp_path):
     assert state["epoch"] == 2 and len(state["history"]) == 2
     again = train(_cfg(tmp_path, "wandb.mode=disabled"))  # finished: nothing trained again, same result
     assert again.rows[0]["resumed_from"] == 2 and again.rows[0]["val_acc"] == first.rows[0]["val_acc"]
-    with pytest.raises(ValueError, match="trainer.epochs: the checkpoint in .* was trained with trainer.epochs=2, "
-                                         "not 3"):
-        train(_cfg(tmp_path, "wandb.mode=disabled", "trainer.epochs=3"))
+    # another trainer has its own default folder; told to share this one's, it is refused naming the key
+    longer = train(_cfg(tmp_path, "wandb.mode=disabled", "trainer.epochs=3", "trainer.lr=0.01"))
+    assert longer.out_dir != first.out_dir and longer.rows[0]["resumed_from"] == 0
+    with pytest.raises(ValueError, match=r"train.dir: the checkpoint in .* is of another run \(checkpoint -> this "
+                                         r"run: trainer.epochs: 2 -> 3; trainer.lr: 0.1 -> 0.01\); resume with the "
+                                         r"same settings"):
+        train(_cfg(tmp_path, "wandb.mode=disabled", "trainer.epochs=3", "trainer.lr=0.01",
+                   f"train.dir={first.out_dir}"))
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path):

@@ -69,6 +69,16 @@ class BackboneWeights:
     def to_dict(self) -> dict:
         return {"pretrained": self.pretrained, "pretrained_file": self.file}
 
+    def identity(self) -> str:
+        """What the weights are, for the records of what a result was made from: a file by its content (a moved or
+        renamed file is the same start), timm's weights by name, or random."""
+        if self.file is not None:
+            try:
+                return f"file sha256 {file_sha256(self.file)[:16]}"
+            except OSError:
+                return f"file {self.file} (unreadable)"
+        return "timm pretrained" if self.pretrained else "random"
+
 
 def file_sha256(path: Union[str, Path]) -> str:
     h = hashlib.sha256()

@@ -2,7 +2,9 @@
 
 ``gcnas-train arch=exports/<study>/trial-N/architecture.yaml trainer=full baseline=true seeds=[0,1,2]`` trains the
 architecture and the plain backbone under the same seeds, tracks every run in W&B (``job_type=train``), keeps resumable
-checkpoints under ``train.dir`` and prints a comparison table with mean +- std over the seeds.
+checkpoints under ``train.dir`` (default: ``<paths.root>/train/<arch key>-<hash of data, trainer, weights>``) and
+prints a comparison table with mean +- std over the seeds. A checkpoint of another run there is refused before
+anything trains (:mod:`gcnas.export.retrain`).
 
 ``torchrun --nproc_per_node=N --no-python gcnas-train ...`` trains each run with DistributedDataParallel over N
 processes (NCCL on CUDA, Gloo on CPU); rank 0 alone writes checkpoints, logs, W&B runs and the table.
@@ -39,9 +41,13 @@ def train(cfg: DictConfig) -> TrainReport:
         raise ConfigError(f"baseline: must be true or false; got {c.get('baseline')!r}")
     set_threads(c.get("threads", "auto"))
     tc = c.get("train") or {}
-    out = Path(tc.get("dir") or Path(c["paths"]["root"]) / "train" / arch_path.resolve().parent.name)
-    report = retrain(arch, c["data"], c["trainer"], out, seeds=seeds, baseline=bool(c.get("baseline")),
-                     device=c.get("device", "auto"), resume=bool(tc.get("resume", True)), wandb=c.get("wandb"),
+    if not isinstance(tc.get("resume", True), bool):
+        raise ConfigError(f"train.resume: must be true or false; got {tc.get('resume')!r}")
+    # no train.dir: a folder named after what decides the run (architecture, data, trainer, weights), so another
+    # architecture or other data never lands in this one's checkpoints
+    report = retrain(arch, c["data"], c["trainer"], tc.get("dir") or None, root=Path(c["paths"]["root"]) / "train",
+                     seeds=seeds, baseline=bool(c.get("baseline")), device=c.get("device", "auto"),
+                     resume=tc.get("resume", True), wandb=c.get("wandb"),
                      weights=BackboneWeights.from_config(c.get("backbone")))
     if is_main_process():
         print(f"\nTrained {arch_path} on {report.description}\n")

@@ -28,6 +28,8 @@ __all__ = ["data_identity", "array_fingerprint", "identity_differences", "SAMPLE
 SAMPLE = 1024  # images (arrays) or file sizes (folders) a fingerprint reads
 # data keys that decide how images are read, not which images or how they look: never part of the identity
 RUNTIME_KEYS = ("workers", "in_memory", "on_bad_image", "download", "root")
+# what the identity measures itself; a config key of the same name (none today) must not shadow it
+_MEASURED = ("name", "class_names", "num_classes", "input_size", "images", "fingerprint")
 
 
 def _update(h, *parts: Any) -> None:
@@ -82,13 +84,13 @@ def data_identity(cfg: Mapping[str, Any], *, fingerprint: str, classes: Sequence
     ``train`` / ``val`` / ``test`` are the split sizes (after subsets). The data set's own keys come from ``cfg`` as
     given, except :data:`RUNTIME_KEYS`; the root is resolved to an absolute path.
     """
-    own = {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS and k != "name" and v is not None}
+    own = {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS and k not in _MEASURED and v is not None}
     root = cfg.get("root")
     return {
         "name": cfg.get("name"),
         "root": os.path.abspath(os.path.expanduser(str(root))) if root else None,
-        "keys": own,
-        "classes": list(classes),
+        **own,  # the data set's own keys as the config names them: data.train_subset, data.classes (a subset), ...
+        "class_names": list(classes),
         "num_classes": int(num_classes),
         "input_size": [int(v) for v in input_size],
         "images": {"train": int(train), "val": int(val), "test": None if test is None else int(test)},
@@ -109,18 +111,18 @@ def _flat(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 def identity_differences(recorded: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Where two identities differ, one ``key: recorded -> now`` string each, in a stable order; ``[]`` when equal.
 
-    Nested mappings are compared key by key (``data.keys.train_subset``). Data whose fingerprints match is the same
-    data wherever it lies, so a differing ``root`` alone is not a difference.
+    Nested mappings are compared key by key (``data.images.train``). Data whose fingerprints match is the same
+    data wherever it lies, so a differing ``root`` beside an equal ``fingerprint`` (at any depth) is no difference.
     """
     a, b = _flat(recorded, prefix), _flat(now, prefix)
-    same_files = a.get(f"{prefix}fingerprint") is not None and a.get(f"{prefix}fingerprint") == b.get(
-        f"{prefix}fingerprint")
     out = []
     for k in sorted(set(a) | set(b)):
-        if same_files and k == f"{prefix}root":
-            continue
-        if _norm(a.get(k)) != _norm(b.get(k)):
-            out.append(f"{k}: {_show(a.get(k))} -> {_show(b.get(k))}")
+        if k.rpartition(".")[2] == "root":  # data found elsewhere: the same data if its fingerprint is the same
+            fp = k[: -len("root")] + "fingerprint"
+            if a.get(fp) is not None and a.get(fp) == b.get(fp):
+                continue
+        if k not in a or k not in b or _norm(a[k]) != _norm(b[k]):
+            out.append(f"{k}: {_show(a, k)} -> {_show(b, k)}")
     return out
 
 
@@ -132,6 +134,6 @@ def _norm(v: Any) -> Any:
     return v
 
 
-def _show(v: Any) -> str:
-    text = "(not recorded)" if v is None else repr(v)
+def _show(d: Mapping[str, Any], k: str) -> str:
+    text = "(unset)" if k not in d else "null" if d[k] is None else repr(d[k])
     return text if len(text) <= 80 else text[:77] + "..."

@@ -3,9 +3,17 @@
 What ``gcnas-train`` runs (the command only reads its config and prints): one :func:`~gcnas.train.fit` run per
 (model, seed) with resumable checkpoints under ``out_dir/<model>/seed<k>/``, each tracked as a W&B run
 (``job_type=train``), and a comparison table with mean ± std over the seeds and the paired difference to plain.
+
+Each checkpoint records what its run is made from (:func:`run_identity`: the architecture's key, the data's identity
+and the starting weights; :func:`~gcnas.train.fit` adds the trainer and the seed). Before the first run trains, every
+run's checkpoint is checked (:func:`~gcnas.train.check_checkpoint`), so a resume of another run is refused at once,
+not after hours of the first seed, and nothing stored is touched. Without ``out_dir`` the checkpoints go to a folder
+named after what decides the results (:func:`default_dir_name`), so two different runs never share one.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import statistics
 from dataclasses import dataclass, field
@@ -18,14 +26,14 @@ from gcnas.arch import Architecture, build_model
 from gcnas.backbones import BackboneWeights, backbone_data_config
 from gcnas.backbones.weights import check_weights
 from gcnas.backbones.cost import measure_cost
-from gcnas.data import load_data
+from gcnas.data import DataSplits, load_data
 from gcnas.errors import ConfigError
 from gcnas.track import WandbSession
-from gcnas.train import fit
+from gcnas.train import TrainerConfig, check_checkpoint, fit
 from gcnas.train.distributed import init_distributed, is_main_process
 from gcnas.train.runtime import select_device
 
-__all__ = ["TrainReport", "retrain", "load_architecture", "comparison_table"]
+__all__ = ["TrainReport", "retrain", "load_architecture", "comparison_table", "run_identity", "default_dir_name"]
 
 log = logging.getLogger("gcnas.train")
 
@@ -86,34 +94,65 @@ def comparison_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mapping[str, Any], out_dir: Union[str, Path],
-            *, seeds: Sequence[int] = (0,), baseline: bool = False, device: str = "auto", resume: bool = True,
+def run_identity(arch: Architecture, data: DataSplits, weights: BackboneWeights) -> dict[str, Any]:
+    """What one retraining run is made from besides its trainer and seed (which :func:`~gcnas.train.fit` records
+    itself): ``arch``'s key (as trained: ``in_chans`` / ``num_classes`` follow the data), the data's identity and the
+    starting weights (a file by its content)."""
+    return {"arch": arch.key(), "data": dict(data.identity), "weights": weights.identity()}
+
+
+def default_dir_name(arch: Architecture, data: DataSplits, trainer_cfg: Mapping[str, Any],
+                     weights: BackboneWeights) -> str:
+    """``<arch key>-<hash>``: the checkpoint folder of a retraining when none is given. The first part is ``arch``'s
+    key (as the architecture file gives it); the hash covers the data (its identity without the root: a moved copy
+    is the same data), the trainer's values that differ from their defaults (a trainer key added later leaves old
+    names alone) and the starting weights. Seeds and the plain baseline are sub-folders of it."""
+    tc = TrainerConfig.from_mapping(trainer_cfg).to_dict()
+    rest = {"data": {k: v for k, v in data.identity.items() if k != "root"},
+            "trainer": {k: v for k, v in tc.items() if v != TrainerConfig.default(k)},
+            "weights": weights.identity()}
+    digest = hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{arch.key()[:8]}-{digest[:8]}"
+
+
+def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mapping[str, Any],
+            out_dir: Optional[Union[str, Path]] = None, *, root: Union[str, Path] = Path("outputs") / "train",
+            seeds: Sequence[int] = (0,), baseline: bool = False, device: str = "auto", resume: bool = True,
             wandb: Optional[Mapping[str, Any]] = None, weights: Optional[BackboneWeights] = None) -> TrainReport:
     """Train ``arch`` (and, with ``baseline``, the plain backbone) on ``data_cfg`` with ``trainer_cfg`` (the
     ``trainer`` config section) once per seed. The architecture's ``in_chans`` / ``num_classes`` follow the data.
-    ``wandb`` is the ``wandb`` config section (default: disabled); ``weights`` the backbone's starting weights (the
-    plain baseline starts from the same ones)."""
+    Checkpoints go to ``out_dir``, or when it is None to ``root/<default_dir_name(...)>``. ``wandb`` is the
+    ``wandb`` config section (default: disabled); ``weights`` the backbone's starting weights (the plain baseline
+    starts from the same ones). With ``resume``, a checkpoint of another run in any run's folder is refused before
+    anything trains."""
     weights = weights or BackboneWeights()
     device = init_distributed(select_device(device))  # under torchrun: this rank's device, in the process group
     main = is_main_process()  # rank 0 alone tracks, writes files and logs
-    session = WandbSession(wandb if main and wandb else {"mode": "disabled"}, f"train-{arch.key()}")
     data = load_data(data_cfg, backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
     data = data.to(device)  # in-memory splits live where training runs: a CUDA step copies nothing from the host
     kwargs = {**dict(arch.backbone_kwargs), "in_chans": data.in_chans, "num_classes": data.num_classes}
     if kwargs != dict(arch.backbone_kwargs):
         log.info("architecture built for %s; training it on %s with in_chans=%d, num_classes=%d",
                  dict(arch.backbone_kwargs), data.name, data.in_chans, data.num_classes)
-    arch = Architecture(arch.backbone, kwargs, arch.placements)
+    trained = Architecture(arch.backbone, kwargs, arch.placements)
     check_weights(arch.backbone, weights, **kwargs)  # a wrong checkpoint fails before any training
-    models = [("gcnas", arch)] + ([("plain", Architecture(arch.backbone, kwargs, ()))] if baseline else [])
-    out = Path(out_dir)
+    models = [("gcnas", trained)] + ([("plain", Architecture(arch.backbone, kwargs, ()))] if baseline else [])
     trainer = dict(trainer_cfg)
+    out = Path(out_dir) if out_dir is not None else Path(root) / default_dir_name(arch, data, trainer, weights)
+    identities = {name: run_identity(a, data, weights) for name, a in models}
+    if resume:  # every run's checkpoint, before the first run trains (read only: a refusal leaves them as they are)
+        for seed in seeds:
+            for name, _ in models:
+                check_checkpoint(out / name / f"seed{seed}", trainer, seed=seed, identity=identities[name])
+    if main:
+        log.info("checkpoints in %s", out)
+    session = WandbSession(wandb if main and wandb else {"mode": "disabled"}, f"train-{arch.key()}")
     report = TrainReport(out_dir=out)
     try:
         for seed in seeds:
             for name, a in models:
                 report.rows.append(_one_run(session, name, a, seed, data, data_cfg, trainer, out, device, resume, main,
-                                            weights))
+                                            weights, identities[name]))
     finally:
         session.close()
     report.table = comparison_table(report.rows)
@@ -125,7 +164,7 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
 
 def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, data, data_cfg, trainer: dict,
              out: Path, device: str, resume: bool, main: bool = True,
-             weights: Optional[BackboneWeights] = None) -> dict:
+             weights: Optional[BackboneWeights] = None, identity: Optional[Mapping[str, Any]] = None) -> dict:
     torch.manual_seed(seed)
     weights = weights or BackboneWeights()
     model = build_model(arch, pretrained=weights.pretrained, pretrained_file=weights.file)
@@ -146,7 +185,8 @@ def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, da
             log.info("%s seed %d epoch %d/%d: train loss %.4f, val acc %.4f (%.1fs)", name, seed, er.epoch,
                      trainer["epochs"], er.train_loss, er.val_acc, er.seconds)
 
-    result = fit(model, data, trainer, seed=seed, device=device, ckpt_dir=run_dir, resume=resume, on_epoch=on_epoch)
+    result = fit(model, data, trainer, seed=seed, device=device, ckpt_dir=run_dir, resume=resume, on_epoch=on_epoch,
+                 identity=identity)
     row = {"model": name, "seed": seed, "val_acc": result.final_val_acc, "test_acc": result.test_acc,
            "params": cost.params, "flops": cost.flops, "seconds": result.seconds, "dir": str(run_dir),
            "resumed_from": result.resumed_from}

@@ -10,6 +10,11 @@ A checkpoint is two files written each epoch under a temporary name and renamed 
 ``weights.safetensors`` (the model) and ``state.pt`` (optimizer, scheduler, scaler, EMA, RNG states, history; plain
 tensors and numbers only, read back with ``torch.load(weights_only=True)``). Training the same model into the same
 folder again resumes after the last finished epoch; a finished run is not trained again.
+
+A checkpoint records what its run was made from: the trainer config always, and the caller's ``identity`` (for
+``gcnas-train``: the architecture's key, the data's identity and the starting weights) with the seed. A resume is
+refused before anything is loaded or trained when any of it differs (:func:`check_checkpoint`, which a caller with
+several runs can also call first, for all of them): one line naming each ``key: recorded -> now``.
 """
 from __future__ import annotations
 
@@ -26,17 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gcnas.data.identity import identity_differences
 from gcnas.data.splits import DataSplits, Split
 from gcnas.errors import ConfigError
 from gcnas.train.config import TrainerConfig
 from gcnas.train.distributed import all_reduce_sum, rank_and_world
 
 __all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "FineTune", "check_layer_decay", "fit", "evaluate",
-           "amp_dtype"]
+           "amp_dtype", "check_checkpoint"]
 
 log = logging.getLogger("gcnas.train")
 CHECK_EVERY = 32  # on an accelerator, training losses are read back (and checked) once per this many steps
 EVAL_BATCH_BYTES = 64 << 20  # float32 input per validation batch, at most (see eval_batch_size)
+SHOWN_DIFFERENCES = 4  # differences a refused resume names; the rest are counted
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -229,14 +236,18 @@ def _epoch_order(n: int, gen: torch.Generator, epoch: int, seed: int) -> torch.T
 def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[str, Any]], *, seed: int = 0,
         device: Union[str, torch.device] = "cpu", ckpt_dir: Optional[Path] = None, resume: bool = True,
         on_epoch: Optional[Callable[[EpochResult], None]] = None, test: bool = True,
-        on_epoch_start: Optional[Callable[[int], None]] = None) -> TrainResult:
+        on_epoch_start: Optional[Callable[[int], None]] = None,
+        identity: Optional[Mapping[str, Any]] = None) -> TrainResult:
     """Train ``model`` on ``data`` with the recipe ``cfg``, validating after every epoch.
 
     ``on_epoch_start`` is called with each epoch's number (1-based) before its first batch, resumed runs included
     (the one-shot supernet reseeds its path draws there). ``on_epoch`` is called with each epoch's result and may
     raise to stop (pruning); a NaN or infinite loss raises
     :class:`NonFiniteLossError` naming the epoch and step. ``ckpt_dir`` makes the run resumable (see the module's
-    docstring). With ``test`` and a test split, the result carries the test accuracy of the final model.
+    docstring); ``identity`` (plain data: strings, numbers, lists, mappings) says what the run is made from besides
+    the trainer and the seed, is recorded in the checkpoint with both, and a resume is refused unless all of it is the
+    same (:func:`check_checkpoint`). With ``test`` and a test split, the result carries the test accuracy of the final
+    model.
     """
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
@@ -291,8 +302,12 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     result = TrainResult()
     num_updates = 0
     state_path = ckpt_dir / "state.pt" if ckpt_dir is not None else None
+    recorded = _run_identity(identity, seed)
     if resume and state_path is not None and state_path.is_file():
-        num_updates = _resume(ckpt_dir, state_path, tc, model, opt, sched, scaler, ema, gen, result, device)
+        num_updates, kept = _resume(ckpt_dir, state_path, tc, recorded, model, opt, sched, scaler, ema, gen, result,
+                                    device)
+        if recorded is None:  # a caller that names no identity continues the recorded run: its record stays
+            recorded = kept
     start = len(result.epochs) + 1
     if sched is not None and start > 1:
         sched.step(start - 1)
@@ -371,7 +386,8 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else {},
                 "scaler": scaler.state_dict(), "ema": ema.module.state_dict() if ema is not None else {},
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "history": [[e.epoch, e.train_loss, e.val_loss, e.val_acc, e.seconds] for e in result.epochs]})
+                "history": [[e.epoch, e.train_loss, e.val_loss, e.val_acc, e.seconds] for e in result.epochs],
+                **({"identity": json.dumps(recorded, sort_keys=True)} if recorded is not None else {})})
         if on_epoch is not None:
             on_epoch(er)
     if tuning is not None:
@@ -385,24 +401,88 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     return result
 
 
-def _resume(ckpt_dir: Path, state_path: Path, tc: TrainerConfig, model: nn.Module, opt, sched, scaler, ema,
-            gen: torch.Generator, result: TrainResult, device: torch.device) -> int:
-    """Load a checkpoint written by :func:`fit` into the run's objects; returns the optimizer updates done."""
+def _run_identity(identity: Optional[Mapping[str, Any]], seed: int) -> Optional[dict[str, Any]]:
+    """The identity a checkpoint records and a resume compares, in its JSON form (what state.pt holds, so that a
+    tuple and the list it is read back as compare equal); None where the caller names none."""
+    if identity is None:
+        return None
+    return json.loads(json.dumps({**identity, "seed": seed}, sort_keys=True, default=str))
+
+
+def _differences(state: Mapping[str, Any], tc: TrainerConfig, identity: Optional[Mapping[str, Any]]) -> list[str]:
+    """``key: recorded -> now`` for each way the run in ``state`` differs from this one. A section that is a mapping
+    (``data``) is compared by :func:`~gcnas.data.identity.identity_differences` under its own prefix, so its rules
+    hold there (data with the same fingerprint is the same data wherever its root is)."""
+    out = []
+    recorded = json.loads(state["identity"]) if state.get("identity") else None
+    if identity is not None and recorded is not None:
+        for k in sorted(set(recorded) | set(identity)):
+            a, b = recorded.get(k), identity.get(k)
+            if isinstance(a, Mapping) and isinstance(b, Mapping):
+                out += identity_differences(a, b, f"{k}.")
+            else:
+                out += identity_differences({k: a}, {k: b})
+    before, now = json.loads(state.get("trainer", "{}")), tc.to_dict()
+    # a key the checkpoint predates counts as its default (adding a trainer key must not orphan old checkpoints)
+    before = {k: before.get(k, TrainerConfig.default(k)) for k in sorted(set(before) | set(now))}
+    return out + [f"trainer.{k}: {_yaml(before[k])} -> {_yaml(now.get(k))}" for k in before if before[k] != now.get(k)]
+
+
+def _yaml(value: Any) -> str:
+    """A trainer value as the user writes it on the command line (null, not None)."""
+    return "null" if value is None else repr(value)
+
+
+def _check_state(ckpt_dir: Path, state: Mapping[str, Any], tc: TrainerConfig,
+                 identity: Optional[Mapping[str, Any]]) -> None:
+    diffs = _differences(state, tc, identity)
+    if diffs:
+        shown = "; ".join(diffs[:SHOWN_DIFFERENCES])
+        if len(diffs) > SHOWN_DIFFERENCES:
+            shown += f"; and {len(diffs) - SHOWN_DIFFERENCES} more"
+        raise ConfigError(f"train.dir: the checkpoint in {ckpt_dir} is of another run (checkpoint -> this run: "
+                          f"{shown}); resume with the same settings, or train into a new train.dir, or start over "
+                          f"there with train.resume=false")
+
+
+def check_checkpoint(ckpt_dir: Union[str, Path], cfg: Union[TrainerConfig, Mapping[str, Any]], *, seed: int = 0,
+                     identity: Optional[Mapping[str, Any]] = None) -> int:
+    """Refuse (:class:`~gcnas.errors.ConfigError`) to resume the checkpoint in ``ckpt_dir`` unless :func:`fit` with
+    these arguments would resume it as the same run; returns the epochs it holds (0 where there is none).
+
+    :func:`fit` checks this itself before it loads anything; a caller that trains several runs (seeds, models) calls
+    it for all of them first, so that a refusal does not come after hours of the first run.
+    """
+    tc = cfg if isinstance(cfg, TrainerConfig) else TrainerConfig.from_mapping(cfg)
+    state_path = Path(ckpt_dir) / "state.pt"
+    if not state_path.is_file():
+        return 0
+    # mapped, not read: the optimizer's tensors in it are not needed to check a run
+    state = torch.load(str(state_path), map_location="cpu", weights_only=True, mmap=True)
+    _check_state(Path(ckpt_dir), state, tc, _run_identity(identity, seed))
+    return len(state.get("history", []))
+
+
+def _resume(ckpt_dir: Path, state_path: Path, tc: TrainerConfig, identity: Optional[dict[str, Any]],
+            model: nn.Module, opt, sched, scaler, ema, gen: torch.Generator, result: TrainResult,
+            device: torch.device) -> tuple[int, Optional[dict[str, Any]]]:
+    """Check, then load a checkpoint written by :func:`fit` into the run's objects; returns the optimizer updates done
+    and the identity the checkpoint records (None: none)."""
     from safetensors.torch import load_model
 
     state = torch.load(str(state_path), map_location="cpu", weights_only=True)
-    before, now = json.loads(state.get("trainer", "{}")), tc.to_dict()
-    # a key the checkpoint predates counts as its default (adding a trainer key must not orphan old checkpoints)
-    changed = [k for k in sorted(set(before) | set(now)) if before.get(k, TrainerConfig.default(k)) != now.get(k)]
-    if changed:
-        k = changed[0]
-        raise ConfigError(f"trainer.{k}: the checkpoint in {ckpt_dir} was trained with trainer.{k}="
-                          f"{before.get(k)!r}, not {now.get(k)!r}; resume with the same trainer, or start over "
-                          f"with a new train.dir or train.resume=false")
+    _check_state(ckpt_dir, state, tc, identity)  # before any weight is loaded into the model
+    if identity is not None and not state.get("identity"):
+        # refusing would throw away the work of a run that may well be this one; what could be checked was, and the
+        # weights' names are checked next
+        log.warning("the checkpoint in %s predates recorded identities: its trainer matches, but its architecture, "
+                    "data, seed and starting weights cannot be checked; resuming it (train.resume=false starts over)",
+                    ckpt_dir)
     missing, unexpected = load_model(model, str(ckpt_dir / "weights.safetensors"), strict=False, device=str(device))
-    if missing or unexpected:
+    if missing or unexpected:  # a checkpoint without a recorded identity can still be of another model
         raise ConfigError(f"train.dir: the checkpoint in {ckpt_dir} belongs to another model (missing "
-                          f"{missing[:5]}, unexpected {unexpected[:5]}); use a new train.dir or train.resume=false")
+                          f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); use a new train.dir or "
+                          f"train.resume=false")
     opt.load_state_dict(state["optimizer"])
     if sched is not None:
         sched.load_state_dict(state["scheduler"])
@@ -415,4 +495,4 @@ def _resume(ckpt_dir: Path, state_path: Path, tc: TrainerConfig, model: nn.Modul
     result.resumed_from = len(result.epochs)
     if result.epochs:
         log.info("resuming %s after epoch %d of %d", ckpt_dir, len(result.epochs), tc.epochs)
-    return int(state.get("updates", 0))
+    return int(state.get("updates", 0)), json.loads(state["identity"]) if state.get("identity") else None
