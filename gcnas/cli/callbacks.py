@@ -7,6 +7,9 @@
 * :class:`RedactSecrets` masks a storage URL's password in the files Hydra saved for the job (``.hydra/*.yaml``,
   ``multirun.yaml``), for users who passed the URL on the command line instead of through ``GCNAS_STORAGE_URL``.
 * :class:`RedactFilter` masks it in every log record, console and file (Hydra's launchers log each job's overrides).
+
+The multirun callbacks also give the launching process what Hydra 1.3 gives only a job: the ``${hydra:...}``
+resolver (:func:`install_controller_config`), without which the default ``paths.root`` cannot be resolved there.
 """
 from __future__ import annotations
 
@@ -21,9 +24,53 @@ from omegaconf import DictConfig, OmegaConf
 
 from gcnas.errors import ConfigError
 
-__all__ = ["PrepareStorage", "RedactSecrets", "RedactFilter", "CheckOutputRoot", "redact_text"]
+__all__ = ["PrepareStorage", "RedactSecrets", "RedactFilter", "CheckOutputRoot", "redact_text",
+           "install_controller_config"]
 
 log = logging.getLogger("gcnas.search")
+
+
+def install_controller_config(config: DictConfig) -> bool:
+    """Make ``${hydra:...}`` resolvable in a multirun's launching process; True if this call did it.
+
+    Hydra 1.3 sets ``HydraConfig`` only when a job starts, yet its sweepers and launchers resolve ``hydra.sweep.dir``
+    in the launching process before any job, and ours is ``${paths.root}/multirun/...`` with ``paths.root`` at
+    ``${hydra:runtime.cwd}/outputs``: without this, every multirun left at the default root stops with ``HydraConfig
+    was not set`` (and the ``on_multirun_start`` checks here could not read the root). Hydra's own fix (PR 3439,
+    unreleased in 1.3.8) installs the composed config exactly so, before the callbacks and the sweeper, and restores
+    the previous one when the multirun ends; where Hydra does that already, this does nothing.
+    ``tests/test_scale_out.py`` fails when Hydra starts doing it, so this can then go."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return False
+    HydraConfig.instance().set_config(config)
+    return True
+
+
+def uninstall_controller_config() -> None:
+    """Undo :func:`install_controller_config` when the multirun ends: a process that goes on (a test, a notebook)
+    must not look as if it ran inside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
+
+
+class _Multirun(Callback):
+    """Installs the launching process's ``HydraConfig`` for its own ``on_multirun_start`` if no callback before it
+    did, and removes it again in ``on_multirun_end`` (called in reverse order, so after every other callback)."""
+
+    _installed = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._installed = install_controller_config(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self._installed:
+            uninstall_controller_config()
+            self._installed = False
+
+
 def redact_text(text: str) -> str:
     """Every ``scheme://user:password@`` in ``text`` with the password replaced by ``***``."""
     from gcnas.search.study import redact_url
@@ -67,8 +114,9 @@ class RedactSecrets(Callback):
             _redact_file(Path(sweep) / "multirun.yaml")
 
 
-class PrepareStorage(Callback):
+class PrepareStorage(_Multirun):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        super().on_multirun_start(config, **kwargs)
         from gcnas.search.study import make_storage, redact_url
 
         url = OmegaConf.select(config, "study.storage", default=None, throw_on_resolution_failure=False)
@@ -81,7 +129,7 @@ class PrepareStorage(Callback):
             log.warning("could not prepare %s before the workers start: %s", redact_url(url), redact_text(str(e)))
 
 
-class CheckOutputRoot(Callback):
+class CheckOutputRoot(_Multirun):
     def _check(self, config: DictConfig) -> None:
         import sys
 
@@ -100,4 +148,5 @@ class CheckOutputRoot(Callback):
         self._check(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        super().on_multirun_start(config, **kwargs)
         self._check(config)

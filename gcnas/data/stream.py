@@ -27,8 +27,9 @@ from gcnas.data.identity import spread_indices, array_fingerprint, files_fingerp
 from gcnas.errors import ConfigError
 from gcnas.schema import key, read_known
 
-__all__ = ["DataUnavailableError", "BadImageError", "SourceImages", "StreamOptions", "StreamSplit", "ImageSource", "ArraySource", "timm_sources",
-           "make_transforms", "eval_config", "measure_mean_std", "decode_all", "IN_MEMORY_LIMIT_BYTES", "TORCH_DATASETS"]
+__all__ = ["DataUnavailableError", "BadImageError", "SourceImages", "StreamOptions", "StreamSplit", "ImageSource",
+           "ArraySource", "timm_sources", "make_transforms", "eval_config", "measure_mean_std", "decode_all",
+           "worker_start_method", "IN_MEMORY_LIMIT_BYTES", "TORCH_DATASETS"]
 
 log = logging.getLogger("gcnas.data")
 
@@ -311,6 +312,28 @@ class SourceImages(Dataset):
             return None, -1, f"{self.source.name(index)}: {type(e).__name__}: {e}"
 
 
+def worker_start_method() -> Optional[str]:
+    """How DataLoader starts its worker processes: None (DataLoader's default, the process's start method) where that
+    is one of Python's own, else ``fork``.
+
+    A child process inherits its parent's start method (``BaseProcess._bootstrap`` forces it), so in a worker of
+    joblib's loky backend, which Hydra's joblib launcher always uses, the start method is ``loky``. loky's context
+    starts only loky's own process class, so DataLoader's plain ``multiprocessing.Process`` fails there (``'Process'
+    object has no attribute 'env'``; joblib issue 1104, open), and ``spawn`` and ``forkserver`` children fail too: the
+    start method they are handed to set up is ``loky``, which a fresh interpreter does not know. ``fork`` alone needs
+    nothing from the parent's start method, and it is also the cheap one: DataLoader starts its workers again for
+    every epoch and evaluation, and a forked worker starts in milliseconds, as in a single run on Linux, where a spawned
+    one imports torch and timm and unpickles the data set each time (seconds per epoch; docs/scale-out.md measures
+    both). A start method set with ``multiprocessing.set_start_method`` is kept."""
+    import multiprocessing
+
+    current = multiprocessing.get_start_method(allow_none=True)  # allow_none: reading it must not fix it
+    standard = multiprocessing.get_all_start_methods()
+    if current is None or current in standard:
+        return None
+    return "fork" if "fork" in standard else standard[0]
+
+
 def _collate(items):
     """The readable images batched by torch's ``default_collate`` (in a worker it stacks straight into shared memory,
     so the batch is not copied again to reach the training process), and the unreadable ones' messages."""
@@ -356,7 +379,8 @@ class StreamSplit:
         device = torch.device(device)
         sampler = order.tolist() if order is not None else range(len(self))
         loader = DataLoader(self.images, batch_size=batch_size, sampler=sampler, num_workers=self.workers,
-                            collate_fn=_collate, pin_memory=device.type == "cuda")
+                            collate_fn=_collate, pin_memory=device.type == "cuda",
+                            multiprocessing_context=worker_start_method() if self.workers else None)
         for x, y, bad in loader:
             for message in bad:
                 self._skip(message)
