@@ -73,10 +73,11 @@ def test_a_study_trains_its_references_with_several_seeds(tmp_path):
     assert run.summary["noise/baseline_mean"] == pytest.approx(noise.baseline_mean)
 
 
-def test_the_budget_cuts_the_references_too(tmp_path):
+def test_a_budget_smaller_than_the_references_trains_the_first_and_keeps_the_rest_queued(tmp_path):
     result = search(compose_search(tmp_path, "study.noise_seeds=3", "study.n_trials=3", "wandb.mode=disabled",
                                    "trainer.epochs=1"))
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path}/studies.db")
-    assert [(t.user_attrs["role"], t.user_attrs["replicate"]) for t in study.get_trials()] == [
-        ("baseline", 0), ("paper_gc", 0), ("baseline", 1)]
+    assert [(t.user_attrs["role"], t.user_attrs["replicate"], t.state.name) for t in study.get_trials()] == [
+        ("baseline", 0, "COMPLETE"), ("paper_gc", 0, "COMPLETE"), ("baseline", 1, "COMPLETE"),
+        ("paper_gc", 1, "WAITING"), ("baseline", 2, "WAITING"), ("paper_gc", 2, "WAITING")]
     assert len(noise_floor(study).baseline) == 2

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_module
 from optuna.trial import TrialState
 
 from gcnas.cli.search import search
+from gcnas.errors import ConfigError
 
 # One seed per reference (no noise-floor replicates): these tests count and order the trials; tests/test_noise.py
 # covers the replicates.
@@ -90,15 +91,20 @@ def test_one_machine_same_seed_same_trials(tmp_path):
 
 
 def test_hard_constraints_are_checked_before_training(tmp_path):
-    result = search(_cfg(tmp_path, "study.n_trials=3", "constraints.max_params=100000"))
-    trials = _study(tmp_path, result.study_name).get_trials()
+    # Every architecture, the plain backbone too, is over the limit: each draw is pruned as infeasible before any
+    # training, none counts against the budget, and the worker stops after study.max_infeasible of them in a row.
+    with pytest.raises(ConfigError, match=r"study.max_infeasible: 6 draws in a row were infeasible \(the last: "
+                                          r"params [\d,]+ > constraints.max_params=100,000\); widen"):
+        search(_cfg(tmp_path, "study.n_trials=3", "constraints.max_params=100000", "study.max_infeasible=6"))
+    trials = _study(tmp_path, "gc_full-gcnas_resnet_tiny-synthetic").get_trials()
+    assert len(trials) == 6
     for t in trials:
+        assert t.state == TrialState.PRUNED and t.values is None  # no accuracy it never had
         assert "params" in t.user_attrs and t.user_attrs["params"] > 100000
         assert t.user_attrs["infeasible"].startswith("params ")
         assert "> constraints.max_params=100,000" in t.user_attrs["infeasible"]
         assert "epochs" not in t.user_attrs  # never trained
         assert t.user_attrs["constraints"][0] > 0  # what Optuna's constrained samplers read
-    assert result.best_number is None
 
 
 def test_multi_objective_pareto_front(tmp_path):

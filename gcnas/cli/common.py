@@ -11,7 +11,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gcnas.errors import ConfigError
+import gcnas.conf  # noqa: F401  (registers the resolvers the configs use, also in a launcher's worker process)
+from gcnas.errors import ConfigError, Interrupted
 
 __all__ = ["resolve", "user_errors", "require_study", "check_writable"]
 
@@ -59,8 +60,9 @@ def require_study(config: dict) -> tuple[str, str]:
 
 def user_errors(prog: str) -> Callable:
     """Wrap a Hydra main: a :class:`~gcnas.errors.ConfigError` is a user error, printed to stderr as one paragraph
-    (and logged, so a multirun job's log file says why the job stopped), exit status 2; anything else is a bug and
-    keeps its traceback (Hydra prints it, exit status 1)."""
+    (and logged, so a multirun job's log file says why the job stopped), exit status 2; an interrupt (Ctrl-C, or
+    :class:`~gcnas.errors.Interrupted`) is one line saying what was kept, exit status 128 + the signal (130 for
+    SIGINT); anything else is a bug and keeps its traceback (Hydra prints it, exit status 1)."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -73,6 +75,11 @@ def user_errors(prog: str) -> Callable:
                 log.debug("user error", exc_info=True)
                 print(f"{prog}: {e}", file=sys.stderr)
                 sys.exit(2)
+            except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM where the command turns it into Interrupted
+                stop = e if isinstance(e, Interrupted) else Interrupted()
+                logging.getLogger("gcnas").warning("%s", stop)
+                print(f"{prog}: {stop}", file=sys.stderr)
+                sys.exit(stop.exit_status)
 
         return inner
 

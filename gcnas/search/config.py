@@ -47,6 +47,7 @@ class StudyConfig:
     grace_period: Optional[float] = key(120, gt=0)  # a trial silent this long is failed and queued again
     max_retries: int = key(2, ge=0)      # times one architecture is queued again after its worker died
     max_failures: int = key(5, ge=1)     # trials in a row that may fail before this worker stops
+    max_infeasible: int = key(200, ge=1)  # draws in a row that break the limits or constraints before it stops
 
     def __post_init__(self) -> None:
         hb, grace = self.heartbeat_interval, self.grace_period

@@ -27,7 +27,7 @@ from gcnas.errors import ConfigError
 from gcnas.schema import read
 from gcnas.search.callbacks import SearchCallback
 from gcnas.search.config import ConfirmConfig
-from gcnas.search.objective import FIXED_ARCH_ATTR, REPLICATE_ATTR, ROLE_ATTR
+from gcnas.search.objective import FIXED_ARCH_ATTR, REPLICATE_ATTR, ROLE_ATTR, SOURCE_ATTR
 from gcnas.search.study import open_study
 from gcnas.search.summary import baseline_trial, ranked_trials
 from gcnas.search.worker import SearchResult, run_search, validate_config
@@ -35,7 +35,6 @@ from gcnas.search.worker import SearchResult, run_search, validate_config
 __all__ = ["Confirmed", "confirm_study", "confirmation_study_name", "confirmation", "confirmation_table", "CONFIRMATION_ATTR", "SOURCE_ATTR"]
 
 CONFIRMATION_ATTR = "confirmation"  # source study's user attribute: {study, k, seeds, first_seed, trainer, data}
-SOURCE_ATTR = "confirms"  # a confirmation trial's user attribute: the source study's trial it retrains
 
 # Two-sided 95% quantiles of Student's t by degrees of freedom; between the listed ones the next smaller df is used
 # (a slightly wider, conservative interval), past 30 the normal 1.960.

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -21,10 +20,11 @@ from gcnas.backbones.weights import BackboneWeights
 from gcnas.data import DataSplits
 from gcnas.machine import describe_machine
 from gcnas.search.callbacks import Callbacks
+from gcnas.search.paths import stored_path, trial_folder
 from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.train import EpochResult, NonFiniteLossError, fit
 
-__all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "REPLICATE_ATTR", "WEIGHTS_FILE"]
+__all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "REPLICATE_ATTR", "SOURCE_ATTR", "WEIGHTS_FILE"]
 
 log = logging.getLogger("gcnas.search")
 
@@ -37,6 +37,7 @@ REPLICATE_ATTR = "replicate"
 WEIGHTS_FILE = "model.safetensors"  # in a trial's folder while the trial is among the study's kept top trials
 ONESHOT_SCORE = "oneshot"  # user attribute ``score`` of a trial the supernet scored (search.method=oneshot)
 ONESHOT_SCORE_ATTR = "oneshot_score"  # study and trial user attribute: which search.supernet_score the values are
+SOURCE_ATTR = "confirms"  # a confirmation trial: the number of the searched study's trial it retrains
 METRICS = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 _CONSTRAINT_KEYS = (("max_params", "params"), ("max_flops", "flops"), ("max_latency_ms", "latency_ms"))
 
@@ -108,7 +109,7 @@ class TrialRunner:
 
     def trial_dir(self, number: int) -> Path:
         """The folder of trial ``number`` (its log, architecture and kept weights), created on first use."""
-        d = self.study_dir / "trials" / f"trial-{number}"
+        d = trial_folder(self.study_dir, number)
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -140,7 +141,7 @@ class TrialRunner:
                     arch = self.space.suggest(trial)
                     train_kw.update(self.space.suggest_training(trial))
             except InfeasibleArchitecture as e:
-                return self._infeasible(trial, note, f"search space limits: {e}", None, t0)
+                return self._infeasible(trial, note, f"search space limits: {e}", t0)
 
             key = arch.key()
             trial.set_user_attr("arch_key", key)
@@ -186,7 +187,7 @@ class TrialRunner:
             if any(v > 0 for _, v, _, _ in violations):
                 reason = "; ".join(f"{k[len('max_'):]} {value:,.6g} > constraints.{k}={limit:,.6g}"
                                    for k, v, value, limit in violations if v > 0)
-                return self._infeasible(trial, note, reason, cost, t0, {k: v for k, v, _, _ in violations})
+                return self._infeasible(trial, note, reason, t0, {k: v for k, v, _, _ in violations})
             self._set_constraints(trial, {k: v for k, v, _, _ in violations})
 
             if self.scorer is not None:  # one-shot: inherited weights, nothing trained
@@ -249,7 +250,7 @@ class TrialRunner:
             if self.keep_weights > 0:
                 # Saved now, while the model exists; the worker deletes the files of trials that leave the top.
                 save_model(model, str(tdir / WEIGHTS_FILE), metadata={"arch_key": key})
-                trial.set_user_attr("weights", str(tdir / WEIGHTS_FILE))
+                trial.set_user_attr("weights", stored_path(self.study_dir, tdir / WEIGHTS_FILE))  # folder can move
             trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
             note(f"done: val acc {accuracy:.4f} in {time.perf_counter() - t0:.1f}s")
             return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
@@ -264,15 +265,13 @@ class TrialRunner:
             trial.set_constraint(k, float(v))
         trial.set_user_attr("constraints", [float(v) for v in values.values()])
 
-    def _infeasible(self, trial, note, reason: str, cost: Optional[Mapping], t0: float,
+    def _infeasible(self, trial, note, reason: str, t0: float,
                     constraint_values: Optional[Mapping[str, float]] = None):
-        """Record an architecture that is never trained: the reason, and constraint values Optuna's samplers read."""
+        """End an architecture that is never trained as pruned, with the reason (user attribute ``infeasible``) and
+        the constraint values Optuna's constrained samplers read: no value stands for an accuracy it never had, and
+        the worker does not count it against the budget."""
         trial.set_user_attr("infeasible", reason)
         self._set_constraints(trial, constraint_values or {"space_limits": 1.0})
         trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
         note(f"infeasible, not trained: {reason}")
-        cost = cost or {"params": math.inf, "flops": math.inf, "latency_ms": math.inf}
-        values = [0.0 if m == "accuracy" else float(cost["latency_ms" if m == "latency" else m]) for m in self.metrics]
-        # Optuna stores finite values only for multi-objective studies; an infinite cost becomes a large number.
-        values = [v if math.isfinite(v) else 1e30 for v in values]
-        return optuna.trial.TrialState.COMPLETE, values
+        return optuna.trial.TrialState.PRUNED, None

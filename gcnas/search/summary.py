@@ -14,7 +14,7 @@ from gcnas.arch import Architecture
 from gcnas.blocks.fusion import fusion_spelling
 from gcnas.search.objective import ONESHOT_SCORE_ATTR, REPLICATE_ATTR
 
-__all__ = ["finished_trials", "ranked_trials", "baseline_trial", "results_table", "describe_blocks",
+__all__ = ["finished_trials", "counted_trials", "ranked_trials", "baseline_trial", "results_table", "describe_blocks",
            "describe_architecture", "NoiseFloor", "noise_floor"]
 
 REFERENCE_ROLES = ("baseline", "paper_gc")
@@ -22,6 +22,12 @@ REFERENCE_ROLES = ("baseline", "paper_gc")
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The finished trials that count against ``study.n_trials``: every complete or pruned trial but the infeasible
+    draws (pruned before any training: they cost nothing and measure nothing)."""
+    return [t for t in finished_trials(study) if "infeasible" not in t.user_attrs]
 
 
 def _feasible(t: FrozenTrial) -> bool:

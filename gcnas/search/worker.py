@@ -7,11 +7,14 @@ number comes after the budget's last is cancelled (recorded as failed with the r
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import gc
 import logging
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -26,15 +29,18 @@ from optuna.trial import FrozenTrial, TrialState
 from gcnas.backbones import BackboneWeights, backbone_data_config, list_sites
 from gcnas.backbones.weights import check_weights
 from gcnas.data import DataSplits, load_data
-from gcnas.errors import ConfigError
+from gcnas.errors import ConfigError, Interrupted
 from gcnas.oneshot import supernet_for_space
 from gcnas.search.callbacks import Callbacks, SearchCallback
-from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, ONESHOT_SCORE_ATTR, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
+from gcnas.search.objective import (FIXED_ARCH_ATTR, METRICS, ONESHOT_SCORE_ATTR, REPLICATE_ATTR, ROLE_ATTR,
+                                    SOURCE_ATTR, TrialRunner)
 from gcnas.search.config import SearchConfig, SearchJob, StudyConfig, read_job
 from gcnas.search.oneshot import check_study_score, oneshot_scorer, study_reference, study_supernet
 from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
+from gcnas.search.identity import check_study_identity, study_identity
+from gcnas.search.paths import resolve_stored, study_folder, trial_folder
 from gcnas.search.study import make_pruner, make_sampler, make_storage, make_study, redact_url
-from gcnas.search.summary import finished_trials, pareto_trials, ranked_trials, results_table
+from gcnas.search.summary import REFERENCE_ROLES, counted_trials, pareto_trials, ranked_trials, results_table
 from gcnas.space import SearchSpace, paper_default_architecture
 from gcnas.train.loop import check_layer_decay
 from gcnas.train.runtime import select_device, set_threads
@@ -48,6 +54,7 @@ log = logging.getLogger("gcnas.search")
 _RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 # study user attribute: the data's preprocessing as timm's pretrained_cfg (gcnas.data.DataSplits.pretrained_cfg)
 PRETRAINED_CFG_ATTR = "pretrained_cfg"
+_WHAT_TO_RUN = (FIXED_ARCH_ATTR, ROLE_ATTR, REPLICATE_ATTR, SOURCE_ATTR)  # the user attributes a retried trial keeps
 
 
 @dataclass
@@ -124,9 +131,9 @@ class _Progress:
 
 def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], study_cfg: StudyConfig,
                 data: DataSplits, search_cfg: Optional[SearchConfig] = None) -> None:
-    """Worker 0, once per study: record the space and enqueue the plain backbone and the paper's default GC, each
-    with ``study.noise_seeds`` training seeds (in pairs, so the first two trials are still plain and paper GC); or,
-    for a study of given architectures (the confirmation's), the user attributes of each in ``cfg["_fixed_trials"]``."""
+    """Worker 0, once per study: record what the study is (space, backbone, data, preprocessing, config) and enqueue
+    its fixed trials: the references (:func:`_enqueue_references`), or, for a study of given architectures (the
+    confirmation's), the user attributes of each in ``cfg["_fixed_trials"]``."""
     if study.user_attrs.get("gcnas_initialised"):
         return
     study.set_user_attr("search_space", space.name)
@@ -139,49 +146,70 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     if search_cfg is not None and search_cfg.method == "oneshot":  # what its values are (check_study_score)
         study.set_user_attr(ONESHOT_SCORE_ATTR, search_cfg.supernet_score)
     if cfg.get("_fixed_trials") is not None:  # a study of given architectures only (gcnas.search.confirm)
-        fixed = list(cfg["_fixed_trials"])
-    elif study_cfg.enqueue_baselines:
-        plain = Architecture(space.backbone, space.backbone_kwargs, ())
-        paper = paper_default_architecture(space.backbone, space.sites, space.backbone_kwargs)
-        fixed = [{FIXED_ARCH_ATTR: arch.to_yaml(), ROLE_ATTR: role, REPLICATE_ATTR: k}
-                 for k in range(study_cfg.noise_seeds)
-                 for role, arch in (("baseline", plain), ("paper_gc", paper))]
-    else:
-        fixed = []
-    for attrs in fixed[: study_cfg.n_trials]:
-        study.enqueue_trial({}, user_attrs=attrs)
+        for attrs in list(cfg["_fixed_trials"])[: study_cfg.n_trials]:
+            study.enqueue_trial({}, user_attrs=attrs)
     study.set_user_attr("gcnas_initialised", True)
 
 
+def references(space: SearchSpace, study_cfg: StudyConfig) -> list[dict]:
+    """The user attributes of a study's reference trials: the plain backbone and the paper's default GC, each with
+    ``study.noise_seeds`` training seeds, in pairs (so the first two trials are still plain and paper GC)."""
+    if not study_cfg.enqueue_baselines:
+        return []
+    plain = Architecture(space.backbone, space.backbone_kwargs, ())
+    paper = paper_default_architecture(space.backbone, space.sites, space.backbone_kwargs)
+    return [{FIXED_ARCH_ATTR: arch.to_yaml(), ROLE_ATTR: role, REPLICATE_ATTR: k}
+            for k in range(study_cfg.noise_seeds) for role, arch in (("baseline", plain), ("paper_gc", paper))]
+
+
+def _enqueue_references(study: optuna.Study, refs: Sequence[Mapping[str, Any]]) -> int:
+    """Enqueue every reference the study does not hold yet (worker 0, at every start), whatever ``study.n_trials`` is:
+    a small first budget runs the first ones, and a larger one later runs the rest before any searched trial (they
+    wait at the head of the queue). A reference counts as held in any state but one: cancelled by the budget (as
+    older gcnas versions did). Returns how many were enqueued."""
+    held = set()
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        if a.get(ROLE_ATTR) not in REFERENCE_ROLES or (t.state == TrialState.FAIL and "cancelled" in a):
+            continue
+        held.add((a[ROLE_ATTR], int(a.get(REPLICATE_ATTR, 0))))
+    missing = [r for r in refs if (r[ROLE_ATTR], r[REPLICATE_ATTR]) not in held]
+    for attrs in missing:
+        study.enqueue_trial({}, user_attrs=dict(attrs))
+    return len(missing)
+
+
 def retry_stale_trial(max_retries: int):
-    """The heartbeat's stale-trial callback: Optuna's ``RetryHeartbeatStaleTrialCallback``, which fails the trial whose
-    worker died and queues a waiting copy (same parameters, ``retry_history`` in its system attributes, at most
-    ``max_retries`` retries in a chain), given only the user attributes that say what to run (the enqueued
-    architecture, its role and replicate) plus ``retry_of`` / ``retry_reason``; everything the dead run measured is
-    left behind. Logs what it did.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # public since 2.8, still "experimental"
-        optuna_retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
+    """The heartbeat's stale-trial callback: fails the trial whose worker died and queues a waiting copy (at most
+    ``max_retries`` retries in a chain; see :func:`queue_again`). Logs what it did."""
 
     def retry(study: optuna.Study, trial: FrozenTrial) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            chain = len(optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(trial))
-        if chain >= max_retries:
-            log.warning("trial %d went stale and has been retried %d times already; not again", trial.number, chain)
-            return
-        attrs = {k: trial.user_attrs[k] for k in (FIXED_ARCH_ATTR, ROLE_ATTR, REPLICATE_ATTR)
-                 if k in trial.user_attrs}
-        attrs.update(retry_of=trial.number,
-                     retry_reason=f"trial {trial.number} (worker {trial.user_attrs.get('worker', '?')}) stopped "
-                                  f"sending heartbeats")
-        what = copy.copy(trial)
-        what.user_attrs = attrs
-        optuna_retry(study, what)
-        log.warning("trial %d went stale (its worker stopped); its architecture is queued again", trial.number)
+        reason = (f"trial {trial.number} (worker {trial.user_attrs.get('worker', '?')}) stopped sending "
+                  f"heartbeats")
+        if queue_again(study, trial, reason, max_retries):
+            log.warning("trial %d went stale (its worker stopped); its architecture is queued again", trial.number)
+        else:
+            log.warning("trial %d went stale and has been retried %d times already; not again", trial.number,
+                        max_retries)
 
     return retry
+
+
+def queue_again(study: optuna.Study, trial: FrozenTrial, reason: str, max_retries: Optional[int] = None) -> bool:
+    """Queue a waiting copy of ``trial`` (same parameters) through Optuna's ``RetryHeartbeatStaleTrialCallback``,
+    which records the chain in ``retry_history``; the copy gets only the user attributes that say what to run (the
+    enqueued architecture, its role, replicate and source trial) plus ``retry_of`` / ``retry_reason``: everything the
+    earlier run measured is left behind. False when the chain already holds ``max_retries`` retries."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # public since 2.8, still "experimental"
+        if max_retries is not None and len(
+                optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(trial)) >= max_retries:
+            return False
+        what = copy.copy(trial)
+        what.user_attrs = {**{k: trial.user_attrs[k] for k in _WHAT_TO_RUN if k in trial.user_attrs},
+                           "retry_of": trial.number, "retry_reason": reason}
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, what)
+    return True
 
 
 def _failure_reason(e: BaseException) -> str:
@@ -209,19 +237,158 @@ def public_config(cfg: Mapping[str, Any]) -> dict:
     return out
 
 
-def keep_top_weights(study: optuna.Study, keep: int) -> list[int]:
+def keep_top_weights(study: optuna.Study, keep: int, study_dir: Path) -> list[int]:
     """Delete the saved weights of trials outside the top ``keep`` (single objective) or off the Pareto front.
 
     Returns the trial numbers whose weights remain. Any worker may call it; a file another worker removed first is fine.
+    ``study_dir`` is the study's folder, which the recorded paths are relative to.
     """
     multi = len(study.directions) > 1
     top = pareto_trials(study) if multi else ranked_trials(study)[:keep]
     kept = {t.number for t in top}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        path = t.user_attrs.get("weights")
-        if path and t.number not in kept:
-            Path(path).unlink(missing_ok=True)
+        path = resolve_stored(study_dir, t.user_attrs.get("weights"))
+        if path is not None and t.number not in kept:
+            path.unlink(missing_ok=True)
     return sorted(n for n in kept if any(t.number == n and t.user_attrs.get("weights") for t in top))
+
+
+class _Interrupts:
+    """While active (in the main thread), SIGINT and SIGTERM raise :class:`~gcnas.errors.Interrupted` and are
+    remembered in :attr:`signum`: an exception a signal caused elsewhere (a DataLoader worker killed by the same
+    Ctrl-C) is then known for an interrupt too. :meth:`held` ignores further signals while one is being recorded."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: dict = {}
+
+    def _raise(self, signum, _frame) -> None:
+        self.signum = signum
+        raise Interrupted(signum)
+
+    def __enter__(self) -> "_Interrupts":
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = {sig: signal.signal(sig, self._raise) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @contextlib.contextmanager
+    def held(self):
+        if not self._previous:
+            yield
+            return
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            for sig in self.SIGNALS:
+                signal.signal(sig, self._raise)
+
+
+def _record_interrupt(study: optuna.Study, storage, tid: int, trial: optuna.Trial, runner: TrialRunner,
+                      e: Interrupted, hooks: Callbacks) -> Interrupted:
+    """End an interrupted trial as failed with the reason and queue it again, so the next run retries it first (a
+    trial left running would count against the budget until its heartbeats went stale); returns the exception to raise,
+    saying so."""
+    reason = f"interrupted by {e.signal_name} (worker {runner.worker})"
+    trial.set_user_attr("interrupted", reason)
+    trial.set_user_attr("error", reason)
+    tell(study, trial, state=TrialState.FAIL)
+    with (runner.trial_dir(trial.number) / "log.txt").open("a") as f:
+        f.write(f"{reason}: failed, and queued again\n")
+    queue_again(study, storage.get_trial(tid), reason)
+    hooks("trial_ended", storage.get_trial(tid))
+    log.warning("trial %d %s: recorded as failed and queued again", trial.number, reason)
+    return Interrupted(e.signum, f"interrupted by {e.signal_name}: trial {trial.number} is recorded as failed and "
+                                 f"queued again; run the same command to resume (finished trials are kept)")
+
+
+def _trial_loop(study: optuna.Study, storage, url: str, runner: TrialRunner, study_cfg: StudyConfig,
+                heartbeat: Optional[float], progress: _Progress, hooks: Callbacks, keep: int,
+                interrupts: _Interrupts) -> int:
+    """Ask, run and tell trials until the study counts ``study.n_trials`` finished ones (infeasible draws, which
+    train nothing, do not count), the worker's timeout, too many failures in a row, or an interrupt; returns the
+    trials this worker ran."""
+    n_trials, timeout, max_failures = study_cfg.n_trials, study_cfg.timeout, study_cfg.max_failures
+    started = time.perf_counter()
+    ran = failures_in_a_row = infeasible_in_a_row = 0
+    while True:
+        if heartbeat:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
+        finished = len(counted_trials(study))
+        if finished >= n_trials:
+            break
+        if timeout is not None and time.perf_counter() - started > timeout:
+            log.info("study.timeout=%ss reached; this worker stops", timeout)
+            break
+        trial = ask(study, url)
+        tid = trial_id(storage, study, trial)  # two storage queries: once per trial
+        try:
+            ahead = sum(1 for t in study.get_trials(deepcopy=False, states=_RUNNING)
+                        if t.number < trial.number and "infeasible" not in t.user_attrs)
+            # a reference is never cancelled: every delta and the noise floor are read from the references, and a
+            # retried one comes after the trials that took its place in the queue
+            if ahead >= n_trials and FIXED_ARCH_ATTR not in trial.user_attrs:
+                trial.set_user_attr("cancelled", f"study budget of {n_trials} trials already taken by earlier trials")
+                tell(study, trial, state=TrialState.FAIL)
+                break
+            progress.start_trial(trial.number, finished)
+            try:
+                with Heartbeat(storage, tid, heartbeat):
+                    state, values = runner(study, trial)
+            except Interrupted:
+                raise
+            except Exception as e:  # a trial that raises is recorded as failed; the study goes on
+                if interrupts.signum is not None:  # raised because of the interrupt (a killed DataLoader worker)
+                    raise Interrupted(interrupts.signum) from None
+                reason = _failure_reason(e)
+                trial_log = runner.trial_dir(trial.number) / "log.txt"
+                with trial_log.open("a") as f:  # the whole traceback, for whoever fixes it
+                    f.write(f"failed: {reason}\n{''.join(traceback.format_exception(e))}")
+                del e
+                _free_memory()  # an out-of-memory trial must not take the next ones with it
+                trial.set_user_attr("error", reason)
+                tell(study, trial, state=TrialState.FAIL)
+                log.warning("trial %d failed: %s (traceback in %s)", trial.number, reason, trial_log)
+                hooks("trial_ended", storage.get_trial(tid))
+                ran += 1
+                failures_in_a_row += 1
+                if failures_in_a_row >= max_failures:
+                    raise RuntimeError(f"{failures_in_a_row} trials in a row failed in this worker (study.max_failures="
+                                       f"{max_failures}); the last: {reason}. Finished trials are kept; fix the "
+                                       f"cause and run the same command to resume.") from None
+                continue
+            failures_in_a_row = 0
+            tell(study, trial, values=values, state=state)
+        except Interrupted as e:
+            with interrupts.held():  # a second Ctrl-C while this is written would leave the trial running
+                raise _record_interrupt(study, storage, tid, trial, runner, e, hooks) from None
+        ran += 1
+        if keep > 0 and "weights" in trial.user_attrs:
+            keep_top_weights(study, keep, runner.study_dir)
+        hooks("trial_ended", storage.get_trial(tid))
+        note = f" (same as trial {trial.user_attrs['duplicate_of']})" if "duplicate_of" in trial.user_attrs else ""
+        infeasible = trial.user_attrs.get("infeasible")
+        if infeasible:
+            note = f" (infeasible, not counted: {infeasible})"
+            infeasible_in_a_row += 1
+            if infeasible_in_a_row >= study_cfg.max_infeasible:
+                raise ConfigError(f"study.max_infeasible: {infeasible_in_a_row} draws in a row were infeasible (the "
+                                  f"last: {infeasible}); widen the limits of {runner.space.source} (limits.min_blocks, "
+                                  f"limits.max_blocks) or the constraints (constraints.max_params, max_flops, "
+                                  f"max_latency_ms)")
+        else:
+            infeasible_in_a_row = 0
+        progress.end_trial(trial.number, state, values, len(counted_trials(study)), n_trials, note)
+    return ran
 
 
 def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ()) -> SearchResult:
@@ -229,7 +396,15 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
     command prints it).
 
     ``callbacks`` see every trial (``gcnas.track.WandbTracker`` is one); none of them can stop the search.
+
+    SIGINT and SIGTERM raise :class:`~gcnas.errors.Interrupted`; a trial they interrupt is recorded as failed, with
+    the reason, and queued again, so the next run retries it first.
     """
+    with _Interrupts() as interrupts:
+        return _run_search(cfg, callbacks, interrupts)
+
+
+def _run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback], interrupts: _Interrupts) -> SearchResult:
     job = validate_config(cfg)
     set_threads(job.job.threads)
     device = select_device(job.job.device)
@@ -276,8 +451,16 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                            retry_stale_trial(study_cfg.max_retries) if heartbeat else None)
     study = make_study(study_cfg.name, storage, cfg["objective"]["directions"], sampler, pruner)
     worker, seed = job.job.worker, job.job.seed
+    where = f"{study_cfg.name!r} in {redact_url(url)}"
+    identity = study_identity(cfg, data, space, weights, metrics)
+    refs = references(space, study_cfg) if cfg.get("_fixed_trials") is None else []
     if worker == 0:
+        check_study_identity(study, identity, where)  # before anything is recorded or enqueued
         _initialise(study, space, cfg, study_cfg, data, search_cfg)
+        added = _enqueue_references(study, refs)
+        if added and len(study.get_trials(deepcopy=False)) > added:
+            log.info("study %s: %d reference trial(s) it lacked queued ahead of the searched ones", study_cfg.name,
+                     added)
     else:
         # worker 0 enqueues the study's fixed trials (the references, or a confirmation's architectures); a trial
         # asked before that would be a sampled one, and under a tight budget the references could be left waiting
@@ -288,9 +471,14 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                 raise RuntimeError(f"study {study_cfg.name!r}: worker 0 has not enqueued its trials after 600 s; "
                                    "start worker=0 (it creates the study's trials)")
             time.sleep(1.0)
+        check_study_identity(study, identity, where)
     check_study_score(study.user_attrs, search_cfg, study_cfg.name)  # before any training: its values are one score
-    study_dir = Path(cfg["paths"]["root"]) / study_cfg.name
+    study_dir = study_folder(cfg["paths"]["root"], study_cfg.name)
     n_trials = study_cfg.n_trials
+    if refs and n_trials <= len(refs):
+        log.warning("study.n_trials=%d cannot hold the study's %d references (plain backbone and paper GC, %d seed(s) "
+                    "each: its noise floor) and a searched trial; this run trains references only, the rest wait for "
+                    "a larger study.n_trials (at least %d)", n_trials, len(refs), len(refs) // 2, len(refs) + 1)
     size = space.size()
     log.info("study %s on %s: %d trials, space %s (%s), backbone %s, data %s (%d train / %d val), worker %d, "
              "%d threads", study_cfg.name, redact_url(url), n_trials, space.name,
@@ -314,68 +502,16 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ())
                          worker, seed, study_dir, device, weights=weights,
                          on_epoch=progress.epoch,
                          callbacks=hooks, keep_weights=keep, scorer=scorer)
-    started = time.perf_counter()
-    timeout, max_failures = study_cfg.timeout, study_cfg.max_failures
-    ran, failures_in_a_row = 0, 0
     try:
-        while True:
-            if heartbeat:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and queued again
-            finished = len(finished_trials(study))
-            if finished >= n_trials:
-                break
-            if timeout is not None and time.perf_counter() - started > timeout:
-                log.info("study.timeout=%ss reached; this worker stops", timeout)
-                break
-            trial = ask(study, url)
-            ahead = sum(1 for t in study.get_trials(deepcopy=False, states=_RUNNING) if t.number < trial.number)
-            if ahead >= n_trials:
-                trial.set_user_attr("cancelled", f"study budget of {n_trials} trials already taken by earlier trials")
-                tell(study, trial, state=TrialState.FAIL)
-                break
-            progress.start_trial(trial.number, finished)
-            tid = trial_id(storage, study, trial)  # two storage queries: once per trial
-            try:
-                with Heartbeat(storage, tid, heartbeat):
-                    state, values = runner(study, trial)
-            except Exception as e:  # a trial that raises is recorded as failed; the study goes on
-                reason = _failure_reason(e)
-                trial_log = runner.trial_dir(trial.number) / "log.txt"
-                with trial_log.open("a") as f:  # the whole traceback, for whoever fixes it
-                    f.write(f"failed: {reason}\n{''.join(traceback.format_exception(e))}")
-                del e
-                _free_memory()  # an out-of-memory trial must not take the next ones with it
-                trial.set_user_attr("error", reason)
-                tell(study, trial, state=TrialState.FAIL)
-                log.warning("trial %d failed: %s (traceback in %s)", trial.number, reason, trial_log)
-                hooks("trial_ended", storage.get_trial(tid))
-                ran += 1
-                failures_in_a_row += 1
-                if failures_in_a_row >= max_failures:
-                    raise RuntimeError(f"{failures_in_a_row} trials in a row failed in this worker (study.max_failures="
-                                       f"{max_failures}); the last: {reason}. Finished trials are kept; fix the "
-                                       f"cause and run the same command to resume.") from None
-                continue
-            failures_in_a_row = 0
-            tell(study, trial, values=values, state=state)
-            ran += 1
-            if keep > 0 and "weights" in trial.user_attrs:
-                keep_top_weights(study, keep)
-            hooks("trial_ended", storage.get_trial(tid))
-            note = f" (same as trial {trial.user_attrs['duplicate_of']})" if "duplicate_of" in trial.user_attrs else ""
-            if "infeasible" in trial.user_attrs:
-                note = f" (infeasible: {trial.user_attrs['infeasible']})"
-            progress.end_trial(trial.number, state, values, len(finished_trials(study)), n_trials, note)
+        ran = _trial_loop(study, storage, url, runner, study_cfg, heartbeat, progress, hooks, keep, interrupts)
     finally:
         progress.close()
 
     table = results_table(study, metrics, study_cfg.top_k)
     ranked = pareto_trials(study) if len(metrics) > 1 else ranked_trials(study)
     best = ranked[0] if ranked else None
-    best_path = str(study_dir / "trials" / f"trial-{best.number}" / "architecture.yaml") if best else None
-    result = SearchResult(study_cfg.name, redact_url(url), len(finished_trials(study)), ran,
+    best_path = str(trial_folder(study_dir, best.number) / "architecture.yaml") if best else None
+    result = SearchResult(study_cfg.name, redact_url(url), len(counted_trials(study)), ran,
                           best.number if best else None, list(best.values) if best else None, best_path, table,
                           type(study.sampler).__name__)
     if result.n_finished >= n_trials and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
