@@ -44,11 +44,11 @@ def test_two_folders_differ_and_a_moved_copy_is_the_same_data(tmp_path):
 def test_the_identity_holds_what_decides_a_result(tmp_path):
     root = write_folder(tmp_path / "f", classes=(0, 1, 2, 3, 4), per_class=8)
     base = load_data(_folder_cfg(root)).identity
-    assert base["classes"] == ["coat", "dress", "pullover", "trouser", "tshirt"] and base["num_classes"] == 5
+    assert base["class_names"] == ["coat", "dress", "pullover", "trouser", "tshirt"] and base["num_classes"] == 5
     assert base["input_size"] == [1, 28, 28] and base["images"]["train"] + base["images"]["val"] == 40
-    assert base["keys"]["val_size"] == 6 and "workers" not in base["keys"]  # how it is read is not what it is
-    for change, key in (({"image_size": 32}, "data.input_size"), ({"split_seed": 1}, "data.keys.split_seed"),
-                        ({"train_subset": 20}, "data.keys.train_subset"), ({"aug": "basic"}, "data.keys.aug")):
+    assert base["val_size"] == 6 and "workers" not in base  # how it is read is not what it is
+    for change, key in (({"image_size": 32}, "data.input_size"), ({"split_seed": 1}, "data.split_seed"),
+                        ({"train_subset": 20}, "data.train_subset"), ({"aug": "basic"}, "data.aug")):
         diffs = identity_differences(base, load_data(_folder_cfg(root, **change)).identity, "data.")
         assert any(d.startswith(key + ":") for d in diffs), (change, diffs)
     same = load_data(_folder_cfg(root, workers=1, in_memory=False)).identity
@@ -77,7 +77,7 @@ def test_fashion_mnist_identity_names_its_class_subset_and_subsets():
     half = load_data({**cfg, "classes": [5, 6, 7, 8, 9]}).identity
     assert full["fingerprint"] == half["fingerprint"]  # one data set ...
     diffs = identity_differences(full, half, "data.")
-    assert any(d.startswith("data.keys.classes:") for d in diffs)  # ... of which another part
+    assert any(d.startswith("data.classes:") for d in diffs)  # ... of which another part
     assert any(d.startswith("data.num_classes: 10 -> 5") for d in diffs)
 
 
