@@ -32,7 +32,7 @@ from torch import nn
 
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
 from gcnas.backbones.insert import insert
-from gcnas.backbones.sites import Site, blocks_by_stage, create_backbone, list_sites, position_order
+from gcnas.backbones.sites import Site, blocks_by_stage, create_backbone, list_sites, position_order, sites_by_key
 from gcnas.blocks import (CONTEXTS, GATES, NL_DEFAULTS, NL_MODES, NORMS, TRANSFORMS, TRANSFORMS_WITH_NORM,
                           TRANSFORMS_WITH_RATIO, GlobalContextBlock, NonLocalBlock, block_preset, parse_fusion)
 from gcnas.blocks.layers import ACTIVATIONS
@@ -187,9 +187,41 @@ class Placement:
         return (self.stage, self.block, position_order(self.position), self.position)
 
 
+# A site takes the latest of its names in POSITIONS order, and after_add, the only position after before_add, is the
+# block's output, which no other position shares: placements at these need no site listing to be canonical.
+_NEVER_ALIASES = frozenset(POSITIONS[-2:] + GENERIC_POSITIONS)
+
+
+def _canonical_positions(backbone: str, backbone_kwargs: Mapping[str, Any],
+                         placements: tuple[Placement, ...]) -> tuple[Placement, ...]:
+    """Placements that name a site by one of its aliases (a BasicBlock's ``after_conv2`` for ``before_add``) take the
+    site's own position, so that equal networks are equal architectures with equal keys; two placements that name
+    one place under different names are refused. Positions the backbone lacks are left for ``validate`` to explain."""
+    if all(p.position in _NEVER_ALIASES for p in placements):
+        return placements
+    lookup = sites_by_key(list_sites(backbone, **dict(backbone_kwargs)))
+    out, written = [], {}
+    for p in placements:
+        site = lookup.get(p.site)
+        if site is None:
+            out.append(p)
+            continue
+        other = written.setdefault(site.key, p.position)
+        if other != p.position:
+            raise ConfigError(f"placements: stage {p.stage}, block {p.block}: {other!r} and {p.position!r} are one "
+                              f"place in {backbone} (the site {site.position!r}, also named "
+                              f"{', '.join(site.aliases)}); a site holds one block")
+        out.append(p if site.position == p.position else dataclasses.replace(p, position=site.position))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """A timm backbone (name and ``timm.create_model`` keyword arguments) and the blocks placed in it."""
+    """A timm backbone (name and ``timm.create_model`` keyword arguments) and the blocks placed in it.
+
+    A placement written with a position's alias (``gcnas-sites`` lists them: a BasicBlock's ``after_conv2`` is its
+    ``before_add``) is stored under the site's own position; finding it lists the backbone's sites (once per process,
+    and only for placements at ``after_conv1`` or ``after_conv2``, the positions that can be aliases)."""
 
     backbone: str
     backbone_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -197,7 +229,8 @@ class Architecture:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backbone_kwargs", dict(sorted(dict(self.backbone_kwargs).items())))
-        object.__setattr__(self, "placements", tuple(sorted(self.placements, key=Placement.sort_key)))
+        placements = _canonical_positions(self.backbone, self.backbone_kwargs, tuple(self.placements))
+        object.__setattr__(self, "placements", tuple(sorted(placements, key=Placement.sort_key)))
 
     # -- serialisation -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import timm
 import torch
 
-from gcnas.backbones import GenericFallbackWarning, insert, inserted_blocks, list_sites, resolve_sites
+from gcnas.backbones import (GenericFallbackWarning, backbone_data_config, insert, inserted_blocks, list_sites,
+                             resolve_sites)
 from gcnas.blocks import GlobalContextBlock
+from gcnas.errors import ConfigError
 
 INPUT = (3, 64, 64)
 MODELS = {
@@ -18,10 +22,13 @@ MODELS = {
     "convnext_atto": "convnext", "resnet33ts": "byobnet", "cspresnet50": "cspnet", "resnetv2_50": "resnetv2",
 }
 EXPECTED_STAGES = {"resnet": 4, "regnet": 4, "convnext": 4, "byobnet": 4, "cspnet": 4, "resnetv2": 4}
-POSITIONS_OF = {fam: {"after_conv1", "after_conv2", "before_add", "after_add"} for fam in set(MODELS.values())}
-POSITIONS_OF["convnext"] = {"after_conv1", "before_add", "after_add"}
+POSITIONS_OF = {m: {"after_conv1", "after_conv2", "before_add", "after_add"} for m in MODELS}
+POSITIONS_OF["convnext_atto"] = {"after_conv1", "before_add", "after_add"}
+# A BasicBlock's after_conv2 and before_add are both bn2's output: one site, before_add, with after_conv2 its alias
+# (tests/test_sites_aliases.py checks every family's places numerically).
+POSITIONS_OF["resnet18"] = {"after_conv1", "before_add", "after_add"}
 
-CASES = [pytest.param(m, p, id=f"{m}-{p}") for m in MODELS for p in sorted(POSITIONS_OF[MODELS[m]])]
+CASES = [pytest.param(m, p, id=f"{m}-{p}") for m in MODELS for p in sorted(POSITIONS_OF[m])]
 
 
 def _model(name, **kw):
@@ -34,7 +41,7 @@ def test_sites_cover_the_family(name):
     sites = list_sites(name, input_size=INPUT, num_classes=10)
     family = MODELS[name]
     assert {s.family for s in sites} == {family}
-    assert {s.position for s in sites} == POSITIONS_OF[family]
+    assert {s.position for s in sites} == POSITIONS_OF[name]
     stages = sorted({s.stage for s in sites})
     assert stages == list(range(len(stages)))
     if family in EXPECTED_STAGES:
@@ -147,7 +154,7 @@ def test_insert_errors_name_the_site_and_valid_ones():
         insert(model, [dict(stage=4, block=0, position="before_add", spec="gc")])
     with pytest.raises(ValueError, match=r"stage 0, block 5.*valid sites"):
         insert(model, [dict(stage=0, block=5, position="before_add", spec="gc")])
-    with pytest.raises(ValueError, match="offers positions after_conv1, after_conv2, before_add, after_add"):
+    with pytest.raises(ValueError, match="offers positions after_conv1, before_add, after_add"):  # one per place
         insert(model, [dict(stage=0, block=0, position="after_conv3", spec="gc")])
     with pytest.raises(ValueError, match="two placements at stage 0, block 0"):
         insert(model, [dict(stage=0, block=0, position="before_add", spec="gc")] * 2)
@@ -194,7 +201,8 @@ def test_generic_fallback(name):
 def test_nonlocal_block_inserts_too():
     model = _model("resnet18").eval()
     plain = copy.deepcopy(model)
-    insert(model, [dict(stage=2, block=0, position="after_conv2", spec={"kind": "nl", "ratio": 0.5})])
+    # after_conv1: resnet18's after_conv2 is an alias of before_add, and insert takes the sites' own names
+    insert(model, [dict(stage=2, block=0, position="after_conv1", spec={"kind": "nl", "ratio": 0.5})])
     x = torch.randn(1, *INPUT)
     with torch.no_grad():
         assert torch.equal(model(x), plain(x))
@@ -218,3 +226,26 @@ def test_list_sites_by_name_is_built_once_per_process(monkeypatch):
         with pytest.warns(GenericFallbackWarning, match="generic fallback"):
             list_sites("dla34", input_size=(3, 64, 64))
     assert len(built) == 3
+
+
+def test_a_backbone_without_feature_maps_is_refused_in_one_line(tmp_path):
+    """A vision transformer's blocks give tokens, not (B, C, H, W) maps: refused before any work, naming
+    backbone.name, the model and why; at the search's own input size (28x28, which the ViT's patch embedding refuses
+    with an AssertionError) as at the model's."""
+    why = (r"backbone.name: vit_tiny_patch16_224 \(VisionTransformer\) has no \(B, C, H, W\) feature maps for a "
+           r"global-context block to work on \(its blocks give 3-d tensors such as \(1, 197, 192\).*use a "
+           r"convolutional backbone of a family gcnas describes \(resnet, regnet, efficientnet")
+    with pytest.raises(ConfigError, match=why):
+        list_sites("vit_tiny_patch16_224", input_size=(1, 28, 28), in_chans=1, num_classes=10)
+    with pytest.raises(ConfigError, match=why):
+        list_sites("vit_tiny_patch16_224")
+    with pytest.raises(ConfigError, match=why):
+        backbone_data_config("vit_tiny_patch16_224", in_chans=1)
+
+    res = subprocess.run([sys.executable, "-m", "gcnas.cli.search", "backbone.name=vit_tiny_patch16_224",
+                          f"paths.root={tmp_path}", "data=synthetic", "wandb.mode=disabled", "progress=none"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    lines = [line for line in res.stderr.splitlines() if "backbone.name" in line]
+    assert len(lines) == 1 and "vit_tiny_patch16_224 (VisionTransformer) has no (B, C, H, W) feature maps" in lines[0]
+    assert not list(tmp_path.glob("**/*.db")), "refused after the study was created"

@@ -180,3 +180,44 @@ def test_malformed_spaces_are_explained(patch, message):
         _space("gc_full", **patch)
     assert message in str(err.value)
     assert str(err.value).startswith("search_spaces/gc_full.yaml: ")
+
+
+@pytest.mark.parametrize("backbone", ["resnet_tiny", "resnet18"])
+def test_paper_position_compares_three_distinct_places_on_basicblock_backbones(backbone, caplog):
+    """gcnas-search +experiment=paper_position on a BasicBlock ResNet (the default backbone, or resnet18): its three
+    positions are three places (after_conv2 would be before_add again), so no grid point repeats another's network;
+    the grid is the experiment's n_trials."""
+    import logging
+
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=paper_position", f"backbone={backbone}"])
+        four = compose("config", overrides=["+experiment=paper_position", f"backbone={backbone}",
+                                            "search_space.positions.position=[after_conv1,after_conv2,before_add,"
+                                            "after_add]"])
+    name = cfg.backbone.name
+    kwargs = {"in_chans": 1, "num_classes": 10}  # fashion_mnist, the default data: 1x28x28, 10 classes
+    sites = list_sites(name, input_size=(1, 28, 28), **kwargs)
+    with caplog.at_level(logging.WARNING, logger="gcnas.space.space"):
+        space = SearchSpace.from_config(cfg.search_space, backbone=name, sites=sites, backbone_kwargs=kwargs)
+    assert caplog.records == []
+    assert space.grid()["position"] == ["after_conv1", "before_add", "after_add"]
+    assert space.size() == cfg.study.n_trials == 9
+    keys = {space.suggest(_Fixed({"position": p})).key() for p in space.grid()["position"]}
+    assert len(keys) == 3
+    # listing after_conv2 as well searches the same three places, and says so once
+    with caplog.at_level(logging.WARNING, logger="gcnas.space.space"):
+        again = SearchSpace.from_config(four.search_space, backbone=name, sites=sites, backbone_kwargs=kwargs)
+    assert again.grid()["position"] == ["after_conv1", "before_add", "after_add"] and again.size() == 9
+    assert len(caplog.records) == 1 and "'after_conv2', 'before_add' name the site 'before_add'" in caplog.text
+
+
+class _Fixed:
+    """A trial whose every categorical answer is given."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def suggest_categorical(self, name, choices):
+        return self.values[name]

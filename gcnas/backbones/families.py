@@ -14,6 +14,11 @@ Each block class maps a position to an *anchor*: the submodule whose output (``p
 feature map at that position, or the block itself (``self``: its output). Families whose blocks are not listed fall
 back to ``after_block`` / ``after_stage`` sites found from the model's ``feature_info`` (see
 :mod:`gcnas.backbones.sites`).
+
+Two positions of one block with the same anchor are one place (a BasicBlock's ``after_conv2`` and ``before_add`` are
+both the output of ``bn2``): :mod:`gcnas.backbones.sites` lists them as one site under the latest name, the others as
+its aliases. So a rule must give one place one anchor: where two anchors would see the same tensor (the output of a
+module that feeds the next one directly), it names the same one.
 """
 from __future__ import annotations
 
@@ -68,6 +73,10 @@ class BlockRule:
 
 @dataclass(frozen=True)
 class Family:
+    """A timm family: how its block modules are named, and its block classes' rules. ``examples`` are timm models
+    that together hold every rule's block (with and without a shortcut where the class has both): the tests walk
+    them."""
+
     name: str
     pattern: re.Pattern  # module name of a block -> (stage, block) groups
     stage_offset: int  # subtract from the captured stage number (resnet layer1 -> 0)
@@ -142,7 +151,7 @@ def _conv_bn_act(b):
     return {"after_conv1": Anchor("post", "aa"), **_skip_positions(b, "aa")}
 
 
-# -- convnext (timm.models.convnext.ConvNeXtBlock): the MLP runs channels-last, so no after_conv2 ------------------------
+# -- convnext (timm.models.convnext.ConvNeXtBlock): the MLP runs channels-last, so no after_conv2 ----------------------
 def _convnext(b):
     return {
         "after_conv1": Anchor("post", "conv_dw"),
@@ -151,7 +160,7 @@ def _convnext(b):
     }
 
 
-# -- byobnet (timm.models.byobnet): BottleneckBlock, BasicBlock ----------------------------------------------------------
+# -- byobnet (timm.models.byobnet): BottleneckBlock, BasicBlock --------------------------------------------------------
 def _byob_bottleneck(b):
     out = {
         "after_conv1": Anchor("post", "conv1_1x1"),
@@ -166,17 +175,19 @@ def _byob_bottleneck(b):
 
 
 def _byob_basic(b):
+    # attn_last feeds drop_path directly, so the end of the branch is attn_last's output, the same place as after_conv2
+    last = Anchor("post", "attn_last", attention=_real_attention(b, "attn_last"))
     out = {
         "after_conv1": Anchor("post", "attn", attention=_real_attention(b, "attn")),
-        "after_conv2": Anchor("post", "attn_last", attention=_real_attention(b, "attn_last")),
+        "after_conv2": last,
     }
     if b.shortcut is not None:
-        out["before_add"] = Anchor("pre", "drop_path")
+        out["before_add"] = last
         out["after_add"] = Anchor("self")
     return out
 
 
-# -- cspnet (timm.models.cspnet.BottleneckBlock) -------------------------------------------------------------------------
+# -- cspnet (timm.models.cspnet.BottleneckBlock) -----------------------------------------------------------------------
 def _csp_bottleneck(b):
     return {
         "after_conv1": Anchor("post", "conv1"),
@@ -186,7 +197,7 @@ def _csp_bottleneck(b):
     }
 
 
-# -- resnetv2 (timm.models.resnetv2): PreActBottleneck, Bottleneck ------------------------------------------------------
+# -- resnetv2 (timm.models.resnetv2): PreActBottleneck, Bottleneck -----------------------------------------------------
 def _preact_bottleneck(b):
     # Pre-activation: the norm+act that follows conv1 is the next conv's norm2.
     return {
@@ -211,7 +222,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("resnet", re.compile(r"^layer(\d+)\.(\d+)$"), 1, 0,
            (BlockRule("timm.models.resnet.BasicBlock", _resnet_basic),
             BlockRule("timm.models.resnet.Bottleneck", _resnet_bottleneck)),
-           ("resnet18", "resnet50", "resnext50_32x4d", "seresnet50")),
+           ("resnet18", "resnet50", "resnext50_32x4d", "seresnet18", "seresnet50", "gcnas_resnet_tiny")),
     Family("regnet", re.compile(r"^s(\d+)\.b(\d+)$"), 1, 1,
            (BlockRule("timm.models.regnet.Bottleneck", _regnet),),
            ("regnetx_002", "regnety_002")),
@@ -220,14 +231,15 @@ FAMILIES: tuple[Family, ...] = (
             BlockRule(f"{_EFF}.InvertedResidual", _inverted_residual),
             BlockRule(f"{_EFF}.EdgeResidual", _edge_residual),
             BlockRule(f"{_EFF}.ConvBnAct", _conv_bn_act)),
-           ("efficientnet_b0", "mobilenetv2_100", "mobilenetv3_small_100")),
+           ("efficientnet_b0", "mobilenetv2_100", "mobilenetv3_small_100", "mobilenetv3_large_100",
+            "efficientnetv2_rw_t")),
     Family("convnext", re.compile(r"^stages[._](\d+)\.blocks\.(\d+)$"), 0, 0,
            (BlockRule("timm.models.convnext.ConvNeXtBlock", _convnext),),
            ("convnext_atto",)),
     Family("byobnet", re.compile(r"^stages[._](\d+)\.(\d+)$"), 0, 0,
            (BlockRule("timm.models.byobnet.BottleneckBlock", _byob_bottleneck),
             BlockRule("timm.models.byobnet.BasicBlock", _byob_basic)),
-           ("resnet33ts",)),
+           ("resnet33ts", "gernet_s")),
     Family("cspnet", re.compile(r"^stages[._](\d+)\.blocks\.(\d+)$"), 0, 0,
            (BlockRule("timm.models.cspnet.BottleneckBlock", _csp_bottleneck),),
            ("cspresnet50",)),

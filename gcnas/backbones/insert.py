@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Optional
 import torch
 from torch import nn
 
-from gcnas.backbones.sites import Site, blocks_by_stage, position_order, resolve_sites
+from gcnas.backbones.sites import Site, blocks_by_stage, position_order, resolve_sites, sites_by_key
 from gcnas.errors import ConfigError
 
 __all__ = ["insert", "build_block", "inserted_blocks"]
@@ -131,19 +131,19 @@ def insert(model: nn.Module, placements: Iterable[Any], input_size: Optional[tup
     requests = sorted((_as_request(p) for p in placements), key=lambda r: (r.stage, r.block, position_order(r.position)))
     if sites is None:
         sites = resolve_sites(model, input_size, warn=False)
-    by_key = {s.key: s for s in sites}
+    by_key = sites_by_key(sites)  # a position's aliases name its site too
     seen: set[tuple[int, int, str]] = set()
     plan = []
     for r in requests:
-        key = (r.stage, r.block, r.position)
-        site = by_key.get(key)
+        site = by_key.get((r.stage, r.block, r.position))
         if site is None:
             raise ConfigError(f"placement at stage {r.stage}, block {r.block}, position {r.position!r}: "
                               f"{type(model).__name__} has no such site; {_describe_valid(sites, r.stage, r.block)}")
-        if key in seen:
-            raise ConfigError(f"two placements at stage {r.stage}, block {r.block}, position {r.position!r}; "
-                              "a site holds one block")
-        seen.add(key)
+        if site.key in seen:
+            raise ConfigError(f"two placements at stage {r.stage}, block {r.block}, position {site.position!r}"
+                              + (f" (also named {', '.join(site.aliases)})" if site.aliases else "")
+                              + "; a site holds one block")
+        seen.add(site.key)
         if r.replace and site.attention is None:
             with_attn = [f"({s.stage}, {s.block}, {s.position})" for s in sites if s.attention]
             listing = ", ".join(with_attn[:8]) + (" ..." if len(with_attn) > 8 else "") if with_attn else "none"
@@ -161,15 +161,36 @@ def insert(model: nn.Module, placements: Iterable[Any], input_size: Optional[tup
             setattr(modules[parent_name], attr, block)
             continue
         host, host_name = _host(model, site.block_module)
-        child = f"gcnas_{site.position}" if host_name == site.block_module else \
-            f"gcnas_s{site.stage}_b{site.block}_{site.position}"
-        host.add_module(child, block)
+
+        def name(position: str) -> str:
+            return f"gcnas_{position}" if host_name == site.block_module else \
+                f"gcnas_s{site.stage}_b{site.block}_{position}"
+
+        host.add_module(name(site.position), block)
+        if site.aliases:
+            host.register_load_state_dict_pre_hook(_AliasKeys(name(site.position),
+                                                              [name(a) for a in site.aliases]))
         anchor = modules[site.module]
         if site.anchor.kind == "pre":
             anchor.register_forward_pre_hook(_ApplyBefore(block))
         else:
             anchor.register_forward_hook(_ApplyAfter(block))
     return [site for _, site, _ in plan]
+
+
+class _AliasKeys:
+    """Reads the weights of a block saved under one of its site's aliases: before gcnas merged the positions that name
+    one place into one site (a BasicBlock's ``after_conv2`` is its ``before_add``), a block placed by the alias was
+    named after it (``gcnas_after_conv2``); such checkpoints and exports load into the block's own name."""
+
+    def __init__(self, child: str, aliases: list[str]) -> None:
+        self.child, self.aliases = child, aliases
+
+    def __call__(self, module, state_dict, prefix, *_args) -> None:
+        for alias in self.aliases:
+            old = f"{prefix}{alias}."
+            for k in [k for k in state_dict if k.startswith(old)]:
+                state_dict[f"{prefix}{self.child}.{k[len(old):]}"] = state_dict.pop(k)
 
 
 def inserted_blocks(model: nn.Module) -> dict[str, nn.Module]:

@@ -7,6 +7,15 @@ from 0; ``position`` is one of :data:`~gcnas.backbones.families.POSITIONS` (see 
 Models whose blocks no family describes get the *generic fallback*: stages are the modules named by the model's
 ``feature_info`` that contain blocks, and the positions are ``after_block`` (each block's output) and
 ``after_stage`` (the stage's output, listed with block 0). :func:`list_sites` warns when it falls back.
+
+One place in the network is one site. Where a block's positions share an anchor (the output of one submodule: a
+BasicBlock's ``after_conv2`` and ``before_add`` are both ``bn2``'s), the site takes the latest of them in
+:data:`~gcnas.backbones.families.POSITIONS` order (the one nearest the residual sum, so ``before_add`` stays the
+paper's name) and lists the others as its ``aliases``. A placement may name an alias (:func:`sites_by_key` finds its
+site); an :class:`~gcnas.arch.Architecture` stores the site's own name, so equal networks get equal keys.
+
+A model whose blocks give no (B, C, H, W) feature map anywhere (a vision transformer's tokens) has no site: listing
+its sites raises a :class:`~gcnas.errors.ConfigError` naming ``backbone.name``.
 """
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ if TYPE_CHECKING:
     from gcnas.backbones.weights import BackboneWeights
 
 __all__ = ["Site", "list_sites", "resolve_sites", "create_backbone", "GenericFallbackWarning", "position_order",
-           "blocks_by_stage"]
+           "blocks_by_stage", "sites_by_key"]
 
 
 class GenericFallbackWarning(UserWarning):
@@ -40,6 +49,8 @@ class Site:
     ``channels`` and ``size`` (H, W) are those of the feature map there for the input size the sites were listed for.
     ``module`` is the anchor's name in the model, ``attention`` the name of an attention module the backbone already
     has at this position (which a placement can ``replace``), ``block_module`` the name of the residual block.
+    ``aliases`` are the block's other position names for this same place (a BasicBlock's ``before_add`` has
+    ``after_conv2``); ``position`` is the site's own name, the one keys and architectures use.
     """
 
     stage: int
@@ -51,11 +62,23 @@ class Site:
     family: str
     block_module: str
     attention: Optional[str] = None
+    aliases: tuple[str, ...] = ()
     anchor: Anchor = field(default=Anchor("self"), repr=False, compare=False)
 
     @property
     def key(self) -> tuple[int, int, str]:
         return (self.stage, self.block, self.position)
+
+
+def sites_by_key(sites: Sequence[Site]) -> dict[tuple[int, int, str], Site]:
+    """Every (stage, block, position) a placement may name, the site's own position or one of its aliases, with the
+    site it names."""
+    out = {}
+    for s in sites:
+        out[s.key] = s
+        for alias in s.aliases:
+            out[(s.stage, s.block, alias)] = s
+    return out
 
 
 _SITES_CACHE: dict = {}  # (name, input size, kwargs as JSON) -> (sites, warnings); sites are frozen dataclasses
@@ -146,8 +169,23 @@ def _candidates(model: nn.Module) -> tuple[str, list]:
     return "generic", _generic_candidates(model)
 
 
-def _probe(model: nn.Module, candidates: list, input_size: Sequence[int]) -> dict[int, Optional[torch.Size]]:
-    """Feature-map shapes at every candidate anchor, from one forward pass of a single zero image."""
+def _places(candidates: list) -> list[tuple[int, int, str, tuple[str, ...], str, nn.Module, Anchor]]:
+    """One entry per place: the positions of one block that share an anchor (same kind, same submodule) become one,
+    named by the latest of them in POSITIONS order, with the others as its aliases."""
+    groups: dict[tuple[str, str, str], list] = {}
+    for cand in candidates:
+        _, _, _, bname, _, anchor = cand
+        groups.setdefault((bname, anchor.kind, anchor.attr), []).append(cand)
+    out = []
+    for members in groups.values():
+        members.sort(key=lambda c: position_order(c[2]))
+        stage, block, position, bname, bmod, anchor = members[-1]
+        out.append((stage, block, position, tuple(c[2] for c in members[:-1]), bname, bmod, anchor))
+    return out
+
+
+def _probe(model: nn.Module, places: list, input_size: Sequence[int]) -> dict[int, Optional[torch.Size]]:
+    """Feature-map shapes at every place's anchor, from one forward pass of a single zero image."""
     shapes: dict[int, Optional[torch.Size]] = {}
     handles = []
 
@@ -160,7 +198,8 @@ def _probe(model: nn.Module, candidates: list, input_size: Sequence[int]) -> dic
 
         return pre if kind == "pre" else post
 
-    for idx, (_, _, _, _, bmod, anchor) in enumerate(candidates):
+    for idx, place in enumerate(places):
+        bmod, anchor = place[-2], place[-1]
         target = bmod if anchor.kind == "self" else getattr(bmod, anchor.attr)
         hook = record(idx, anchor.kind)
         handles.append(target.register_forward_pre_hook(hook) if anchor.kind == "pre"
@@ -172,16 +211,60 @@ def _probe(model: nn.Module, candidates: list, input_size: Sequence[int]) -> dic
     try:
         model.eval()
         with torch.no_grad():
-            try:
-                model(torch.zeros(1, *input_size, device=device, dtype=dtype))
-            except (RuntimeError, ValueError) as e:
-                raise ConfigError(f"{type(model).__name__} cannot run on an input of size {tuple(input_size)} "
-                                  f"(C, H, W): {e}") from None
+            model(torch.zeros(1, *input_size, device=device, dtype=dtype))
     finally:
         model.train(was_training)
         for h in handles:
             h.remove()
     return shapes
+
+
+# What a forward pass raises for an input the model cannot take: torch's shape errors, and timm's own input checks
+# (``timm.layers._assert``: a ViT's fixed image size) raise AssertionError.
+_INPUT_ERRORS = (RuntimeError, ValueError, AssertionError)
+
+
+def _model_name(model: nn.Module) -> str:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return str(cfg.get("architecture") or type(model).__name__)
+
+
+def _no_feature_maps(model: nn.Module, shapes: dict[int, Optional[torch.Size]]) -> ConfigError:
+    seen = next((tuple(s) for s in shapes.values() if s is not None), None)
+    gave = f"its blocks give {len(seen)}-d tensors such as {seen}" if seen else "its blocks give no tensors"
+    families = ", ".join(f.name for f in FAMILIES)
+    return ConfigError(f"backbone.name: {_model_name(model)} ({type(model).__name__}) has no (B, C, H, W) feature maps "
+                       f"for a global-context block to work on ({gave}, like a vision transformer's tokens); use a "
+                       f"convolutional backbone of a family gcnas describes ({families}; e.g. resnet50, "
+                       f"efficientnet_b0, convnext_atto)")
+
+
+def _shapes(model: nn.Module, places: list, size: tuple[int, ...]) -> dict[int, Optional[torch.Size]]:
+    """The places' shapes at ``size``; a model with no (B, C, H, W) map, or one that cannot take ``size``, is a
+    ConfigError saying which."""
+    try:
+        shapes = _probe(model, places, size)
+    except _INPUT_ERRORS as e:
+        failure = e
+    else:
+        if not any(s is not None and len(s) == 4 for s in shapes.values()):
+            raise _no_feature_maps(model, shapes)
+        return shapes
+    # The model's own size tells a model that has no feature maps at all (whose first layer may also refuse other
+    # sizes, as a ViT's patch embedding does) from one that only cannot take this size.
+    own = (size[0], *_default_input_size(model)[1:])
+    own_shapes = None
+    if own != size:
+        try:
+            own_shapes = _probe(model, places, own)
+        except _INPUT_ERRORS:
+            pass
+    if own_shapes is not None and not any(s is not None and len(s) == 4 for s in own_shapes.values()):
+        raise _no_feature_maps(model, own_shapes)
+    if own_shapes is None and isinstance(failure, AssertionError):
+        raise failure  # not an input check we can attribute to the size: a bug, with its traceback
+    detail = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    raise ConfigError(f"{type(model).__name__} cannot run on an input of size {tuple(size)} (C, H, W): {detail}")
 
 
 def _default_input_size(model: nn.Module) -> tuple[int, int, int]:
@@ -196,21 +279,22 @@ def resolve_sites(model: nn.Module, input_size: Optional[Sequence[int]] = None, 
     if not candidates:
         raise ConfigError(f"model {type(model).__name__}: no family describes its blocks and its feature_info names no "
                           "stage with blocks, so gcnas finds no insertion site")
+    size = tuple(int(s) for s in input_size) if input_size is not None else _default_input_size(model)
+    places = _places(candidates)
+    shapes = _shapes(model, places, size)
     if family == "generic" and warn:
         warnings.warn(f"{type(model).__name__}: no gcnas family describes its blocks; using the generic fallback "
                       f"(positions {', '.join(GENERIC_POSITIONS)} from feature_info's stages)", GenericFallbackWarning,
                       stacklevel=3)
-    size = tuple(input_size) if input_size is not None else _default_input_size(model)
-    shapes = _probe(model, candidates, size)
     sites = []
-    for idx, (stage, block, position, bname, bmod, anchor) in enumerate(candidates):
+    for idx, (stage, block, position, aliases, bname, bmod, anchor) in enumerate(places):
         shape = shapes.get(idx)
         if shape is None or len(shape) != 4:
             continue  # never reached for this input, or not a (B, C, H, W) map there
         module = bname if anchor.kind == "self" else f"{bname}.{anchor.attr}"
         attention = f"{bname}.{anchor.attention}" if anchor.attention else None
         sites.append(Site(stage, block, position, int(shape[1]), (int(shape[2]), int(shape[3])), module, family,
-                          bname, attention, anchor))
+                          bname, attention, aliases, anchor=anchor))
     sites.sort(key=lambda s: (s.stage, s.block, position_order(s.position)))
     return sites
 
@@ -223,6 +307,9 @@ def list_sites(model_or_name: Union[nn.Module, str], input_size: Optional[Sequen
         model_or_name: a model built by timm, or a timm model name (built on the meta device: no weights, no memory).
         input_size: (C, H, W) of one input image; default the model's ``pretrained_cfg['input_size']``.
         model_kwargs: passed to ``timm.create_model`` when a name is given.
+
+    Each place is listed once, its other position names in ``Site.aliases``. A model without (B, C, H, W) feature
+    maps (a vision transformer), or one that cannot take ``input_size``, raises a one-line ConfigError saying which.
     """
     if not isinstance(model_or_name, str):
         return resolve_sites(model_or_name, input_size)
@@ -251,9 +338,30 @@ def list_sites(model_or_name: Union[nn.Module, str], input_size: Optional[Sequen
     return list(hit[0])
 
 
+def _require_feature_maps(model: nn.Module, channels: int) -> None:
+    """Refuse a model whose blocks give no (B, C, H, W) map at its own input size. The families describe
+    convolutional blocks, so only the generic fallback is probed (on the meta device this costs nothing); a model that
+    cannot run here is left to :func:`resolve_sites`, which says why."""
+    family, candidates = _candidates(model)
+    if family != "generic" or not candidates:
+        return
+    places = _places(candidates)
+    try:
+        shapes = _probe(model, places, (channels, *_default_input_size(model)[1:]))
+    except _INPUT_ERRORS:
+        return
+    if not any(s is not None and len(s) == 4 for s in shapes.values()):
+        raise _no_feature_maps(model, shapes)
+
+
 def backbone_data_config(name: str, **kwargs: Any) -> dict[str, Any]:
     """The backbone's data config as timm resolves it (``timm.data.resolve_data_config``): input size,
-    interpolation, crop fraction, mean and std, read from a model built on the meta device (no weights, no memory)."""
+    interpolation, crop fraction, mean and std, read from a model built on the meta device (no weights, no memory).
+
+    Every command reads it before its data, so a backbone gcnas cannot put a block in (no (B, C, H, W) feature maps:
+    a vision transformer) is refused here, in one line naming ``backbone.name``, before any data is read."""
     from timm.data import resolve_data_config
 
-    return dict(resolve_data_config({}, model=create_backbone(name, device="meta", **kwargs)))
+    model = create_backbone(name, device="meta", **kwargs)
+    _require_feature_maps(model, int(kwargs.get("in_chans", _default_input_size(model)[0])))
+    return dict(resolve_data_config({}, model=model))

@@ -6,6 +6,7 @@ import sys
 import warnings
 
 from gcnas.backbones import GenericFallbackWarning, list_sites
+from gcnas.backbones.sites import position_order
 from gcnas.errors import ConfigError
 
 
@@ -14,18 +15,25 @@ def format_sites(name: str, input_size: tuple[int, int, int]) -> str:
         warnings.simplefilter("always", GenericFallbackWarning)
         sites = list_sites(name, input_size=input_size)
     lines = []
-    family = sites[0].family if sites else "none"
+    family = sites[0].family
     lines.append(f"{name}: family {family}, {len(sites)} sites, input {input_size[0]}x{input_size[1]}x{input_size[2]}")
     for w in caught:
         if issubclass(w.category, GenericFallbackWarning):
             lines.append(f"note: {w.message}")
     lines.append("")
-    lines.append("| stage | block | position | module | channels | size | attention (replaceable) |")
-    lines.append("|---:|---:|---|---|---:|---|---|")
+    lines.append("| stage | block | position | also named | module | channels | size | attention (replaceable) |")
+    lines.append("|---:|---:|---|---|---|---:|---|---|")
     for s in sites:
         size = f"{s.size[0]}x{s.size[1]}" if s.size else "-"
-        lines.append(f"| {s.stage} | {s.block} | {s.position} | {s.module} | {s.channels} | {size} | "
-                     f"{s.attention or ''} |")
+        lines.append(f"| {s.stage} | {s.block} | {s.position} | {', '.join(s.aliases)} | {s.module} | {s.channels} "
+                     f"| {size} | {s.attention or ''} |")
+    pairs: dict[tuple[str, str], int] = {}
+    for s in sites:
+        for a in s.aliases:
+            pairs[(a, s.position)] = pairs.get((a, s.position), 0) + 1
+    for (alias, position), n in sorted(pairs.items(), key=lambda kv: (position_order(kv[0][0]), kv[0][1])):
+        lines.append(f"note: in {n} block(s) {alias} is the same place as {position} (one anchor): a placement may "
+                     f"name either, architectures and their keys use {position}")
     return "\n".join(lines)
 
 

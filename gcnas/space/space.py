@@ -22,7 +22,9 @@ A space (``search_spaces/<name>.yaml``, Hydra group ``search_space``) has four s
       stage_on: [true, false]     # searched on/off per candidate stage; true: all candidates on
       blocks: [all, last]         # all | first | last | every_other | an index list (a list of lists to search)
       position: [before_add, after_add]   # or all: every position the backbone offers there
-                                  # (a stage without the position in some blocks gets blocks only where it has it)
+                                  # (a stage without the position in some blocks gets blocks only where it has it;
+                                  # positions that are one place in every block, as a BasicBlock's after_conv2 and
+                                  # before_add, are searched once, under the site's own name)
       per_stage: false            # one blocks/position choice for all stages (false) or one per stage (true)
       replace: false              # true / [true, false]: take the place of the backbone's SE
     limits: {max_blocks: 16, min_blocks: 1}
@@ -36,6 +38,7 @@ Optuna parameter names are stable: ``design.<key>`` (or ``s<stage>.<key>`` with 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import numbers
 from dataclasses import dataclass, fields
@@ -43,12 +46,14 @@ from typing import Any, Mapping, Optional, Sequence
 
 from gcnas.arch import BLOCK_SELECTORS, Architecture, BlockSpec, Placement, select_blocks
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
-from gcnas.backbones.sites import Site, blocks_by_stage
+from gcnas.backbones.sites import Site, blocks_by_stage, sites_by_key
 from gcnas.blocks import CONTEXTS, NL_DEFAULTS, NL_MODES, NORMS, TRANSFORMS, block_preset_names, parse_fusion
 from gcnas.blocks.fusion import FUSION_SPELLINGS, fusion_spelling
 from gcnas.blocks.layers import ACTIVATIONS
 from gcnas.blocks.transform import is_ratio
 from gcnas.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SearchSpace", "SearchSpaceError", "InfeasibleArchitecture", "DESIGN_KEYS", "TRAINING_KEYS", "Design",
            "Positions", "Limits"]
@@ -350,15 +355,18 @@ def _read_positions(r: _Reader, section: Any, backbone: str, sites: list[Site]) 
                                                       f"{backbone}; valid blocks there are {blocks_in[st]}")
     offered = [p for p in POSITIONS + GENERIC_POSITIONS if any(s.position == p and s.stage in stages
                                                                for s in sites)]
+    aliases = [p for p in POSITIONS if p not in offered and any(p in s.aliases and s.stage in stages for s in sites)]
     pos_value = pos_raw.get("position", "before_add")
     if pos_value == "all":
         pos_value = offered if len(offered) > 1 else offered[0]
     position = r.param("positions.position", pos_value, valid=POSITIONS + GENERIC_POSITIONS + ("all",))
     for p in position.values() or []:
-        if p not in offered:
+        if p not in offered and p not in aliases:
+            also = f" (also named {_fmt(aliases)})" if aliases else ""
             raise r.error("positions.position", f"{p!r} is not a position of {backbone} (family "
                                                 f"{sites[0].family}) in stages {list(stages)}; valid positions "
-                                                f"there are {_fmt(offered)} or 'all'")
+                                                f"there are {_fmt(offered)}{also} or 'all'")
+    position = _distinct_places(r, position, backbone, sites, {st: blocks_in[st] for st in stages})
     per_stage = pos_raw.get("per_stage", False)
     if not isinstance(per_stage, bool):
         raise r.error("positions.per_stage", f"{per_stage!r} is not valid; valid values are true, false")
@@ -366,11 +374,37 @@ def _read_positions(r: _Reader, section: Any, backbone: str, sites: list[Site]) 
     if True in (replace.values() or []):
         for p in position.values() or []:
             lacking = [st for st in stages if not any(s.attention for s in sites if s.stage == st
-                                                      and s.position == p)]
+                                                      and p in (s.position, *s.aliases))]
             if lacking:
                 raise r.error("positions.replace", f"true needs an attention module to replace, but {backbone} "
                                                    f"has none at {p!r} in stage(s) {lacking}")
     return Positions(stages, stage_sets, stage_on, blocks, position, per_stage, replace)
+
+
+def _distinct_places(r: _Reader, position: _Param, backbone: str, sites: list[Site],
+                     blocks: dict[int, list[int]]) -> _Param:
+    """The position choice with one value per distinct place. Two names that give the same site in every block of
+    the space's stages (a BasicBlock's after_conv2 and before_add) are one choice, under the site's own name where
+    every block agrees on it, so Optuna never draws the same network under two names; a name that is one place
+    with another only in some blocks (after_conv1 in efficientnetv2, one place with before_add in its ConvBnAct
+    blocks only) stays a choice of its own."""
+    values = position.values() or []
+    lookup = sites_by_key(sites)
+    groups: dict[tuple, list[str]] = {}
+    for p in values:
+        where = tuple(getattr(lookup.get((st, b, p)), "key", None) for st, bs in blocks.items() for b in bs)
+        groups.setdefault(where, []).append(p)
+    distinct = []
+    for where, names in groups.items():
+        own = {key[2] for key in where if key is not None}
+        name = next(iter(own)) if len(own) == 1 else names[0]
+        distinct.append(name)
+        if names != [name]:
+            what = f"the site {name!r}" if len(own) == 1 else "one place"
+            log.warning("%s: positions.position: %s name%s %s in every block of %s in stages %s; searched once, as %r",
+                        r.source, ", ".join(map(repr, names)), "" if len(names) > 1 else "s", what, backbone,
+                        list(blocks), name)
+    return position if distinct == list(values) else r.param("positions.position", distinct)
 
 
 def _read_limits(r: _Reader, section: Any) -> Limits:
@@ -417,7 +451,7 @@ class SearchSpace:
         self.per_stage, self.replace = positions.per_stage, positions.replace
         self.max_blocks, self.min_blocks = limits.max_blocks, limits.min_blocks
         self.training = training
-        self._site_keys = {s.key: s for s in sites}
+        self._site_keys = sites_by_key(sites)  # a position's aliases too: a name may be an alias in some blocks only
         self._blocks_in = blocks_by_stage(sites)
 
     # -- construction ------------------------------------------------------------------------------------------------
@@ -492,7 +526,8 @@ class SearchSpace:
         placements: list[Placement] = []
         shared = {}
         if not self.per_stage:
-            shared = {"blocks": self.blocks.suggest(trial, "blocks"), "position": self.position.suggest(trial, "position"),
+            shared = {"blocks": self.blocks.suggest(trial, "blocks"),
+                      "position": self.position.suggest(trial, "position"),
                       "replace": self.replace.suggest(trial, "replace")}
         chosen_stages = set(self.stage_sets.suggest(trial, "stages")) if self.stage_sets is not None else None
         for st in self.stages:
@@ -510,8 +545,9 @@ class SearchSpace:
             if spec is None:  # design preset "none"
                 continue
             for b in self._select(st, choice["blocks"]):
-                if (st, b, choice["position"]) in self._site_keys:
-                    placements.append(Placement(st, b, choice["position"], spec, bool(choice["replace"])))
+                site = self._site_keys.get((st, b, choice["position"]))
+                if site is not None:
+                    placements.append(Placement(st, b, site.position, spec, bool(choice["replace"])))
         n = len(placements)
         if self.max_blocks is not None and n > self.max_blocks:
             raise InfeasibleArchitecture(f"{n} blocks exceed limits.max_blocks={self.max_blocks}")
@@ -607,8 +643,9 @@ class SearchSpace:
 
     def reachable_sites(self) -> list[Site]:
         """Every site some architecture of this space can place a block at, in the backbone's order."""
-        keys = {(st, b, pos) for st in self.stages for sel in self.blocks.values() or []
-                for b in self._select(st, sel) for pos in self.position.values() or []}
+        keys = {self._site_keys[(st, b, pos)].key for st in self.stages for sel in self.blocks.values() or []
+                for b in self._select(st, sel) for pos in self.position.values() or []
+                if (st, b, pos) in self._site_keys}
         return [s for s in self.sites if s.key in keys]
 
     def size(self) -> Optional[int]:
