@@ -39,8 +39,8 @@ from gcnas.blocks.layers import ACTIVATIONS
 from gcnas.blocks.transform import check_ratio
 from gcnas.errors import ConfigError
 
-__all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_model", "PretrainedScaleWarning", "BLOCK_SELECTORS",
-           "select_blocks", "paper_default_architecture"]
+__all__ = ["BlockSpec", "Placement", "Architecture", "build_model", "load_model", "load_weights",
+           "PretrainedScaleWarning", "BLOCK_SELECTORS", "select_blocks", "paper_default_architecture"]
 
 BLOCK_SELECTORS = ("all", "first", "last", "every_other")
 _SPEC_KEYS = {"kind", "preset", "context", "transform", "ratio", "fusion", "norm", "act", "gate", "mode"}
@@ -439,26 +439,88 @@ def build_model(arch: Architecture, pretrained_backbone: Optional[Union[str, Pat
     return model
 
 
-def load_model(folder: Union[str, Path], device: str = "cpu") -> nn.Module:
-    """Rebuild an exported model (``architecture.yaml`` + ``model.safetensors``) with torch, timm and gcnas alone.
+def load_weights(model: nn.Module, path: Union[str, Path], *, device: str = "cpu", key: str = "load_model",
+                 against: Union[str, Path] = "the architecture", fix: str = "") -> None:
+    """Load a safetensors file into ``model``, exactly: each of its tensors, in its shape, and no other.
 
-    The weights are read by safetensors (no pickle) and must match the architecture exactly. Returns the model in
-    eval mode on ``device``.
+    A damaged file, or weights of another architecture, is one :class:`~gcnas.errors.ConfigError` starting with
+    ``key``, naming the file and the first key that differs (with both shapes where only the shape does), and ending
+    with ``fix`` (what to do). The header is read first, so a truncated file fails before any tensor is read, and
+    shapes are compared before loading: torch's own size-mismatch error names no file.
     """
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model as load_safetensors
 
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ConfigError(f"{key}: {path} is not a readable safetensors file ({e}); it may be truncated or damaged"
+                          + (f": {fix}" if fix else "")) from None
+    own = {k: list(v.shape) for k, v in model.state_dict().items()}
+    differ = [f"{k} has shape {stored[k]} in the weights and {own[k]} in the architecture" for k in own
+              if k in stored and stored[k] != own[k]]
+    counts = f"{len(differ)} keys differ in shape"
+    if not differ:
+        missing, unexpected = load_safetensors(model, str(path), strict=False, device=device)
+        differ = ([f"{k} is in the architecture but not in the weights" for k in own if k in set(missing)]
+                  + [f"{k} is in the weights but not in the architecture" for k in sorted(unexpected)])
+        counts = f"{len(missing)} missing, {len(unexpected)} unexpected keys"
+    if differ:
+        raise ConfigError(f"{key}: {path} does not match {against}: {differ[0]} ({counts})"
+                          + (f"; {fix}" if fix else ""))
+
+
+def load_model(folder: Union[str, Path], device: str = "cpu") -> nn.Module:
+    """Rebuild an exported model (``architecture.yaml``, ``model.safetensors``, ``config.json``) with torch, timm and
+    gcnas alone. Returns the model in eval mode on ``device``.
+
+    The weights are read by safetensors (no pickle) and must match the architecture exactly; a damaged file or the
+    weights of another architecture is a :class:`~gcnas.errors.ConfigError` naming the file and the first key that
+    differs. ``config.json`` (timm's form for hub models) sets ``model.pretrained_cfg`` and its alias ``default_cfg``
+    to the preprocessing the model was validated with, so ``timm.data.resolve_data_config(model=model)`` +
+    ``create_transform`` feed it as its study did. A folder exported before gcnas wrote ``config.json`` still loads,
+    with timm's default for the backbone there and a warning saying so.
+    """
+    import warnings
+
     folder = Path(folder)
-    arch_path, weights = folder / "architecture.yaml", folder / "model.safetensors"
+    arch_path, weights, config = folder / "architecture.yaml", folder / "model.safetensors", folder / "config.json"
     for p in (arch_path, weights):
         if not p.is_file():
             raise ConfigError(f"load_model: {p} is missing; an export folder holds architecture.yaml and "
                               f"model.safetensors (write one with gcnas-export)")
     arch = Architecture.from_yaml(arch_path.read_text())
     model = build_model(arch)
-    missing, unexpected = load_safetensors(model, str(weights), strict=False, device=device)
-    if missing or unexpected:
-        raise ConfigError(f"load_model: {weights} does not match {arch_path}: missing keys {sorted(missing)[:10]}, "
-                          f"unexpected keys {sorted(unexpected)[:10]}")
+    load_weights(model, weights, device=device, against=arch_path,
+                 fix="the weights belong to another architecture (copied from another export?)")
+    if not config.is_file():
+        warnings.warn(f"{folder} has no config.json (an export from before gcnas wrote one): model.pretrained_cfg is "
+                      f"timm's default for {arch.backbone}, not the preprocessing the model was trained with; "
+                      f"MODEL_CARD.md states its inputs, or export the trial again", UserWarning, stacklevel=2)
+        return model.to(device).eval()
+    try:
+        hub = json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"load_model: {config} is not readable JSON ({e}); export the trial again") from None
+    pretrained = hub.get("pretrained_cfg") if isinstance(hub, dict) else None
+    if not isinstance(pretrained, dict):
+        raise ConfigError(f"load_model: {config} has no pretrained_cfg mapping (timm's config.json form); export the "
+                          f"trial again")
+    if hub.get("architecture") != arch.backbone:
+        raise ConfigError(f"load_model: {config} describes architecture {hub.get('architecture')!r}, {arch_path} "
+                          f"backbone {arch.backbone!r}; the files come from different exports")
+    classes = hub.get("num_classes", pretrained.get("num_classes"))
+    if classes is not None and classes != getattr(model, "num_classes", classes):
+        raise ConfigError(f"load_model: {config} says num_classes {classes}, {arch_path} builds {model.num_classes}; "
+                          f"the files come from different exports")
+    # Over timm's default for the backbone (first_conv, classifier, ...); lists of numbers as timm's own tuples
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    for k, v in {**pretrained, **{k: hub[k] for k in ("label_names", "label_descriptions") if k in hub}}.items():
+        numbers = isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)
+        cfg[k] = tuple(v) if numbers else v
+    model.pretrained_cfg = cfg
+    model.default_cfg = model.pretrained_cfg  # timm's older name, kept as an alias by timm's own builder
     return model.to(device).eval()
 
 

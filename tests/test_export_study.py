@@ -1,9 +1,13 @@
-"""gcnas-export on real studies: the folder, ONNX checked by onnxruntime, loading without the search machinery."""
+"""gcnas-export on real studies: the folder, ONNX checked by onnxruntime, loading without the search machinery,
+damaged or mismatched folders, and a study folder moved elsewhere."""
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +15,21 @@ import onnxruntime
 import optuna
 import pytest
 import torch
+import yaml
 from optuna.trial import TrialState
+
+from hydra import compose, initialize_config_module
 
 from conftest import compose_search
 from test_layering import run_without_search_machinery
+import gcnas
 from gcnas.arch import Architecture, build_model
+from gcnas.cli.export import export as export_cli
+from gcnas.cli.search import search as gcnas_search
+from gcnas.errors import ConfigError
 from gcnas.export import export_trial
 from gcnas.export import export as export_module
+from gcnas.search.paths import resolve_stored, study_folder
 from gcnas.search.summary import ranked_trials
 
 
@@ -25,10 +37,16 @@ def _url(root: Path) -> str:
     return f"sqlite:///{root}/studies.db"
 
 
+def _kept(root: Path, study: optuna.Study, t) -> Path:
+    """Where trial ``t``'s kept weights lie (a study records them relative to its folder)."""
+    return resolve_stored(study_folder(root, study.study_name), t.user_attrs.get("weights", "none"))
+
+
 def test_search_keeps_the_weights_of_the_top_trials_only(searched):
     root, result, study = searched
     top = [t.number for t in ranked_trials(study)[:2]]
-    kept = sorted(int(p.parent.name.split("-")[1]) for p in (root / result.study_name).glob("trials/*/model.safetensors"))
+    kept = sorted(int(p.parent.name.split("-")[1])
+                  for p in (root / result.study_name).glob("trials/*/model.safetensors"))
     assert kept == sorted(top)
 
 
@@ -36,27 +54,41 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
     root, result, study = searched
     out = export_trial(_url(root), result.study_name, out_dir=tmp_path / "best")
     assert out.trial == result.best_number and out.weights_source == "kept"
-    assert sorted(out.files) == ["MODEL_CARD.md", "architecture.yaml", "model.onnx", "model.safetensors"]
+    assert sorted(out.files) == ["MODEL_CARD.md", "architecture.yaml", "config.json", "model.onnx",
+                                 "model.safetensors"]
     assert out.onnx_max_abs_diff <= 1e-4
     t = study.trials[out.trial]
     assert (tmp_path / "best" / "architecture.yaml").read_text() == Architecture.from_yaml(
         t.user_attrs["architecture"]).to_yaml()
+    # config.json in timm's hub form, from the preprocessing the study recorded
+    hub = json.loads((tmp_path / "best" / "config.json").read_text())
+    recorded = study.user_attrs["pretrained_cfg"]
+    assert hub["architecture"] == "gcnas_resnet_tiny" and hub["num_classes"] == recorded["num_classes"] == 4
+    assert hub["label_names"] == recorded["label_names"] and hub["model_args"]["in_chans"] == 1
+    assert {k: v for k, v in hub["pretrained_cfg"].items() if k in recorded} == \
+        {k: v for k, v in recorded.items() if k != "label_names"}
     card = (tmp_path / "best" / "MODEL_CARD.md").read_text()
     for text in (f"trial {t.number} of `{result.study_name}`", "delta vs plain", f"{t.values[0]:.4f}",
                  "gcnas.load_model", "search space `gc_full`", f"{t.user_attrs['params']:,}",
-                 f"- measured on: {t.user_attrs['machine']};"):
+                 f"- measured on: {t.user_attrs['machine']};", "resolve_data_config(model=model)",
+                 f"| mean | {recorded['mean']} |", f"| input_size | {recorded['input_size']} |",
+                 f"| crop_pct | {recorded['crop_pct']} |", f"| interpolation | {recorded['interpolation']} |"):
         assert text in card, text
 
     # torch + timm + gcnas alone: optuna, hydra and wandb are never imported; the output matches onnxruntime's
     x = np.random.default_rng(0).standard_normal((3, *study.user_attrs["input_size"])).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    code = ("import numpy as np, torch, gcnas\n"
+    code = ("import json, numpy as np, torch, gcnas\n"
+            "from timm.data import resolve_data_config\n"
             f"m = gcnas.load_model({str(tmp_path / 'best')!r})\n"
             f"y = m(torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}))).detach().numpy()\n"
             f"np.save({str(tmp_path / 'y.npy')!r}, y)\n"
-            "print('loaded')\n")
+            "print(json.dumps(resolve_data_config(model=m)))\n")
     res = run_without_search_machinery(code)  # optuna, hydra, wandb and omegaconf cannot even be imported there
-    assert res.returncode == 0 and res.stdout.strip() == "loaded", res.stderr[-2000:]
+    assert res.returncode == 0, res.stderr[-2000:]
+    timm_cfg = json.loads(res.stdout.strip().splitlines()[-1])  # timm's data config, read from config.json
+    assert timm_cfg == {k: recorded[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct",
+                                                 "crop_mode")}
     y = np.load(tmp_path / "y.npy")
     sess = onnxruntime.InferenceSession(str(tmp_path / "best" / "model.onnx"), providers=["CPUExecutionProvider"])
     assert np.abs(sess.run(None, {"input": x})[0] - y).max() <= 1e-4
@@ -64,7 +96,7 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
     from safetensors.torch import load_model
 
     ref = build_model(Architecture.from_yaml(t.user_attrs["architecture"]))
-    load_model(ref, t.user_attrs["weights"])
+    load_model(ref, _kept(root, study, t))
     with torch.no_grad():
         assert torch.equal(ref.eval()(torch.from_numpy(x)), torch.from_numpy(y))
 
@@ -113,9 +145,23 @@ def test_trial_that_is_not_complete_says_so(searched, tmp_path):
         export_trial(url, result.study_name, trial=99, out_dir=tmp_path / "x")
 
 
+def test_a_study_from_before_pretrained_cfg_gets_it_from_its_recorded_data(searched, tmp_path):
+    root, result, study = searched
+    shutil.copy(root / "studies.db", tmp_path / "old.db")
+    url = f"sqlite:///{tmp_path}/old.db"
+    optuna.load_study(study_name=result.study_name, storage=url).set_user_attr("pretrained_cfg", None)
+    out = export_trial(url, result.study_name, out_dir=tmp_path / "e", root=root)
+    assert out.weights_source == "kept"
+    recorded = study.user_attrs["pretrained_cfg"]
+    hub = json.loads((tmp_path / "e" / "config.json").read_text())
+    assert hub["label_names"] == recorded["label_names"]
+    assert {k: hub["pretrained_cfg"][k] for k in recorded if k != "label_names"} == \
+        {k: v for k, v in recorded.items() if k != "label_names"}
+
+
 def test_a_trial_without_kept_weights_is_retrained_to_its_recorded_accuracy(searched, tmp_path):
     root, result, study = searched
-    unkept = [t for t in ranked_trials(study) if not Path(t.user_attrs.get("weights", "/none")).exists()]
+    unkept = [t for t in ranked_trials(study) if not _kept(root, study, t).exists()]
     assert unkept, "the fixture keeps 2 of 5 trials"
     t = unkept[0]
     out = export_trial(_url(root), result.study_name, trial=t.number, out_dir=tmp_path / "r")
@@ -124,7 +170,8 @@ def test_a_trial_without_kept_weights_is_retrained_to_its_recorded_accuracy(sear
     line = next(x for x in card.splitlines() if x.startswith("| validation accuracy of the exported"))
     retrained = float(line.split("|")[2])
     assert abs(retrained - t.values[0]) <= 2 / 64  # same data, seed and recipe; at most a sample or two of noise
-    with pytest.raises(ValueError, match="kept no weights"):
+    with pytest.raises(ValueError, match=f"trial: trial {t.number}: its kept weights are not at .*; allow "
+                                         "retraining"):
         export_trial(_url(root), result.study_name, trial=t.number, out_dir=tmp_path / "r2", retrain=False)
 
 
@@ -171,3 +218,116 @@ def test_cli_export_user_errors_exit_2_without_traceback(searched, tmp_path):
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "exports" / result.study_name / f"trial-{result.best_number}" / "model.onnx").is_file()
+
+
+@pytest.fixture(scope="module")
+def plain_and_gc(searched, tmp_path_factory):
+    """Exports of the study's plain backbone (trial 0) and paper GC (trial 1): two architectures of one study."""
+    root, result, study = searched
+    out = tmp_path_factory.mktemp("two")
+    for n in (0, 1):
+        export_trial(_url(root), result.study_name, trial=n, out_dir=out / f"trial-{n}")
+    assert study.trials[0].user_attrs["role"] == "baseline" and study.trials[1].user_attrs["role"] == "paper_gc"
+    return out / "trial-0", out / "trial-1"
+
+
+def test_load_model_names_the_file_of_damaged_or_foreign_weights(plain_and_gc, tmp_path):
+    plain, gc = plain_and_gc
+    truncated = shutil.copytree(gc, tmp_path / "truncated")
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[:len(data) // 2])  # a copy cut short
+    with pytest.raises(ConfigError, match=f"load_model: {truncated / 'model.safetensors'} is not a readable "
+                                          "safetensors file .*incomplete"):
+        gcnas.load_model(truncated)
+
+    foreign = shutil.copytree(gc, tmp_path / "foreign")
+    shutil.copy(plain / "model.safetensors", foreign / "model.safetensors")  # another export's weights
+    gc_keys = [k for k in build_model(Architecture.from_yaml((gc / "architecture.yaml").read_text())).state_dict()
+               if k not in build_model(Architecture.from_yaml((plain / "architecture.yaml").read_text())).state_dict()]
+    with pytest.raises(ConfigError, match=f"load_model: {foreign / 'model.safetensors'} does not match "
+                                          f".*: {gc_keys[0]} is in the architecture but not in the weights "
+                                          f"\\({len(gc_keys)} missing, 0 unexpected keys\\)"):
+        gcnas.load_model(foreign)
+
+    resized = shutil.copytree(gc, tmp_path / "resized")  # the same keys, other shapes: GC at ratio 1/4, not 1/16
+    arch = yaml.safe_load((resized / "architecture.yaml").read_text())
+    for p in arch["placements"]:
+        p["spec"]["ratio"] = 0.25
+    (resized / "architecture.yaml").write_text(yaml.safe_dump(arch))
+    other = build_model(Architecture.from_dict(arch)).state_dict()
+    own = build_model(Architecture.from_yaml((gc / "architecture.yaml").read_text())).state_dict()
+    first = next(k for k in other if other[k].shape != own[k].shape)
+    with pytest.raises(ConfigError, match="does not match .*: " + re.escape(
+            f"{first} has shape {list(own[first].shape)} in the weights and {list(other[first].shape)} in the "
+            "architecture")):
+        gcnas.load_model(resized)
+
+
+def test_damaged_kept_weights_are_named_not_exported(searched, tmp_path):
+    root, result, study = searched
+    copy = shutil.copytree(root, tmp_path / "copy")  # the SQLite file and the study folder
+    kept = _kept(copy, study, study.trials[result.best_number])
+    kept.write_bytes(kept.read_bytes()[:100])
+    with pytest.raises(ConfigError, match=f"trial: {kept} is not a readable safetensors file .*; it may be truncated "
+                                          "or damaged: delete the file to retrain the trial instead"):
+        export_trial(_url(copy), result.study_name, out_dir=tmp_path / "e")
+    assert not (tmp_path / "e").exists()
+
+
+def test_an_export_without_config_json_loads_with_timm_defaults_and_a_warning(plain_and_gc, tmp_path):
+    old = shutil.copytree(plain_and_gc[1], tmp_path / "old")
+    (old / "config.json").unlink()  # an export from before gcnas wrote it
+    with pytest.warns(UserWarning, match="has no config.json .* timm's default for gcnas_resnet_tiny"):
+        m = gcnas.load_model(old)
+    assert m.pretrained_cfg["input_size"] == (3, 32, 32)  # timm's default: not what the study trained on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a current export loads without one
+        new = gcnas.load_model(plain_and_gc[1])
+    assert new.pretrained_cfg["input_size"] == (1, 16, 16) and new.default_cfg is new.pretrained_cfg
+    torch.testing.assert_close(dict(new.state_dict()), dict(m.state_dict()), rtol=0, atol=0)
+
+
+def _export_cfg(*overrides: str):
+    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
+        return compose("export", overrides=list(overrides))
+
+
+def test_a_moved_study_exports_its_kept_weights(tmp_path):
+    first = tmp_path / "first"
+    result = gcnas_search(compose_search(first, "study.n_trials=2", "study.keep_weights=1", "sampler=random",
+                                         "pruner=none", "trainer.epochs=1", "wandb.mode=disabled"))
+    best = optuna.load_study(study_name=result.study_name, storage=_url(first)).trials[result.best_number]
+    moved = tmp_path / "elsewhere" / "outputs"
+    shutil.move(first, moved)  # the whole output root: the SQLite file and the study folder
+    assert not first.exists()
+
+    threads = torch.get_num_threads()
+    try:
+        out = export_cli(_export_cfg(f"paths.root={moved}", f"study.name={result.study_name}",
+                                     f"export.dir={tmp_path / 'e'}", "threads=1", "device=cpu", "retrain=false"))
+        assert torch.get_num_threads() == 1  # threads= reaches torch before any training could start
+    finally:
+        torch.set_num_threads(threads)
+    assert out.trial == result.best_number and out.weights_source == "kept"
+    from safetensors.torch import load_file
+
+    kept = load_file(resolve_stored(study_folder(moved, result.study_name), best.user_attrs["weights"]))
+    exported = gcnas.load_model(tmp_path / "e").state_dict()
+    assert kept.keys() == exported.keys() and all(torch.equal(kept[k], exported[k]) for k in kept)
+
+    # the storage found but paths.root left at the old place: the error says which folder is missing and what to give
+    with pytest.raises(ConfigError, match=f"trial: trial {result.best_number}: its kept weights are not at .*: there "
+                                          f"is no study folder {first / result.study_name} \\(if the study was moved, "
+                                          "give paths.root="):
+        export_cli(_export_cfg(f"paths.root={first}", f"study.storage={_url(moved)}",
+                               f"study.name={result.study_name}", f"export.dir={tmp_path / 'x'}", "retrain=false"))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("threads=0", "threads: must be auto or an integer >= 1; got 0"),
+    ("device=tpu", "device: must be one of cpu, cuda, auto; got 'tpu'"),
+])
+def test_export_threads_and_device_are_checked(searched, override, message):
+    root, result, _ = searched
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        export_cli(_export_cfg(f"paths.root={root}", f"study.name={result.study_name}", override))

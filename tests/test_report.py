@@ -11,6 +11,7 @@ from PIL import Image
 from hydra import compose, initialize_config_module
 
 from gcnas.cli.report import report
+from gcnas.errors import ConfigError
 from gcnas.report import placement_counts, write_report
 from gcnas.machine import describe_machine
 from gcnas.search.summary import ranked_trials
@@ -68,6 +69,17 @@ def test_bad_report_input(searched, overrides, message):
         report(_cfg(root, *args))
 
 
+def test_an_unwritable_report_dir_is_named(searched, tmp_path):
+    root, result, study = searched
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a folder under a regular file cannot be made, even by root (chmod would not stop root)
+    with pytest.raises(ConfigError, match=f"report.dir: cannot write to {blocker / 'sub'} \\(Not a directory\\)"):
+        report(_cfg(root, f"study.name={result.study_name}", f"report.dir={blocker / 'sub'}", "report.html=false"))
+    with pytest.raises(ConfigError, match="report.dir: cannot write to"):  # the library call says the same
+        write_report(study, blocker, html=False)
+    assert blocker.read_text() == ""
+
+
 def test_cli_report_exit_codes(searched, tmp_path):
     root, result, _ = searched
     res = subprocess.run([sys.executable, "-m", "gcnas.cli.report", f"paths.root={root}",
@@ -78,3 +90,9 @@ def test_cli_report_exit_codes(searched, tmp_path):
     res = subprocess.run([sys.executable, "-m", "gcnas.cli.report", f"paths.root={tmp_path}/empty"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "study.storage: sqlite:///" in res.stderr and "Traceback" not in res.stderr
+    (tmp_path / "a-file").write_text("")
+    res = subprocess.run([sys.executable, "-m", "gcnas.cli.report", f"paths.root={root}",
+                          f"study.name={result.study_name}", f"report.dir={tmp_path / 'a-file' / 'sub'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert f"gcnas-report: report.dir: cannot write to {tmp_path / 'a-file' / 'sub'}" in res.stderr

@@ -3,7 +3,8 @@
 Like :mod:`gcnas.search.config` (which also holds ``confirm``'s, read by :func:`gcnas.search.confirm.confirm_study`),
 each section is a dataclass that states its keys' types, defaults and valid values; ``gcnas.conf`` registers the
 defaults in Hydra's ConfigStore, and the commands read their section with :func:`gcnas.schema.read`. This module
-imports nothing but :mod:`gcnas.schema`, so composing a config stays light.
+imports :mod:`gcnas.schema` and the device words of :mod:`gcnas.train.runtime` only, so composing a config stays
+light.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from gcnas.schema import key
+from gcnas.train.runtime import DEVICES
 
 __all__ = ["ReportArgs", "ExportArgs", "ExportDirArgs"]
 
@@ -30,6 +32,8 @@ class ExportArgs:
     pick: Optional[Any] = None        # multi-objective: a Pareto-front index, or max_params=V / max_flops=V / ...
     overwrite: bool = False           # replace an existing export folder
     retrain: bool = True              # a trial whose weights were not kept is retrained at its proxy fidelity
+    threads: Union[int, str] = key("auto", ge=1, words=("auto",))  # torch threads for that retraining; auto: the cores
+    device: str = key("auto", words=DEVICES)                        # where that retraining runs; auto: CUDA if any
 
 
 @dataclass

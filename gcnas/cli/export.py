@@ -8,6 +8,7 @@ from gcnas.cli.common import require_study, resolve, user_errors
 from gcnas.cli.args import ExportArgs, ExportDirArgs
 from gcnas.export import ExportResult, export_trial
 from gcnas.schema import read, read_known
+from gcnas.train.runtime import set_threads
 
 
 def export(cfg: DictConfig) -> ExportResult:
@@ -15,8 +16,9 @@ def export(cfg: DictConfig) -> ExportResult:
     c = resolve(cfg)
     name, url = require_study(c)
     args, out = read_known(ExportArgs, c), read(ExportDirArgs, c.get("export"), "export")
+    set_threads(args.threads)
     result = export_trial(url, name, trial=args.trial, pick=args.pick, out_dir=out.dir, overwrite=args.overwrite,
-                          retrain=args.retrain)
+                          retrain=args.retrain, root=c["paths"]["root"], device=args.device)
     print(f"Exported trial {result.trial} of {name} ({result.picked}; weights {result.weights_source}, ONNX max abs "
           f"diff {result.onnx_max_abs_diff:.1e}) to {result.dir}/: {', '.join(result.files)}")
     print(f"Load it with: python -c \"import gcnas; print(gcnas.load_model('{result.dir}'))\"")

@@ -1,9 +1,14 @@
 """Export a trial of a study as a folder anyone can rebuild, retrain and ship without gcnas's search machinery.
 
 The folder holds ``architecture.yaml`` (rebuild with ``gcnas.build_model``), ``model.safetensors`` (the trial's kept
-weights, else weights retrained at the trial's proxy fidelity), ``model.onnx`` (checked against torch with
-onnxruntime) and ``MODEL_CARD.md`` (metrics, baseline delta, cost, search space, study, how to load).
-``gcnas.load_model(folder)`` reads it back with torch + timm + gcnas alone.
+weights, else weights retrained at the trial's proxy fidelity), ``config.json`` (timm's config for hub models: the
+backbone, classes and the ``pretrained_cfg`` with the preprocessing the study validated with), ``model.onnx`` (checked
+against torch with onnxruntime) and ``MODEL_CARD.md`` (metrics, baseline delta, cost, inputs, search space, study, how
+to load). ``gcnas.load_model(folder)`` reads it back with torch + timm + gcnas alone and sets ``model.pretrained_cfg``,
+so ``timm.data.resolve_data_config(model=model)`` + ``create_transform`` feed the model as its study did.
+
+Kept weights are found under the study's folder ``<paths.root>/<study>`` where it lies now
+(:func:`gcnas.search.paths.resolve_stored`), so a moved study exports its kept weights instead of retraining.
 
 The folder is written under a temporary name and renamed into place when complete, so a failed export (a full disk, an
 ONNX mismatch) never leaves a folder that looks valid; an existing export is replaced only with ``overwrite=True``.
@@ -11,6 +16,7 @@ ONNX mismatch) never leaves a folder that looks valid; an existing export is rep
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import os
 import re
@@ -25,19 +31,23 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from gcnas.arch import Architecture, build_model
+from gcnas.arch import Architecture, build_model, load_weights
 from gcnas.backbones import BackboneWeights, backbone_data_config
 from gcnas.errors import ConfigError
 from gcnas.search.objective import WEIGHTS_FILE
+from gcnas.search.paths import resolve_stored, study_folder
 from gcnas.search.study import open_study
+from gcnas.search.worker import PRETRAINED_CFG_ATTR
 from gcnas.search.confirm import Confirmed, confirmation, confirmation_table
 from gcnas.search.summary import baseline_trial, noise_floor, pareto_trials, ranked_trials
 
-__all__ = ["export_trial", "ExportResult", "choose_trial", "PICK_BOUNDS", "ONNX_TOLERANCE"]
+__all__ = ["export_trial", "ExportResult", "choose_trial", "PICK_BOUNDS", "ONNX_TOLERANCE",
+           "CONFIG_FILE"]
 
 log = logging.getLogger("gcnas.export")
 PICK_BOUNDS = {"max_params": "params", "max_flops": "flops", "max_latency_ms": "latency_ms"}
 ONNX_TOLERANCE = 1e-4
+CONFIG_FILE = "config.json"  # the name timm reads beside a hub model's weights
 
 
 @dataclass
@@ -135,9 +145,11 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
     return front[0], "best trial of the study"
 
 
-def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overrides: Mapping[str, Any]):
+def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overrides: Mapping[str, Any],
+             device: str, why: str):
     from gcnas.data import load_data
     from gcnas.train import fit
+    from gcnas.train.runtime import select_device
 
     cfg = study.user_attrs.get("config")
     if not cfg:
@@ -150,9 +162,58 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
     torch.manual_seed(seed)
     weights = BackboneWeights.from_config(cfg.get("backbone"))
     model = build_model(arch, pretrained=weights.pretrained, pretrained_file=weights.file)
-    log.info("trial %d kept no weights: retraining it at its proxy fidelity (%s epochs)", t.number, train["epochs"])
-    result = fit(model, data, train, seed=seed, test=False)
+    device = select_device(device)
+    log.warning("trial %d: %s; retraining it at its proxy fidelity (%s epochs on %s)", t.number, why, train["epochs"],
+                device)
+    result = fit(model, data.to(device), train, seed=seed, device=device, test=False)
     return model, data, result.final_val_acc
+
+
+def _hub_config(arch: Architecture, model: torch.nn.Module, pretrained_cfg: Mapping[str, Any]) -> dict:
+    """``config.json`` in timm's form for hub models (what ``timm.models.push_to_hf_hub`` writes and
+    ``load_model_config_from_hf`` reads): ``architecture`` (the timm backbone), ``num_classes``, ``num_features``,
+    ``label_names``, ``model_args`` (the backbone's keyword arguments) and ``pretrained_cfg``: the preprocessing of
+    ``pretrained_cfg`` (:meth:`gcnas.data.DataSplits.pretrained_cfg`, as a study records it) with the backbone's
+    ``first_conv`` and ``classifier``. JSON-ready."""
+    num_classes = int(getattr(model, "num_classes"))
+    if int(pretrained_cfg.get("num_classes", num_classes)) != num_classes:
+        raise ConfigError(f"data: the study's data has {pretrained_cfg['num_classes']} classes, the architecture "
+                          f"{arch.backbone} {num_classes} (backbone_kwargs.num_classes); they must agree")
+    pre = {k: list(v) if isinstance(v, tuple) else v for k, v in pretrained_cfg.items() if k != "label_names"}
+    pre["num_classes"] = num_classes
+    timm_cfg = getattr(model, "pretrained_cfg", None) or {}
+    for k in ("first_conv", "classifier"):  # what timm's own config.json carries about the modules
+        if timm_cfg.get(k):
+            pre.setdefault(k, timm_cfg[k])
+    out: dict = {"architecture": arch.backbone, "num_classes": num_classes}
+    if getattr(model, "num_features", None) is not None:
+        out["num_features"] = int(model.num_features)
+    if pretrained_cfg.get("label_names"):
+        out["label_names"] = list(pretrained_cfg["label_names"])
+    if arch.backbone_kwargs:
+        out["model_args"] = dict(arch.backbone_kwargs)
+    out["pretrained_cfg"] = pre
+    return out
+
+
+def _study_preprocessing(study: optuna.Study, arch: Architecture,
+                         data_overrides: Mapping[str, Any]) -> tuple[Optional[dict], str]:
+    """The study's ``pretrained_cfg`` (recorded by the search), else computed from its recorded data config (a study
+    from before it was recorded); with None, why there is none."""
+    recorded = study.user_attrs.get(PRETRAINED_CFG_ATTR)
+    if recorded:
+        return dict(recorded), ""
+    data_cfg = (study.user_attrs.get("config") or {}).get("data")
+    if not data_cfg:
+        return None, f"study {study.study_name!r} recorded neither its preprocessing nor its data config"
+    from gcnas.data import load_data
+
+    try:
+        data = load_data({**data_cfg, **dict(data_overrides or {})},
+                         backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
+    except (ConfigError, OSError) as e:
+        return None, f"the study's data cannot be read to compute its preprocessing ({e})"
+    return data.pretrained_cfg(), ""
 
 
 def _onnx(model: torch.nn.Module, input_size, path: Path) -> float:
@@ -170,8 +231,27 @@ def _onnx(model: torch.nn.Module, input_size, path: Path) -> float:
     return float(np.abs(got - ref).max())
 
 
+def _inputs(hub: Optional[Mapping[str, Any]], no_hub: str, input_size) -> list[str]:
+    """The card's inputs section, from the same ``config.json`` dict the export writes (nothing restated)."""
+    lines = ["## Inputs", ""]
+    if hub is None:
+        return lines + [f"Tensors of shape (N, {', '.join(map(str, input_size))}), float32. The preprocessing the "
+                        f"model was validated with is not recorded ({no_hub}): this folder has no config.json, and "
+                        f"timm's default for the backbone may not be it.", ""]
+    pre = hub["pretrained_cfg"]
+    names = hub.get("label_names")
+    lines += [f"`{CONFIG_FILE}` holds timm's `pretrained_cfg`: the evaluation transform the study validated with. "
+              "`gcnas.load_model` sets it on the model, so `timm.data.resolve_data_config(model=model)` and "
+              "`timm.data.create_transform(**config)` reproduce it (pixel values scaled to [0, 1], resized and "
+              "cropped as below, normalised per channel with mean and std).", "", "| key | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in pre.items() if k not in ("num_classes", "first_conv", "classifier")]
+    lines += ["", f"Output: logits over {hub['num_classes']} classes" + (f" ({', '.join(map(str, names))})"
+                                                                           if names else "") + ".", ""]
+    return lines
+
+
 def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: str, onnx_diff: float,
-          input_size, data_info: Mapping[str, Any], retrained_acc: Optional[float],
+          input_size, hub: Optional[Mapping[str, Any]], no_hub: str, retrained_acc: Optional[float],
           confirmed: Optional[Sequence[Confirmed]] = None) -> str:
     a, ua = t.user_attrs, study.user_attrs
     cfg = ua.get("config") or {}
@@ -223,15 +303,13 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
               f"- backbone started from: {BackboneWeights.from_config(cfg.get('backbone')).describe()}",
               f"- weights: {'kept by the search' if weights_source == 'kept' else 'retrained at the trial fidelity'}",
               f"- ONNX checked with onnxruntime: max abs difference to torch {onnx_diff:.2e} "
-              f"(tolerance {ONNX_TOLERANCE:g})", "",
-              "## Inputs", "",
-              f"Tensors of shape (N, {', '.join(map(str, input_size))}), float32: pixel values scaled to [0, 1], then "
-              f"normalised per channel with mean {list(data_info.get('mean') or [])} and std "
-              f"{list(data_info.get('std') or [])}. Output: logits over {arch.backbone_kwargs.get('num_classes', '?')}"
-              f" classes" + (f" ({', '.join(data_info['classes'])})" if data_info.get("classes") else "") + ".", "",
-              "## How to load", "", "```python", "import gcnas", "",
-              "model = gcnas.load_model(\"path/to/this/folder\")  # torch + timm + gcnas; weights via safetensors", "```",
-              "", "ONNX: `onnxruntime.InferenceSession(\"model.onnx\")`, input `input`, output `logits`, dynamic batch.",
+              f"(tolerance {ONNX_TOLERANCE:g})", "", *_inputs(hub, no_hub, input_size),
+              "## How to load", "", "```python", "import gcnas",
+              "from timm.data import create_transform, resolve_data_config", "",
+              "model = gcnas.load_model(\"path/to/this/folder\")  # torch + timm + gcnas; weights via safetensors",
+              "transform = create_transform(**resolve_data_config(model=model))  # PIL image -> input tensor", "```",
+              "", "ONNX: `onnxruntime.InferenceSession(\"model.onnx\")`, input `input`, output `logits`, dynamic "
+              "batch.",
               "Retrain at full fidelity: `gcnas-train arch=path/to/this/folder/architecture.yaml trainer=full`.", "",
               "## Architecture", "", "```yaml", arch.to_yaml().rstrip(), "```", ""]
     return "\n".join(lines)
@@ -275,12 +353,24 @@ def _write_atomically(final: Path, overwrite: bool, fill) -> None:
         raise
 
 
+def _default_root(storage: str) -> Path:
+    """``paths.root`` as the default configs lay it out: the folder of the storage's file, for file storages."""
+    for prefix in ("sqlite:///", "journal://"):
+        if isinstance(storage, str) and storage.startswith(prefix):
+            return Path(storage[len(prefix):].split("?")[0]).parent
+    return Path("outputs")
+
+
 def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best", pick: Any = None,
                  out_dir: Optional[Union[str, Path]] = None, overwrite: bool = False, retrain: bool = True,
-                 data_overrides: Optional[Mapping[str, Any]] = None) -> ExportResult:
+                 data_overrides: Optional[Mapping[str, Any]] = None, root: Optional[Union[str, Path]] = None,
+                 device: str = "auto") -> ExportResult:
     """Export one trial of ``study_name`` (see the module docstring). ``out_dir`` defaults to
-    ``exports/<study>/trial-<N>`` under the current directory."""
-    from safetensors.torch import load_model as load_safetensors, save_model
+    ``exports/<study>/trial-<N>`` under the current directory. ``root`` is ``paths.root``, the folder that holds the
+    study's folder, where the kept weights are looked up; by default the folder of a SQLite or journal storage file
+    (the default layout, ``sqlite:///<paths.root>/studies.db``), else ``outputs`` under the current directory.
+    ``device`` (cpu, cuda or auto) retrains a trial whose weights were not kept."""
+    from safetensors.torch import save_model
 
     study = open_study(storage, study_name)
     confirmed = confirmation(study, storage)
@@ -291,49 +381,53 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
     arch = Architecture.from_yaml(t.user_attrs["architecture"])
     final = Path(out_dir) if out_dir else Path("exports") / study_name / f"trial-{t.number}"
     _check_free(final, overwrite)
-    kept = source.user_attrs.get("weights")
+    study_dir = study_folder(_default_root(storage) if root is None else Path(root), study_name)
+    kept = resolve_stored(study_dir, source.user_attrs.get("weights"))
     retrained_acc = None
-    cfg = study.user_attrs.get("config") or {}
-    data_info: dict = {}
-    if kept and Path(kept).is_file():
+    if kept is not None and kept.is_file():
         model = build_model(arch)
-        missing, unexpected = load_safetensors(model, kept, strict=False)
-        if missing or unexpected:
-            raise ConfigError(f"trial: the kept weights {kept} do not match trial {t.number}'s architecture")
+        load_weights(model, kept, key="trial", against=f"trial {source.number}'s architecture",
+                     fix="delete the file to retrain the trial instead")
         weights_source = "kept"
-        if cfg.get("data"):
-            try:
-                from gcnas.data import load_data
-
-                d = load_data({**cfg["data"], **dict(data_overrides or {})})
-                data_info = {"mean": d.mean, "std": d.std, "classes": d.classes}
-            except Exception as e:  # the card then says less about inputs; the export itself is complete
-                log.warning("could not read the study's data for the model card: %s", e)
-    elif retrain:
-        model, data, retrained_acc = _retrain(study, source, arch, data_overrides or {})
-        weights_source = "retrained"
-        data_info = {"mean": data.mean, "std": data.std, "classes": data.classes}
+        preprocessing, no_hub = _study_preprocessing(study, arch, data_overrides or {})
     else:
-        raise ConfigError(f"trial: trial {t.number} kept no weights (study.keep_weights keeps the top trials only); "
-                          f"allow retraining or export a kept trial")
+        if kept is None:
+            missing = "its weights were not kept (study.keep_weights keeps the top trials only)"
+        elif not study_dir.is_dir():
+            missing = (f"its kept weights are not at {kept}: there is no study folder {study_dir} (if the study was "
+                       f"moved, give paths.root=<the folder that holds it now>)")
+        else:
+            missing = f"its kept weights are not at {kept} (deleted when it left the study's top study.keep_weights)"
+        if not retrain:
+            raise ConfigError(f"trial: trial {t.number}: {missing}; allow retraining (retrain=true) or export a kept "
+                              f"trial")
+        model, data, retrained_acc = _retrain(study, source, arch, data_overrides or {}, device, missing)
+        weights_source = "retrained"
+        preprocessing, no_hub = data.pretrained_cfg(), ""
     model = model.cpu().eval()
+    hub = None if preprocessing is None else _hub_config(arch, model, preprocessing)
+    if hub is None:
+        log.warning("trial %d is exported without %s: %s; timm's default preprocessing for %s will not be how it was "
+                    "validated", t.number, CONFIG_FILE, no_hub, arch.backbone)
     in_chans = int(arch.backbone_kwargs.get("in_chans", 3))
-    input_size = tuple(study.user_attrs.get("input_size") or (in_chans, 224, 224))
+    input_size = tuple(hub["pretrained_cfg"]["input_size"] if hub else
+                       study.user_attrs.get("input_size") or (in_chans, 224, 224))
     out = ExportResult(final, t.number, weights_source, float("nan"), why)
 
     def fill(tmp: Path) -> None:
         (tmp / "architecture.yaml").write_text(arch.to_yaml())
         save_model(model, str(tmp / WEIGHTS_FILE), metadata={"arch_key": arch.key(), "study": study_name,
                                                                "trial": str(t.number)})
+        if hub is not None:
+            (tmp / CONFIG_FILE).write_text(json.dumps(hub, indent=2) + "\n")
         diff = _onnx(model, input_size, tmp / "model.onnx")
         if not diff <= ONNX_TOLERANCE:
             raise ConfigError(f"model.onnx: onnxruntime differs from torch by {diff:.3g} (> {ONNX_TOLERANCE:g}); "
                               f"the export was not written")
         out.onnx_max_abs_diff = diff
-        (tmp / "MODEL_CARD.md").write_text(_card(study, t, arch, why, weights_source, diff, input_size, data_info,
+        (tmp / "MODEL_CARD.md").write_text(_card(study, t, arch, why, weights_source, diff, input_size, hub, no_hub,
                                                  retrained_acc, confirmed))
         out.files = sorted(p.name for p in tmp.iterdir())
 
     _write_atomically(final, overwrite, fill)
     return out
-

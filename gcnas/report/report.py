@@ -8,6 +8,7 @@ and their delta to the plain backbone, and links the pictures.
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import optuna
 
 from gcnas.arch import Architecture
 from gcnas.backbones import GENERIC_POSITIONS, POSITIONS
+from gcnas.errors import ConfigError
 from gcnas.search.confirm import confirmation, confirmation_table
 from gcnas.search.summary import (baseline_trial, finished_trials, pareto_trials, ranked_trials, results_table,
                                   value_label)
@@ -83,7 +85,9 @@ def _draw_heatmap(plt, grid, stages, positions, path: Path, title: str, n_trials
 def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html: Optional[bool] = None,
                  storage: Any = None) -> Report:
     """Write the report of ``study`` into ``out_dir`` (created); returns what was written. With ``storage`` (the
-    study's storage URL or object) the summary also has the study's confirmation, when it was confirmed."""
+    study's storage URL or object) the summary also has the study's confirmation, when it was confirmed. A folder
+    that cannot be written is a :class:`~gcnas.errors.ConfigError` naming ``report.dir``, raised before any plot is
+    drawn."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -91,7 +95,13 @@ def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html:
     from optuna.visualization import matplotlib as ovm
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # proved writable first: a failed savefig is only a skipped picture below, and the summary comes last
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise ConfigError(f"report.dir: cannot write to {out} ({e.strerror or e}); choose a writable folder, e.g. "
+                          f"report.dir=$PWD/report") from None
     multi = len(study.directions) > 1
     metrics = study.user_attrs.get("metrics") or (["accuracy"] if not multi else [f"v{i}" for i in
                                                                                  range(len(study.directions))])
