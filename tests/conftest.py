@@ -59,3 +59,23 @@ def postgres():
         skip_or_fail(why)
     yield server
     server.stop()
+
+
+def stop_after_epoch_one(make_model, data, trainer, ckpt_dir, **fit_kwargs) -> None:
+    """``fit`` of the model ``make_model()`` builds (under seed 0, as gcnas builds its models) into ``ckpt_dir``,
+    stopped after its first epoch: what a killed training leaves behind."""
+    import torch
+
+    from gcnas.train import fit
+
+    class Stop(Exception):
+        pass
+
+    def stop(er):
+        if er.epoch == 1:
+            raise Stop
+
+    torch.manual_seed(0)
+    model = make_model()
+    with pytest.raises(Stop):
+        fit(model, data, trainer, seed=0, ckpt_dir=ckpt_dir, on_epoch=stop, **fit_kwargs)

@@ -16,6 +16,7 @@ from gcnas.arch import Architecture, build_model
 from gcnas.cli.train import train
 from gcnas.data import load_data
 from gcnas.train import fit
+from conftest import stop_after_epoch_one
 from wandb_offline import offline_runs
 
 ARCH = """
@@ -77,17 +78,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     data = load_data(c["data"])
     arch = Architecture.from_yaml(ARCH)
     ck = tmp_path / "b" / "ck"
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(er):
-        if er.epoch == 1:
-            raise Stop
-
-    torch.manual_seed(0)
-    with pytest.raises(Stop):
-        fit(build_model(arch), data, c["trainer"], seed=0, ckpt_dir=ck, on_epoch=stop_after_first)
+    stop_after_epoch_one(lambda: build_model(arch), data, c["trainer"], ck)
     torch.manual_seed(0)
     resumed = fit(build_model(arch), data, c["trainer"], seed=0, ckpt_dir=ck)
     assert resumed.resumed_from == 1

@@ -18,6 +18,7 @@ from gcnas.data import load_data
 from gcnas.errors import ConfigError
 from gcnas.export.retrain import default_dir_name, run_identity
 from gcnas.train import fit
+from conftest import stop_after_epoch_one
 from imagefolders import write_folder
 
 ARCH = """
@@ -137,18 +138,8 @@ def _interrupted(tmp_path: Path, arch_file: Path, images: Path, ckpt: Path, iden
     a = Architecture.from_yaml(arch_file.read_text())
     trained = Architecture(a.backbone, {**dict(a.backbone_kwargs), "in_chans": data.in_chans,
                                         "num_classes": data.num_classes}, a.placements)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(er):
-        if er.epoch == 1:
-            raise Stop
-
-    torch.manual_seed(0)
-    with pytest.raises(Stop):
-        fit(build_model(trained), data, c["trainer"], seed=0, ckpt_dir=ckpt, on_epoch=stop_after_first,
-            identity=run_identity(trained, data, BackboneWeights()) if identity else None)
+    stop_after_epoch_one(lambda: build_model(trained), data, c["trainer"], ckpt,
+                         identity=run_identity(trained, data, BackboneWeights()) if identity else None)
     assert _state(ckpt)["epoch"] == 1
 
 
