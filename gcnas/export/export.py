@@ -36,7 +36,7 @@ from gcnas.backbones import BackboneWeights, backbone_data_config
 from gcnas.errors import ConfigError
 from gcnas.search.objective import WEIGHTS_FILE
 from gcnas.search.paths import resolve_stored, study_folder
-from gcnas.search.study import open_study
+from gcnas.search.study import open_study, storage_file
 from gcnas.search.worker import PRETRAINED_CFG_ATTR
 from gcnas.search.confirm import Confirmed, confirmation, confirmation_table
 from gcnas.search.summary import baseline_trial, noise_floor, pareto_trials, ranked_trials
@@ -355,10 +355,8 @@ def _write_atomically(final: Path, overwrite: bool, fill) -> None:
 
 def _default_root(storage: str) -> Path:
     """``paths.root`` as the default configs lay it out: the folder of the storage's file, for file storages."""
-    for prefix in ("sqlite:///", "journal://"):
-        if isinstance(storage, str) and storage.startswith(prefix):
-            return Path(storage[len(prefix):].split("?")[0]).parent
-    return Path("outputs")
+    file = storage_file(storage)
+    return Path("outputs") if file is None else file.parent
 
 
 def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best", pick: Any = None,

@@ -15,7 +15,8 @@ import sqlalchemy.exc
 
 from gcnas.errors import ConfigError
 
-__all__ = ["make_storage", "make_sampler", "make_pruner", "make_study", "redact_url", "open_study", "study_names"]
+__all__ = ["make_storage", "make_sampler", "make_pruner", "make_study", "redact_url", "open_study", "study_names",
+           "storage_file"]
 
 log = logging.getLogger("gcnas.search")
 STORAGE_ATTEMPTS = 8  # tries to open an RDB storage whose database errs or does not answer (0.25 s, 0.5 s, ... apart)
@@ -135,10 +136,11 @@ def make_study(name: str, storage: optuna.storages.BaseStorage, directions: Sequ
     return study
 
 
-def _local_path(url: str) -> Optional[Path]:
+def storage_file(url: str) -> Optional[Path]:
+    """The file of a SQLite or journal storage URL (its query string left out); None for a database server."""
     for prefix in ("sqlite:///", "journal://"):
-        if url.startswith(prefix):
-            return Path(url[len(prefix):])
+        if isinstance(url, str) and url.startswith(prefix):
+            return Path(url[len(prefix):].split("?")[0])
     return None
 
 
@@ -147,7 +149,7 @@ def _existing_storage(storage_url: str) -> optuna.storages.BaseStorage:
     if not isinstance(storage_url, str) or not storage_url:
         raise ConfigError(f"study.storage: must be a storage URL (sqlite:///..., journal:///..., postgresql+psycopg://"
                           f"...); got {storage_url!r}")
-    local = _local_path(storage_url)
+    local = storage_file(storage_url)
     if local is not None and not local.is_file():
         raise ConfigError(f"study.storage: {redact_url(storage_url)} does not exist; point study.storage (or "
                           f"paths.root) at the storage the search used")
