@@ -238,8 +238,8 @@ def test_the_same_multirun_through_submitit_local_executor(tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_mid_trial_fails_the_stale_trial_and_retries_its_architecture(tmp_path):
-    hb = ["study.heartbeat_interval=1", "study.grace_period=3", "sampler=random", "trainer.epochs=30",
-          "data.size=512", "study.enqueue_baselines=false"]
+    hb = ["study.heartbeat_interval=1", "study.grace_period=3", "sampler=random", "trainer.epochs=3",
+          "data.size=1024", "study.enqueue_baselines=false"]
     cmd = [sys.executable, "-m", "gcnas.cli.search", f"paths.root={tmp_path}", *TINY, *hb, "study.n_trials=3"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{tmp_path}/studies.db"
@@ -258,9 +258,9 @@ def test_kill_9_mid_trial_fails_the_stale_trial_and_retries_its_architecture(tmp
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(4)  # the grace period passes without heartbeats
-    # the same command resumes (with short trials now): the stale trial is failed and queued again
-    _cli(tmp_path, *hb[:3], "trainer.epochs=1", "data.size=512", "study.enqueue_baselines=false",
-         "study.n_trials=3")
+    # the same command resumes: the stale trial is failed and queued again (the same trainer and data: a study
+    # refuses a run made from other inputs)
+    _cli(tmp_path, *hb, "study.n_trials=3")
     study = optuna.load_study(study_name=STUDY, storage=storage)
     dead = study.trials[victim.number]
     assert dead.state == TrialState.FAIL

@@ -61,7 +61,8 @@ def study_identity(cfg: Mapping[str, Any], data: DataSplits, space: SearchSpace,
 
 
 # the differences a user recognises first: where the data is and what it holds, then the rest section by section
-_FIRST = ("data.root", "data.name", "data.num_classes", "data.fingerprint", "backbone.name", "backbone.weights")
+_FIRST = ("data.root", "data.name", "data.num_classes", "data.fingerprint", "backbone.name", "backbone.weights",
+          "search.method")
 _SECTIONS = ("data.", "backbone.", "search_space.", "trainer.", "objective.", "search.")
 
 
