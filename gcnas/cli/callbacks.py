@@ -14,8 +14,6 @@ resolver (:func:`install_controller_config`), without which the default ``paths.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gcnas.errors import ConfigError
+from gcnas.files import atomic_write_text
 
 __all__ = ["PrepareStorage", "RedactSecrets", "RedactFilter", "CheckOutputRoot", "redact_text",
            "install_controller_config"]
@@ -95,10 +94,7 @@ def _redact_file(path: Path) -> None:
     clean = redact_text(text)
     if clean == text:
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(clean)
-    os.replace(tmp, path)
+    atomic_write_text(path, clean)
 
 
 class RedactSecrets(Callback):

@@ -20,10 +20,8 @@ reference sample of the space, measured once on the supernet by the first worker
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ import torch
 from gcnas.arch import Architecture
 from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
+from gcnas.files import atomic_write, atomic_write_text, file_lock
 from gcnas.oneshot import (PathSampler, ScoreReference, Supernet, gradient_and_loss_score, gradient_score,
                            reference_architectures, score, train_supernet)
 from gcnas.schema import read
@@ -49,6 +48,7 @@ log = logging.getLogger("gcnas.search")
 CHECKPOINT = "supernet.pt"
 TRAINING_DIR = "supernet-training"  # the unfinished training's per-epoch checkpoint
 REFERENCE = "supernet-reference.json"  # search.supernet_score=gradient_and_loss: the reference sample's readings
+LOCK = "supernet.lock"  # held while a worker trains the supernet or measures its reference; the others wait
 REFERENCE_DRAWS = 32  # architectures in the reference sample (gcnas.oneshot.reference_architectures, seed 0)
 
 
@@ -85,41 +85,36 @@ def study_supernet(net: Supernet, space: SearchSpace, data: DataSplits, trainer:
     wanted = {**net.identity(), "recipe": _recipe(trainer, search, seed, data)}
     study_dir.mkdir(parents=True, exist_ok=True)
     path = study_dir / CHECKPOINT
-    with (study_dir / "supernet.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker trains; the others wait here, then load
-        try:
-            if path.exists():
-                saved = torch.load(path, map_location="cpu", weights_only=True)
-                _check_identity(path, saved["identity"], wanted)
-                net.load_state_dict(saved["state_dict"])
-                log.info("supernet loaded from %s", path)
-                return net.to(device)
-            t0 = time.perf_counter()
-            recipe = {k: v for k, v in wanted["recipe"].items()
-                      if k not in ("seed", "data", "train_images", "sampling")}
-            ckpt_dir = study_dir / TRAINING_DIR
-            started = ckpt_dir / "identity.json"
-            if started.is_file():  # a worker died mid-training: resume it, if it is this study's supernet
-                _check_identity(ckpt_dir, json.loads(started.read_text()), json.loads(json.dumps(wanted)))
-            else:
-                ckpt_dir.mkdir(exist_ok=True)
-                started.write_text(json.dumps(wanted, indent=1))
-            log.info("training the study's supernet: %d designs at %d sites, %d epochs", len(net.specs),
-                     len(net.choices), recipe["epochs"])
-            sampler = PathSampler(space, seed=seed, sampling=search.supernet_sampling)
-            result, paths = train_supernet(net, sampler, data, recipe, seed=seed, device=device, ckpt_dir=ckpt_dir)
-            if result.resumed_from:
-                log.info("supernet training resumed after epoch %d of %d", result.resumed_from, recipe["epochs"])
-            (study_dir / REFERENCE).unlink(missing_ok=True)  # measured on the supernet this one replaces
-            tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}")
-            torch.save({"identity": wanted, "state_dict": net.state_dict(), "paths": paths,
-                        "seconds": time.perf_counter() - t0}, tmp)
-            os.replace(tmp, path)
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-            log.info("supernet trained in %.0f s (%d paths) and saved to %s", time.perf_counter() - t0, paths, path)
-            return net
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(study_dir / LOCK):  # one worker trains; the others wait here, then load
+        if path.exists():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            _check_identity(path, saved["identity"], wanted)
+            net.load_state_dict(saved["state_dict"])
+            log.info("supernet loaded from %s", path)
+            return net.to(device)
+        t0 = time.perf_counter()
+        recipe = {k: v for k, v in wanted["recipe"].items()
+                  if k not in ("seed", "data", "train_images", "sampling")}
+        ckpt_dir = study_dir / TRAINING_DIR
+        started = ckpt_dir / "identity.json"
+        if started.is_file():  # a worker died mid-training: resume it, if it is this study's supernet
+            _check_identity(ckpt_dir, json.loads(started.read_text()), json.loads(json.dumps(wanted)))
+        else:
+            ckpt_dir.mkdir(exist_ok=True)
+            started.write_text(json.dumps(wanted, indent=1))
+        log.info("training the study's supernet: %d designs at %d sites, %d epochs", len(net.specs),
+                 len(net.choices), recipe["epochs"])
+        sampler = PathSampler(space, seed=seed, sampling=search.supernet_sampling)
+        result, paths = train_supernet(net, sampler, data, recipe, seed=seed, device=device, ckpt_dir=ckpt_dir)
+        if result.resumed_from:
+            log.info("supernet training resumed after epoch %d of %d", result.resumed_from, recipe["epochs"])
+        (study_dir / REFERENCE).unlink(missing_ok=True)  # measured on the supernet this one replaces
+        saved = {"identity": wanted, "state_dict": net.state_dict(), "paths": paths,
+                 "seconds": time.perf_counter() - t0}
+        atomic_write(path, lambda tmp: torch.save(saved, tmp))
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        log.info("supernet trained in %.0f s (%d paths) and saved to %s", time.perf_counter() - t0, paths, path)
+        return net
 
 
 def study_reference(net: Supernet, space: SearchSpace, data: DataSplits,
@@ -134,29 +129,23 @@ def study_reference(net: Supernet, space: SearchSpace, data: DataSplits,
     if search.supernet_score != "gradient_and_loss":
         return None
     path = study_dir / REFERENCE
-    with (study_dir / "supernet.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if path.is_file():
-                reference = ScoreReference.from_dict(json.loads(path.read_text()))
-                if reference.calib_images != search.calib_images:
-                    raise ConfigError(f"search.calib_images: the study's score reference ({path}) was measured with "
-                                      f"{reference.calib_images} calibration images and this run asks "
-                                      f"{search.calib_images}; the scores would not compare. Use "
-                                      f"search.calib_images={reference.calib_images}, or a new study.name")
-                return reference
-            t0 = time.perf_counter()
-            archs = reference_architectures(space, REFERENCE_DRAWS)
-            calib_x, calib_y = data.train.head(search.calib_images)
-            reference = ScoreReference.measure(net, archs, calib_x, calib_y, data.val, batch_size, device)
-            tmp = path.with_name(f".{REFERENCE}.{os.getpid()}")
-            tmp.write_text(json.dumps(reference.to_dict(), indent=1))
-            os.replace(tmp, path)
-            log.info("score reference: %d architectures measured on the supernet in %.0f s, saved to %s", len(archs),
-                     time.perf_counter() - t0, path)
+    with file_lock(study_dir / LOCK):
+        if path.is_file():
+            reference = ScoreReference.from_dict(json.loads(path.read_text()))
+            if reference.calib_images != search.calib_images:
+                raise ConfigError(f"search.calib_images: the study's score reference ({path}) was measured with "
+                                  f"{reference.calib_images} calibration images and this run asks "
+                                  f"{search.calib_images}; the scores would not compare. Use "
+                                  f"search.calib_images={reference.calib_images}, or a new study.name")
             return reference
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        t0 = time.perf_counter()
+        archs = reference_architectures(space, REFERENCE_DRAWS)
+        calib_x, calib_y = data.train.head(search.calib_images)
+        reference = ScoreReference.measure(net, archs, calib_x, calib_y, data.val, batch_size, device)
+        atomic_write_text(path, json.dumps(reference.to_dict(), indent=1))
+        log.info("score reference: %d architectures measured on the supernet in %.0f s, saved to %s", len(archs),
+                 time.perf_counter() - t0, path)
+        return reference
 
 
 class OneShotScorer:

@@ -26,6 +26,7 @@ from typing import Optional
 
 import optuna
 
+from gcnas.files import file_lock
 from gcnas.search.study import redact_url
 
 log = logging.getLogger("gcnas.search")
@@ -72,17 +73,8 @@ def _sqlite_ask_lock(url: str):
     if not str(url).startswith("sqlite:///"):
         yield
         return
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock; Optuna's own checks remain
+    with file_lock(f"{url[len('sqlite:///'):]}.ask.lock"):
         yield
-        return
-    with open(f"{url[len('sqlite:///'):]}.ask.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Heartbeat:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch import nn
 from gcnas.data.identity import identity_differences
 from gcnas.data.splits import DataSplits, Split
 from gcnas.errors import ConfigError
+from gcnas.files import atomic_write
 from gcnas.train.config import TrainerConfig
 from gcnas.train.distributed import all_reduce_sum, rank_and_world
 
@@ -212,12 +212,9 @@ def _save(ckpt_dir: Path, model: nn.Module, state: dict) -> None:
     from safetensors.torch import save_model
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    tmp_w, tmp_s = ckpt_dir / f".weights.{os.getpid()}.tmp", ckpt_dir / f".state.{os.getpid()}.tmp"
-    save_model(model, str(tmp_w))
-    torch.save(state, str(tmp_s))
-    # state.pt is renamed last: it names the epoch, so a crash between the renames resumes one epoch early at worst
-    os.replace(tmp_w, ckpt_dir / "weights.safetensors")
-    os.replace(tmp_s, ckpt_dir / "state.pt")
+    # state.pt is written last: it names the epoch, so a crash between the two resumes one epoch early at worst
+    atomic_write(ckpt_dir / "weights.safetensors", lambda tmp: save_model(model, str(tmp)))
+    atomic_write(ckpt_dir / "state.pt", lambda tmp: torch.save(state, str(tmp)))
 
 
 def _epoch_order(n: int, gen: torch.Generator, epoch: int, seed: int) -> torch.Tensor:

@@ -7,10 +7,8 @@ reused by every later study and run. A JSON file beside it records what it was t
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -18,6 +16,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from gcnas.errors import ConfigError
+from gcnas.files import atomic_write, file_lock
 
 __all__ = ["ensure_pretrained"]
 
@@ -37,8 +36,7 @@ def ensure_pretrained(backbone: Mapping[str, Any], data_cfg: Mapping[str, Any], 
         raise ConfigError("pretrain.trainer: the recipe that makes backbone.pretrained_file (a trainer section, "
                           "e.g. {epochs: 8, batch_size: 128, lr: 0.1}) is required when pretrain is set")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits here, then finds the file
+    with file_lock(path.with_name(path.name + ".lock")):  # a second worker waits here, then finds the file
         if path.is_file():
             return None
         return _train(path, backbone, data_cfg, pretrain, device)
@@ -62,13 +60,11 @@ def _train(path: Path, backbone: Mapping[str, Any], data_cfg: Mapping[str, Any],
              data.describe(), pretrain["trainer"].get("epochs"))
     t0 = time.perf_counter()
     result = fit(model, data, dict(pretrain["trainer"]), seed=seed, device=device)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_model(model, str(tmp))
     record = {"backbone": name, "kwargs": kwargs, "data": {**dict(data_cfg), **data_over}, "classes": list(data.classes),
               "trainer": dict(pretrain["trainer"]), "seed": seed, "val_acc": result.final_val_acc,
               "test_acc": result.test_acc, "seconds": time.perf_counter() - t0}
     path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_model(model, str(tmp)))  # last: the file's presence says it is complete
     log.info("wrote %s: val acc %.4f, test acc %s, %.0f s", path, result.final_val_acc,
              "n/a" if result.test_acc is None else f"{result.test_acc:.4f}", record["seconds"])
     return path
