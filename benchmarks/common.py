@@ -1,5 +1,5 @@
-"""What the benchmarks share: the composed config, mean ± std, rank correlations, training at one fidelity, a
-resumable cache.
+"""What the benchmarks share: the composed config, mean ± std, training at one fidelity, a resumable cache (the
+statistics are the package's own: :mod:`gcnas.stats`).
 
 Imported by the benchmark scripts beside it (``python benchmarks/<name>.py`` puts this folder on ``sys.path``).
 """
@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 from hydra import compose, initialize_config_module
@@ -36,70 +34,6 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
         return "nan (all tied)"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * std:.{digits}f}"
-
-
-def kendall_tau(x: list[float], y: list[float]) -> float:
-    """Kendall's tau-b (pairs tied on one side count in that side's denominator only)."""
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    n = concordant + discordant
-    denom = ((n + ties_x) * (n + ties_y)) ** 0.5
-    return (concordant - discordant) / denom if denom else float("nan")
-
-
-def bootstrap_interval(stat: Callable[[list[int]], float], n: int, reps: int = 1000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
-    """The percentile interval of ``stat(indices)`` over ``reps`` resamples of ``range(n)`` with replacement: how
-    much a statistic of ``n`` items (a difference of two taus over the same architectures, say) moves with the
-    items drawn. Resamples on which the statistic is undefined (NaN: a tau over one distinct item, say) are left
-    out, since NaN would scramble the sort; NaN both ways when every resample is."""
-    rng = random.Random(seed)
-    values = sorted(v for v in (stat([rng.randrange(n) for _ in range(n)]) for _ in range(reps)) if v == v)
-    if not values:
-        return math.nan, math.nan
-    tail = (1 - level) / 2
-    return values[int(tail * (len(values) - 1))], values[int(round((1 - tail) * (len(values) - 1)))]
-
-
-def noise_verdict(lo: float, hi: float) -> str:
-    """Where zero lies against a difference's interval (:func:`bootstrap_interval`)."""
-    if math.isnan(lo):
-        return "no interval (every resample tied)"
-    return "inside the noise" if lo <= 0 <= hi else ("above it" if lo > 0 else "below it")
-
-
-def ranks(x: list[float]) -> list[float]:
-    order = sorted(range(len(x)), key=lambda i: x[i])
-    ranks = [0.0] * len(x)
-    i = 0
-    while i < len(order):  # ties share their mean rank
-        j = i
-        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2
-        i = j + 1
-    return ranks
-
-
-def spearman_rho(x: list[float], y: list[float]) -> float:
-    """Spearman's rho (Pearson's r of the ranks, ties sharing their mean rank); nan when one side is constant."""
-    try:
-        return statistics.correlation(ranks(x), ranks(y))
-    except statistics.StatisticsError:
-        return float("nan")
 
 
 class Fidelity:

@@ -39,7 +39,8 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, config, kendall_tau, ranks, spearman_rho
+from common import Fidelity, Progress, config
+from gcnas.stats import kendall_tau, ranks, spearman_rho
 from gcnas.arch import Architecture
 from gcnas.backbones import list_sites
 from gcnas.machine import describe_machine

@@ -56,7 +56,8 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, bootstrap_interval, config, kendall_tau, noise_verdict, ranks, spread
+from common import Fidelity, Progress, config, spread
+from gcnas.stats import bootstrap_interval, kendall_tau, noise_verdict, ranks
 from fidelity import sample
 from gcnas.backbones import list_sites
 from gcnas.machine import describe_machine

@@ -47,7 +47,8 @@ from typing import Callable
 
 import torch
 
-from common import bootstrap_interval, kendall_tau, noise_verdict, ranks, spread
+from common import spread
+from gcnas.stats import bootstrap_interval, kendall_tau, noise_verdict, ranks
 from gcnas.machine import describe_machine
 from gcnas.oneshot import (ScoreReference, block_parameters, gradient_score, loss_gradients, reference_architectures,
                           score_with_loss)

@@ -44,7 +44,8 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, ranks, config, kendall_tau, spread
+from common import Fidelity, Progress, config, spread
+from gcnas.stats import kendall_tau, ranks
 from gcnas.arch import Architecture, paper_default_architecture
 from gcnas.backbones import list_sites
 from gcnas.blocks.fusion import fusion_spelling

@@ -10,7 +10,7 @@ from gcnas.cli.confirm import confirm
 from gcnas.cli.search import search
 from gcnas.export import export_trial
 from gcnas.report import write_report
-from gcnas.search.confirm import CONFIRMATION_ATTR, Confirmed, confirmation, t975
+from gcnas.search.confirm import CONFIRMATION_ATTR, Confirmed, confirmation
 
 
 def test_paired_interval_and_verdicts():
@@ -22,7 +22,6 @@ def test_paired_interval_and_verdicts():
     assert Confirmed(4, "searched", (0.9,) * 3, (0.05, 0.06, 0.04)).verdict == "better"
     assert Confirmed(5, "searched", (0.7,) * 3, (-0.05, -0.06, -0.04)).verdict == "worse"
     assert Confirmed(6, "searched", (0.9,), (0.05,)).interval is None
-    assert (t975(1), t975(11), t975(1000)) == (12.706, 2.228, 1.960)  # 11 falls back to df 10: wider, not narrower
 
 
 def _confirm_cfg(root, *overrides: str):

@@ -15,7 +15,6 @@ belongs to it (user attribute ``confirmation``), so export and report find it.
 from __future__ import annotations
 
 import copy
-import math
 import statistics
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
@@ -24,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from gcnas.errors import ConfigError
+from gcnas.stats import t_interval
 from gcnas.schema import read
 from gcnas.search.callbacks import SearchCallback
 from gcnas.search.config import ConfirmConfig
@@ -35,20 +35,6 @@ from gcnas.search.worker import SearchResult, run_search, validate_config
 __all__ = ["Confirmed", "confirm_study", "confirmation_study_name", "confirmation", "confirmation_table", "CONFIRMATION_ATTR", "SOURCE_ATTR"]
 
 CONFIRMATION_ATTR = "confirmation"  # source study's user attribute: {study, k, seeds, first_seed, trainer, data}
-
-# Two-sided 95% quantiles of Student's t by degrees of freedom; between the listed ones the next smaller df is used
-# (a slightly wider, conservative interval), past 30 the normal 1.960.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-         12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
-
-
-def t975(df: int) -> float:
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1; got {df}")
-    if df > 30:
-        return 1.960
-    return _T975[max(d for d in _T975 if d <= df)]
-
 
 @dataclass(frozen=True)
 class Confirmed:
@@ -74,10 +60,7 @@ class Confirmed:
     @property
     def interval(self) -> Optional[tuple[float, float]]:
         """95% confidence interval of the mean paired difference; None with fewer than 2 pairs."""
-        if len(self.diffs) < 2:
-            return None
-        half = t975(len(self.diffs) - 1) * statistics.stdev(self.diffs) / math.sqrt(len(self.diffs))
-        return self.diff - half, self.diff + half
+        return t_interval(self.diffs)
 
     @property
     def verdict(self) -> str:
