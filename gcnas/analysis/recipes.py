@@ -8,6 +8,8 @@ from typing import Optional
 import optuna
 from optuna.trial import TrialState
 
+from gcnas.search import record
+
 __all__ = ["recipe_rows", "recipe_table"]
 
 _SEED = "train.seed"
@@ -25,7 +27,7 @@ def recipe_rows(study: optuna.Study) -> list[dict]:
     """Per grid point (the trial's parameters but the seed): label, seeds, mean/std accuracy, params, FLOPs."""
     groups: dict[tuple, list] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if "infeasible" in t.user_attrs or not t.values:
+        if record.INFEASIBLE.on(t) or not t.values:
             continue
         key = tuple(sorted((k, str(v)) for k, v in t.params.items() if k != _SEED))
         groups.setdefault(key, []).append(t)
@@ -34,9 +36,8 @@ def recipe_rows(study: optuna.Study) -> list[dict]:
         accs = [t.values[0] for t in ts]
         rows.append({"label": _label(dict(key)), "seeds": sorted(t.params.get(_SEED, 0) for t in ts),
                      "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                     "params": ts[0].user_attrs.get("params"), "flops": ts[0].user_attrs.get("flops"),
-                     "n_blocks": ts[0].user_attrs.get("n_blocks"), "minutes": sum(t.user_attrs.get(
-                         "wall_time_s", 0.0) for t in ts) / 60})
+                     "params": record.PARAMS.get(ts[0]), "flops": record.FLOPS.get(ts[0]),
+                     "n_blocks": record.N_BLOCKS.get(ts[0]), "minutes": sum(record.WALL_TIME_S.get(t, 0.0) for t in ts) / 60})
     return rows
 
 

@@ -37,15 +37,15 @@ from gcnas.errors import ConfigError
 from gcnas.search.objective import WEIGHTS_FILE
 from gcnas.search.paths import resolve_stored, study_folder
 from gcnas.search.study import open_study, storage_file
-from gcnas.search.worker import PRETRAINED_CFG_ATTR
 from gcnas.search.confirm import Confirmed, confirmation, confirmation_table
 from gcnas.search.summary import baseline_trial, noise_floor, pareto_trials, ranked_trials
+from gcnas.search import record
 
 __all__ = ["export_trial", "ExportResult", "choose_trial", "PICK_BOUNDS", "ONNX_TOLERANCE",
            "CONFIG_FILE"]
 
 log = logging.getLogger("gcnas.export")
-PICK_BOUNDS = {"max_params": "params", "max_flops": "flops", "max_latency_ms": "latency_ms"}
+PICK_BOUNDS = {"max_params": record.PARAMS, "max_flops": record.FLOPS, "max_latency_ms": record.LATENCY_MS}
 ONNX_TOLERANCE = 1e-4
 CONFIG_FILE = "config.json"  # the name timm reads beside a hub model's weights
 
@@ -61,11 +61,10 @@ class ExportResult:
 
 
 def _describe(t: FrozenTrial) -> str:
-    a = t.user_attrs
     if t.state == TrialState.PRUNED:
-        return f"pruned after epoch {a.get('epochs', '?')}"
+        return f"pruned after epoch {record.EPOCHS.get(t, '?')}"
     if t.state == TrialState.FAIL:
-        return "failed" + (f" ({a['error'][:120]})" if a.get("error") else "")
+        return "failed" + (f" ({record.ERROR.get(t)[:120]})" if record.ERROR.get(t) else "")
     return t.state.name.lower()
 
 
@@ -108,8 +107,8 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
             done = [x.number for x in ranked_trials(study)]
             raise ConfigError(f"trial: trial {trial} is not complete ({_describe(t)}); complete trials: "
                               f"{', '.join(map(str, done[:20])) or 'none'}")
-        if "infeasible" in t.user_attrs:
-            raise ConfigError(f"trial: trial {trial} was never trained ({t.user_attrs['infeasible']})")
+        if record.INFEASIBLE.on(t):
+            raise ConfigError(f"trial: trial {trial} was never trained ({record.INFEASIBLE.get(t)})")
         if pick is not None:
             raise ConfigError("pick: chooses among the best trials; give either trial=N or pick, not both")
         return t, f"trial {trial}, as asked"
@@ -123,15 +122,15 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
         t = front[index]
         return t, f"entry {index} of the {what} ({len(front)} trials, best accuracy first)"
     if bound_key:
-        metric = PICK_BOUNDS[bound_key]
-        ok = [t for t in ranked_trials(study) if t.user_attrs.get(metric) is not None and
-              float(t.user_attrs[metric]) <= bound]
+        attr = PICK_BOUNDS[bound_key]
+        metric = attr.name
+        ok = [t for t in ranked_trials(study) if attr.get(t) is not None and float(attr.get(t)) <= bound]
         if not ok:
-            have = sorted(float(t.user_attrs[metric]) for t in ranked_trials(study) if t.user_attrs.get(metric))
+            have = sorted(float(attr.get(t)) for t in ranked_trials(study) if attr.get(t))
             raise ConfigError(f"pick: no complete trial has {metric} <= {bound:g}; the smallest is "
                               f"{have[0]:g}" if have else f"pick: no trial recorded {metric}")
         t = ok[0]
-        return t, f"best accuracy with {metric} <= {bound:g} ({metric} = {t.user_attrs[metric]:g})"
+        return t, f"best accuracy with {metric} <= {bound:g} ({metric} = {attr.get(t):g})"
     if multi:
         return front[0], f"best accuracy on the Pareto front ({len(front)} trials)"
     candidates = [c for c in confirmed or () if c.role != "baseline"]
@@ -151,13 +150,13 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
     from gcnas.train import fit
     from gcnas.train.runtime import select_device
 
-    cfg = study.user_attrs.get("config")
+    cfg = record.CONFIG.get(study)
     if not cfg:
         raise ConfigError(f"trial: trial {t.number} kept no weights and study {study.study_name!r} recorded no config "
                           f"to retrain it with; rerun the search with study.keep_weights > 0")
     data_cfg = {**cfg["data"], **dict(data_overrides or {})}
     data = load_data(data_cfg, backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
-    train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(t.user_attrs.get("train") or {})}
+    train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(record.TRAIN.get(t) or {})}
     seed = int(train.pop("seed", cfg.get("seed", 0)))
     torch.manual_seed(seed)
     weights = BackboneWeights.from_config(cfg.get("backbone"))
@@ -200,10 +199,10 @@ def _study_preprocessing(study: optuna.Study, arch: Architecture,
                          data_overrides: Mapping[str, Any]) -> tuple[Optional[dict], str]:
     """The study's ``pretrained_cfg`` (recorded by the search), else computed from its recorded data config (a study
     from before it was recorded); with None, why there is none."""
-    recorded = study.user_attrs.get(PRETRAINED_CFG_ATTR)
+    recorded = record.PRETRAINED_CFG.get(study)
     if recorded:
         return dict(recorded), ""
-    data_cfg = (study.user_attrs.get("config") or {}).get("data")
+    data_cfg = (record.CONFIG.get(study) or {}).get("data")
     if not data_cfg:
         return None, f"study {study.study_name!r} recorded neither its preprocessing nor its data config"
     from gcnas.data import load_data
@@ -253,10 +252,9 @@ def _inputs(hub: Optional[Mapping[str, Any]], no_hub: str, input_size) -> list[s
 def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: str, onnx_diff: float,
           input_size, hub: Optional[Mapping[str, Any]], no_hub: str, retrained_acc: Optional[float],
           confirmed: Optional[Sequence[Confirmed]] = None) -> str:
-    a, ua = t.user_attrs, study.user_attrs
-    cfg = ua.get("config") or {}
+    cfg = record.CONFIG.get(study) or {}
     base = baseline_trial(study)
-    metrics = ua.get("metrics") or ["accuracy"]
+    metrics = record.METRICS.get(study) or ["accuracy"]
     acc = t.values[0]
     lines = [f"# {arch.backbone} with {len(arch.placements)} global-context block(s): trial {t.number} of "
              f"`{study.study_name}`", "",
@@ -278,26 +276,26 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
         lines.append(f"| validation accuracy of the exported (retrained) weights | {retrained_acc:.4f} |")
     for m, v in zip(metrics[1:], t.values[1:]):
         lines.append(f"| objective {m} | {v:g} |")
-    lines += [f"| epochs | {a.get('epochs', '?')} |", ""]
+    lines += [f"| epochs | {record.EPOCHS.get(t, '?')} |", ""]
     if confirmed:
-        info = ua.get("confirmation") or {}
+        info = record.CONFIRMATION.get(study) or {}
         fidelity = ", ".join(f"{k}={v}" for part in ("trainer", "data") for k, v in (info.get(part) or {}).items())
         lines += ["## Confirmation (fresh seeds, paired with the plain backbone)", "",
                   f"Study `{info.get('study', '?')}`: each architecture retrained with {info.get('seeds', '?')} seeds "
                   f"from {info.get('first_seed', '?')} at the search's fidelity"
                   + (f" with {fidelity}" if fidelity else "") + ".", "", confirmation_table(confirmed), ""]
     lines += ["## Cost", "", "| | value |", "|---|---:|",
-              f"| parameters | {a.get('params', 0):,} |", f"| FLOPs at {tuple(input_size)} | {a.get('flops', 0):,} |"]
-    if a.get("latency_ms") is not None:
-        lines.append(f"| CPU latency (batch 1, search machine) | {a['latency_ms']:.2f} ms |")
+              f"| parameters | {record.PARAMS.get(t, 0):,} |", f"| FLOPs at {tuple(input_size)} | {record.FLOPS.get(t, 0):,} |"]
+    if record.LATENCY_MS.get(t) is not None:
+        lines.append(f"| CPU latency (batch 1, search machine) | {record.LATENCY_MS.get(t):.2f} ms |")
     if base is not None:
-        lines.append(f"| parameters vs plain | {a.get('params', 0) - base.user_attrs.get('params', 0):+,} |")
-    trainer = {**{k: v for k, v in (cfg.get("trainer") or {}).items() if k != "name"}, **(a.get("train") or {})}
+        lines.append(f"| parameters vs plain | {record.PARAMS.get(t, 0) - record.PARAMS.get(base, 0):+,} |")
+    trainer = {**{k: v for k, v in (cfg.get("trainer") or {}).items() if k != "name"}, **(record.TRAIN.get(t) or {})}
     lines += ["", "## Where it came from", "",
-              f"- study `{study.study_name}`, search space `{ua.get('search_space', '?')}`, backbone "
-              f"`{arch.backbone}`, data `{ua.get('data', '?')}`, objective {' + '.join(metrics)}",
-              f"- trial {t.number} ({a.get('role', 'searched')}), architecture key `{a.get('arch_key', arch.key())}`",
-              f"- measured on: {a.get('machine', 'not recorded (a study from before gcnas recorded machines)')}; "
+              f"- study `{study.study_name}`, search space `{record.SEARCH_SPACE.get(study, '?')}`, backbone "
+              f"`{arch.backbone}`, data `{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}",
+              f"- trial {t.number} ({record.ROLE.get(t, 'searched')}), architecture key `{record.ARCH_KEY.get(t, arch.key())}`",
+              f"- measured on: {record.MACHINE.get(t, 'not recorded (a study from before gcnas recorded machines)')}; "
               "another CPU gives other numbers (other floating-point kernels)",
               "- training: " + ", ".join(f"{k}={v}" for k, v in sorted(trainer.items())),
               f"- backbone started from: {BackboneWeights.from_config(cfg.get('backbone')).describe()}",
@@ -374,13 +372,13 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
     confirmed = confirmation(study, storage)
     t, why = choose_trial(study, trial, pick, confirmed)
     source = t
-    if "duplicate_of" in t.user_attrs:
-        source = study.get_trials(deepcopy=False)[int(t.user_attrs["duplicate_of"])]
-    arch = Architecture.from_yaml(t.user_attrs["architecture"])
+    if record.DUPLICATE_OF.on(t):
+        source = study.get_trials(deepcopy=False)[int(record.DUPLICATE_OF.get(t))]
+    arch = Architecture.from_yaml(record.ARCHITECTURE.get(t))
     final = Path(out_dir) if out_dir else Path("exports") / study_name / f"trial-{t.number}"
     _check_free(final, overwrite)
     study_dir = study_folder(_default_root(storage) if root is None else Path(root), study_name)
-    kept = resolve_stored(study_dir, source.user_attrs.get("weights"))
+    kept = resolve_stored(study_dir, record.WEIGHTS.get(source))
     retrained_acc = None
     if kept is not None and kept.is_file():
         model = build_model(arch)
@@ -409,7 +407,7 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
                     "validated", t.number, CONFIG_FILE, no_hub, arch.backbone)
     in_chans = int(arch.backbone_kwargs.get("in_chans", 3))
     input_size = tuple(hub["pretrained_cfg"]["input_size"] if hub else
-                       study.user_attrs.get("input_size") or (in_chans, 224, 224))
+                       record.INPUT_SIZE.get(study) or (in_chans, 224, 224))
     out = ExportResult(final, t.number, weights_source, float("nan"), why)
 
     def fill(tmp: Path) -> None:

@@ -21,6 +21,7 @@ from gcnas.arch import Architecture
 from gcnas.backbones import GENERIC_POSITIONS, POSITIONS
 from gcnas.errors import ConfigError
 from gcnas.search.confirm import confirmation, confirmation_table
+from gcnas.search import record
 from gcnas.search.summary import (baseline_trial, finished_trials, pareto_trials, ranked_trials, results_table,
                                   value_label)
 
@@ -42,7 +43,7 @@ def placement_counts(trials) -> tuple[list, list, dict]:
     """(stages, positions, {(stage, position): number of blocks}) over the architectures of ``trials``."""
     counts: Counter = Counter()
     for t in trials:
-        text = t.user_attrs.get("architecture")
+        text = record.ARCHITECTURE.get(t)
         for p in Architecture.from_yaml(text).placements if text else ():
             counts[(p.stage, p.position)] += 1
     stages = sorted({s for s, _ in counts})
@@ -103,11 +104,11 @@ def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html:
         raise ConfigError(f"report.dir: cannot write to {out} ({e.strerror or e}); choose a writable folder, e.g. "
                           f"report.dir=$PWD/report") from None
     multi = len(study.directions) > 1
-    metrics = study.user_attrs.get("metrics") or (["accuracy"] if not multi else [f"v{i}" for i in
+    metrics = record.METRICS.get(study) or (["accuracy"] if not multi else [f"v{i}" for i in
                                                                                  range(len(study.directions))])
     report = Report(out, out / "summary.md")
     target = (lambda t: t.values[0]) if multi else None
-    name0 = value_label(study.user_attrs)
+    name0 = value_label(study)
     plots = {
         "optimization_history": lambda: ovm.plot_optimization_history(study, target=target, target_name=name0),
         "param_importances": lambda: ovm.plot_param_importances(study, target=target, target_name=name0),
@@ -131,7 +132,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html:
         except Exception as e:  # e.g. importances need two complete trials with varying parameters
             report.skipped[name] = f"{type(e).__name__}: {e}"
     top = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
-    searched = [t for t in top if t.user_attrs.get("role") != "baseline"]
+    searched = [t for t in top if record.ROLE.get(t) != "baseline"]
     if _heatmap(searched, out / "placements.png",
                 f"Blocks per stage and position, top {len(searched)} trials with blocks"):
         report.pictures.append(out / "placements.png")
@@ -173,17 +174,16 @@ def _summary(study, report: Report, metrics, top_k: int, multi: bool, confirmed=
     finished = finished_trials(study)
     states = Counter(t.state.name.lower() for t in finished)
     lines = [f"# Study `{study.study_name}`", ""]
-    ua = study.user_attrs
-    lines.append(f"Search space `{ua.get('search_space', '?')}`, backbone `{ua.get('backbone', '?')}`, data "
-                 f"`{ua.get('data', '?')}`, objective {' + '.join(metrics)}; {len(finished)} finished trials ("
+    lines.append(f"Search space `{record.SEARCH_SPACE.get(study, '?')}`, backbone `{record.BACKBONE.get(study, '?')}`, data "
+                 f"`{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}; {len(finished)} finished trials ("
                  + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ").")
-    machines = Counter(t.user_attrs["machine"] for t in finished if "machine" in t.user_attrs)
+    machines = Counter(record.MACHINE.get(t) for t in finished if record.MACHINE.on(t))
     if machines:  # numbers differ between CPUs; a study run on several machines mixes them
         lines.append("Measured on: " + "; ".join(f"{m} ({n} trials)" for m, n in machines.most_common()) + ".")
     if base is not None:
         lines.append(f"Plain backbone (trial {base.number}): val acc {base.values[0]:.4f}, "
-                     f"{base.user_attrs.get('params', 0) / 1e6:.3f}M params, "
-                     f"{base.user_attrs.get('flops', 0) / 1e6:.1f} MFLOPs.")
+                     f"{record.PARAMS.get(base, 0) / 1e6:.3f}M params, "
+                     f"{record.FLOPS.get(base, 0) / 1e6:.1f} MFLOPs.")
     lines += ["", "## Pareto front" if multi else f"## Top {top_k} trials", "",
               results_table(study, metrics, top_k), ""]
     if any("train.seed" in t.params for t in finished):  # a recipe run over seeds: one row per grid point
@@ -191,7 +191,7 @@ def _summary(study, report: Report, metrics, top_k: int, multi: bool, confirmed=
 
         lines += ["## Grid points over seeds (mean ± std)", "", recipe_table(study), ""]
     if confirmed:
-        info = study.user_attrs.get("confirmation") or {}
+        info = record.CONFIRMATION.get(study) or {}
         lines += [f"## Confirmation (study `{info.get('study', '?')}`: {info.get('seeds', '?')} fresh seeds from "
                   f"{info.get('first_seed', '?')}, paired with the plain backbone)", "", confirmation_table(confirmed),
                   ""]
@@ -199,7 +199,7 @@ def _summary(study, report: Report, metrics, top_k: int, multi: bool, confirmed=
     if ranked:
         best = ranked[0]
         lines += [f"## Best architecture (trial {best.number})", "", "```yaml",
-                  best.user_attrs.get("architecture", "").rstrip(), "```", ""]
+                  record.ARCHITECTURE.get(best, "").rstrip(), "```", ""]
     if report.pictures:
         lines += ["## Pictures", ""] + [f"![{p.stem}]({p.name})" for p in report.pictures] + [""]
     if report.skipped:

@@ -31,10 +31,11 @@ from gcnas.search.objective import FIXED_ARCH_ATTR, REPLICATE_ATTR, ROLE_ATTR, S
 from gcnas.search.study import open_study
 from gcnas.search.summary import baseline_trial, ranked_trials
 from gcnas.search.worker import SearchResult, run_search, validate_config
+from gcnas.search import record
 
 __all__ = ["Confirmed", "confirm_study", "confirmation_study_name", "confirmation", "confirmation_table", "CONFIRMATION_ATTR", "SOURCE_ATTR"]
 
-CONFIRMATION_ATTR = "confirmation"  # source study's user attribute: {study, k, seeds, first_seed, trainer, data}
+CONFIRMATION_ATTR = record.CONFIRMATION.name  # the searched study's: {study, k, seeds, first_seed, trainer, data}
 
 @dataclass(frozen=True)
 class Confirmed:
@@ -108,12 +109,12 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
     if len(source.directions) > 1:
         raise ConfigError(f"study.name: {name!r} is multi-objective; confirmation compares accuracy, so confirm a "
                           "single-objective study (or pick a trial with gcnas-export pick=...)")
-    cfg = copy.deepcopy(source.user_attrs.get("config") or {})
+    cfg = copy.deepcopy(record.CONFIG.get(source) or {})
     if not cfg:
         raise ConfigError(f"study.name: study {name!r} recorded no config (not made by gcnas-search); nothing to "
                           "retrain its trials with")
     base = baseline_trial(source)
-    candidates = [t for t in ranked_trials(source) if t.user_attrs.get(ROLE_ATTR) != "baseline"][:k]
+    candidates = [t for t in ranked_trials(source) if record.ROLE.get(t) != "baseline"][:k]
     if base is None or not candidates:
         raise ConfigError(f"study.name: study {name!r} has no finished "
                           + ("plain-backbone trial (run the search with study.enqueue_baselines=true)" if base is None
@@ -124,7 +125,7 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
     trials: list[dict] = []
     for j in range(seeds):
         for t in [base, *candidates]:
-            trials.append({FIXED_ARCH_ATTR: t.user_attrs["architecture"], ROLE_ATTR: t.user_attrs.get(ROLE_ATTR,
+            trials.append({FIXED_ARCH_ATTR: record.ARCHITECTURE.get(t), ROLE_ATTR: record.ROLE.get(t,
                            "searched"), REPLICATE_ATTR: j, SOURCE_ATTR: t.number})
     cfg.update(run or {})
     cfg["seed"] = first_seed
@@ -138,12 +139,12 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
     cfg["_fixed_trials"] = trials
     recorded = {"study": confirm_name, "k": k, "seeds": seeds, "first_seed": first_seed,
                 "trainer": dict(trainer or {}), "data": dict(data or {})}
-    earlier = source.user_attrs.get(CONFIRMATION_ATTR)
+    earlier = record.CONFIRMATION.get(source)
     if earlier and earlier != recorded:
         raise ConfigError(f"confirm: study {name!r} was confirmed with {earlier}; this asks for {recorded}. Run the "
                           "same confirmation to resume it, or search into a new study.name to confirm differently")
     validate_config(cfg)  # the worker's own keys too, before anything is stored
-    source.set_user_attr(CONFIRMATION_ATTR, recorded)  # before training: export and report find a partial one
+    record.CONFIRMATION.set(source, recorded)  # before training: export and report find a partial one
     return run_search(cfg, callbacks=callbacks)
 
 
@@ -151,7 +152,7 @@ def confirmation(study: optuna.Study, storage: Any) -> Optional[list[Confirmed]]
     """The confirmed architectures of a (source) study in ``storage`` (its URL or storage object), baseline first,
     then by mean paired difference; None if it was never confirmed. Only seeds whose baseline run finished are paired;
     unfinished runs are left out."""
-    info = study.user_attrs.get(CONFIRMATION_ATTR)
+    info = record.CONFIRMATION.get(study)
     if not info:
         return None
     try:
@@ -161,11 +162,11 @@ def confirmation(study: optuna.Study, storage: Any) -> Optional[list[Confirmed]]
     runs: dict[int, dict[int, float]] = {}
     roles: dict[int, str] = {}
     for t in conf.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        src = t.user_attrs.get(SOURCE_ATTR)
+        src = record.CONFIRMS.get(t)
         if src is None:
             continue
-        runs.setdefault(src, {})[int(t.user_attrs.get(REPLICATE_ATTR, 0))] = t.values[0]
-        roles[src] = t.user_attrs.get(ROLE_ATTR, "searched")
+        runs.setdefault(src, {})[int(record.REPLICATE.get(t, 0))] = t.values[0]
+        roles[src] = record.ROLE.get(t, "searched")
     base = next((src for src, role in roles.items() if role == "baseline"), None)
     if base is None:
         return []

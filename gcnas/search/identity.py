@@ -26,12 +26,13 @@ from gcnas.data.identity import identity_differences
 from gcnas.errors import ConfigError
 from gcnas.space import SearchSpace
 from gcnas.train import TrainerConfig
+from gcnas.search import record
 
 __all__ = ["IDENTITY_ATTR", "study_identity", "check_study_identity", "RUNTIME_TRAINER_KEYS"]
 
 log = logging.getLogger("gcnas.search")
 
-IDENTITY_ATTR = "identity"  # study user attribute
+IDENTITY_ATTR = record.IDENTITY.name  # study user attribute
 # trainer keys that change how fast a trial runs, not what it computes (the recipe's name is only a label)
 RUNTIME_TRAINER_KEYS = ("name", "channels_last")
 _SHOWN = 4  # differences named in the refusal; the rest are counted
@@ -78,13 +79,13 @@ def check_study_identity(study: optuna.Study, identity: Mapping[str, Any], where
 
     ``where`` names the study in the message (its name and redacted storage URL).
     """
-    recorded = study.user_attrs.get(IDENTITY_ATTR)
+    recorded = record.IDENTITY.get(study)
     if recorded is None:
         if study.get_trials(deepcopy=False):
             log.warning("study %s predates recorded identities: what its %d trials were made from cannot be checked; "
                         "this run's backbone, data, space, trainer and objective are recorded from now on", where,
                         len(study.get_trials(deepcopy=False)))
-        study.set_user_attr(IDENTITY_ATTR, json.loads(json.dumps(identity, default=str)))
+        record.IDENTITY.set(study, json.loads(json.dumps(identity, default=str)))
         return
     diffs = sorted(identity_differences(recorded, json.loads(json.dumps(identity, default=str))), key=_telling)
     if not diffs:

@@ -23,21 +23,19 @@ from gcnas.search.callbacks import Callbacks
 from gcnas.search.paths import stored_path, trial_folder
 from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.train import EpochResult, NonFiniteLossError, fit
+from gcnas.search import record
 
 __all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "REPLICATE_ATTR", "SOURCE_ATTR", "WEIGHTS_FILE"]
 
 log = logging.getLogger("gcnas.search")
 
-FIXED_ARCH_ATTR = "fixed_architecture"  # user attribute of enqueued trials: the architecture YAML to evaluate
-ROLE_ATTR = "role"  # baseline | paper_gc | searched
-MACHINE_ATTR = "machine"  # the CPU, cores, threads and torch a trial ran with (gcnas.machine.describe_machine)
-# Enqueued baseline and paper-GC trials: k = 0 .. study.noise_seeds - 1, trained with seed ``seed + k``. Together
-# they measure the study's seed-to-seed noise (gcnas.search.summary.noise_floor).
-REPLICATE_ATTR = "replicate"
+# The names of the record's attributes (gcnas.search.record) that callers put in the user attributes of a trial they
+# enqueue. Enqueued baseline and paper-GC trials have replicate k = 0 .. study.noise_seeds - 1, trained with seed
+# ``seed + k``: together they measure the study's seed-to-seed noise (gcnas.search.summary.noise_floor).
+FIXED_ARCH_ATTR, ROLE_ATTR, REPLICATE_ATTR = record.FIXED_ARCHITECTURE.name, record.ROLE.name, record.REPLICATE.name
+SOURCE_ATTR, ONESHOT_SCORE_ATTR = record.CONFIRMS.name, record.ONESHOT_SCORE.name
 WEIGHTS_FILE = "model.safetensors"  # in a trial's folder while the trial is among the study's kept top trials
-ONESHOT_SCORE = "oneshot"  # user attribute ``score`` of a trial the supernet scored (search.method=oneshot)
-ONESHOT_SCORE_ATTR = "oneshot_score"  # study and trial user attribute: which search.supernet_score the values are
-SOURCE_ATTR = "confirms"  # a confirmation trial: the number of the searched study's trial it retrains
+ONESHOT_SCORE = "oneshot"  # the value of ``score`` of a trial the supernet scored (search.method=oneshot)
 METRICS = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 _CONSTRAINT_KEYS = (("max_params", "params"), ("max_flops", "flops"), ("max_latency_ms", "latency_ms"))
 
@@ -89,8 +87,8 @@ class TrialRunner:
         started, told = time.monotonic(), False
         while time.monotonic() - started < self.max_twin_wait_s:
             same = [t for t in study.get_trials(deepcopy=False)  # one read answers both questions
-                    if t.number != number and t.user_attrs.get("trial_key") == key
-                    and "duplicate_of" not in t.user_attrs]
+                    if t.number != number and record.TRIAL_KEY.get(t) == key
+                    and not record.DUPLICATE_OF.on(t)]
             done = next((t for t in same if t.state in self._FINISHED), None)
             if done is not None:
                 return done
@@ -117,12 +115,12 @@ class TrialRunner:
     def __call__(self, study: optuna.Study, trial: optuna.Trial) -> tuple[optuna.trial.TrialState, Optional[list]]:
         """Run ``trial``; returns the state and values to ``tell`` (values None for pruned or failed)."""
         t0 = time.perf_counter()
-        trial.set_user_attr("worker", self.worker)
-        trial.set_user_attr(MACHINE_ATTR, describe_machine())  # numbers differ between CPUs: say where it ran
-        fixed = trial.user_attrs.get(FIXED_ARCH_ATTR)
-        replicate = int(trial.user_attrs.get(REPLICATE_ATTR, 0))
-        role = trial.user_attrs.get(ROLE_ATTR, "searched")
-        trial.set_user_attr(ROLE_ATTR, role)
+        record.WORKER.set(trial, self.worker)
+        record.MACHINE.set(trial, describe_machine())  # numbers differ between CPUs: say where it ran
+        fixed = record.FIXED_ARCHITECTURE.get(trial)
+        replicate = int(record.REPLICATE.get(trial, 0))
+        role = record.ROLE.get(trial, "searched")
+        record.ROLE.set(trial, role)
         tdir = self.trial_dir(trial.number)
         logf = (tdir / "log.txt").open("a")
 
@@ -144,10 +142,10 @@ class TrialRunner:
                 return self._infeasible(trial, note, f"search space limits: {e}", t0)
 
             key = arch.key()
-            trial.set_user_attr("arch_key", key)
-            trial.set_user_attr("architecture", arch.to_yaml())
-            trial.set_user_attr("n_blocks", len(arch.placements))
-            trial.set_user_attr("train", {k: v for k, v in train_kw.items() if k != "name"})
+            record.ARCH_KEY.set(trial, key)
+            record.ARCHITECTURE.set(trial, arch.to_yaml())
+            record.N_BLOCKS.set(trial, len(arch.placements))
+            record.TRAIN.set(trial, {k: v for k, v in train_kw.items() if k != "name"})
             (tdir / "architecture.yaml").write_text(arch.to_yaml())
             note(f"trial {trial.number} ({role}) worker {self.worker}: {len(arch.placements)} blocks, key {key}")
             self.callbacks("trial_started", trial.number, role, arch, train_kw)
@@ -155,15 +153,15 @@ class TrialRunner:
             train_part = json.dumps({k: v for k, v in sorted(train_kw.items()) if k != "name"}, sort_keys=True,
                                     default=str)
             trial_key = f"{key}-{hashlib.sha256(train_part.encode()).hexdigest()[:8]}"
-            trial.set_user_attr("trial_key", trial_key)  # set before looking, so concurrent twins see each other
+            record.TRIAL_KEY.set(trial, trial_key)  # set before looking, so concurrent twins see each other
             dup = self._find_duplicate(study, trial_key, trial.number, note)
             if dup is not None:
-                for k in ("params", "flops", "latency_ms", "epochs", "history", "constraints", "infeasible",
-                          "pruned_reason"):
-                    if k in dup.user_attrs:
-                        trial.set_user_attr(k, dup.user_attrs[k])
-                trial.set_user_attr("duplicate_of", dup.number)
-                trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS, record.EPOCHS, record.HISTORY,
+                             record.CONSTRAINTS, record.INFEASIBLE, record.PRUNED_REASON):
+                    if attr.on(dup):
+                        attr.set(trial, attr.get(dup))
+                record.DUPLICATE_OF.set(trial, dup.number)
+                record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
                 note(f"same architecture and recipe as trial {dup.number}: its result is reused, nothing trained")
                 if dup.state == optuna.trial.TrialState.PRUNED:
                     return optuna.trial.TrialState.PRUNED, None
@@ -174,8 +172,8 @@ class TrialRunner:
             model = build_model(arch, pretrained=self.weights.pretrained, pretrained_file=self.weights.file)
             cost_obj = measure_cost(model, self.data.input_size, latency=self.needs_latency, repeats=10, warmup=3)
             cost = {"params": cost_obj.params, "flops": cost_obj.flops, "latency_ms": cost_obj.latency_ms}
-            for k, v in cost.items():
-                trial.set_user_attr(k, v)
+            for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS):
+                attr.set(trial, cost[attr.name])
             note(f"cost: {cost_obj.params:,} params, {cost_obj.flops / 1e6:.2f} MFLOPs"
                  + (f", {cost_obj.latency_ms:.2f} ms" if cost_obj.latency_ms is not None else ""))
 
@@ -193,9 +191,9 @@ class TrialRunner:
             if self.scorer is not None:  # one-shot: inherited weights, nothing trained
                 accuracy = self.scorer(arch)  # search.supernet_score=gradient: the blocks' gradient, not an accuracy
                 kind = getattr(self.scorer, "kind", "accuracy")
-                trial.set_user_attr("score", ONESHOT_SCORE)
-                trial.set_user_attr(ONESHOT_SCORE_ATTR, kind)
-                trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                record.SCORE.set(trial, ONESHOT_SCORE)
+                record.ONESHOT_SCORE.set(trial, kind)
+                record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
                 note(f"done: one-shot {kind} (supernet weights) {accuracy:.4g} in {time.perf_counter() - t0:.1f}s")
                 return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
 
@@ -228,30 +226,30 @@ class TrialRunner:
                     result = fit(model, self.data, train_kw, seed=seed, device=self.device, on_epoch=on_epoch,
                                  test=False)
                 except optuna.TrialPruned as e:
-                    trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                    record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
                     note(str(e))
                     return optuna.trial.TrialState.PRUNED, None
                 except NonFiniteLossError as e:  # this architecture/recipe diverged: end it with the reason, go on
-                    trial.set_user_attr("pruned_reason", str(e))
-                    trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                    record.PRUNED_REASON.set(trial, str(e))
+                    record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
                     note(f"stopped: {e}")
                     state = optuna.trial.TrialState.PRUNED if single else optuna.trial.TrialState.FAIL
                     if not single:
-                        trial.set_user_attr("error", str(e))
+                        record.ERROR.set(trial, str(e))
                     return state, None
             finally:
                 # once per trial, however it ended (each write is a storage transaction; the intermediate values
                 # that pruning reads are reported every epoch)
                 if history:
-                    trial.set_user_attr("history", history)
-                    trial.set_user_attr("train_seconds", train_seconds[0])
-                    trial.set_user_attr("epochs", len(history))
+                    record.HISTORY.set(trial, history)
+                    record.TRAIN_SECONDS.set(trial, train_seconds[0])
+                    record.EPOCHS.set(trial, len(history))
             accuracy = result.final_val_acc
             if self.keep_weights > 0:
                 # Saved now, while the model exists; the worker deletes the files of trials that leave the top.
                 save_model(model, str(tdir / WEIGHTS_FILE), metadata={"arch_key": key})
-                trial.set_user_attr("weights", stored_path(self.study_dir, tdir / WEIGHTS_FILE))  # folder can move
-            trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+                record.WEIGHTS.set(trial, stored_path(self.study_dir, tdir / WEIGHTS_FILE))  # folder can move
+            record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
             note(f"done: val acc {accuracy:.4f} in {time.perf_counter() - t0:.1f}s")
             return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
         finally:
@@ -263,15 +261,15 @@ class TrialRunner:
         values = {"space_limits": 0.0, **values} if not values else dict(values)
         for k, v in values.items():
             trial.set_constraint(k, float(v))
-        trial.set_user_attr("constraints", [float(v) for v in values.values()])
+        record.CONSTRAINTS.set(trial, [float(v) for v in values.values()])
 
     def _infeasible(self, trial, note, reason: str, t0: float,
                     constraint_values: Optional[Mapping[str, float]] = None):
         """End an architecture that is never trained as pruned, with the reason (user attribute ``infeasible``) and
         the constraint values Optuna's constrained samplers read: no value stands for an accuracy it never had, and
         the worker does not count it against the budget."""
-        trial.set_user_attr("infeasible", reason)
+        record.INFEASIBLE.set(trial, reason)
         self._set_constraints(trial, constraint_values or {"space_limits": 1.0})
-        trial.set_user_attr("wall_time_s", time.perf_counter() - t0)
+        record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
         note(f"infeasible, not trained: {reason}")
         return optuna.trial.TrialState.PRUNED, None

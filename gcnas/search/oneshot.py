@@ -37,9 +37,9 @@ from gcnas.oneshot import (PathSampler, ScoreReference, Supernet, gradient_and_l
                            reference_architectures, score, train_supernet)
 from gcnas.schema import read
 from gcnas.search.config import SearchConfig
-from gcnas.search.objective import ONESHOT_SCORE_ATTR
 from gcnas.space import SearchSpace
 from gcnas.train import TrainerConfig
+from gcnas.search import record
 
 __all__ = ["study_supernet", "study_reference", "oneshot_scorer", "check_study_score"]
 
@@ -177,13 +177,12 @@ def oneshot_scorer(net: Supernet, data: DataSplits, search: Union[SearchConfig, 
     return OneShotScorer(net, data, search.supernet_score, search.calib_images, batch_size, device, reference)
 
 
-def check_study_score(study_attrs: Mapping[str, Any], search: Union[SearchConfig, Mapping[str, Any]],
-                      study_name: str) -> None:
+def check_study_score(study: Any, search: Union[SearchConfig, Mapping[str, Any]], study_name: str) -> None:
     """Refuse a one-shot run whose ``search.supernet_score`` differs from the one the study's values already are
     (a study created before the key, or by a standalone run, holds accuracies; a standalone run on a study of
     gradient scores is refused too)."""
     search = _search(search)
-    have = study_attrs.get(ONESHOT_SCORE_ATTR, "accuracy")
+    have = record.ONESHOT_SCORE.get(study, "accuracy")
     wanted = search.supernet_score if search.method == "oneshot" else "accuracy"
     if have != wanted:
         asks = (f"search.supernet_score={wanted!r}" if search.method == "oneshot"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.arch import Architecture
 from gcnas.blocks.fusion import fusion_spelling
-from gcnas.search.objective import ONESHOT_SCORE_ATTR, REPLICATE_ATTR
+from gcnas.search import record
 
 __all__ = ["finished_trials", "counted_trials", "ranked_trials", "baseline_trial", "results_table", "describe_blocks",
            "describe_architecture", "NoiseFloor", "noise_floor"]
@@ -27,16 +27,16 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The finished trials that count against ``study.n_trials``: every complete or pruned trial but the infeasible
     draws (pruned before any training: they cost nothing and measure nothing)."""
-    return [t for t in finished_trials(study) if "infeasible" not in t.user_attrs]
+    return [t for t in finished_trials(study) if not record.INFEASIBLE.on(t)]
 
 
 def _feasible(t: FrozenTrial) -> bool:
-    return t.state == TrialState.COMPLETE and "infeasible" not in t.user_attrs
+    return t.state == TrialState.COMPLETE and not record.INFEASIBLE.on(t)
 
 
 def baseline_trial(study: optuna.Study) -> Optional[FrozenTrial]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("role") == "baseline":
+        if record.ROLE.get(t) == "baseline":
             return t
     return None
 
@@ -45,7 +45,7 @@ def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Feasible complete trials, best first (first objective); duplicates and the references' extra seeds (they
     measure the noise floor, see :func:`noise_floor`) left out."""
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if _feasible(t) and "duplicate_of" not in t.user_attrs and not t.user_attrs.get(REPLICATE_ATTR)]
+              if _feasible(t) and not record.DUPLICATE_OF.on(t) and not record.REPLICATE.get(t)]
     sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
     return sorted(trials, key=lambda t: (sign * t.values[0], t.number))
 
@@ -97,8 +97,8 @@ def noise_floor(study: optuna.Study) -> Optional[NoiseFloor]:
     """The study's :class:`NoiseFloor`; None until some reference has finished with two or more seeds."""
     values: dict[str, list[float]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        role = t.user_attrs.get("role")
-        if role in REFERENCE_ROLES and _feasible(t) and "duplicate_of" not in t.user_attrs:
+        role = record.ROLE.get(t)
+        if role in REFERENCE_ROLES and _feasible(t) and not record.DUPLICATE_OF.on(t):
             values.setdefault(role, []).append(t.values[0])
     dof = sum(len(v) - 1 for v in values.values())
     if dof < 1:
@@ -107,16 +107,16 @@ def noise_floor(study: optuna.Study) -> Optional[NoiseFloor]:
     return NoiseFloor(math.sqrt(pooled), {r: tuple(values[r]) for r in REFERENCE_ROLES if r in values})
 
 
-def oneshot_values(attrs: Mapping[str, Any]) -> Optional[str]:
-    """The one-shot score a study's (or a trial's) values are, by its user attributes, when they are not accuracies
-    (``search.supernet_score``: ``gradient`` or ``gradient_and_loss``); ``None`` for accuracies."""
-    kind = attrs.get(ONESHOT_SCORE_ATTR, "accuracy")
+def oneshot_values(holder: Any) -> Optional[str]:
+    """The one-shot score a study's (or a trial's) values are, when they are not accuracies (``search.supernet_score``:
+    ``gradient`` or ``gradient_and_loss``); ``None`` for accuracies."""
+    kind = record.ONESHOT_SCORE.get(holder, "accuracy")
     return None if kind == "accuracy" else kind
 
 
-def value_label(attrs: Mapping[str, Any]) -> str:
+def value_label(holder: Any) -> str:
     """What a study's first value is called in tables and plots: ``val acc``, or ``one-shot <score>``."""
-    kind = oneshot_values(attrs)
+    kind = oneshot_values(holder)
     return "val acc" if kind is None else f"one-shot {kind}"
 
 
@@ -144,7 +144,7 @@ def describe_architecture(arch: Architecture) -> str:
 
 def describe_blocks(t: FrozenTrial) -> str:
     """:func:`describe_architecture` of a trial's recorded architecture."""
-    text = t.user_attrs.get("architecture")
+    text = record.ARCHITECTURE.get(t)
     return "no architecture recorded" if text is None else describe_architecture(Architecture.from_yaml(text))
 
 
@@ -157,10 +157,10 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
         None if base is None else base.values[0])
     multi = len(metrics) > 1
     rows = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
-    scored = oneshot_values(study.user_attrs) is not None
+    scored = oneshot_values(study) is not None
     if scored:
         reference = None  # a one-shot score's difference to the plain backbone's is no accuracy gain
-    head = ["trial", "role", value_label(study.user_attrs), "vs plain", "beyond noise", "params",
+    head = ["trial", "role", value_label(study), "vs plain", "beyond noise", "params",
             "MFLOPs", "latency ms", "epochs", "blocks"]
     if not rows:
         return "(no feasible complete trial yet)"
@@ -170,11 +170,11 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
         acc = t.values[0]
         delta = "" if reference is None else f"{100 * (acc - reference):+.2f} pp"
         beyond = "-" if noise is None or reference is None else ("yes" if noise.beyond(acc - reference) else "no")
-        lat = t.user_attrs.get("latency_ms")
+        lat = record.LATENCY_MS.get(t)
         lines.append("| " + " | ".join([
-            str(t.number), t.user_attrs.get("role", ""), f"{acc:.4g}" if scored else f"{acc:.4f}", delta, beyond,
-            f"{t.user_attrs.get('params', 0) / 1e6:.3f}M", f"{t.user_attrs.get('flops', 0) / 1e6:.1f}",
-            "-" if lat is None else f"{lat:.2f}", str(t.user_attrs.get("epochs", "")), describe_blocks(t)]) + " |")
+            str(t.number), record.ROLE.get(t, ""), f"{acc:.4g}" if scored else f"{acc:.4f}", delta, beyond,
+            f"{record.PARAMS.get(t, 0) / 1e6:.3f}M", f"{record.FLOPS.get(t, 0) / 1e6:.1f}",
+            "-" if lat is None else f"{lat:.2f}", str(record.EPOCHS.get(t, "")), describe_blocks(t)]) + " |")
     if noise is not None:
         lines += ["", noise.describe() + "."]
     return "\n".join(lines)

@@ -32,8 +32,7 @@ from gcnas.data import DataSplits, load_data
 from gcnas.errors import ConfigError, Interrupted
 from gcnas.oneshot import supernet_for_space
 from gcnas.search.callbacks import Callbacks, SearchCallback
-from gcnas.search.objective import (FIXED_ARCH_ATTR, METRICS, ONESHOT_SCORE_ATTR, REPLICATE_ATTR, ROLE_ATTR,
-                                    SOURCE_ATTR, TrialRunner)
+from gcnas.search.objective import FIXED_ARCH_ATTR, METRICS, REPLICATE_ATTR, ROLE_ATTR, TrialRunner
 from gcnas.search.config import SearchConfig, SearchJob, StudyConfig, read_job
 from gcnas.search.oneshot import check_study_score, oneshot_scorer, study_reference, study_supernet
 from gcnas.search.optuna_compat import Heartbeat, ask, tell, trial_id
@@ -47,14 +46,16 @@ from gcnas.train.runtime import select_device, set_threads
 from gcnas.train import TrainerConfig
 from gcnas.train.pretrain import ensure_pretrained
 from gcnas.arch import Architecture
+from gcnas.search import record
 
 __all__ = ["run_search", "SearchResult", "validate_config", "public_config", "keep_top_weights", "PRETRAINED_CFG_ATTR"]
 
 log = logging.getLogger("gcnas.search")
 _RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 # study user attribute: the data's preprocessing as timm's pretrained_cfg (gcnas.data.DataSplits.pretrained_cfg)
-PRETRAINED_CFG_ATTR = "pretrained_cfg"
-_WHAT_TO_RUN = (FIXED_ARCH_ATTR, ROLE_ATTR, REPLICATE_ATTR, SOURCE_ATTR)  # the user attributes a retried trial keeps
+PRETRAINED_CFG_ATTR = record.PRETRAINED_CFG.name
+# the user attributes a retried trial keeps
+_WHAT_TO_RUN = (record.FIXED_ARCHITECTURE, record.ROLE, record.REPLICATE, record.CONFIRMS)
 
 
 @dataclass
@@ -134,21 +135,21 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     """Worker 0, once per study: record what the study is (space, backbone, data, preprocessing, config) and enqueue
     its fixed trials: the references (:func:`_enqueue_references`), or, for a study of given architectures (the
     confirmation's), the user attributes of each in ``cfg["_fixed_trials"]``."""
-    if study.user_attrs.get("gcnas_initialised"):
+    if record.INITIALISED.get(study):
         return
-    study.set_user_attr("search_space", space.name)
-    study.set_user_attr("backbone", space.backbone)
-    study.set_user_attr("data", cfg["data"]["name"])
-    study.set_user_attr("metrics", list(cfg["objective"]["metrics"]))
-    study.set_user_attr("config", public_config(cfg))
-    study.set_user_attr("input_size", list(data.input_size))
-    study.set_user_attr(PRETRAINED_CFG_ATTR, data.pretrained_cfg())  # what an export tells timm (gcnas-export)
+    record.SEARCH_SPACE.set(study, space.name)
+    record.BACKBONE.set(study, space.backbone)
+    record.DATA.set(study, cfg["data"]["name"])
+    record.METRICS.set(study, list(cfg["objective"]["metrics"]))
+    record.CONFIG.set(study, public_config(cfg))
+    record.INPUT_SIZE.set(study, list(data.input_size))
+    record.PRETRAINED_CFG.set(study, data.pretrained_cfg())  # what an export tells timm (gcnas-export)
     if search_cfg is not None and search_cfg.method == "oneshot":  # what its values are (check_study_score)
-        study.set_user_attr(ONESHOT_SCORE_ATTR, search_cfg.supernet_score)
+        record.ONESHOT_SCORE.set(study, search_cfg.supernet_score)
     if cfg.get("_fixed_trials") is not None:  # a study of given architectures only (gcnas.search.confirm)
         for attrs in list(cfg["_fixed_trials"])[: study_cfg.n_trials]:
             study.enqueue_trial({}, user_attrs=attrs)
-    study.set_user_attr("gcnas_initialised", True)
+    record.INITIALISED.set(study, True)
 
 
 def references(space: SearchSpace, study_cfg: StudyConfig) -> list[dict]:
@@ -169,10 +170,9 @@ def _enqueue_references(study: optuna.Study, refs: Sequence[Mapping[str, Any]]) 
     older gcnas versions did). Returns how many were enqueued."""
     held = set()
     for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        if a.get(ROLE_ATTR) not in REFERENCE_ROLES or (t.state == TrialState.FAIL and "cancelled" in a):
+        if record.ROLE.get(t) not in REFERENCE_ROLES or (t.state == TrialState.FAIL and record.CANCELLED.on(t)):
             continue
-        held.add((a[ROLE_ATTR], int(a.get(REPLICATE_ATTR, 0))))
+        held.add((record.ROLE.get(t), int(record.REPLICATE.get(t, 0))))
     missing = [r for r in refs if (r[ROLE_ATTR], r[REPLICATE_ATTR]) not in held]
     for attrs in missing:
         study.enqueue_trial({}, user_attrs=dict(attrs))
@@ -184,7 +184,7 @@ def retry_stale_trial(max_retries: int):
     ``max_retries`` retries in a chain; see :func:`queue_again`). Logs what it did."""
 
     def retry(study: optuna.Study, trial: FrozenTrial) -> None:
-        reason = (f"trial {trial.number} (worker {trial.user_attrs.get('worker', '?')}) stopped sending "
+        reason = (f"trial {trial.number} (worker {record.WORKER.get(trial, '?')}) stopped sending "
                   f"heartbeats")
         if queue_again(study, trial, reason, max_retries):
             log.warning("trial %d went stale (its worker stopped); its architecture is queued again", trial.number)
@@ -206,8 +206,8 @@ def queue_again(study: optuna.Study, trial: FrozenTrial, reason: str, max_retrie
                 optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(trial)) >= max_retries:
             return False
         what = copy.copy(trial)
-        what.user_attrs = {**{k: trial.user_attrs[k] for k in _WHAT_TO_RUN if k in trial.user_attrs},
-                           "retry_of": trial.number, "retry_reason": reason}
+        what.user_attrs = {**{a.name: a.get(trial) for a in _WHAT_TO_RUN if a.on(trial)},
+                           record.RETRY_OF.name: trial.number, record.RETRY_REASON.name: reason}
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, what)
     return True
 
@@ -247,10 +247,10 @@ def keep_top_weights(study: optuna.Study, keep: int, study_dir: Path) -> list[in
     top = pareto_trials(study) if multi else ranked_trials(study)[:keep]
     kept = {t.number for t in top}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        path = resolve_stored(study_dir, t.user_attrs.get("weights"))
+        path = resolve_stored(study_dir, record.WEIGHTS.get(t))
         if path is not None and t.number not in kept:
             path.unlink(missing_ok=True)
-    return sorted(n for n in kept if any(t.number == n and t.user_attrs.get("weights") for t in top))
+    return sorted(n for n in kept if any(t.number == n and record.WEIGHTS.get(t) for t in top))
 
 
 class _Interrupts:
@@ -297,8 +297,8 @@ def _record_interrupt(study: optuna.Study, storage, tid: int, trial: optuna.Tria
     trial left running would count against the budget until its heartbeats went stale); returns the exception to raise,
     saying so."""
     reason = f"interrupted by {e.signal_name} (worker {runner.worker})"
-    trial.set_user_attr("interrupted", reason)
-    trial.set_user_attr("error", reason)
+    record.INTERRUPTED.set(trial, reason)
+    record.ERROR.set(trial, reason)
     tell(study, trial, state=TrialState.FAIL)
     with (runner.trial_dir(trial.number) / "log.txt").open("a") as f:
         f.write(f"{reason}: failed, and queued again\n")
@@ -333,11 +333,11 @@ def _trial_loop(study: optuna.Study, storage, url: str, runner: TrialRunner, stu
         tid = trial_id(storage, study, trial)  # two storage queries: once per trial
         try:
             ahead = sum(1 for t in study.get_trials(deepcopy=False, states=_RUNNING)
-                        if t.number < trial.number and "infeasible" not in t.user_attrs)
+                        if t.number < trial.number and not record.INFEASIBLE.on(t))
             # a reference is never cancelled: every delta and the noise floor are read from the references, and a
             # retried one comes after the trials that took its place in the queue
-            if ahead >= n_trials and FIXED_ARCH_ATTR not in trial.user_attrs:
-                trial.set_user_attr("cancelled", f"study budget of {n_trials} trials already taken by earlier trials")
+            if ahead >= n_trials and not record.FIXED_ARCHITECTURE.on(trial):
+                record.CANCELLED.set(trial, f"study budget of {n_trials} trials already taken by earlier trials")
                 tell(study, trial, state=TrialState.FAIL)
                 break
             progress.start_trial(trial.number, finished)
@@ -355,7 +355,7 @@ def _trial_loop(study: optuna.Study, storage, url: str, runner: TrialRunner, stu
                     f.write(f"failed: {reason}\n{''.join(traceback.format_exception(e))}")
                 del e
                 _free_memory()  # an out-of-memory trial must not take the next ones with it
-                trial.set_user_attr("error", reason)
+                record.ERROR.set(trial, reason)
                 tell(study, trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s (traceback in %s)", trial.number, reason, trial_log)
                 hooks("trial_ended", storage.get_trial(tid))
@@ -372,11 +372,11 @@ def _trial_loop(study: optuna.Study, storage, url: str, runner: TrialRunner, stu
             with interrupts.held():  # a second Ctrl-C while this is written would leave the trial running
                 raise _record_interrupt(study, storage, tid, trial, runner, e, hooks) from None
         ran += 1
-        if keep > 0 and "weights" in trial.user_attrs:
+        if keep > 0 and record.WEIGHTS.on(trial):
             keep_top_weights(study, keep, runner.study_dir)
         hooks("trial_ended", storage.get_trial(tid))
-        note = f" (same as trial {trial.user_attrs['duplicate_of']})" if "duplicate_of" in trial.user_attrs else ""
-        infeasible = trial.user_attrs.get("infeasible")
+        note = f" (same as trial {record.DUPLICATE_OF.get(trial)})" if record.DUPLICATE_OF.on(trial) else ""
+        infeasible = record.INFEASIBLE.get(trial)
         if infeasible:
             note = f" (infeasible, not counted: {infeasible})"
             infeasible_in_a_row += 1
@@ -466,13 +466,13 @@ def _run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback], int
         # asked before that would be a sampled one, and under a tight budget the references could be left waiting
         # behind trials that used the budget up (seen: a paper-GC reference never run in an 8-trial study of 4 workers)
         waited = time.monotonic()
-        while not study.user_attrs.get("gcnas_initialised"):
+        while not record.INITIALISED.get(study):
             if time.monotonic() - waited > 600:
                 raise RuntimeError(f"study {study_cfg.name!r}: worker 0 has not enqueued its trials after 600 s; "
                                    "start worker=0 (it creates the study's trials)")
             time.sleep(1.0)
         check_study_identity(study, identity, where)
-    check_study_score(study.user_attrs, search_cfg, study_cfg.name)  # before any training: its values are one score
+    check_study_score(study, search_cfg, study_cfg.name)  # before any training: its values are one score
     study_dir = study_folder(cfg["paths"]["root"], study_cfg.name)
     n_trials = study_cfg.n_trials
     if refs and n_trials <= len(refs):

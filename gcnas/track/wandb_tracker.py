@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Optional
 from gcnas.schema import read
 from gcnas.search.callbacks import SearchCallback
 from gcnas.track.config import MODES, WandbConfig
+from gcnas.search import record
 
 __all__ = ["WandbTracker", "WandbSession", "TrackingWarning", "MODES", "check_wandb_config"]
 
@@ -182,27 +183,26 @@ class WandbTracker(SearchCallback):
         self.session.finish(number, summary, exit_code=exit_code)
 
     def _summary(self, trial) -> dict:
-        attrs = trial.user_attrs
         state = trial.state.name.lower()
-        if "infeasible" in attrs:
+        if record.INFEASIBLE.on(trial):
             state = "infeasible"
-        elif "duplicate_of" in attrs:
+        elif record.DUPLICATE_OF.on(trial):
             state = "duplicate"
         summary = {"state": state}
-        for k in ("params", "flops", "latency_ms", "epochs", "wall_time_s", "train_seconds", "duplicate_of",
-                  "infeasible", "error", "n_blocks"):
-            if attrs.get(k) is not None:
-                summary[k] = attrs[k]
+        for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS, record.EPOCHS, record.WALL_TIME_S,
+                     record.TRAIN_SECONDS, record.DUPLICATE_OF, record.INFEASIBLE, record.ERROR, record.N_BLOCKS):
+            if attr.get(trial) is not None:
+                summary[attr.name] = attr.get(trial)
         if trial.values:
             from gcnas.search.summary import oneshot_values
 
             metrics = self.config.get("objective", {}).get("metrics") or ["accuracy"]
-            kind = oneshot_values(attrs)
+            kind = oneshot_values(trial)
             value = "val_acc" if kind is None else f"oneshot_{kind}"  # a one-shot score is not an accuracy
             for m, v in zip(metrics, trial.values):
                 summary[value if m == "accuracy" else f"objective_{m}"] = v
-        if attrs.get("history"):
-            summary["best_val_acc"] = max(attrs["history"])
+        if record.HISTORY.get(trial):
+            summary["best_val_acc"] = max(record.HISTORY.get(trial))
         return summary
 
     def study_ended(self, study, result, study_dir: Path) -> None:
@@ -226,10 +226,10 @@ class WandbTracker(SearchCallback):
             cols = ["trial", "state", "role", *metrics, "params", "flops", "latency_ms", "epochs", "arch_key"]
             rows = []
             for t in finished_trials(study):
-                a = t.user_attrs
                 vals = list(t.values) if t.values else [None] * len(metrics)
-                rows.append([t.number, t.state.name.lower(), a.get("role"), *vals, a.get("params"), a.get("flops"),
-                             a.get("latency_ms"), a.get("epochs"), a.get("arch_key")])
+                rows.append([t.number, t.state.name.lower(), record.ROLE.get(t), *vals, record.PARAMS.get(t),
+                             record.FLOPS.get(t), record.LATENCY_MS.get(t), record.EPOCHS.get(t),
+                             record.ARCH_KEY.get(t)])
             log_data = {"trials": wandb.Table(columns=cols, data=rows)}
             noise = noise_floor(study)
             if noise is not None:  # every delta a user reads here has its noise beside it

@@ -1,0 +1,50 @@
+"""The trial record (gcnas.search.record) is the schema of what a study stores: every user attribute a real study
+writes is declared there, with the type it declares, and gcnas's own code names attributes only through it."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+
+from gcnas.search import record
+
+GCNAS = Path(__file__).resolve().parents[1] / "gcnas"
+
+
+def _check(holder, declared: dict) -> None:
+    for name, value in holder.user_attrs.items():
+        assert name in declared, f"user attribute {name!r} is not declared in gcnas.search.record"
+        attr = declared[name]
+        assert isinstance(value, attr.types), f"{name}: {type(value).__name__} is not {attr.types}"
+
+
+def test_every_attribute_a_study_writes_is_declared_with_its_type(searched):
+    _, _, study = searched
+    trials = {a.name: a for a in record.TRIAL_ATTRS}
+    seen = set()
+    for t in study.get_trials():
+        _check(t, trials)
+        seen |= set(t.user_attrs)
+    _check(study, {a.name: a for a in record.STUDY_ATTRS})
+    # the fixture's study is a real one: what every trained trial carries is there to be checked
+    assert {"role", "arch_key", "architecture", "params", "flops", "epochs", "history", "weights", "machine"} <= seen
+
+
+def test_interrupted_infeasible_and_retried_trials_are_declared_too():
+    study = optuna.create_study()
+    t = study.ask()
+    for attr, value in ((record.INFEASIBLE, "search space limits: 0 blocks"), (record.INTERRUPTED, "SIGINT"),
+                        (record.RETRY_OF, 3), (record.RETRY_REASON, "stopped"), (record.CANCELLED, "budget"),
+                        (record.CONSTRAINTS, [1.0]), (record.LATENCY_MS, None)):
+        attr.set(t, value)
+        assert attr.on(t) and attr.get(t) == value and isinstance(value, attr.types)
+    assert not record.ERROR.on(t) and record.ERROR.get(t, "none") == "none"
+
+
+def test_gcnas_names_user_attributes_only_through_the_record():
+    bare = re.compile(r"""(set_user_attr\(\s*["']|user_attrs(\.get\(|\[)\s*["']|["'][a-z_]+["']\s+(not\s+)?in\s+"""
+                      r"""[\w.]+\.user_attrs)""")
+    offenders = [f"{p.relative_to(GCNAS.parent)}:{i}" for p in GCNAS.rglob("*.py") if p.name != "record.py"
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if bare.search(line)]
+    assert not offenders, f"user attributes named by a bare string (use gcnas.search.record): {offenders}"
