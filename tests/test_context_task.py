@@ -8,8 +8,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from gcnas.arch import Architecture, build_model, paper_default_architecture
-from gcnas.backbones import list_sites
+from gcnas.arch import Architecture, BlockSpec, Placement, build_model
 from gcnas.cli.common import resolve
 from gcnas.data import load_data
 from gcnas.data.context import make_context_task
@@ -51,21 +50,24 @@ def test_bad_task_keys_name_themselves(key, value, words):
 
 
 @pytest.mark.slow
-def test_the_papers_gc_beats_the_plain_backbone_by_far_more_than_the_noise():
-    """The search's own budget (conf/data/context.yaml, the proxy trainer), seeds 0-2: the paper's GC at least 5 pp
-    above the plain backbone on average (measured on an AVX-512 Xeon: 56.6 ± 1.7% vs 80.5 ± 13.8%, +23.8 pp; the
-    runs differ on other CPUs, and one GC seed may land near plain, so the margin is on the means). A regression in
-    the blocks, their insertion or training that kills global context leaves GC at plain's level and fails."""
-    cfg = _config()
+def test_global_context_beats_the_plain_backbone_by_far_more_than_the_noise():
+    """Two GC blocks after the residual sums of stage 0 (avg pooling, bottleneck r1/4, add: what the searches on this
+    task find, docs/search-quality.md) against the plain backbone, seeds 0 and 1, at half the search's epochs: GC's
+    mean at least 15 pp above plain's. Measured on an AMD EPYC (AVX2) at this budget: GC 0.75-1.00 over seeds 0-3,
+    plain 0.50-0.54; with the blocks' pooled context zeroed (global context broken, the blocks still there) 0.46 and
+    0.25, so a regression in the blocks, their insertion or training that kills global context fails here. Four
+    trainings of about 12 s (the paper's GC, r1/16, learns the task too slowly to be told from plain this cheaply)."""
+    cfg = _config("trainer.epochs=2")
     data = load_data(cfg["data"])
     kwargs = {"num_classes": data.num_classes, "in_chans": data.in_chans}
-    sites = list_sites("gcnas_resnet_tiny", input_size=data.input_size, **kwargs)
+    spec = BlockSpec(context="avg", transform="bottleneck", ratio=0.25, fusion=("add",))
     designs = {"plain": Architecture("gcnas_resnet_tiny", kwargs, ()),
-               "gc": paper_default_architecture("gcnas_resnet_tiny", sites, kwargs)}
+               "gc": Architecture("gcnas_resnet_tiny", kwargs, tuple(Placement(0, b, "after_add", spec)
+                                                                     for b in (0, 1)))}
     accs: dict[str, list[float]] = {}
     for name, arch in designs.items():
-        for seed in (0, 1, 2):
+        for seed in (0, 1):
             torch.manual_seed(seed)
             result = fit(build_model(arch), data, cfg["trainer"], seed=seed, test=False)
             accs.setdefault(name, []).append(result.final_val_acc)
-    assert statistics.fmean(accs["gc"]) - statistics.fmean(accs["plain"]) >= 0.05, accs
+    assert statistics.fmean(accs["gc"]) - statistics.fmean(accs["plain"]) >= 0.15, accs
