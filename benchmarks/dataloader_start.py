@@ -81,7 +81,8 @@ def main(argv=None) -> None:
     print(describe_machine(), "\n")
     print("| process | start method | images | s per pass (median) | min | max |\n|---|---|---:|---:|---:|---:|")
     rows = [("single run", passes(root, None, args.passes)), ("single run", passes(root, "spawn", args.passes)),
-            ("single run", passes(root, "forkserver", args.passes)), ("joblib (loky) worker", in_loky(root, args.passes))]
+            ("single run", passes(root, "forkserver", args.passes)),
+            ("joblib (loky) worker", in_loky(root, args.passes))]
     for where, (used, n, med, lo, hi) in rows:
         print(f"| {where} | {used} | {n} | {med:.2f} | {lo:.2f} | {hi:.2f} |")
 

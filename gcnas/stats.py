@@ -1,5 +1,5 @@
-"""The statistics gcnas states its claims with, in one place: rank agreement (Kendall's tau-b, Spearman's rho), Student's
-t interval of a mean, bootstrap percentile intervals, and where zero lies against an interval.
+"""The statistics gcnas states its claims with, in one place: rank agreement (Kendall's tau-b, Spearman's rho),
+Student's t interval of a mean, bootstrap percentile intervals, and where zero lies against an interval.
 
 Used by the confirmation stage (paired differences over seeds: :func:`t_interval`), the benchmarks (how well a cheap
 ranking agrees with a costly one, and whether a difference of two such agreements lies beyond the noise), and the

@@ -18,7 +18,7 @@ NAMES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "s
 
 
 def fashion_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST's training images (N, 28, 28) and labels; skipped (failed in CI) where Debian's files are missing."""
+    """Fashion-MNIST's training images (N, 28, 28) and labels; skipped (failed in CI) without Debian's files."""
     root = Path(FASHION_MNIST_DEFAULT_ROOT)
     if not (root / "train-images-idx3-ubyte.gz").is_file():
         skip_or_fail("Debian's dataset-fashion-mnist is not installed (make test installs it)")

@@ -67,3 +67,7 @@ def test_infeasible_draws_are_pruned_with_the_reason_and_do_not_count(tmp_path):
         assert t.user_attrs["infeasible"].startswith("search space limits: ")
     assert all(t.user_attrs["n_blocks"] <= 1 for t in counted if t.user_attrs[ROLE_ATTR] == "searched")
     assert "infeasible" not in result.table
+    from gcnas.report import write_report  # the report counts them apart from what the pruner stopped
+
+    summary = write_report(_study(tmp_path, result.study_name), tmp_path / "report").summary.read_text()
+    assert f"{len(infeasible)} infeasible" in summary

@@ -68,7 +68,8 @@ def test_an_interrupted_trial_fails_with_the_reason_and_the_next_run_retries_it_
     # SIGTERM (a scheduler's stop) while the paper-GC reference trains: the same, with 128 + 15
     code, err = _interrupt(tmp_path, signal.SIGTERM, 1, "study.n_trials=3")
     assert code == 143 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("gcnas-search: interrupted by SIGTERM: trial 1 is recorded as failed")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("gcnas-search: interrupted by SIGTERM: trial 1 is recorded as failed")
 
     # at once (no heartbeat grace period to wait out), the next run finishes the study: the reference retried, never
     # cancelled, and the budget exact

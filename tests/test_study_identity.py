@@ -59,8 +59,8 @@ def test_folders_of_the_same_name_are_told_apart_by_their_images(tmp_path):
     b = write_folder(tmp_path / "y" / "data", classes=(0, 1, 2), per_class=12, start=12)  # same classes, other images
     out = tmp_path / "out"
     first = _folder_search(out, f"data.root={a}")
-    with pytest.raises(ConfigError, match=r"\(data\.root: '.*/x/data' -> '.*/y/data'; data\.fingerprint: '[0-9a-f]+' -> "
-                                          r"'[0-9a-f]+'\)"):
+    with pytest.raises(ConfigError, match=r"\(data\.root: '.*/x/data' -> '.*/y/data'; "
+                                          r"data\.fingerprint: '[0-9a-f]+' -> '[0-9a-f]+'\)"):
         _folder_search(out, f"data.root={b}")
     # the same images moved elsewhere are the same data: the study resumes (its 2 trials are there, none is added)
     moved = tmp_path / "z" / "data"

@@ -37,7 +37,8 @@ def recipe_rows(study: optuna.Study) -> list[dict]:
         rows.append({"label": _label(dict(key)), "seeds": sorted(t.params.get(_SEED, 0) for t in ts),
                      "mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                      "params": record.PARAMS.get(ts[0]), "flops": record.FLOPS.get(ts[0]),
-                     "n_blocks": record.N_BLOCKS.get(ts[0]), "minutes": sum(record.WALL_TIME_S.get(t, 0.0) for t in ts) / 60})
+                     "n_blocks": record.N_BLOCKS.get(ts[0]),
+                     "minutes": sum(record.WALL_TIME_S.get(t, 0.0) for t in ts) / 60})
     return rows
 
 

@@ -285,7 +285,8 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
                   f"from {info.get('first_seed', '?')} at the search's fidelity"
                   + (f" with {fidelity}" if fidelity else "") + ".", "", confirmation_table(confirmed), ""]
     lines += ["## Cost", "", "| | value |", "|---|---:|",
-              f"| parameters | {record.PARAMS.get(t, 0):,} |", f"| FLOPs at {tuple(input_size)} | {record.FLOPS.get(t, 0):,} |"]
+              f"| parameters | {record.PARAMS.get(t, 0):,} |",
+              f"| FLOPs at {tuple(input_size)} | {record.FLOPS.get(t, 0):,} |"]
     if record.LATENCY_MS.get(t) is not None:
         lines.append(f"| CPU latency (batch 1, search machine) | {record.LATENCY_MS.get(t):.2f} ms |")
     if base is not None:
@@ -294,7 +295,8 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
     lines += ["", "## Where it came from", "",
               f"- study `{study.study_name}`, search space `{record.SEARCH_SPACE.get(study, '?')}`, backbone "
               f"`{arch.backbone}`, data `{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}",
-              f"- trial {t.number} ({record.ROLE.get(t, 'searched')}), architecture key `{record.ARCH_KEY.get(t, arch.key())}`",
+              f"- trial {t.number} ({record.ROLE.get(t, 'searched')}), architecture key "
+              f"`{record.ARCH_KEY.get(t, arch.key())}`",
               f"- measured on: {record.MACHINE.get(t, 'not recorded (a study from before gcnas recorded machines)')}; "
               "another CPU gives other numbers (other floating-point kernels)",
               "- training: " + ", ".join(f"{k}={v}" for k, v in sorted(trainer.items())),

@@ -172,11 +172,12 @@ def _has_plotly() -> bool:
 def _summary(study, report: Report, metrics, top_k: int, multi: bool, confirmed=None) -> None:
     base = baseline_trial(study)
     finished = finished_trials(study)
-    states = Counter(t.state.name.lower() for t in finished)
+    # an infeasible draw is pruned before any training: counted apart from the trials the pruner stopped
+    states = Counter("infeasible" if record.INFEASIBLE.on(t) else t.state.name.lower() for t in finished)
     lines = [f"# Study `{study.study_name}`", ""]
-    lines.append(f"Search space `{record.SEARCH_SPACE.get(study, '?')}`, backbone `{record.BACKBONE.get(study, '?')}`, data "
-                 f"`{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}; {len(finished)} finished trials ("
-                 + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ").")
+    lines.append(f"Search space `{record.SEARCH_SPACE.get(study, '?')}`, backbone `{record.BACKBONE.get(study, '?')}`, "
+                 f"data `{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}; {len(finished)} finished "
+                 "trials (" + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ").")
     machines = Counter(record.MACHINE.get(t) for t in finished if record.MACHINE.on(t))
     if machines:  # numbers differ between CPUs; a study run on several machines mixes them
         lines.append("Measured on: " + "; ".join(f"{m} ({n} trials)" for m, n in machines.most_common()) + ".")

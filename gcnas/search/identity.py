@@ -51,8 +51,8 @@ def study_identity(cfg: Mapping[str, Any], data: DataSplits, space: SearchSpace,
     if method["method"] == "oneshot":  # a one-shot study's values come from one supernet: how it is made and read
         method.update({k: v for k, v in sorted(search.items()) if k.startswith("supernet_") or k == "calib_images"})
     return {
-        "backbone": {"name": space.backbone, "kwargs": {k: space.backbone_kwargs[k] for k in sorted(space.backbone_kwargs)},
-                     "weights": weights.identity()},
+        "backbone": {"name": space.backbone, "weights": weights.identity(),
+                     "kwargs": {k: space.backbone_kwargs[k] for k in sorted(space.backbone_kwargs)}},
         "data": dict(data.identity),
         "search_space": {"name": space.name, "digest": _digest(cfg["search_space"])},
         "trainer": {k: v for k, v in sorted(trainer.items()) if k not in RUNTIME_TRAINER_KEYS},
