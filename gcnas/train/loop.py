@@ -246,156 +246,213 @@ def fit(model: nn.Module, data: DataSplits, cfg: Union[TrainerConfig, Mapping[st
     same (:func:`check_checkpoint`). With ``test`` and a test split, the result carries the test accuracy of the final
     model.
     """
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-
     tc = cfg if isinstance(cfg, TrainerConfig) else TrainerConfig.from_mapping(cfg)
-    device = torch.device(device)
-    rank, world = rank_and_world()
-    dtype = amp_dtype(tc, device)
-    channels_last = tc.channels_last and device.type == "cuda"
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    train_model: nn.Module = model
-    if world > 1 and tc.freeze_backbone_epochs > 0:
-        raise ConfigError("trainer.freeze_backbone_epochs: not supported under torchrun yet (DistributedDataParallel "
-                          "needs every parameter's gradient); use 0, or one process")
-    if world > 1:
+    run = _Training(model, data, tc, seed, torch.device(device))
+    recorded = _run_identity(identity, seed)
+    state_path = ckpt_dir / "state.pt" if ckpt_dir is not None else None
+    if resume and state_path is not None and state_path.is_file():
+        run.num_updates, kept = _resume(ckpt_dir, state_path, tc, recorded, run.model, run.opt, run.sched,
+                                        run.scaler, run.ema, run.gen, run.result, run.device)
+        if recorded is None:  # a caller that names no identity continues the recorded run: its record stays
+            recorded = kept
+    start = run.skip_done_epochs()
+    t_start = time.perf_counter()
+    run.train_model.train()
+    for epoch in range(start, tc.epochs + 1):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
+        er = run.epoch(epoch)
+        if ckpt_dir is not None and run.rank == 0:
+            _save(ckpt_dir, run.model, run.checkpoint(epoch, recorded))
+        if on_epoch is not None:
+            on_epoch(er)
+    run.finish(test)
+    run.result.seconds = time.perf_counter() - t_start
+    return run.result
+
+
+class _Training:
+    """One :func:`fit` call's state and its steps: the model as placed and wrapped for training, the optimizer,
+    scheduler, gradient scaler, EMA and Mixup built from the recipe, the run's generator, and the result so far."""
+
+    def __init__(self, model: nn.Module, data: DataSplits, tc: TrainerConfig, seed: int,
+                 device: torch.device) -> None:
+        self.tc, self.data, self.seed, self.device = tc, data, seed, device
+        self.rank, self.world = rank_and_world()
+        self.dtype = amp_dtype(tc, device)
+        self.channels_last = tc.channels_last and device.type == "cuda"
+        self.model, self.train_model = self._place(model)
+        # after SyncBN: it lists the BatchNorm layers to freeze
+        self.tuning = FineTune(self.model, tc) if tc.fine_tunes else None
+        self.opt, self.sched = self._optimizer()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.ema = None
+        if tc.ema_decay is not None:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(self.model, decay=tc.ema_decay, device=device)
+        self.mix, self.soft_ce = self._mixup()
+        self.gen = torch.Generator().manual_seed(seed)
+        self.result = TrainResult()
+        self.num_updates = 0
+        self.eval_model = self.ema.module if self.ema is not None else self.model
+        # Reading a loss back waits for the device: on CUDA the losses are read every CHECK_EVERY steps, so the host
+        # queues work ahead; a non-finite loss is still named by its step, and training stops within CHECK_EVERY
+        # steps.
+        self.check_every = 1 if device.type == "cpu" else CHECK_EVERY
+        self.eval_batch = eval_batch_size(tc.batch_size, data.input_size)
+
+    def _place(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
+        """The model on the device (channels_last on CUDA) and, under torchrun, with SyncBN if asked; returns it and
+        the module that trains (DistributedDataParallel around it under torchrun)."""
+        tc, device = self.tc, self.device
+        model.to(device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if self.world > 1 and tc.freeze_backbone_epochs > 0:
+            raise ConfigError("trainer.freeze_backbone_epochs: not supported under torchrun yet "
+                              "(DistributedDataParallel needs every parameter's gradient); use 0, or one process")
+        if self.world == 1:
+            return model, model
         if tc.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            train_model = model
-        train_model = nn.parallel.DistributedDataParallel(
+        return model, nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    tuning = FineTune(model, tc) if tc.fine_tunes else None  # after SyncBN: it lists the BatchNorm layers to freeze
-    opt = create_optimizer_v2(model if tuning is None else tuning.param_groups(), opt=tc.opt, lr=tc.lr,
-                              weight_decay=tc.weight_decay, momentum=tc.momentum)
-    steps = max(1, math.ceil(math.ceil(len(data.train) / world) / tc.batch_size))  # batches per epoch, per rank
-    updates = max(1, math.ceil(steps / tc.accum_steps))
-    sched, _ = create_scheduler_v2(opt, sched=tc.sched, num_epochs=tc.epochs, warmup_epochs=tc.warmup_epochs,
-                                   warmup_lr=tc.warmup_lr, min_lr=tc.min_lr, step_on_epochs=tc.step_on_epochs,
-                                   updates_per_epoch=updates)
-    if sched is None:  # timm's schedulers apply a group's lr_scale; without one, it is applied here, once
-        for group in opt.param_groups:
-            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    ema = None
-    if tc.ema_decay is not None:
-        from timm.utils import ModelEmaV3
 
-        ema = ModelEmaV3(model, decay=tc.ema_decay, device=device)
-    mix = None
-    if tc.mixup > 0 or tc.cutmix > 0:
+    def _optimizer(self):
+        """timm's optimizer (over the fine-tuning's parameter groups, if any) and scheduler (None: a constant lr)."""
+        from timm.optim import create_optimizer_v2
+        from timm.scheduler import create_scheduler_v2
+
+        tc = self.tc
+        opt = create_optimizer_v2(self.model if self.tuning is None else self.tuning.param_groups(), opt=tc.opt,
+                                  lr=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum)
+        # batches per epoch, per rank
+        steps = max(1, math.ceil(math.ceil(len(self.data.train) / self.world) / tc.batch_size))
+        updates = max(1, math.ceil(steps / tc.accum_steps))
+        sched, _ = create_scheduler_v2(opt, sched=tc.sched, num_epochs=tc.epochs, warmup_epochs=tc.warmup_epochs,
+                                       warmup_lr=tc.warmup_lr, min_lr=tc.min_lr, step_on_epochs=tc.step_on_epochs,
+                                       updates_per_epoch=updates)
+        if sched is None:  # timm's schedulers apply a group's lr_scale; without one, it is applied here, once
+            for group in opt.param_groups:
+                group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
+        return opt, sched
+
+    def _mixup(self):
+        """timm's Mixup/CutMix and the soft-target loss it needs, or (None, None) when the recipe mixes nothing."""
+        tc = self.tc
+        if not (tc.mixup > 0 or tc.cutmix > 0):
+            return None, None
         import numpy as np
         from timm.data import Mixup
         from timm.loss import SoftTargetCrossEntropy
 
         soft_ce = SoftTargetCrossEntropy()
+        np.random.seed(self.seed)  # timm's Mixup draws from numpy's global generator
+        return Mixup(mixup_alpha=tc.mixup, cutmix_alpha=tc.cutmix, label_smoothing=tc.label_smoothing,
+                     num_classes=self.data.num_classes), soft_ce
 
-        np.random.seed(seed)  # timm's Mixup draws from numpy's global generator
-        mix = Mixup(mixup_alpha=tc.mixup, cutmix_alpha=tc.cutmix, label_smoothing=tc.label_smoothing,
-                    num_classes=data.num_classes)
-    gen = torch.Generator().manual_seed(seed)
-    result = TrainResult()
-    num_updates = 0
-    state_path = ckpt_dir / "state.pt" if ckpt_dir is not None else None
-    recorded = _run_identity(identity, seed)
-    if resume and state_path is not None and state_path.is_file():
-        num_updates, kept = _resume(ckpt_dir, state_path, tc, recorded, model, opt, sched, scaler, ema, gen, result,
-                                    device)
-        if recorded is None:  # a caller that names no identity continues the recorded run: its record stays
-            recorded = kept
-    start = len(result.epochs) + 1
-    if sched is not None and start > 1:
-        sched.step(start - 1)
-        sched.step_update(num_updates)
-    eval_model = ema.module if ema is not None else model
+    def skip_done_epochs(self) -> int:
+        """The scheduler moved past the epochs a resumed checkpoint holds; returns the first epoch to train."""
+        start = len(self.result.epochs) + 1
+        if self.sched is not None and start > 1:
+            self.sched.step(start - 1)
+            self.sched.step_update(self.num_updates)
+        return start
 
-    def update(done: int) -> int:
-        """One optimizer update from the gradients added up so far; returns the updates done."""
+    def update(self) -> None:
+        """One optimizer update from the gradients added up so far."""
+        tc, opt, scaler = self.tc, self.opt, self.scaler
         if tc.grad_clip:
             scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        done += 1
-        if ema is not None:
-            ema.update(model, step=done)
-        if sched is not None:
-            sched.step_update(done)
-        return done
+        self.num_updates += 1
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.num_updates)
+        if self.sched is not None:
+            self.sched.step_update(self.num_updates)
 
-    # Reading a loss back waits for the device: on CUDA the losses are read every CHECK_EVERY steps, so the host
-    # queues work ahead; a non-finite loss is still named by its step, and training stops within CHECK_EVERY steps.
-    check_every = 1 if device.type == "cpu" else CHECK_EVERY
-    eval_batch = eval_batch_size(tc.batch_size, data.input_size)
-    t_start = time.perf_counter()
-    train_model.train()
-    for epoch in range(start, tc.epochs + 1):
-        if on_epoch_start is not None:
-            on_epoch_start(epoch)
-        if tuning is not None:  # evaluate() left the model in train mode; the tuning's frozen parts are set again
-            train_model.train()
-            tuning.start_epoch(epoch)
-        t0 = time.perf_counter()
-        order = _epoch_order(len(data.train), gen, epoch, seed)
+    def loss(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """One batch's training loss (under autocast) and the number of images it covers."""
+        target = yb
+        if self.mix is not None:  # soft targets, smoothed by Mixup itself; it pairs images, so an odd one is left out
+            even = len(yb) - len(yb) % 2
+            xb, target = self.mix(xb[:even], yb[:even])
+        if self.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            logits = self.train_model(xb)
+            if self.mix is None:
+                loss = F.cross_entropy(logits, target, label_smoothing=self.tc.label_smoothing)
+            else:
+                loss = self.soft_ce(logits.float(), target)
+        return loss, len(target)
+
+    def train_batches(self, epoch: int) -> tuple[float, int]:
+        """One pass over this process's share of the training split; returns (loss sum, images) of this process."""
+        tc = self.tc
+        order = _epoch_order(len(self.data.train), self.gen, epoch, self.seed)
         loss_sum, seen, pending = 0.0, 0, 0
         losses: list[tuple[int, torch.Tensor, int]] = []  # (step, loss, images) not yet read back from the device
-        opt.zero_grad(set_to_none=True)
-        for i, (xb, yb) in enumerate(data.train.batches(tc.batch_size, order, device)):
+        self.opt.zero_grad(set_to_none=True)
+        for i, (xb, yb) in enumerate(self.data.train.batches(tc.batch_size, order, self.device)):
             if len(yb) < 2:  # a batch of one breaks batch norm; the remainder is dropped
                 continue
-            target = yb
-            if mix is not None:  # soft targets, smoothed by Mixup itself; it pairs images, so an odd one is left out
-                even = len(yb) - len(yb) % 2
-                xb, target = mix(xb[:even], yb[:even])
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = train_model(xb)
-                if mix is None:
-                    loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
-                else:
-                    loss = soft_ce(logits.float(), target)
-            losses.append((i, loss.detach(), len(target)))
-            if len(losses) >= check_every:
+            loss, n = self.loss(xb, yb)
+            losses.append((i, loss.detach(), n))
+            if len(losses) >= self.check_every:
                 loss_sum, seen = _take_losses(losses, loss_sum, seen, epoch)
-            scaler.scale(loss / tc.accum_steps if tc.accum_steps > 1 else loss).backward()
+            self.scaler.scale(loss / tc.accum_steps if tc.accum_steps > 1 else loss).backward()
             pending += 1
             if pending == tc.accum_steps:
-                num_updates = update(num_updates)
+                self.update()
                 pending = 0
         loss_sum, seen = _take_losses(losses, loss_sum, seen, epoch)
         if pending:  # the epoch's last, shorter accumulation
-            num_updates = update(num_updates)
-        result.bad_images += int(getattr(data.train, "take_bad_count", lambda: 0)())
-        loss_sum, seen = all_reduce_sum([loss_sum, seen], device)
-        val_loss, val_acc = evaluate(eval_model, data.val, batch_size=eval_batch, device=device,
-                                     dtype=dtype, channels_last=channels_last)
-        if sched is not None:
-            sched.step(epoch, val_acc)
+            self.update()
+        return loss_sum, seen
+
+    def epoch(self, epoch: int) -> EpochResult:
+        """Train one epoch, validate, step the scheduler; the epoch's result, also added to the run's."""
+        if self.tuning is not None:  # evaluate() left the model in train mode; the tuning's frozen parts are set again
+            self.train_model.train()
+            self.tuning.start_epoch(epoch)
+        t0 = time.perf_counter()
+        loss_sum, seen = self.train_batches(epoch)
+        self.result.bad_images += int(getattr(self.data.train, "take_bad_count", lambda: 0)())
+        loss_sum, seen = all_reduce_sum([loss_sum, seen], self.device)
+        val_loss, val_acc = evaluate(self.eval_model, self.data.val, batch_size=self.eval_batch, device=self.device,
+                                     dtype=self.dtype, channels_last=self.channels_last)
+        if self.sched is not None:
+            self.sched.step(epoch, val_acc)
         er = EpochResult(epoch, loss_sum / max(1, seen), val_loss, val_acc, time.perf_counter() - t0)
-        result.epochs.append(er)
-        if ckpt_dir is not None and rank == 0:
-            _save(ckpt_dir, model, {
-                "epoch": epoch, "trainer": json.dumps(tc.to_dict(), sort_keys=True), "updates": num_updates,
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else {},
-                "scaler": scaler.state_dict(), "ema": ema.module.state_dict() if ema is not None else {},
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "history": [[e.epoch, e.train_loss, e.val_loss, e.val_acc, e.seconds] for e in result.epochs],
-                **({"identity": json.dumps(recorded, sort_keys=True)} if recorded is not None else {})})
-        if on_epoch is not None:
-            on_epoch(er)
-    if tuning is not None:
-        tuning.finish()
-    if ema is not None:  # the trained model is the one that was validated
-        model.load_state_dict(ema.module.state_dict())
-    if test and data.test is not None:
-        result.test_acc = evaluate(model, data.test, batch_size=eval_batch, device=device, dtype=dtype,
-                                   channels_last=channels_last)[1]
-    result.seconds = time.perf_counter() - t_start
-    return result
+        self.result.epochs.append(er)
+        return er
+
+    def checkpoint(self, epoch: int, recorded: Optional[Mapping[str, Any]]) -> dict:
+        """What ``state.pt`` holds after ``epoch`` (read back by :func:`_resume`)."""
+        opt, sched, scaler, ema = self.opt, self.sched, self.scaler, self.ema
+        return {
+            "epoch": epoch, "trainer": json.dumps(self.tc.to_dict(), sort_keys=True), "updates": self.num_updates,
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else {},
+            "scaler": scaler.state_dict(), "ema": ema.module.state_dict() if ema is not None else {},
+            "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "history": [[e.epoch, e.train_loss, e.val_loss, e.val_acc, e.seconds] for e in self.result.epochs],
+            **({"identity": json.dumps(recorded, sort_keys=True)} if recorded is not None else {})}
+
+    def finish(self, test: bool) -> None:
+        """Unfreeze, take the EMA weights (the model that was validated), and measure the test accuracy if asked."""
+        if self.tuning is not None:
+            self.tuning.finish()
+        if self.ema is not None:
+            self.model.load_state_dict(self.ema.module.state_dict())
+        if test and self.data.test is not None:
+            self.result.test_acc = evaluate(self.model, self.data.test, batch_size=self.eval_batch,
+                                            device=self.device, dtype=self.dtype,
+                                            channels_last=self.channels_last)[1]
 
 
 def _run_identity(identity: Optional[Mapping[str, Any]], seed: int) -> Optional[dict[str, Any]]:
