@@ -54,5 +54,5 @@ test: setup data postgres
 	$(PY) -m pytest --durations=25  # the slowest tests, so that every CI log says where its time goes
 
 bench: setup data
-	$(PY) benchmarks/blocks.py
-	$(PY) benchmarks/search.py
+	$(PY) -m benchmarks.blocks
+	$(PY) -m benchmarks.search

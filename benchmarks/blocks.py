@@ -13,7 +13,7 @@ repetitions. Peak memory: resident memory above the baseline during one forward+
 glibc mmap threshold is pinned low so that freed tensors leave resident memory at once (``/proc/self/clear_refs``
 resets the high-water mark between measurements); minimum over 3 tries.
 
-Usage: python benchmarks/blocks.py [--repeats 15] [--quick]
+Usage: python -m benchmarks.blocks [--repeats 15] [--quick]
 """
 from __future__ import annotations
 
@@ -120,8 +120,8 @@ def _measure_memory_here(shape, combos):
 def measure_memory(shape, combos):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     arg = json.dumps({"shape": shape, "combos": combos})
-    res = subprocess.run([sys.executable, __file__, "--memory-child", arg], env=env, capture_output=True, text=True,
-                         check=True)
+    res = subprocess.run([sys.executable, "-m", "benchmarks.blocks", "--memory-child", arg], env=env,
+                         capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

@@ -1,7 +1,7 @@
 """What the benchmarks share: the composed config, mean ± std, training at one fidelity, a resumable cache (the
 statistics are the package's own: :mod:`gcnas.stats`).
 
-Imported by the benchmark scripts beside it (``python benchmarks/<name>.py`` puts this folder on ``sys.path``).
+Imported by the benchmarks beside it, which run as modules (``python -m benchmarks.<name>`` from the repository root).
 """
 from __future__ import annotations
 
@@ -14,18 +14,35 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from gcnas.arch import Architecture, build_model
-from gcnas.cli.common import resolve
-from gcnas.data import load_data
+from gcnas.backbones import list_sites
+from gcnas.data import DataSplits, load_data
 from gcnas.search.summary import describe_architecture
+from gcnas.space import SearchSpace
 from gcnas.train import fit
 
 
 def config(*overrides: str) -> dict:
+    """The search's config composed from gcnas's ``conf/`` with ``overrides``, resolved to plain containers."""
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
-        return resolve(compose("config", overrides=["progress=none", "wandb.mode=disabled", "paths.root=.",
-                                                    *overrides]))
+        cfg = compose("config", overrides=["progress=none", "wandb.mode=disabled", "paths.root=.", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def backbone_kwargs(cfg: dict, data: DataSplits) -> dict:
+    """The backbone's keyword arguments for ``data``: the config's, with the data's classes and channels."""
+    return {**(cfg["backbone"].get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
+
+
+def space_of(cfg: dict, data: DataSplits, source: str | None = None) -> SearchSpace:
+    """The config's search space over its backbone's sites at ``data``'s input size (``source``: its file, named in
+    errors)."""
+    name, kwargs = cfg["backbone"]["name"], backbone_kwargs(cfg, data)
+    sites = list_sites(name, input_size=data.input_size, **kwargs)
+    return SearchSpace.from_config(cfg["search_space"], backbone=name, sites=sites, backbone_kwargs=kwargs,
+                                   source=source)
 
 
 def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:

@@ -1,6 +1,6 @@
 """Speed and memory of the data pipeline and the training loop, measured side by side in one run.
 
-    python benchmarks/data.py [--images 20000] [--size 224] [--subset 2000]
+    python -m benchmarks.data [--images 20000] [--size 224] [--subset 2000]
 
 Writes an ImageFolder of ``--images`` Fashion-MNIST images upscaled to ``--size`` px PNG files (once, under
 ``benchmarks/.data``), read as RGB as photos are, then prints one table:
@@ -38,7 +38,6 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 OLD_LOOP = "c4ca962"  # the last commit with gcnas/train/proxy.py (train_proxy), before one loop replaced it
 
 
@@ -146,9 +145,9 @@ def child_trial(args) -> None:
 
 
 def peak_rss(args, folder: Path, in_memory: bool) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--folder", str(folder), "--size", str(args.size), "--subset",
-           str(args.subset), "--in-memory", str(in_memory).lower(), "--workers", str(args.workers), "--threads",
-           str(args.threads)]
+    cmd = [sys.executable, "-m", "benchmarks.data", "--child", "--folder", str(folder), "--size", str(args.size),
+           "--subset", str(args.subset), "--in-memory", str(in_memory).lower(), "--workers", str(args.workers),
+           "--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -220,8 +219,7 @@ def loader_speed(args, folder: Path) -> tuple[float, float]:
 
 def demo_speed(workdir: Path) -> tuple[float, float]:
     """(seconds of one demo trial with fit, with the former train_proxy): the CPU demo's in-memory fast path."""
-    from common import config
-
+    from benchmarks.common import config
     from gcnas.arch import Architecture, build_model
     from gcnas.data import load_data
     from gcnas.train import fit

@@ -1,6 +1,6 @@
 """What a DataLoader worker start costs, by the process it starts from and its start method, side by side in one run.
 
-    python benchmarks/dataloader_start.py [--images 256] [--passes 7]
+    python -m benchmarks.dataloader_start [--images 256] [--passes 7]
 
 gcnas's streamed splits start their DataLoader workers again for every epoch and evaluation, so a start method's
 cost is paid 8 times by a 4-epoch proxy trial. Under Hydra's joblib launcher a search worker is a process of joblib's

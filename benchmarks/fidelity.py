@@ -19,7 +19,7 @@ the mean seed-to-seed difference: when the designs differ by less than a seed mo
 Every accuracy is stored in ``--cache`` (JSON, keyed by fidelity, architecture and seed) as soon as it is measured, so
 an interrupted run resumes where it stopped; progress lines with an estimate of the time left go to stderr.
 
-Usage: python benchmarks/fidelity.py [--archs 16] [--sample-seed 0] [--high-images 24000] [--high-epochs 8]
+Usage: python -m benchmarks.fidelity [--archs 16] [--sample-seed 0] [--high-images 24000] [--high-epochs 8]
                                      [--threads N] [--cache benchmarks/.fidelity-cache.json] [OVERRIDE ...]
                                      [--high OVERRIDE ...]
 
@@ -39,22 +39,19 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, config
-from gcnas.stats import kendall_tau, ranks, spearman_rho
+from benchmarks.common import Fidelity, Progress, backbone_kwargs, config, space_of
 from gcnas.arch import Architecture
-from gcnas.backbones import list_sites
 from gcnas.machine import describe_machine
 from gcnas.search.summary import describe_architecture
-from gcnas.space import InfeasibleArchitecture, SearchSpace
+from gcnas.space import InfeasibleArchitecture
+from gcnas.stats import kendall_tau, ranks, spearman_rho
 
 
 def sample(cfg: dict, demo: Fidelity, n: int, seed: int) -> list[Architecture]:
-    bb = cfg["backbone"]
-    kwargs = {**(bb.get("kwargs") or {}), "num_classes": demo.data.num_classes, "in_chans": demo.data.in_chans}
-    sites = list_sites(bb["name"], input_size=demo.data.input_size, **kwargs)
-    space = SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs,
-                                    source="search_spaces/gc_full.yaml")
-    archs = {Architecture(bb["name"], dict(kwargs), ()).key(): Architecture(bb["name"], dict(kwargs), ())}
+    """``n`` distinct architectures: the plain backbone, then the space's draws by a RandomSampler of ``seed``."""
+    space = space_of(cfg, demo.data, source="search_spaces/gc_full.yaml")
+    plain = Architecture(cfg["backbone"]["name"], backbone_kwargs(cfg, demo.data), ())
+    archs = {plain.key(): plain}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     while len(archs) < n:
         trial = study.ask()

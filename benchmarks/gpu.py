@@ -1,6 +1,6 @@
 """The CUDA paths of the one training loop, checked and timed on one GPU, side by side in one run.
 
-    python benchmarks/gpu.py [--fmnist DIR] [--quick]
+    python -m benchmarks.gpu [--fmnist DIR] [--quick]
 
 Needs a CUDA device, torch and timm (not Optuna, Hydra or W&B: it calls ``gcnas.train.fit`` directly). Prints:
 
@@ -27,9 +27,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
 
 def cpu_name() -> str:

@@ -35,7 +35,7 @@ Printed, side by side in one run:
 
 Every training and every supernet is cached in ``--workdir`` as it finishes, so an interrupted run resumes.
 
-Usage: python benchmarks/oneshot.py [--archs 16 [16 ...]] [--sample-seed 0 [1 ...]] [--seeds 0 1 2]
+Usage: python -m benchmarks.oneshot [--archs 16 [16 ...]] [--sample-seed 0 [1 ...]] [--seeds 0 1 2]
                                     [--sampling uniform fair] [--share site stage] [--supernet-epochs N]
                                     [--supernet-seeds 0 1 2] [--score accuracy gradient gradient_and_loss]
                                     [--confirm-seeds 10 11 12] [--threads N] [--workdir benchmarks/.oneshot]
@@ -56,22 +56,14 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, config, spread
-from gcnas.stats import bootstrap_interval, kendall_tau, noise_verdict, ranks
-from fidelity import sample
-from gcnas.backbones import list_sites
+from benchmarks.common import Fidelity, Progress, config, space_of, spread
+from benchmarks.fidelity import sample
 from gcnas.machine import describe_machine
 from gcnas.oneshot import (SCORES, PathSampler, ScoreReference, gradient_and_loss_score, gradient_score,
                           reference_architectures, score_with_loss, supernet_for_space, train_supernet)
 from gcnas.search.summary import describe_architecture
 from gcnas.space import SearchSpace
-
-
-def space_of(cfg: dict, fid: Fidelity) -> SearchSpace:
-    bb, data = cfg["backbone"], fid.data
-    kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
-    sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
-    return SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
+from gcnas.stats import bootstrap_interval, kendall_tau, noise_verdict, ranks
 
 
 def pooled_sample(cfg: dict, fid: Fidelity, sizes: list[int], seeds: list[int]) -> list:
@@ -198,6 +190,11 @@ class MeasuredSample:
         """Each standalone seed's tau against the mean of the others."""
         return [kendall_tau(self.alone[s], self.left_out[s]) for s in self.alone]
 
+    def left_out_tau(self, ranking: list[float]) -> float:
+        """A ranking's tau against the standalone means with each seed left out in turn, averaged over the seeds (as
+        :meth:`one_seed` judges one seed)."""
+        return statistics.fmean(kendall_tau(ranking, self.left_out[s]) for s in self.left_out)
+
 
 def measured_sample(ap: argparse.ArgumentParser, args: argparse.Namespace) -> MeasuredSample:
     """The options of :func:`sample_arguments` checked (a bad one ends the run through ``ap.error``, before any
@@ -248,7 +245,7 @@ def main(argv=None) -> int:
     seed_rest = m.one_seed()
 
     # -- one-shot: a supernet per sampling, sharing and seed, every architecture scored on it
-    space = space_of(cfg, fid)
+    space = space_of(cfg, fid.data)
     shots: dict[str, list[dict]] = {}
     for sampling, share, seed in itertools.product(args.sampling, args.share, args.supernet_seeds):
         net, sup_s = trained_supernet(cfg, space, fid, sampling, share, seed, epochs, args.workdir, tag)
@@ -259,7 +256,7 @@ def main(argv=None) -> int:
                 "seed": seed, "how": how, "scores": scores, "ranked": ranked, "supernet_s": sup_s + reference_s,
                 "score_s": score_s,
                 "tau": kendall_tau(ranked, mean_all),
-                "loo": statistics.fmean(kendall_tau(ranked, left_out[s]) for s in args.seeds)})
+                "loo": m.left_out_tau(ranked)})
 
     # -- the same budget: one-shot over the whole sample, standalone trials in the time it took
     sel = args.seeds[0]

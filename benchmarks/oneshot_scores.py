@@ -31,7 +31,7 @@ supernet seeds), as ``benchmarks/oneshot.py``'s goal line does, and the differen
 95 % bootstrap interval over the architectures. A candidate picked as the best of these rows was picked on this
 sample: judge it on a fresh one (another ``--sample-seed``) before trusting it.
 
-Usage: python benchmarks/oneshot_scores.py [--archs 16 [16 ...]] [--sample-seed 0 [1 ...]] [--seeds 0 1 2]
+Usage: python -m benchmarks.oneshot_scores [--archs 16 [16 ...]] [--sample-seed 0 [1 ...]] [--seeds 0 1 2]
                                            [--sampling uniform] [--share site stage] [--supernet-epochs N]
                                            [--supernet-seeds 0 1 2] [--threads N] [--workdir benchmarks/.oneshot]
                                            [--cache FILE] [OVERRIDE ...]
@@ -47,12 +47,12 @@ from typing import Callable
 
 import torch
 
-from common import spread
-from gcnas.stats import bootstrap_interval, kendall_tau, noise_verdict, ranks
+from benchmarks.common import space_of, spread
+from benchmarks.oneshot import measured_sample, sample_arguments, tau_gap, trained_supernet
 from gcnas.machine import describe_machine
 from gcnas.oneshot import (ScoreReference, block_parameters, gradient_score, loss_gradients, reference_architectures,
                           score_with_loss)
-from oneshot import measured_sample, sample_arguments, space_of, tau_gap, trained_supernet
+from gcnas.stats import bootstrap_interval, noise_verdict, ranks
 
 
 def readings(net, arch, x: torch.Tensor, y: torch.Tensor, val, batch_size: int) -> dict:
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     cfg, fid, archs, alone, left_out = m.cfg, m.fid, m.archs, m.alone, m.left_out
     one_seed = m.one_seed()
 
-    space = space_of(cfg, fid)
+    space = space_of(cfg, fid.data)
     x, y = fid.data.train.head(m.calib)
     reference_archs = reference_architectures(space)
     rankings: dict[tuple[str, str], list[list[float]]] = {}
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     target = statistics.fmean(one_seed)
     order = [*CANDIDATES, *COMBINED, PER_TRIAL, "gradient, supernets' ranks summed"]
     for (c, share), runs in sorted(rankings.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1] != "site")):
-        loo = [statistics.fmean(kendall_tau(r, left_out[s]) for s in args.seeds) for r in runs]
+        loo = [m.left_out_tau(r) for r in runs]
         lo, hi = bootstrap_interval(tau_gap(runs, alone, left_out), len(archs))
         noise = noise_verdict(lo, hi)
         print(f"| {c} | {share} | {spread(loo)} | {statistics.fmean(loo) - target:+.2f} ({lo:+.2f} to {hi:+.2f}), "

@@ -4,7 +4,7 @@ Prints every table (Markdown) with the fidelity, the machine and the wall time o
 this output. The default fidelity (Fashion-MNIST, the tiny ResNet, 6,000 training images, 4 epochs, 3 seeds) fits in
 60 minutes on 2 CPU cores; --fidelity large trains on every image for 15 epochs (hours on CPU, minutes on a GPU).
 
-Usage: python benchmarks/paper_suite.py [--out outputs/paper] [--fidelity default|large] [--only analyze design ...]
+Usage: python -m benchmarks.paper_suite [--out outputs/paper] [--fidelity default|large] [--only analyze design ...]
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ proxy trainer, SQLite storage) and measures, side by side in one run:
 Studies live in ``--workdir`` and every extra training is cached there as it finishes, so an interrupted run resumes
 (the studies continue to their budget); delete the folder to start over.
 
-Usage: python benchmarks/recovery.py [--samplers tpe random oneshot]
+Usage: python -m benchmarks.recovery [--samplers tpe random oneshot]
                                      [--supernet-score accuracy|gradient|gradient_and_loss]
                                      [--seeds 0 1 2] [--trials 16] [--confirm-k 2]
                                      [--confirm-seeds 10 11 12] [--fidelity-archs 16] [--high-size 18000]
@@ -44,18 +44,17 @@ from pathlib import Path
 import optuna
 import torch
 
-from common import Fidelity, Progress, config, spread
-from gcnas.stats import kendall_tau, ranks
+from benchmarks.common import Fidelity, Progress, backbone_kwargs, config, space_of, spread
 from gcnas.arch import Architecture, paper_default_architecture
 from gcnas.backbones import list_sites
 from gcnas.blocks.fusion import fusion_spelling
 from gcnas.machine import describe_machine
-from gcnas.search import run_search
 from gcnas.oneshot import SCORES, supernet_for_space
+from gcnas.search import record, run_search
 from gcnas.search.oneshot import oneshot_scorer, study_reference, study_supernet
 from gcnas.search.study import open_study
 from gcnas.search.summary import describe_architecture, finished_trials, ranked_trials
-from gcnas.space import SearchSpace
+from gcnas.stats import kendall_tau, ranks
 
 
 def pm(values: list[float]) -> str:
@@ -76,7 +75,7 @@ class Study:
 
 
 def arch_of(t) -> Architecture:
-    return Architecture.from_yaml(t.user_attrs["architecture"])
+    return Architecture.from_yaml(record.ARCHITECTURE.get(t))
 
 
 def oneshot_study_name(seed: int, score: str) -> str:
@@ -141,10 +140,8 @@ def oneshot_rows(args, cfg: dict, fid: Fidelity, unique: list, low: list, other:
     draws."""
     if "oneshot" not in args.samplers:
         return []
-    data, bb, seed = fid.data, cfg["backbone"], args.seeds[0]
-    kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
-    sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
-    space = SearchSpace.from_config(cfg["search_space"], backbone=bb["name"], sites=sites, backbone_kwargs=kwargs)
+    data, seed = fid.data, args.seeds[0]
+    space = space_of(cfg, data)
     study_dir = args.workdir / f"oneshot{seed}" / oneshot_study_name(seed, args.supernet_score)
     search = {**cfg["search"], "supernet_score": args.supernet_score}
     net = study_supernet(supernet_for_space(space, search["supernet_share"]), space, data, cfg["trainer"],
@@ -191,7 +188,7 @@ def main(argv=None) -> int:
     progress = Progress(args.workdir / "cache.json",
                         2 * len(args.confirm_seeds) * (1 + args.confirm_k * n_studies) + 2 * n_fid)
     data = search_fid.data
-    kwargs = {**(cfg["backbone"].get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
+    kwargs = backbone_kwargs(cfg, data)
     name = cfg["backbone"]["name"]
     plain = Architecture(name, dict(kwargs), ())
     paper = paper_default_architecture(name, list_sites(name, input_size=data.input_size, **kwargs), kwargs)
@@ -238,13 +235,13 @@ def main(argv=None) -> int:
 
     region, fidelity = [], []
     draws = [t for st in studies if st.sampler == "random" for t in st.trials
-             if t.values and "duplicate_of" not in t.user_attrs and "infeasible" not in t.user_attrs]
+             if t.values and not record.DUPLICATE_OF.on(t) and not record.INFEASIBLE.on(t)]
     if draws:
         region = ["| random draws with | n | val acc at the search's fidelity, % (mean) | in the good region |",
                   "|---|---:|---:|---:|", *design_rows(region_labels, draws, threshold)]
         high_fid = Fidelity(config("data=context", f"data.size={args.high_size}",
                                    f"trainer.epochs={args.high_epochs}"))
-        unique = list({t.user_attrs["arch_key"]: t for t in draws}.values())[: args.fidelity_archs]
+        unique = list({record.ARCH_KEY.get(t): t for t in draws}.values())[: args.fidelity_archs]
         low = [t.values[0] for t in unique]
         other = [measure(arch_of(t), 1000 + t.number) for t in unique]  # another seed than any trial's
         high_loss = [progress.measure_with_loss(f"high:{args.high_size}x{args.high_epochs}", high_fid,

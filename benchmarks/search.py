@@ -24,13 +24,14 @@ seed, so every run with that seed proposes the same architectures in the same or
   also runs with ``pruner.n_warmup_steps=2`` (``--compare-warmup``), the earlier default, to show why the default
   prunes from epoch 1.
 
-Usage: python benchmarks/search.py [--parts orchestration workers pruning] [--orch-trials 10] [--trials 24]
+Usage: python -m benchmarks.search [--parts orchestration workers pruning] [--orch-trials 10] [--trials 24]
                                    [--worker-subset 2000] [--train-subset 3000] [--epochs 4] [--prune-trials 24]
                                    [--seeds 0 1 2] [--compare-warmup 2] [--keep DIR]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import subprocess
@@ -43,6 +44,7 @@ import optuna
 from optuna.trial import TrialState
 
 from gcnas.machine import describe_machine
+from gcnas.search import record
 
 STUDY = "gc_full-gcnas_resnet_tiny-fashion_mnist"
 PARTS = ("orchestration", "workers", "pruning")
@@ -67,17 +69,42 @@ def trials(root: Path) -> list:
     return sorted(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)), key=lambda t: t.number)
 
 
-def loop_seconds(ts: list) -> float:
-    return (max(t.datetime_complete for t in ts) - min(t.datetime_start for t in ts)).total_seconds()
+@dataclasses.dataclass
+class Search:
+    """One search run (:func:`run`) and its study's finished trials."""
+
+    wall: float  # seconds of the whole command
+    trials: list
+
+    @property
+    def loop(self) -> float:
+        """Seconds of the trial loop: the first trial's start to the last trial's end, as the storage recorded them."""
+        return (max(t.datetime_complete for t in self.trials)
+                - min(t.datetime_start for t in self.trials)).total_seconds()
+
+    @property
+    def train(self) -> float:
+        """Seconds of training and evaluation, summed over the trials."""
+        return sum(record.TRAIN_SECONDS.get(t, 0.0) for t in self.trials)
+
+    @property
+    def n_trained(self) -> int:
+        return sum(trained(t) for t in self.trials)
+
+
+def search(root: Path, *overrides: str, multirun: bool = False) -> Search:
+    """:func:`run` a search in ``root``, then read its study."""
+    wall = run(root, *overrides, multirun=multirun)
+    return Search(wall, trials(root))
 
 
 def trained(t) -> bool:
-    return t.state == TrialState.COMPLETE and "infeasible" not in t.user_attrs
+    return t.state == TrialState.COMPLETE and not record.INFEASIBLE.on(t)
 
 
 def epochs_of(t) -> int:
     """Epochs this trial trained (a duplicate copies its original's attributes but trains nothing)."""
-    return 0 if "duplicate_of" in t.user_attrs else int(t.user_attrs.get("epochs", 0))
+    return 0 if record.DUPLICATE_OF.on(t) else int(record.EPOCHS.get(t, 0))
 
 
 def epochs_to_reach(ts: list, target: float) -> int | None:
@@ -95,46 +122,35 @@ def yes(ok: bool) -> str:
 
 def measure_orchestration(tmp: Path, args) -> list[str]:
     orch = [f"study.n_trials={args.orch_trials}", "pruner=none"]  # the demo's data and trainer config
-    wall = {"demo": run(tmp / "demo", *orch), "demo_off": run(tmp / "demo_off", *orch, "wandb.mode=disabled")}
-    ts = {k: trials(tmp / k) for k in wall}
-    loops = {k: loop_seconds(ts[k]) for k in wall}
-    train = {k: sum(t.user_attrs.get("train_seconds", 0.0) for t in ts[k]) for k in wall}
-    share = {k: (loops[k] - train[k]) / loops[k] for k in wall}
-    n_demo = len([t for t in ts["demo"] if trained(t)])
+    demo, off = search(tmp / "demo", *orch), search(tmp / "demo_off", *orch, "wandb.mode=disabled")
+    share, share_off = ((s.loop - s.train) / s.loop for s in (demo, off))
     return [
-        f"| orchestration share of the trial loop, demo fidelity (1 worker, {args.orch_trials} trials, {n_demo} "
-        f"trained; {loops['demo']:.1f} s loop, {train['demo']:.1f} s training and evaluation; W&B offline, kept "
-        f"weights, heartbeats) | {100 * share['demo']:.1f}% | <= 3% | {yes(share['demo'] <= 0.03)} |",
-        f"| the same with W&B disabled ({loops['demo_off']:.1f} s loop, {train['demo_off']:.1f} s training); "
-        f"tracking's whole cost: loop offline / disabled = {loops['demo'] / loops['demo_off']:.3f}x | "
-        f"{100 * share['demo_off']:.1f}% | | |",
-        f"| process start-up and data loading before the loop (demo run, {wall['demo']:.1f} s wall) | "
-        f"{wall['demo'] - loops['demo']:.1f} s | | |"]
+        f"| orchestration share of the trial loop, demo fidelity (1 worker, {args.orch_trials} trials, "
+        f"{demo.n_trained} trained; {demo.loop:.1f} s loop, {demo.train:.1f} s training and evaluation; W&B offline, "
+        f"kept weights, heartbeats) | {100 * share:.1f}% | <= 3% | {yes(share <= 0.03)} |",
+        f"| the same with W&B disabled ({off.loop:.1f} s loop, {off.train:.1f} s training); "
+        f"tracking's whole cost: loop offline / disabled = {demo.loop / off.loop:.3f}x | {100 * share_off:.1f}% | | |",
+        f"| process start-up and data loading before the loop (demo run, {demo.wall:.1f} s wall) | "
+        f"{demo.wall - demo.loop:.1f} s | | |"]
 
 
 def measure_workers(tmp: Path, args) -> list[str]:
     data = [f"data.train_subset={args.worker_subset}", f"data.val_subset={VAL_IMAGES}"]
     common = [f"study.n_trials={args.trials}", f"trainer.epochs={args.epochs}", "pruner=none", *data]
     half = max(1, (os.cpu_count() or 2) // 2)  # threads=auto of each of two joblib workers (1 on 2 cores)
-    wall = {"one_t1": run(tmp / "one_t1", *common, f"threads={half}"),
-            "two": run(tmp / "two", *common, "worker=0,1", "hydra/launcher=joblib", multirun=True),
-            "one": run(tmp / "one", *common)}
-    ts = {k: trials(tmp / k) for k in wall}
-    loops = {k: loop_seconds(ts[k]) for k in wall}
-    train = sum(t.user_attrs.get("train_seconds", 0.0) for t in ts["one"])
-    train_t1 = sum(t.user_attrs.get("train_seconds", 0.0) for t in ts["one_t1"])
-    n_trained = {k: len([t for t in ts[k] if trained(t)]) for k in wall}
-    r1, r = wall["two"] / wall["one_t1"], wall["two"] / wall["one"]
+    one_t1 = search(tmp / "one_t1", *common, f"threads={half}")
+    two = search(tmp / "two", *common, "worker=0,1", "hydra/launcher=joblib", multirun=True)
+    one = search(tmp / "one", *common)
+    r1, r = two.wall / one_t1.wall, two.wall / one.wall
     return [
         f"| wall, 2 workers / 1 worker with the same threads per worker ({args.trials} trials x {args.epochs} epochs "
-        f"on {args.worker_subset} images, {n_trained['two']} / {n_trained['one_t1']} trained; {wall['two']:.1f} s / "
-        f"{wall['one_t1']:.1f} s; trial loop {loops['two'] / loops['one_t1']:.2f}x) | {r1:.2f}x | <= 0.6x | "
-        f"{yes(r1 <= 0.6)} |",
-        f"| wall, 2 workers / 1 worker using every core (threads=auto: {wall['two']:.1f} s / {wall['one']:.1f} s; "
-        f"trial loop {loops['two'] / loops['one']:.2f}x): can't go below {train_t1 / (2 * train):.2f}x here, see "
+        f"on {args.worker_subset} images, {two.n_trained} / {one_t1.n_trained} trained; {two.wall:.1f} s / "
+        f"{one_t1.wall:.1f} s; trial loop {two.loop / one_t1.loop:.2f}x) | {r1:.2f}x | <= 0.6x | {yes(r1 <= 0.6)} |",
+        f"| wall, 2 workers / 1 worker using every core (threads=auto: {two.wall:.1f} s / {one.wall:.1f} s; "
+        f"trial loop {two.loop / one.loop:.2f}x): can't go below {one_t1.train / (2 * one.train):.2f}x here, see "
         f"the next row | {r:.2f}x | | |",
         f"| training and evaluation of the same trials, 1 worker, {half} thread / "
-        f"{os.cpu_count()} threads ({train_t1:.1f} s / {train:.1f} s) | {train_t1 / train:.2f}x | | |"]
+        f"{os.cpu_count()} threads ({one_t1.train:.1f} s / {one.train:.1f} s) | {one_t1.train / one.train:.2f}x | | |"]
 
 
 def measure_pruning(tmp: Path, args) -> list[str]:
@@ -147,12 +163,10 @@ def measure_pruning(tmp: Path, args) -> list[str]:
     for seed in args.seeds:
         pc = [f"study.n_trials={args.prune_trials}", f"trainer.epochs={args.epochs}", f"seed={seed}",
               "study.enqueue_baselines=false", *data]
-        run(tmp / f"none{seed}", *pc, "pruner=none")
-        t_none = trials(tmp / f"none{seed}")
+        t_none = search(tmp / f"none{seed}", *pc, "pruner=none").trials
         best = max(t.values[0] for t in t_none if trained(t))
         for k, (name, overrides) in enumerate(pruners.items()):
-            run(tmp / f"pruned{k}-{seed}", *pc, *overrides)
-            t_med = trials(tmp / f"pruned{k}-{seed}")
+            t_med = search(tmp / f"pruned{k}-{seed}", *pc, *overrides).trials
             best_med = max((t.values[0] for t in t_med if trained(t)), default=float("nan"))
             se = math.sqrt(best * (1 - best) / VAL_IMAGES)  # binomial standard error of the best's accuracy
             rows[name].append({

@@ -1,6 +1,6 @@
 """Transfer with no model hub: does fine-tuning a pretrained backbone make the search's signal clearer per CPU-minute?
 
-    python benchmarks/transfer.py [--trials 16] [--seeds 3]
+    python -m benchmarks.transfer [--trials 16] [--seeds 3]
 
 1. ``+experiment=transfer``'s pretraining: the plain tiny ResNet trained on Fashion-MNIST classes 0-4 (once; the
    file is reused on later runs).
@@ -20,59 +20,52 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import config, spread
+from gcnas.arch import Architecture, build_model
+from gcnas.data import load_data
+from gcnas.search import record, run_search
+from gcnas.train import fit
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-from common import config, spread  # noqa: E402
-
-from gcnas.arch import Architecture, build_model  # noqa: E402
-from gcnas.data import load_data  # noqa: E402
-from gcnas.train import fit  # noqa: E402
 
 
-def run_search(root: Path, trials: int, finetune: bool):
+def search(root: Path, trials: int, finetune: bool):
+    """One search of ``trials`` trials on classes 5-9, fine-tuning the pretrained backbone or from scratch, and what
+    its study says about the noise and the searched trials."""
     import optuna
 
-    from gcnas.cli.search import search
     from gcnas.search.summary import noise_floor
-    from hydra import compose, initialize_config_module
 
-    over = ["+experiment=transfer", f"paths.root={root}", f"study.n_trials={trials}", "wandb.mode=disabled",
-            "progress=none", "pruner=none"]
+    over = ["+experiment=transfer", f"paths.root={root}", f"study.n_trials={trials}", "pruner=none"]
     if not finetune:
         over += ["trainer=proxy", "backbone.pretrained_file=null", "pretrain=null",
                  "study.name=transfer-scratch-gc_full-gcnas_resnet_tiny-fashion_mnist5-9"]
-    with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
-        cfg = compose("config", overrides=over)
+    cfg = config(*over)
     t0 = time.perf_counter()
-    result = search(cfg)
+    result = run_search(cfg)
     seconds = time.perf_counter() - t0
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{root}/studies.db")
     done = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-            if "duplicate_of" not in t.user_attrs]  # trained, not pruned, not a repeat of another trial's result
-    searched = [t for t in done if t.user_attrs.get("role") == "searched"]
+            if not record.DUPLICATE_OF.on(t)]  # trained, not pruned, not a repeat of another trial's result
+    searched = [t for t in done if record.ROLE.get(t) == "searched"]
     floor = noise_floor(study)
-    trial_s = [t.user_attrs["wall_time_s"] for t in done if "wall_time_s" in t.user_attrs]
+    trial_s = [record.WALL_TIME_S.get(t) for t in done if record.WALL_TIME_S.on(t)]
     best = max(searched, key=lambda t: t.values[0])
     deltas = [t.values[0] - floor.baseline_mean for t in searched]
     return {"study": result.study_name, "seconds": seconds, "trial_s": statistics.mean(trial_s),
             "noise": floor.std, "spread": statistics.stdev(t.values[0] for t in searched),
             "better": sum(d > floor.band for d in deltas), "worse": sum(d < -floor.band for d in deltas),
-            "n_searched": len(searched), "best": Architecture.from_yaml(best.user_attrs["architecture"]),
+            "n_searched": len(searched), "best": Architecture.from_yaml(record.ARCHITECTURE.get(best)),
             "best_val": best.values[0], "cfg": cfg}
 
 
-def compare(cfg, archs: dict[str, Architecture], seeds: int) -> list[dict]:
+def compare(c: dict, archs: dict[str, Architecture], seeds: int) -> list[dict]:
     """Each architecture, fine-tuned and from scratch, over seeds: test accuracy (classes 5-9)."""
-    from gcnas.cli.common import resolve
-
-    c = resolve(cfg)
     data = load_data(c["data"])
     finetune = {k: v for k, v in c["trainer"].items() if k != "name"}
     scratch = {k: v for k, v in config("trainer=proxy")["trainer"].items() if k != "name"}
@@ -106,10 +99,10 @@ def main() -> None:
     torch.set_num_threads(2)
     args.root.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads", flush=True)
-    ft = run_search(args.root, args.trials, finetune=True)  # pretrains the backbone first, once
-    record = Path(str(ft["cfg"].backbone.pretrained_file)).with_suffix(".json")
-    print(f"pretrained backbone: {record.read_text()}", flush=True)
-    sc = run_search(args.root, args.trials, finetune=False)
+    ft = search(args.root, args.trials, finetune=True)  # pretrains the backbone first, once
+    pretrained = Path(str(ft["cfg"]["backbone"]["pretrained_file"])).with_suffix(".json")
+    print(f"pretrained backbone: {pretrained.read_text()}", flush=True)
+    sc = search(args.root, args.trials, finetune=False)
     print("\n| search (classes 5-9) | trials (searched, distinct) | s/trial | noise floor σ (pp) | spread of searched "
           "(pp) | spread / σ | searched beyond the noise: better / worse | best searched val |\n"
           "|---|---:|---:|---:|---:|---:|---:|---:|")
