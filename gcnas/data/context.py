@@ -20,7 +20,7 @@ What a plain CNN can still do, and what was measured. Its receptive field grows 
 at 28x28 the stage maps are 14, 7, 4 and 2 wide and the last stage's 3x3 convolutions mix the whole image, so with
 enough training the plain backbone learns the gate too. At the search's budget (``conf/data/context.yaml``: 5,875
 training images, 4 epochs of the proxy trainer) it mostly does not: over seeds 0-2 and 10-12
-(docs/search-quality.md, "A task where global context decides") plain 63.5 +- 15.1% (one seed of six jumped to
+(docs/results.md, "The context task") plain 63.5 +- 15.1% (one seed of six jumped to
 93.9%), the paper's GC 79.9 +- 13.4%, and the architectures the search finds (``benchmarks/recovery.py``) 100% on
 every confirmation seed. With twice the images and epochs the plain backbone (seeds 0, 1) and every GC architecture
 measured reach 100%: the task rewards learning fast with global context, so measure it at the search's budget and

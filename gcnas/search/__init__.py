@@ -1,4 +1,5 @@
-"""The search: Optuna studies over a search space, one Hydra job per worker (see DESIGN.md, "Hydra multirun x Optuna").
+"""The search: Optuna studies over a search space, one Hydra job per worker (docs/architecture.md, "Hydra multirun ×
+Optuna").
 
 Layer 6: imports optuna, and the layers below; never hydra (the CLI composes the config) or wandb.
 """

@@ -1,7 +1,7 @@
 """Hooks a search worker calls around each trial; W&B tracking (``gcnas.track``) is one of them.
 
-Tracking is a callback on the objective, never a dependency of training (DESIGN.md): a hook that raises is reported
-once as a warning and then skipped for the rest of the worker, and the search goes on.
+Tracking is a callback on the objective, never a dependency of training (docs/architecture.md): a hook that raises is
+reported once as a warning and then skipped for the rest of the worker, and the search goes on.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Tracking never stops a search: ``wandb.init`` has a time limit (``wandb.init_tim
 kind becomes one warning, after which this worker stops tracking. Nor does the trial loop wait for W&B: the trial
 runs are started, logged and finished in order on one background thread (the loop only hands the data over), and they
 skip what every trial run would repeat (the package list, code and machine description; the study run keeps them).
-The thread and W&B's service still share the machine's cores with training (docs/performance.md, "Search speed").
+The thread and W&B's service still share the machine's cores with training (docs/results.md, "Search speed").
 """
 from __future__ import annotations
 
