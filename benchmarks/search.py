@@ -120,18 +120,23 @@ def yes(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
+def row(measure: str, value: str, target: str = "", met: str = "") -> str:
+    """A row of the table: measure, value, target, met (an empty cell as ``| |``)."""
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in (measure, value, target, met)) + "|"
+
+
 def measure_orchestration(tmp: Path, args) -> list[str]:
     orch = [f"study.n_trials={args.orch_trials}", "pruner=none"]  # the demo's data and trainer config
     demo, off = search(tmp / "demo", *orch), search(tmp / "demo_off", *orch, "wandb.mode=disabled")
     share, share_off = ((s.loop - s.train) / s.loop for s in (demo, off))
     return [
-        f"| orchestration share of the trial loop, demo fidelity (1 worker, {args.orch_trials} trials, "
-        f"{demo.n_trained} trained; {demo.loop:.1f} s loop, {demo.train:.1f} s training and evaluation; W&B offline, "
-        f"kept weights, heartbeats) | {100 * share:.1f}% | <= 3% | {yes(share <= 0.03)} |",
-        f"| the same with W&B disabled ({off.loop:.1f} s loop, {off.train:.1f} s training); "
-        f"tracking's whole cost: loop offline / disabled = {demo.loop / off.loop:.3f}x | {100 * share_off:.1f}% | | |",
-        f"| process start-up and data loading before the loop (demo run, {demo.wall:.1f} s wall) | "
-        f"{demo.wall - demo.loop:.1f} s | | |"]
+        row(f"orchestration share of the trial loop, demo fidelity (1 worker, {args.orch_trials} trials, "
+            f"{demo.n_trained} trained; {demo.loop:.1f} s loop, {demo.train:.1f} s training and evaluation; W&B "
+            "offline, kept weights, heartbeats)", f"{100 * share:.1f}%", "<= 3%", yes(share <= 0.03)),
+        row(f"the same with W&B disabled ({off.loop:.1f} s loop, {off.train:.1f} s training); tracking's whole cost: "
+            f"loop offline / disabled = {demo.loop / off.loop:.3f}x", f"{100 * share_off:.1f}%"),
+        row(f"process start-up and data loading before the loop (demo run, {demo.wall:.1f} s wall)",
+            f"{demo.wall - demo.loop:.1f} s")]
 
 
 def measure_workers(tmp: Path, args) -> list[str]:
@@ -143,14 +148,15 @@ def measure_workers(tmp: Path, args) -> list[str]:
     one = search(tmp / "one", *common)
     r1, r = two.wall / one_t1.wall, two.wall / one.wall
     return [
-        f"| wall, 2 workers / 1 worker with the same threads per worker ({args.trials} trials x {args.epochs} epochs "
-        f"on {args.worker_subset} images, {two.n_trained} / {one_t1.n_trained} trained; {two.wall:.1f} s / "
-        f"{one_t1.wall:.1f} s; trial loop {two.loop / one_t1.loop:.2f}x) | {r1:.2f}x | <= 0.6x | {yes(r1 <= 0.6)} |",
-        f"| wall, 2 workers / 1 worker using every core (threads=auto: {two.wall:.1f} s / {one.wall:.1f} s; "
-        f"trial loop {two.loop / one.loop:.2f}x): can't go below {one_t1.train / (2 * one.train):.2f}x here, see "
-        f"the next row | {r:.2f}x | | |",
-        f"| training and evaluation of the same trials, 1 worker, {half} thread / "
-        f"{os.cpu_count()} threads ({one_t1.train:.1f} s / {one.train:.1f} s) | {one_t1.train / one.train:.2f}x | | |"]
+        row(f"wall, 2 workers / 1 worker with the same threads per worker ({args.trials} trials x {args.epochs} "
+            f"epochs on {args.worker_subset} images, {two.n_trained} / {one_t1.n_trained} trained; {two.wall:.1f} s "
+            f"/ {one_t1.wall:.1f} s; trial loop {two.loop / one_t1.loop:.2f}x)", f"{r1:.2f}x", "<= 0.6x",
+            yes(r1 <= 0.6)),
+        row(f"wall, 2 workers / 1 worker using every core (threads=auto: {two.wall:.1f} s / {one.wall:.1f} s; trial "
+            f"loop {two.loop / one.loop:.2f}x): can't go below {one_t1.train / (2 * one.train):.2f}x here, see the "
+            "next row", f"{r:.2f}x"),
+        row(f"training and evaluation of the same trials, 1 worker, {half} thread / {os.cpu_count()} threads "
+            f"({one_t1.train:.1f} s / {one.train:.1f} s)", f"{one_t1.train / one.train:.2f}x")]
 
 
 def measure_pruning(tmp: Path, args) -> list[str]:
@@ -185,10 +191,10 @@ def measure_pruning(tmp: Path, args) -> list[str]:
                                                  else f"{100 * (p['best'] - p['best_med']):.1f} pp lower, beyond")
             if not p["same"]:
                 how += f" the validation standard error {100 * p['se']:.1f} pp"
-            out.append(f"| {name}, seed {p['seed']}: study epochs, pruned / none ({p['pruned']} of "
-                       f"{args.prune_trials} pruned; best {p['best_med']:.4f} / {p['best']:.4f}: {how}; the unpruned "
-                       f"best first appears at trial {p['best_trial']}, {first}) | "
-                       f"{p['total_med'] / p['total_none']:.2f}x ({p['total_med']} / {p['total_none']}) | | |")
+            out.append(row(f"{name}, seed {p['seed']}: study epochs, pruned / none ({p['pruned']} of "
+                           f"{args.prune_trials} pruned; best {p['best_med']:.4f} / {p['best']:.4f}: {how}; the "
+                           f"unpruned best first appears at trial {p['best_trial']}, {first})",
+                           f"{p['total_med'] / p['total_none']:.2f}x ({p['total_med']} / {p['total_none']})"))
         same, near = sum(p["same"] for p in prs), sum(p["near"] for p in prs)
         r = sum(p["total_med"] for p in prs) / sum(p["total_none"] for p in prs)
         reached = [p for p in prs if p["e_med"] is not None]
