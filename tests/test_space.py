@@ -199,7 +199,7 @@ def test_paper_position_compares_three_distinct_places_on_basicblock_backbones(b
     name = cfg.backbone.name
     kwargs = {"in_chans": 1, "num_classes": 10}  # fashion_mnist, the default data: 1x28x28, 10 classes
     sites = list_sites(name, input_size=(1, 28, 28), **kwargs)
-    with caplog.at_level(logging.WARNING, logger="gcnas.space.space"):
+    with caplog.at_level(logging.WARNING, logger="gcnas.space.readers"):
         space = SearchSpace.from_config(cfg.search_space, backbone=name, sites=sites, backbone_kwargs=kwargs)
     assert caplog.records == []
     assert space.grid()["position"] == ["after_conv1", "before_add", "after_add"]
@@ -207,7 +207,7 @@ def test_paper_position_compares_three_distinct_places_on_basicblock_backbones(b
     keys = {space.suggest(_Fixed({"position": p})).key() for p in space.grid()["position"]}
     assert len(keys) == 3
     # listing after_conv2 as well searches the same three places, and says so once
-    with caplog.at_level(logging.WARNING, logger="gcnas.space.space"):
+    with caplog.at_level(logging.WARNING, logger="gcnas.space.readers"):
         again = SearchSpace.from_config(four.search_space, backbone=name, sites=sites, backbone_kwargs=kwargs)
     assert again.grid()["position"] == ["after_conv1", "before_add", "after_add"] and again.size() == 9
     assert len(caplog.records) == 1 and "'after_conv2', 'before_add' name the site 'before_add'" in caplog.text

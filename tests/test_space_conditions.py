@@ -1,0 +1,65 @@
+"""The condition rule: sampling and enumeration agree on which design keys are active, also when a condition names a
+key that is itself conditional, or one that comes later in ``DESIGN_KEYS``."""
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from gcnas.backbones import list_sites
+from gcnas.space import InfeasibleArchitecture, SearchSpace, SearchSpaceError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FIXED_POSITIONS = {"stages": [3], "stage_on": True, "blocks": "last", "position": "before_add"}
+CHAINS = {
+    # transform is searched only with att; ratio only where the transform has one (an avg draw keeps the default
+    # transform, bottleneck, so ratio is searched there too)
+    "chained": {"ratio": {"transform": ["bottleneck", "se"]}, "transform": {"context": ["att"]}},
+    # a condition on a key DESIGN_KEYS lists later: context is searched only with the bottleneck transform
+    "later key": {"ratio": {"transform": ["bottleneck", "se"]}, "context": {"transform": ["bottleneck"]}},
+    # three links: norm needs transform, which needs context, which needs fusion
+    "three links": {"norm": {"transform": ["bottleneck"]}, "transform": {"context": ["att"]},
+                    "context": {"fusion": ["add"]}},
+}
+
+
+def _space(conditions):
+    cfg = {"name": "chain", "positions": FIXED_POSITIONS,
+           "design": {"context": ["att", "avg"], "transform": ["bottleneck", "se", "conv"], "ratio": [0.0625, 0.25],
+                      "fusion": ["add", "scale"], "norm": ["layernorm", None], "conditions": conditions}}
+    return SearchSpace.from_config(cfg, backbone="resnet18", sites=list_sites("resnet18", input_size=(3, 64, 64)))
+
+
+def _every_draw(space):
+    """Every distinct parameter assignment sampling produces, and the designs it places: Optuna's brute-force sampler
+    follows conditional parameters, so it visits each assignment suggest can make once, then stops."""
+    study = optuna.create_study(sampler=optuna.samplers.BruteForceSampler(seed=0))
+    draws, designs = set(), set()
+
+    def objective(trial):
+        try:
+            designs.update(p.spec for p in space.suggest(trial).placements)
+        except InfeasibleArchitecture:
+            pass
+        draws.add(frozenset(trial.params.items()))
+        return 0.0
+
+    study.optimize(objective, n_trials=1000)
+    assert len(study.trials) < 1000  # the sampler ran out of assignments, so it saw every one
+    return draws, designs
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # BruteForceSampler
+@pytest.mark.parametrize("name", CHAINS)
+def test_sampling_and_enumeration_agree_on_active_keys(name):
+    space = _space(CHAINS[name])
+    draws, designs = _every_draw(space)
+    assert space.size() == len(draws)  # every assignment enumerated is drawn, and every one drawn is enumerated
+    assert designs == set(space.designs())
+
+
+def test_conditions_that_form_a_cycle_are_refused():
+    with pytest.raises(SearchSpaceError) as err:
+        _space({"ratio": {"transform": ["se"]}, "transform": {"ratio": [0.25]}})
+    assert str(err.value) == ("search_spaces/chain.yaml: design.conditions.transform: conditions form a cycle "
+                              "(transform -> ratio -> transform): no key of it can be drawn first")
