@@ -49,14 +49,13 @@ def search(cfg: DictConfig) -> SearchResult:
     """Resolve the composed config and run one worker (tests call this with ``hydra.compose``)."""
     choice, concurrent = _hydra_context()
     config = resolve(cfg)
-    if choice:
-        config["_space_source"] = f"search_spaces/{choice}.yaml"
     config["threads"] = worker_threads(config.get("threads"), concurrent)
     check_writable(config["paths"]["root"])  # before the study or its W&B run is created
     tracker = WandbTracker(config.get("wandb") or {"mode": "disabled"}, config["study"]["name"],
                            public_config(config))
     try:
-        result = run_search(config, callbacks=[tracker])
+        result = run_search(config, callbacks=[tracker],
+                            space_source=f"search_spaces/{choice}.yaml" if choice else None)
     finally:
         tracker.close()  # also when the worker stops on an error: W&B calls still queued are run, runs finished
     print_summary(result)

@@ -136,7 +136,6 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
     cfg["objective"] = {"metrics": ["accuracy"], "directions": ["maximize"]}
     cfg["constraints"] = {}
     cfg["search"] = {**(cfg.get("search") or {}), "method": "standalone"}  # confirmation trains, never scores
-    cfg["_fixed_trials"] = trials
     recorded = {"study": confirm_name, "k": k, "seeds": seeds, "first_seed": first_seed,
                 "trainer": dict(trainer or {}), "data": dict(data or {})}
     earlier = record.CONFIRMATION.get(source)
@@ -145,7 +144,7 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
                           "same confirmation to resume it, or search into a new study.name to confirm differently")
     validate_config(cfg)  # the worker's own keys too, before anything is stored
     record.CONFIRMATION.set(source, recorded)  # before training: export and report find a partial one
-    return run_search(cfg, callbacks=callbacks)
+    return run_search(cfg, callbacks=callbacks, fixed_trials=trials)
 
 
 def confirmation(study: optuna.Study, storage: Any) -> Optional[list[Confirmed]]:

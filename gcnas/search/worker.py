@@ -131,10 +131,11 @@ class _Progress:
 
 
 def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], study_cfg: StudyConfig,
-                data: DataSplits, search_cfg: Optional[SearchConfig] = None) -> None:
+                data: DataSplits, search_cfg: Optional[SearchConfig] = None,
+                fixed_trials: Optional[Sequence[Mapping[str, Any]]] = None) -> None:
     """Worker 0, once per study: record what the study is (space, backbone, data, preprocessing, config) and enqueue
     its fixed trials: the references (:func:`_enqueue_references`), or, for a study of given architectures (the
-    confirmation's), the user attributes of each in ``cfg["_fixed_trials"]``."""
+    confirmation's), the user attributes of each in ``fixed_trials``."""
     if record.INITIALISED.get(study):
         return
     record.SEARCH_SPACE.set(study, space.name)
@@ -146,9 +147,9 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
     record.PRETRAINED_CFG.set(study, data.pretrained_cfg())  # what an export tells timm (gcnas-export)
     if search_cfg is not None and search_cfg.method == "oneshot":  # what its values are (check_study_score)
         record.ONESHOT_SCORE.set(study, search_cfg.supernet_score)
-    if cfg.get("_fixed_trials") is not None:  # a study of given architectures only (gcnas.search.confirm)
-        for attrs in list(cfg["_fixed_trials"])[: study_cfg.n_trials]:
-            study.enqueue_trial({}, user_attrs=attrs)
+    if fixed_trials is not None:  # a study of given architectures only (gcnas.search.confirm)
+        for attrs in list(fixed_trials)[: study_cfg.n_trials]:
+            study.enqueue_trial({}, user_attrs=dict(attrs))
     record.INITIALISED.set(study, True)
 
 
@@ -391,20 +392,26 @@ def _trial_loop(study: optuna.Study, storage, url: str, runner: TrialRunner, stu
     return ran
 
 
-def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = ()) -> SearchResult:
+def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (), *,
+               fixed_trials: Optional[Sequence[Mapping[str, Any]]] = None,
+               space_source: Optional[str] = None) -> SearchResult:
     """Run one search worker with a resolved, plain config (see ``conf/config.yaml``); returns what it found (the
     command prints it).
 
     ``callbacks`` see every trial (``gcnas.track.WandbTracker`` is one); none of them can stop the search.
+    ``fixed_trials``: a study of given architectures only (the confirmation's): the user attributes of each trial,
+    enqueued in order instead of the references, and nothing is sampled. ``space_source``: the file the search space
+    was read from, named in errors (default ``search_spaces/<search_space.name>.yaml``).
 
     SIGINT and SIGTERM raise :class:`~gcnas.errors.Interrupted`; a trial they interrupt is recorded as failed, with
     the reason, and queued again, so the next run retries it first.
     """
     with _Interrupts() as interrupts:
-        return _run_search(cfg, callbacks, interrupts)
+        return _run_search(cfg, callbacks, interrupts, fixed_trials, space_source)
 
 
-def _run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback], interrupts: _Interrupts) -> SearchResult:
+def _run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback], interrupts: _Interrupts,
+                fixed_trials: Optional[Sequence[Mapping[str, Any]]], space_source: Optional[str]) -> SearchResult:
     job = validate_config(cfg)
     set_threads(job.job.threads)
     device = select_device(job.job.device)
@@ -420,7 +427,7 @@ def _run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback], int
         log.info("backbone %s starts from %s", bb["name"], weights.describe())
     sites = list_sites(bb["name"], input_size=data.input_size, **kwargs)
     space_cfg = cfg["search_space"]
-    source = cfg.get("_space_source") or f"search_spaces/{space_cfg.get('name')}.yaml"
+    source = space_source or f"search_spaces/{space_cfg.get('name')}.yaml"
     space = SearchSpace.from_config(space_cfg, backbone=bb["name"], sites=sites, backbone_kwargs=kwargs,
                                     source=source)
     search_cfg, study_cfg = job.search, job.study
@@ -453,10 +460,10 @@ def _run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback], int
     worker, seed = job.job.worker, job.job.seed
     where = f"{study_cfg.name!r} in {redact_url(url)}"
     identity = study_identity(cfg, data, space, weights, metrics)
-    refs = references(space, study_cfg) if cfg.get("_fixed_trials") is None else []
+    refs = references(space, study_cfg) if fixed_trials is None else []
     if worker == 0:
         check_study_identity(study, identity, where)  # before anything is recorded or enqueued
-        _initialise(study, space, cfg, study_cfg, data, search_cfg)
+        _initialise(study, space, cfg, study_cfg, data, search_cfg, fixed_trials)
         added = _enqueue_references(study, refs)
         if added and len(study.get_trials(deepcopy=False)) > added:
             log.info("study %s: %d reference trial(s) it lacked queued ahead of the searched ones", study_cfg.name,
