@@ -1,5 +1,6 @@
-"""The condition rule: sampling and enumeration agree on which design keys are active, also when a condition names a
-key that is itself conditional, or one that comes later in ``DESIGN_KEYS``."""
+"""Sampling and enumeration agree: on which design keys are active, also when a condition names a key that is itself
+conditional or one that comes later in ``DESIGN_KEYS``, and on the placement choices a stage that is off never asks
+for."""
 from __future__ import annotations
 
 import optuna
@@ -23,10 +24,19 @@ CHAINS = {
 }
 
 
-def _space(conditions):
-    cfg = {"name": "chain", "positions": FIXED_POSITIONS,
+PER_STAGE = {
+    "stages on and off": ({"share": "per_stage"}, {"stages": [2, 3], "stage_on": [True, False], "per_stage": True}),
+    "shared design": ({}, {"stages": [1, 2, 3], "stage_on": [True, False], "per_stage": True}),
+    "stage sets": ({"share": "per_stage"}, {"stage_sets": [[2], [1, 3], [1, 2, 3]], "per_stage": True}),
+    "one choice for all": ({"share": "per_stage"}, {"stages": [2, 3], "stage_on": [True, False]}),
+}
+
+
+def _space(conditions, design=None, positions=FIXED_POSITIONS):
+    cfg = {"name": "chain", "positions": positions,
            "design": {"context": ["att", "avg"], "transform": ["bottleneck", "se", "conv"], "ratio": [0.0625, 0.25],
                       "fusion": ["add", "scale"], "norm": ["layernorm", None], "conditions": conditions}}
+    cfg["design"].update(design or {})
     return SearchSpace.from_config(cfg, backbone="resnet18", sites=list_sites("resnet18", input_size=(3, 64, 64)))
 
 
@@ -56,6 +66,16 @@ def test_sampling_and_enumeration_agree_on_active_keys(name):
     draws, designs = _every_draw(space)
     assert space.size() == len(draws)  # every assignment enumerated is drawn, and every one drawn is enumerated
     assert designs == set(space.designs())
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # BruteForceSampler
+@pytest.mark.parametrize("name", PER_STAGE)
+def test_size_counts_only_what_a_stage_that_is_on_asks_for(name):
+    design, positions = PER_STAGE[name]
+    space = _space({}, {"context": ["att", "avg"], "transform": "bottleneck", "ratio": 0.0625, "fusion": "add",
+                        "norm": "layernorm", **design}, {"blocks": ["all", "last"], **positions})
+    draws, _ = _every_draw(space)
+    assert space.size() == len(draws)
 
 
 def test_conditions_that_form_a_cycle_are_refused():

@@ -101,22 +101,23 @@ def design_assignments(space: "SearchSpace") -> Optional[list[dict[str, Any]]]:
 
 
 def size(space: "SearchSpace") -> Optional[int]:
-    """Number of distinct parameter assignments (conditions respected); None if a range is continuous."""
+    """Number of distinct parameter assignments (conditions respected); None if a range is continuous.
+
+    A draw asks for what it places: the shared design and placement choice always, a stage's own ones (``per_stage``)
+    only where that stage is on."""
     assignments = design_assignments(space)
-    if assignments is None:
+    if assignments is None or any(p.values() is None for p in space.training.values()):
         return None
-    designs = len(assignments) ** (1 if space.share == "global" else len(space.stages))
-    pos = math.prod(len(p.values()) for p in (space.blocks, space.position, space.replace))
-    positions = pos if not space.per_stage else pos ** len(space.stages)
-    stage_states = len(space.stage_on.values()) ** len(space.stages) if space.stage_sets is None else \
-        len(space.stage_sets.values())
-    training = 1
-    for p in space.training.values():
-        vals = p.values()
-        if vals is None:
-            return None
-        training *= len(vals)
-    return designs * positions * stage_states * training
+    n_design = len(assignments)
+    places = math.prod(len(p.values()) for p in (space.blocks, space.position, space.replace))
+    shared = (n_design if space.share == "global" else 1) * (1 if space.per_stage else places)
+    per_stage_on = (n_design if space.share == "per_stage" else 1) * (places if space.per_stage else 1)
+    if space.stage_sets is None:
+        on_values = space.stage_on.values()
+        stages = (on_values.count(True) * per_stage_on + on_values.count(False)) ** len(space.stages)
+    else:
+        stages = sum(per_stage_on ** len(s) for s in space.stage_sets.values())
+    return shared * stages * math.prod(len(p.values()) for p in space.training.values())
 
 
 def reachable_sites(space: "SearchSpace") -> list[Site]:
