@@ -169,7 +169,7 @@ def test_spaces_search_each_place_once(caplog):
     cfg = {"name": "t", "design": {"preset": "gc"},
            "positions": {"stages": "all_but_first", "position": ["after_conv1", "after_conv2", "before_add",
                                                                 "after_add"]}}
-    with caplog.at_level(logging.WARNING, logger="gcnas.space.space"):
+    with caplog.at_level(logging.WARNING, logger="gcnas.space.readers"):
         basic = SearchSpace.from_config(cfg, backbone="resnet18", sites=list_sites("resnet18", input_size=INPUT))
     assert basic.grid()["position"] == ["after_conv1", "before_add", "after_add"]
     assert [r.getMessage() for r in caplog.records] == [
