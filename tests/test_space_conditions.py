@@ -8,6 +8,7 @@ import pytest
 
 from gcnas.backbones import list_sites
 from gcnas.space import InfeasibleArchitecture, SearchSpace, SearchSpaceError
+from gcnas.space.enumeration import design_assignments
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -64,7 +65,10 @@ def _every_draw(space):
 def test_sampling_and_enumeration_agree_on_active_keys(name):
     space = _space(CHAINS[name])
     draws, designs = _every_draw(space)
-    assert space.size() == len(draws)  # every assignment enumerated is drawn, and every one drawn is enumerated
+    listed = {frozenset((f"design.{k}", v) for k, v in a.items() if space.design[k].searched)
+              for a in design_assignments(space)}
+    assert listed == draws  # every assignment enumerated is drawn, and every one drawn is enumerated
+    assert space.size() == len(draws)
     assert designs == set(space.designs())
 
 
