@@ -92,73 +92,95 @@ def write_report(study: optuna.Study, out_dir: str | Path, top_k: int = 5, html:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
 
     out = Path(out_dir)
-    try:  # proved writable first: a failed savefig is only a skipped picture below, and the summary comes last
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise ConfigError(f"report.dir: cannot write to {out} ({e.strerror or e}); choose a writable folder, e.g. "
-                          f"report.dir=$PWD/report") from None
+    _check_writable(out)
     multi = len(study.directions) > 1
     metrics = record.METRICS.get(study) or (["accuracy"] if not multi else [f"v{i}" for i in
                                                                                  range(len(study.directions))])
     report = Report(out, out / "summary.md")
     target = (lambda t: t.values[0]) if multi else None
     name0 = value_label(study)
-    plots = {
+    plots = _plot_names(multi)
+    _draw_pictures(study, report, plots, metrics, target, name0)
+    _draw_placements(study, report, top_k, multi)
+    if html if html is not None else _has_plotly():
+        _write_html(study, report, plots, target, name0)
+    _summary(study, report, metrics, top_k, multi, None if storage is None else confirmation(study, storage))
+    return report
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` and prove it writable: a failed savefig is only a skipped picture, and the summary comes last."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise ConfigError(f"report.dir: cannot write to {out} ({e.strerror or e}); choose a writable folder, e.g. "
+                          f"report.dir=$PWD/report") from None
+
+
+def _plot_names(multi: bool) -> list[str]:
+    """Optuna's plots the report draws, by the name after ``plot_``."""
+    return ["optimization_history", "param_importances", "pareto_front" if multi else "intermediate_values"]
+
+
+def _draw_pictures(study, report: Report, plots: list[str], metrics, target, name0: str) -> None:
+    """Optuna's matplotlib plots as ``<name>.png``; a plot Optuna cannot draw is named in ``report.skipped``."""
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    makers = {
         "optimization_history": lambda: ovm.plot_optimization_history(study, target=target, target_name=name0),
         "param_importances": lambda: ovm.plot_param_importances(study, target=target, target_name=name0),
+        "pareto_front": lambda: ovm.plot_pareto_front(study, target_names=list(metrics)),
+        "intermediate_values": lambda: ovm.plot_intermediate_values(study),
     }
-    if multi:
-        plots["pareto_front"] = lambda: ovm.plot_pareto_front(study, target_names=list(metrics))
-    else:
-        plots["intermediate_values"] = lambda: ovm.plot_intermediate_values(study)
-    for name, make in plots.items():
+    for name in plots:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ax = make()
+                ax = makers[name]()
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(8, 5)
             fig.tight_layout()
-            path = out / f"{name}.png"
+            path = report.dir / f"{name}.png"
             fig.savefig(path, dpi=110)
             plt.close(fig)
             report.pictures.append(path)
         except Exception as e:  # e.g. importances need two complete trials with varying parameters
             report.skipped[name] = f"{type(e).__name__}: {e}"
+
+
+def _draw_placements(study, report: Report, top_k: int, multi: bool) -> None:
+    """``placements.png``: where the blocks of the top searched trials sit."""
     top = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
     searched = [t for t in top if record.ROLE.get(t) != "baseline"]
-    if _heatmap(searched, out / "placements.png",
-                f"Blocks per stage and position, top {len(searched)} trials with blocks"):
-        report.pictures.append(out / "placements.png")
+    path = report.dir / "placements.png"
+    if _heatmap(searched, path, f"Blocks per stage and position, top {len(searched)} trials with blocks"):
+        report.pictures.append(path)
     else:
         report.skipped["placements"] = "no top trial has blocks"
 
-    want_html = html if html is not None else _has_plotly()
-    if want_html:
-        from optuna import visualization as ov
 
-        for name in plots:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fn = getattr(ov, f"plot_{name}")
-                    kw = {} if name in ("intermediate_values", "pareto_front") else {"target": target,
-                                                                                      "target_name": name0}
-                    fig = fn(study, **kw)
-                path = out / f"{name}.html"
-                fig.write_html(str(path))
-                report.html.append(path)
-            except Exception as e:
-                report.skipped[f"{name}.html"] = f"{type(e).__name__}: {e}"
+def _write_html(study, report: Report, plots: list[str], target, name0: str) -> None:
+    """Optuna's plotly plots as ``<name>.html``."""
+    from optuna import visualization as ov
 
-    _summary(study, report, metrics, top_k, multi, None if storage is None else confirmation(study, storage))
-    return report
+    for name in plots:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn = getattr(ov, f"plot_{name}")
+                kw = {} if name in ("intermediate_values", "pareto_front") else {"target": target,
+                                                                                  "target_name": name0}
+                fig = fn(study, **kw)
+            path = report.dir / f"{name}.html"
+            fig.write_html(str(path))
+            report.html.append(path)
+        except Exception as e:
+            report.skipped[f"{name}.html"] = f"{type(e).__name__}: {e}"
 
 
 def _has_plotly() -> bool:
