@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from gcnas.cli.search import search
 from gcnas.search.objective import FIXED_ARCH_ATTR, REPLICATE_ATTR, ROLE_ATTR
-from gcnas.search.worker import _enqueue_references
+from gcnas.search.prepare import enqueue_references
 from conftest import compose_search
 
 
@@ -46,11 +46,11 @@ def test_references_an_older_study_lacks_are_queued_again():
     study.add_trial(optuna.create_trial(state=TrialState.COMPLETE, value=0.5, user_attrs=refs[0]))
     study.add_trial(optuna.create_trial(state=TrialState.FAIL, user_attrs={**refs[1], "cancelled": "budget taken"}))
     study.add_trial(optuna.create_trial(state=TrialState.FAIL, user_attrs={**refs[2], "error": "out of memory"}))
-    assert _enqueue_references(study, refs) == 2
+    assert enqueue_references(study, refs) == 2
     waiting = [(t.user_attrs[ROLE_ATTR], t.user_attrs[REPLICATE_ATTR])
                for t in study.get_trials(states=(TrialState.WAITING,))]
     assert waiting == [("paper_gc", 0), ("paper_gc", 1)]
-    assert _enqueue_references(study, refs) == 0  # idempotent: every worker-0 start calls it
+    assert enqueue_references(study, refs) == 0  # idempotent: every worker-0 start calls it
 
 
 def test_infeasible_draws_are_pruned_with_the_reason_and_do_not_count(tmp_path):
