@@ -1,12 +1,13 @@
 """Hydra configuration of gcnas (installed as the package gcnas.conf).
 
 Importing it registers, in Hydra's ConfigStore, the defaults of the config sections whose keys are declared as
-dataclasses (:mod:`gcnas.schema`): ``gcnas/job`` (a search job's top-level keys), ``gcnas/study``,
-``gcnas/search``, ``gcnas/constraints``, ``gcnas/wandb``, ``gcnas/confirm``, ``gcnas/report``, ``gcnas/export`` and
-``gcnas/export_dir``. The YAML files list them in their defaults instead of restating them, and
+dataclasses (:mod:`gcnas.sections`, read by :mod:`gcnas.schema`): ``gcnas/job`` (a search job's top-level keys),
+``gcnas/study``, ``gcnas/search``, ``gcnas/constraints``, ``gcnas/wandb``, ``gcnas/confirm``, ``gcnas/report``,
+``gcnas/export`` and ``gcnas/export_dir``. The YAML files list them in their defaults instead of restating them, and
 set only what differs (the study's name and storage, W&B's mode and folder). It also registers the resolver
 ``gcnas.data_tag`` (:func:`data_tag`) that default study names use. Hydra imports this package when it reads
-``pkg://gcnas.conf``, before it resolves a defaults list.
+``pkg://gcnas.conf``, before it resolves a defaults list. It imports Hydra, OmegaConf and :mod:`gcnas.sections` only:
+composing a config loads no torch, timm, Optuna or W&B (``tests/test_layering.py``).
 """
 import os
 import re
@@ -14,10 +15,9 @@ import re
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from gcnas.cli.args import ExportArgs, ExportDirArgs, ReportArgs
 from gcnas.schema import defaults
-from gcnas.search.config import ConfirmConfig, ConstraintsConfig, JobConfig, SearchConfig, StudyConfig
-from gcnas.track.config import WandbConfig
+from gcnas.sections import (ConfirmConfig, ConstraintsConfig, ExportArgs, ExportDirArgs, JobConfig, ReportArgs,
+                            SearchConfig, StudyConfig, WandbConfig)
 
 
 FOLDER_DATASETS = ("imagefolder", "timm")  # data sets whose images are the user's own: the default study names them

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_model", "describe_machine"]
+__all__ = ["cpu_model", "describe_machine", "usable_cpus"]
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one): a SLURM allocation, a cgroup or
+    ``taskset`` may make it smaller than the machine, which ``os.cpu_count()`` would oversubscribe. Threads
+    (:mod:`gcnas.train.runtime`) and DataLoader workers (:mod:`gcnas.data.stream`) are sized from it."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
 
 
 @functools.lru_cache(maxsize=None)  # the CPU does not change; every trial asks

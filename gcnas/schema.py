@@ -14,16 +14,15 @@ YAML files compose them instead of restating them. Those nodes are deliberately 
 while composing, but its errors are several lines and exit status 1, and gcnas reads every section through
 :func:`read` before anything starts, where a bad value is one line and exit status 2 like every other user error.
 
-This module imports OmegaConf (not Hydra), so any layer above the blocks may declare a schema.
+Declaring a schema (:func:`key`, :func:`defaults`) needs the standard library only; :func:`read` imports OmegaConf
+(never Hydra) when it first reads. So any layer may declare its section, and importing it loads no config library:
+``gcnas.sections`` declares the composed sections and the words the lower layers check against too.
 """
 from __future__ import annotations
 
 import dataclasses
 import typing
 from typing import Any, Mapping, Optional, Sequence, TypeVar, Union
-
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
 
 from gcnas.errors import ConfigError
 
@@ -128,6 +127,9 @@ def read(schema: type[T], section: Any, where: str = "") -> T:
     ``where`` is the section's key in the config (``study``, ``wandb``; empty for top-level keys), the prefix of the
     key every error names. Interpolations are resolved first, so a section of a composed config reads as its values.
     """
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+
     prefix = f"{where}." if where else ""
     if section is None:
         data: Any = {}

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from gcnas.data.identity import spread_indices, array_fingerprint, files_fingerprint, sampled_sizes
 from gcnas.errors import ConfigError
+from gcnas.machine import usable_cpus
 from gcnas.schema import key, read_known
 
 __all__ = ["DataUnavailableError", "BadImageError", "SourceImages", "StreamOptions", "StreamSplit", "ImageSource",
@@ -73,8 +74,6 @@ class StreamOptions:
     def worker_count(self) -> int:
         if self.workers != "auto":
             return int(self.workers)
-        from gcnas.train.runtime import usable_cpus
-
         return min(8, usable_cpus() // 2)
 
 
@@ -200,22 +199,11 @@ def _has_images(folder: Path, exts: Sequence[str]) -> bool:
 def timm_sources(dataset: str, root: str, download: bool = False) -> tuple[ImageSource, Optional[ImageSource],
                                                                           tuple[str, ...]]:
     """(training source, held-out source or None, class names) for a timm dataset name and root."""
-    from timm.data import create_dataset, get_img_extensions
+    from timm.data import create_dataset
 
     prefix = dataset.partition("/")[0].lower() if "/" in dataset else ""
     if prefix == "torch":
-        name = dataset.split("/", 1)[1].lower()
-        if name not in TORCH_DATASETS:
-            raise ConfigError(f"data.dataset: torch/{name} is not one timm opens by name; valid are "
-                              f"{', '.join('torch/' + n for n in TORCH_DATASETS)}")
-        try:
-            train = create_dataset(dataset, root=root, split="train", download=download)
-            test = create_dataset(dataset, root=root, split="validation", download=download)
-        except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. You can use download=True ..."
-            raise DataUnavailableError(f"data.root: {dataset} is not in {root!r} ({e}); point data.root at its "
-                                       "folder or set data.download=true") from None
-        classes = tuple(str(c) for c in getattr(train, "classes", ()))
-        return _TorchSource(train, f"{dataset} train"), _TorchSource(test, f"{dataset} test"), classes
+        return _torch_sources(dataset, root, download)
     if prefix == "hfds":
         return _hfds_sources(dataset, root or None, download)
     if prefix:
@@ -226,7 +214,6 @@ def timm_sources(dataset: str, root: str, download: bool = False) -> tuple[Image
     if not path.exists():
         raise DataUnavailableError(f"data.root: {root!r} does not exist; it must be a folder holding one sub-folder "
                                    "per class (optionally under train/ and val/), or a .tar of such a folder")
-    exts = get_img_extensions()
     if path.is_file():
         if path.suffix != ".tar":
             raise ConfigError(f"data.root: {root!r} is a file but not a .tar; give a folder or a .tar of one")
@@ -235,6 +222,32 @@ def timm_sources(dataset: str, root: str, download: bool = False) -> tuple[Image
         index = ds.reader.class_name_to_idx
         classes = tuple(sorted(index, key=index.get))
         return _TimmFolderSource(ds), None, classes
+    return _folder_sources(path)
+
+
+def _torch_sources(dataset: str, root: str, download: bool) -> tuple[ImageSource, ImageSource, tuple[str, ...]]:
+    """``torch/<name>``: a torchvision data set timm opens by name; its test split is the held-out source."""
+    from timm.data import create_dataset
+
+    name = dataset.split("/", 1)[1].lower()
+    if name not in TORCH_DATASETS:
+        raise ConfigError(f"data.dataset: torch/{name} is not one timm opens by name; valid are "
+                          f"{', '.join('torch/' + n for n in TORCH_DATASETS)}")
+    try:
+        train = create_dataset(dataset, root=root, split="train", download=download)
+        test = create_dataset(dataset, root=root, split="validation", download=download)
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. You can use download=True ..."
+        raise DataUnavailableError(f"data.root: {dataset} is not in {root!r} ({e}); point data.root at its "
+                                   "folder or set data.download=true") from None
+    classes = tuple(str(c) for c in getattr(train, "classes", ()))
+    return _TorchSource(train, f"{dataset} train"), _TorchSource(test, f"{dataset} test"), classes
+
+
+def _folder_sources(path: Path) -> tuple[ImageSource, Optional[ImageSource], tuple[str, ...]]:
+    """A folder of class sub-folders, optionally under ``train/`` beside a held-out ``val/`` (:data:`_HELD_OUT`)."""
+    from timm.data import create_dataset, get_img_extensions
+
+    exts = get_img_extensions()
     train_dir = path / "train" if (path / "train").is_dir() else path
     held_dir = next((path / h for h in _HELD_OUT if (path / h).is_dir()), None) if train_dir != path else None
     class_dirs = sorted(d for d in train_dir.iterdir() if d.is_dir() and d.name not in _HELD_OUT)

@@ -31,6 +31,7 @@ from gcnas.arch import Architecture
 from gcnas.backbones.weights import BackboneWeights
 from gcnas.errors import ConfigError
 from gcnas.oneshot.supernet import Supernet, check_supernet_designs
+from gcnas.sections import SAMPLINGS, SCORES  # search.supernet_sampling and supernet_score: declared with the config
 from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.data import DataSplits, Split
 from gcnas.train import TrainResult, evaluate, fit
@@ -61,11 +62,6 @@ class _RandomTrial:
         if log:
             return math.exp(self.rng.uniform(math.log(low), math.log(high)))
         return self.rng.uniform(low, high)
-
-
-SAMPLINGS = ("uniform", "fair")
-# search.supernet_score: score(), gradient_score(), or gradient_and_loss_score() against a ScoreReference
-SCORES = ("accuracy", "gradient", "gradient_and_loss")
 
 
 class _FairTrial(_RandomTrial):

@@ -1,7 +1,9 @@
 """Where training runs: the device and the number of CPU threads, chosen the same way by every command.
 
 ``threads=auto`` means the cores this process may use: its CPU affinity, which a SLURM allocation, a cgroup or
-``taskset`` may make smaller than the machine (``os.cpu_count()`` would oversubscribe them).
+``taskset`` may make smaller than the machine (``os.cpu_count()`` would oversubscribe them). That count,
+:func:`~gcnas.machine.usable_cpus`, and the device words, :data:`gcnas.sections.DEVICES`, live below the layers (data
+sizes its loader workers by the first, composing a config checks the second) and are re-exported here.
 """
 from __future__ import annotations
 
@@ -11,18 +13,10 @@ from typing import Any
 import torch
 
 from gcnas.errors import ConfigError
+from gcnas.machine import usable_cpus
+from gcnas.sections import DEVICES
 
 __all__ = ["usable_cpus", "check_threads", "set_threads", "select_device", "DEVICES"]
-
-DEVICES = ("cpu", "cuda", "auto")
-
-
-def usable_cpus() -> int:
-    """The cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # no affinity API (macOS, Windows)
-        return os.cpu_count() or 1
 
 
 def check_threads(threads: Any) -> None:
