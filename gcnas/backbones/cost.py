@@ -20,8 +20,9 @@ from typing import Optional, Sequence
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+from gcnas.compat import TorchDispatchMode
 
 __all__ = ["Cost", "BlockCost", "measure_cost", "count_flops", "UncountedOpsWarning"]
 

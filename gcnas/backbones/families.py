@@ -28,6 +28,8 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from gcnas.compat import TIMM_EFFICIENTNET_BLOCKS
+
 __all__ = ["POSITIONS", "GENERIC_POSITIONS", "Anchor", "BlockRule", "Family", "FAMILIES"]
 
 POSITIONS = ("after_conv1", "after_conv2", "before_add", "after_add")
@@ -217,7 +219,7 @@ def _resnetv2_bottleneck(b):
     }
 
 
-_EFF = "timm.models._efficientnet_blocks"
+_EFF = TIMM_EFFICIENTNET_BLOCKS
 FAMILIES: tuple[Family, ...] = (
     Family("resnet", re.compile(r"^layer(\d+)\.(\d+)$"), 1, 0,
            (BlockRule("timm.models.resnet.BasicBlock", _resnet_basic),

@@ -29,6 +29,7 @@ from torch import nn
 
 from gcnas.arch import Architecture
 from gcnas.backbones.weights import BackboneWeights
+from gcnas.compat import BatchNormBase
 from gcnas.errors import ConfigError
 from gcnas.oneshot.supernet import Supernet, check_supernet_designs
 from gcnas.sections import SAMPLINGS, SCORES  # search.supernet_sampling and supernet_score: declared with the config
@@ -197,7 +198,7 @@ def train_supernet(net: Supernet, sampler: Callable[[], Architecture], data: Dat
 def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 128,
                           device: torch.device | str = "cpu") -> None:
     """Reset every BatchNorm's running statistics and re-estimate them (a plain average) over ``x``."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, BatchNormBase)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
