@@ -1,4 +1,6 @@
-"""One trial: suggest -> build -> cost and hard constraints -> proxy training with pruning -> objective values."""
+"""One trial, in named steps (:meth:`TrialRunner._run`): resolve (the enqueued architecture or the space's suggestion)
+-> dedupe (reuse the result of a trial with the same architecture and recipe) -> cost and hard constraints -> train
+with pruning (or the supernet's score) -> record (weights, wall time, objective values)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +10,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import IO, Any, Callable, Mapping, Optional
 
 import optuna
 import torch
@@ -38,6 +40,36 @@ WEIGHTS_FILE = "model.safetensors"  # in a trial's folder while the trial is amo
 ONESHOT_SCORE = "oneshot"  # the value of ``score`` of a trial the supernet scored (search.method=oneshot)
 METRICS = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 _CONSTRAINT_KEYS = (("max_params", "params"), ("max_flops", "flops"), ("max_latency_ms", "latency_ms"))
+
+
+_Told = tuple[optuna.trial.TrialState, Optional[list]]  # what the worker tells the study: state and values
+
+
+@dataclass
+class _Run:
+    """One trial while it runs: what it evaluates, where it writes, and its training curve."""
+
+    trial: optuna.Trial
+    t0: float  # time.perf_counter() when it started
+    tdir: Path
+    log: IO[str]
+    fixed: Optional[str]  # the enqueued architecture (YAML); None for a sampled one
+    replicate: int
+    role: str
+    arch: Optional[Architecture] = None
+    train_kw: dict = field(default_factory=dict)
+    key: str = ""  # the architecture's key
+    seed: int = 0  # the training seed
+    history: list[float] = field(default_factory=list)  # validation accuracy per epoch
+    train_seconds: float = 0.0
+
+    def note(self, msg: str) -> None:
+        """A line in the trial's log."""
+        self.log.write(msg + "\n")
+        self.log.flush()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
 
 
 @dataclass
@@ -111,8 +143,8 @@ class TrialRunner:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    # -- the trial ---------------------------------------------------------------------------------------------------
-    def __call__(self, study: optuna.Study, trial: optuna.Trial) -> tuple[optuna.trial.TrialState, Optional[list]]:
+    # -- the trial: resolve, dedupe, cost, train, record --------------------------------------------------------------
+    def __call__(self, study: optuna.Study, trial: optuna.Trial) -> _Told:
         """Run ``trial``; returns the state and values to ``tell`` (values None for pruned or failed)."""
         t0 = time.perf_counter()
         record.WORKER.set(trial, self.worker)
@@ -122,138 +154,171 @@ class TrialRunner:
         role = record.ROLE.get(trial, "searched")
         record.ROLE.set(trial, role)
         tdir = self.trial_dir(trial.number)
-        logf = (tdir / "log.txt").open("a")
+        with (tdir / "log.txt").open("a") as logf:
+            return self._run(study, _Run(trial, t0, tdir, logf, fixed, replicate, role))
 
-        def note(msg: str) -> None:
-            logf.write(msg + "\n")
-            logf.flush()
+    def _run(self, study: optuna.Study, run: "_Run") -> _Told:
+        """The named steps of one trial, each of which may end it."""
+        infeasible = self._resolve(run)
+        if infeasible is not None:
+            return self._infeasible(run.trial, run.note, infeasible, run.t0)
+        self._record_architecture(run)
+        dup = self._dedupe(study, run)
+        if dup is not None:
+            return self._reuse(run, dup)
+        model, cost = self._cost(run)
+        violated = self._check_constraints(run, cost)
+        if violated is not None:
+            return violated
+        if self.scorer is not None:  # one-shot: inherited weights, nothing trained
+            return self._score(run, cost)
+        return self._train(run, model, cost)
 
+    def _resolve(self, run: "_Run") -> Optional[str]:
+        """The architecture and training recipe: the enqueued one, or the space's suggestion; returns why the draw is
+        infeasible (the space's limits), None if it is not."""
+        run.train_kw = dict(self.trainer)
         try:
-            train_kw = dict(self.trainer)
-            try:
-                if fixed is not None:
-                    arch = Architecture.from_yaml(fixed, sites=self.space.sites)
-                    if replicate:  # part of the trial key, so replicates are trained, never taken as duplicates
-                        train_kw["seed"] = self.seed + replicate
-                else:
-                    arch = self.space.suggest(trial)
-                    train_kw.update(self.space.suggest_training(trial))
-            except InfeasibleArchitecture as e:
-                return self._infeasible(trial, note, f"search space limits: {e}", t0)
+            if run.fixed is not None:
+                run.arch = Architecture.from_yaml(run.fixed, sites=self.space.sites)
+                if run.replicate:  # part of the trial key, so replicates are trained, never taken as duplicates
+                    run.train_kw["seed"] = self.seed + run.replicate
+            else:
+                run.arch = self.space.suggest(run.trial)
+                run.train_kw.update(self.space.suggest_training(run.trial))
+        except InfeasibleArchitecture as e:
+            return f"search space limits: {e}"
+        return None
 
-            key = arch.key()
-            record.ARCH_KEY.set(trial, key)
-            record.ARCHITECTURE.set(trial, arch.to_yaml())
-            record.N_BLOCKS.set(trial, len(arch.placements))
-            record.TRAIN.set(trial, {k: v for k, v in train_kw.items() if k != "name"})
-            (tdir / "architecture.yaml").write_text(arch.to_yaml())
-            note(f"trial {trial.number} ({role}) worker {self.worker}: {len(arch.placements)} blocks, key {key}")
-            self.callbacks("trial_started", trial.number, role, arch, train_kw)
+    def _record_architecture(self, run: "_Run") -> None:
+        trial, arch, train_kw = run.trial, run.arch, run.train_kw
+        run.key = arch.key()
+        record.ARCH_KEY.set(trial, run.key)
+        record.ARCHITECTURE.set(trial, arch.to_yaml())
+        record.N_BLOCKS.set(trial, len(arch.placements))
+        record.TRAIN.set(trial, {k: v for k, v in train_kw.items() if k != "name"})
+        (run.tdir / "architecture.yaml").write_text(arch.to_yaml())
+        run.note(f"trial {trial.number} ({run.role}) worker {self.worker}: {len(arch.placements)} blocks, "
+                 f"key {run.key}")
+        self.callbacks("trial_started", trial.number, run.role, arch, run.train_kw)
 
-            train_part = json.dumps({k: v for k, v in sorted(train_kw.items()) if k != "name"}, sort_keys=True,
-                                    default=str)
-            trial_key = f"{key}-{hashlib.sha256(train_part.encode()).hexdigest()[:8]}"
-            record.TRIAL_KEY.set(trial, trial_key)  # set before looking, so concurrent twins see each other
-            dup = self._find_duplicate(study, trial_key, trial.number, note)
-            if dup is not None:
-                for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS, record.EPOCHS, record.HISTORY,
-                             record.CONSTRAINTS, record.INFEASIBLE, record.PRUNED_REASON):
-                    if attr.on(dup):
-                        attr.set(trial, attr.get(dup))
-                record.DUPLICATE_OF.set(trial, dup.number)
-                record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
-                note(f"same architecture and recipe as trial {dup.number}: its result is reused, nothing trained")
-                if dup.state == optuna.trial.TrialState.PRUNED:
-                    return optuna.trial.TrialState.PRUNED, None
-                return optuna.trial.TrialState.COMPLETE, list(dup.values)
+    def _dedupe(self, study: optuna.Study, run: "_Run") -> Optional[optuna.trial.FrozenTrial]:
+        """The trial key (architecture and recipe), recorded; and a finished trial with the same key, if any."""
+        train_part = json.dumps({k: v for k, v in sorted(run.train_kw.items()) if k != "name"}, sort_keys=True,
+                                default=str)
+        trial_key = f"{run.key}-{hashlib.sha256(train_part.encode()).hexdigest()[:8]}"
+        record.TRIAL_KEY.set(run.trial, trial_key)  # set before looking, so concurrent twins see each other
+        return self._find_duplicate(study, trial_key, run.trial.number, run.note)
 
-            seed = int(train_kw.get("seed", self.seed))  # a space may search the seed (the paper recipes do)
-            torch.manual_seed(seed)
-            model = build_model(arch, pretrained=self.weights.pretrained, pretrained_file=self.weights.file)
-            cost_obj = measure_cost(model, self.data.input_size, latency=self.needs_latency, repeats=10, warmup=3)
-            cost = {"params": cost_obj.params, "flops": cost_obj.flops, "latency_ms": cost_obj.latency_ms}
-            for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS):
-                attr.set(trial, cost[attr.name])
-            note(f"cost: {cost_obj.params:,} params, {cost_obj.flops / 1e6:.2f} MFLOPs"
+    def _reuse(self, run: "_Run", dup: optuna.trial.FrozenTrial) -> _Told:
+        """End the trial with the result of ``dup``, which evaluated the same architecture and recipe."""
+        for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS, record.EPOCHS, record.HISTORY,
+                     record.CONSTRAINTS, record.INFEASIBLE, record.PRUNED_REASON):
+            if attr.on(dup):
+                attr.set(run.trial, attr.get(dup))
+        record.DUPLICATE_OF.set(run.trial, dup.number)
+        record.WALL_TIME_S.set(run.trial, run.seconds())
+        run.note(f"same architecture and recipe as trial {dup.number}: its result is reused, nothing trained")
+        if dup.state == optuna.trial.TrialState.PRUNED:
+            return optuna.trial.TrialState.PRUNED, None
+        return optuna.trial.TrialState.COMPLETE, list(dup.values)
+
+    def _cost(self, run: "_Run") -> tuple[torch.nn.Module, dict]:
+        """The model, built with the trial's seed, and its cost (params, FLOPs, latency), recorded."""
+        run.seed = int(run.train_kw.get("seed", self.seed))  # a space may search the seed (the paper recipes do)
+        torch.manual_seed(run.seed)
+        model = build_model(run.arch, pretrained=self.weights.pretrained, pretrained_file=self.weights.file)
+        cost_obj = measure_cost(model, self.data.input_size, latency=self.needs_latency, repeats=10, warmup=3)
+        cost = {"params": cost_obj.params, "flops": cost_obj.flops, "latency_ms": cost_obj.latency_ms}
+        for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS):
+            attr.set(run.trial, cost[attr.name])
+        run.note(f"cost: {cost_obj.params:,} params, {cost_obj.flops / 1e6:.2f} MFLOPs"
                  + (f", {cost_obj.latency_ms:.2f} ms" if cost_obj.latency_ms is not None else ""))
+        return model, cost
 
-            violations = []
-            for limit_key, metric in _CONSTRAINT_KEYS:
-                limit = self.constraints.get(limit_key)
-                if limit is not None:
-                    violations.append((limit_key, float(cost[metric]) - float(limit), cost[metric], limit))
-            if any(v > 0 for _, v, _, _ in violations):
-                reason = "; ".join(f"{k[len('max_'):]} {value:,.6g} > constraints.{k}={limit:,.6g}"
-                                   for k, v, value, limit in violations if v > 0)
-                return self._infeasible(trial, note, reason, t0, {k: v for k, v, _, _ in violations})
-            self._set_constraints(trial, {k: v for k, v, _, _ in violations})
+    def _check_constraints(self, run: "_Run", cost: Mapping[str, float]) -> Optional[_Told]:
+        """The hard constraints: an architecture over one ends infeasible (returned); else its values are recorded."""
+        violations = []
+        for limit_key, metric in _CONSTRAINT_KEYS:
+            limit = self.constraints.get(limit_key)
+            if limit is not None:
+                violations.append((limit_key, float(cost[metric]) - float(limit), cost[metric], limit))
+        if any(v > 0 for _, v, _, _ in violations):
+            reason = "; ".join(f"{k[len('max_'):]} {value:,.6g} > constraints.{k}={limit:,.6g}"
+                               for k, v, value, limit in violations if v > 0)
+            return self._infeasible(run.trial, run.note, reason, run.t0, {k: v for k, v, _, _ in violations})
+        self._set_constraints(run.trial, {k: v for k, v, _, _ in violations})
+        return None
 
-            if self.scorer is not None:  # one-shot: inherited weights, nothing trained
-                accuracy = self.scorer(arch)  # search.supernet_score=gradient: the blocks' gradient, not an accuracy
-                kind = getattr(self.scorer, "kind", "accuracy")
-                record.SCORE.set(trial, ONESHOT_SCORE)
-                record.ONESHOT_SCORE.set(trial, kind)
-                record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
-                note(f"done: one-shot {kind} (supernet weights) {accuracy:.4g} in {time.perf_counter() - t0:.1f}s")
-                return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
+    def _score(self, run: "_Run", cost: Mapping[str, float]) -> _Told:
+        """search.method=oneshot: the supernet's score with inherited weights, nothing trained."""
+        accuracy = self.scorer(run.arch)  # search.supernet_score=gradient: the blocks' gradient, not an accuracy
+        kind = getattr(self.scorer, "kind", "accuracy")
+        record.SCORE.set(run.trial, ONESHOT_SCORE)
+        record.ONESHOT_SCORE.set(run.trial, kind)
+        record.WALL_TIME_S.set(run.trial, run.seconds())
+        run.note(f"done: one-shot {kind} (supernet weights) {accuracy:.4g} in {run.seconds():.1f}s")
+        return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
 
-            history: list[float] = []
-            single = len(self.metrics) == 1
+    def _on_epoch(self, run: "_Run") -> Callable[[EpochResult], None]:
+        """What each epoch does: log and report its accuracy, and let the pruner stop a searched trial."""
+        single, frozen = len(self.metrics) == 1, int(run.train_kw.get("freeze_backbone_epochs") or 0)
 
-            train_seconds = [0.0]
-            frozen = int(train_kw.get("freeze_backbone_epochs") or 0)
-
-            def on_epoch(er: EpochResult) -> None:
-                history.append(er.val_acc)
-                train_seconds[0] += er.seconds
-                note(f"epoch {er.epoch}: train loss {er.train_loss:.4f}, val loss {er.val_loss:.4f}, "
+        def on_epoch(er: EpochResult) -> None:
+            run.history.append(er.val_acc)
+            run.train_seconds += er.seconds
+            run.note(f"epoch {er.epoch}: train loss {er.train_loss:.4f}, val loss {er.val_loss:.4f}, "
                      f"val acc {er.val_acc:.4f} ({er.seconds:.1f}s)")
-                if self.on_epoch is not None:
-                    self.on_epoch(trial.number, er)
-                self.callbacks("epoch_ended", trial.number, er)
-                # The references' extra seeds measure the noise; as the pruner's evidence they would count the
-                # references three times over and set its median at theirs, pruning nearly every searched trial.
-                if single and not replicate:
-                    trial.report(er.val_acc, er.epoch)
-                    # the enqueued references always train in full: every delta and the noise floor are read from them.
-                    # While the backbone is frozen (trainer=finetune) an epoch shows how the blocks start, not how they
-                    # train (scale fusion starts at x/2): no pruning before the backbone has trained an epoch.
-                    if fixed is None and er.epoch > frozen and trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned after epoch {er.epoch} (val acc {er.val_acc:.4f})")
+            if self.on_epoch is not None:
+                self.on_epoch(run.trial.number, er)
+            self.callbacks("epoch_ended", run.trial.number, er)
+            # The references' extra seeds measure the noise; as the pruner's evidence they would count the
+            # references three times over and set its median at theirs, pruning nearly every searched trial.
+            if single and not run.replicate:
+                run.trial.report(er.val_acc, er.epoch)
+                # the enqueued references always train in full: every delta and the noise floor are read from them.
+                # While the backbone is frozen (trainer=finetune) an epoch shows how the blocks start, not how they
+                # train (scale fusion starts at x/2): no pruning before the backbone has trained an epoch.
+                if run.fixed is None and er.epoch > frozen and run.trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {er.epoch} (val acc {er.val_acc:.4f})")
 
-            try:
-                try:
-                    result = fit(model, self.data, train_kw, seed=seed, device=self.device, on_epoch=on_epoch,
-                                 test=False)
-                except optuna.TrialPruned as e:
-                    record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
-                    note(str(e))
-                    return optuna.trial.TrialState.PRUNED, None
-                except NonFiniteLossError as e:  # this architecture/recipe diverged: end it with the reason, go on
-                    record.PRUNED_REASON.set(trial, str(e))
-                    record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
-                    note(f"stopped: {e}")
-                    state = optuna.trial.TrialState.PRUNED if single else optuna.trial.TrialState.FAIL
-                    if not single:
-                        record.ERROR.set(trial, str(e))
-                    return state, None
-            finally:
-                # once per trial, however it ended (each write is a storage transaction; the intermediate values
-                # that pruning reads are reported every epoch)
-                if history:
-                    record.HISTORY.set(trial, history)
-                    record.TRAIN_SECONDS.set(trial, train_seconds[0])
-                    record.EPOCHS.set(trial, len(history))
-            accuracy = result.final_val_acc
-            if self.keep_weights > 0:
-                # Saved now, while the model exists; the worker deletes the files of trials that leave the top.
-                save_model(model, str(tdir / WEIGHTS_FILE), metadata={"arch_key": key})
-                record.WEIGHTS.set(trial, stored_path(self.study_dir, tdir / WEIGHTS_FILE))  # folder can move
-            record.WALL_TIME_S.set(trial, time.perf_counter() - t0)
-            note(f"done: val acc {accuracy:.4f} in {time.perf_counter() - t0:.1f}s")
-            return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
+        return on_epoch
+
+    def _train(self, run: "_Run", model: torch.nn.Module, cost: Mapping[str, float]) -> _Told:
+        """The proxy training, which the pruner may stop and a diverging loss ends; then the trial's record."""
+        trial, single = run.trial, len(self.metrics) == 1
+        try:
+            result = fit(model, self.data, run.train_kw, seed=run.seed, device=self.device,
+                         on_epoch=self._on_epoch(run), test=False)
+        except optuna.TrialPruned as e:
+            record.WALL_TIME_S.set(trial, run.seconds())
+            run.note(str(e))
+            return optuna.trial.TrialState.PRUNED, None
+        except NonFiniteLossError as e:  # this architecture/recipe diverged: end it with the reason, go on
+            record.PRUNED_REASON.set(trial, str(e))
+            record.WALL_TIME_S.set(trial, run.seconds())
+            run.note(f"stopped: {e}")
+            if not single:
+                record.ERROR.set(trial, str(e))
+            return (optuna.trial.TrialState.PRUNED if single else optuna.trial.TrialState.FAIL), None
         finally:
-            logf.close()
+            # once per trial, however it ended (each write is a storage transaction; the intermediate values
+            # that pruning reads are reported every epoch)
+            if run.history:
+                record.HISTORY.set(trial, run.history)
+                record.TRAIN_SECONDS.set(trial, run.train_seconds)
+                record.EPOCHS.set(trial, len(run.history))
+        return self._record_trained(run, model, result.final_val_acc, cost)
+
+    def _record_trained(self, run: "_Run", model: torch.nn.Module, accuracy: float,
+                        cost: Mapping[str, float]) -> _Told:
+        if self.keep_weights > 0:
+            # Saved now, while the model exists; the worker deletes the files of trials that leave the top.
+            save_model(model, str(run.tdir / WEIGHTS_FILE), metadata={"arch_key": run.key})
+            record.WEIGHTS.set(run.trial, stored_path(self.study_dir, run.tdir / WEIGHTS_FILE))  # folder can move
+        record.WALL_TIME_S.set(run.trial, run.seconds())
+        run.note(f"done: val acc {accuracy:.4f} in {run.seconds():.1f}s")
+        return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
 
     @staticmethod
     def _set_constraints(trial, values: Mapping[str, float]) -> None:
