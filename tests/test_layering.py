@@ -1,49 +1,175 @@
-"""DESIGN.md layering: blocks, backbones and the architecture never import optuna, hydra or wandb.
+"""DESIGN.md layering, checked through every module and every import it makes, direct or not.
 
-Two checks: no module of layers 1-3 names them in an import statement, and layers 1-3 (and loading an exported model)
-work in a process where they cannot be imported at all. (timm itself imports wandb when it is installed, inside a
-``try``, so "not in sys.modules" alone would test timm, not us.)
+Imports point down only: blocks (1) < backbones (2) < architecture (3) < space (4) < data (5) < train (5; it reads
+data, never the reverse) < one-shot (5b) < search (6) < track, export, report, analysis (7) < cli (8). Below the
+search nothing imports optuna, hydra, omegaconf or wandb (an exported model loads with torch + timm + gcnas alone;
+:mod:`gcnas.schema` imports OmegaConf only when it reads a config). Beside the layers, ``gcnas`` itself, the modules
+every layer may use and ``gcnas.conf`` (composing a config) import no layer, and no torch or timm where they need none.
+
+Two checks per rule. Every module of a package is imported in a fresh process where whatever that package must not
+reach cannot be imported at all, so an import three modules down fails as surely as a direct one (timm itself imports
+wandb inside a ``try``, so "not in sys.modules" alone would test timm, not us). And no module names such a package in
+any import statement, a function's deferred import included, which the first check cannot see.
 """
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-FORBIDDEN = ("optuna", "hydra", "wandb", "omegaconf")
-ROOT = Path(__file__).resolve().parents[1] / "gcnas"
-LOWER = [*sorted((ROOT / "blocks").glob("*.py")), *sorted((ROOT / "backbones").glob("*.py")), ROOT / "arch.py",
-         *sorted((ROOT / "oneshot").glob("*.py")),
-         ROOT / "registry.py", ROOT / "errors.py", ROOT / "machine.py", ROOT / "__init__.py"]
+import pytest
 
-# Makes the forbidden packages unimportable in a child process, as if they were not installed.
-BLOCKER = (
-    "import sys\n"
-    "class _Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    f"        if name.split('.')[0] in {FORBIDDEN!r}:\n"
-    "            raise ModuleNotFoundError(f'No module named {name!r} (blocked by the layering test)')\n"
-    "sys.meta_path.insert(0, _Block())\n"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "gcnas"
+
+SEARCH_MACHINERY = ("optuna", "hydra", "omegaconf", "wandb")
+HEAVY = ("torch", "timm", "optuna", "hydra", "omegaconf", "wandb")
+# gcnas's layers, bottom up; equal ranks may import each other
+RANK = {"gcnas.blocks": 1, "gcnas.backbones": 2, "gcnas.arch": 3, "gcnas.space": 4, "gcnas.data": 5,
+        "gcnas.train": 5.5, "gcnas.oneshot": 5.7, "gcnas.search": 6, "gcnas.track": 7, "gcnas.export": 7,
+        "gcnas.report": 7, "gcnas.analysis": 7, "gcnas.cli": 8, "gcnas.conf": 9}
+LAYERS = tuple(RANK)
+
+
+def above(package: str) -> tuple[str, ...]:
+    """The layers ``package`` must not import: its own rank's others excepted, every one not below it."""
+    return tuple(p for p in LAYERS if RANK[p] > RANK[package])
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    modules: tuple[str, ...]
+    libraries: tuple[str, ...]  # third-party packages none of the modules may import
+    layers: tuple[str, ...]     # gcnas packages none of the modules may import
+    deferred: bool = False      # its import statements name them, to run on first use only (gcnas's PEP 562 names)
+
+
+def modules_of(package: str) -> tuple[str, ...]:
+    """``package`` and every module in it (a module file is its own list)."""
+    path = ROOT / "conf" if package == "gcnas.conf" else PACKAGE.joinpath(*package.split(".")[1:])
+    if not path.is_dir():
+        return (package,)
+    return (package, *sorted(f"{package}.{f.stem}" for f in path.glob("*.py") if f.stem != "__init__"))
+
+
+def layer(package: str, libraries: tuple[str, ...]) -> Rule:
+    return Rule(package, modules_of(package), libraries, above(package))
+
+
+RULES = (
+    Rule("gcnas", ("gcnas",), HEAVY, LAYERS, deferred=True),  # its public names load on first use
+    # beside the layers: what every layer may use
+    Rule("torch-free", ("gcnas.errors", "gcnas.registry", "gcnas.files", "gcnas.stats", "gcnas.sections"), HEAVY,
+         LAYERS),
+    Rule("gcnas.schema", ("gcnas.schema",), HEAVY, LAYERS, deferred=True),  # OmegaConf when it reads
+    Rule("torch-only", ("gcnas.machine", "gcnas.compat"), HEAVY[1:], LAYERS),
+    Rule("gcnas.conf", ("gcnas.conf",), ("torch", "timm", "optuna", "wandb"), LAYERS[:-1]),  # composing a config
+    *(layer(p, SEARCH_MACHINERY) for p in ("gcnas.blocks", "gcnas.backbones", "gcnas.arch", "gcnas.space",
+                                          "gcnas.data", "gcnas.train", "gcnas.oneshot")),
+    layer("gcnas.search", ("hydra", "wandb")),
+    *(layer(p, ("hydra",)) for p in ("gcnas.track", "gcnas.export", "gcnas.report", "gcnas.analysis")),
 )
 
 
-def run_without_search_machinery(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, timeout=300)
+def blocker(libraries, layers) -> str:
+    """Code that makes ``libraries`` and gcnas's ``layers`` unimportable in this process, as if not installed."""
+    return (
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        top, sub = name.split('.')[0], '.'.join(name.split('.')[:2])\n"
+        f"        if top in {tuple(libraries)!r} or sub in {tuple(layers)!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r} (blocked by the layering test)', name=name)\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
 
 
-def test_lower_layers_name_no_search_machinery_in_imports():
+def run_blocked(code: str, libraries=SEARCH_MACHINERY, layers=()) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", blocker(libraries, layers) + code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+def import_failures(modules, libraries, layers) -> dict[str, str]:
+    code = ("import importlib, json\n"
+            "failed = {}\n"
+            f"for m in {tuple(modules)!r}:\n"
+            "    try:\n"
+            "        importlib.import_module(m)\n"
+            "    except Exception as e:\n"
+            "        failed[m] = f'{type(e).__name__}: {e}'\n"
+            "print(json.dumps(failed))\n")
+    out = run_blocked(code, libraries, layers)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+def test_every_module_imports_where_what_lies_above_it_is_missing(rule):
+    failed = import_failures(rule.modules, rule.libraries, rule.layers)
+    assert not failed, "\n".join(f"{m}: {e}" for m, e in failed.items())
+
+
+def source_of(module: str) -> Path:
+    if module == "gcnas.conf":
+        return ROOT / "conf" / "__init__.py"
+    path = PACKAGE.joinpath(*module.split(".")[1:])
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def named_imports(path: Path) -> list[str]:
+    """Every module an import statement in ``path`` names, deferred ones (inside a function) included."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names += [node.module] + [f"{node.module}.{a.name}" for a in node.names if node.module == "gcnas"]
+    return names
+
+
+@pytest.mark.parametrize("rule", [r for r in RULES if not r.deferred], ids=lambda r: r.name)
+def test_no_module_names_what_lies_above_it_even_in_a_deferred_import(rule):
     bad = []
-    for path in LOWER:
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            bad += [f"{path.relative_to(ROOT.parent)}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    for module in rule.modules:
+        path = source_of(module)
+        for name in named_imports(path):
+            if name.split(".")[0] in rule.libraries or ".".join(name.split(".")[:2]) in rule.layers:
+                bad.append(f"{path.relative_to(ROOT)}: {name}")
     assert not bad, bad
 
 
+def test_the_rules_cover_every_module_of_gcnas():
+    covered = {m for r in RULES for m in r.modules}
+    everything = {"gcnas", "gcnas.conf"} | {
+        ".".join(("gcnas", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+        for p in PACKAGE.rglob("*.py")}
+    assert everything - covered <= set(modules_of("gcnas.cli")), sorted(everything - covered)
+
+
+def test_composing_every_commands_config_loads_no_torch_timm_optuna_or_wandb():
+    """``gcnas.conf`` and Hydra's compose API need the config sections (gcnas.sections), not the code that runs them."""
+    code = ("import sys\n"
+            "import gcnas.conf\n"
+            "from hydra import compose, initialize_config_module\n"
+            "with initialize_config_module(config_module='gcnas.conf', version_base='1.3'):\n"
+            "    cfg = compose('config', overrides=['paths.root=/tmp/gcnas-layering'])\n"
+            "    for name in ('train', 'confirm', 'export', 'report', 'analyze'):\n"
+            "        compose(name)\n"
+            "print(cfg.study.n_trials, cfg.search.method, cfg.wandb.mode)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'timm', 'optuna', 'wandb'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    composed, loaded = out.stdout.strip().splitlines()[-2:]
+    assert composed.split()[:2] == ["20", "standalone"]
+    assert loaded == "[]"
+
+
 def test_lower_layers_work_where_the_search_machinery_is_missing():
-    out = run_without_search_machinery(
+    out = run_blocked(
         "import gcnas, gcnas.blocks, gcnas.blocks.convert, gcnas.backbones, gcnas.arch, torch\n"
         "arch = gcnas.Architecture.from_dict({'backbone': 'gcnas_resnet_tiny', 'placements': [\n"
         "    {'stages': [2, 3], 'blocks': 'all', 'position': 'before_add', 'spec': 'gc'}]})\n"
@@ -53,6 +179,9 @@ def test_lower_layers_work_where_the_search_machinery_is_missing():
     assert out.stdout.strip() == "(1, 1000)"
 
 
-def test_blocker_really_blocks():
-    out = run_without_search_machinery("import wandb\n")
+def test_the_blocker_blocks_libraries_and_layers_and_nothing_else():
+    out = run_blocked("import wandb\n")
     assert out.returncode != 0 and "blocked by the layering test" in out.stderr
+    failed = import_failures(("gcnas.errors", "gcnas.data", "gcnas.train"), (), ("gcnas.data",))
+    assert set(failed) == {"gcnas.data", "gcnas.train"}, failed  # train imports data, so it fails too
+    assert "blocked by the layering test" in failed["gcnas.train"]
