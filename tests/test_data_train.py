@@ -166,3 +166,30 @@ def test_validation_batches_are_capped_by_input_bytes():
     big = eval_batch_size(64, (3, 224, 224))
     assert 64 <= big < 512 and big * 4 * 3 * 224 * 224 <= EVAL_BATCH_BYTES
     assert eval_batch_size(256, (3, 224, 224)) == 256
+
+
+def test_one_architecture_is_seeded_built_costed_and_trained_as_by_hand():
+    """train_architecture is seed, build, cost, fit: the same weights, accuracy and cost as those steps by hand, and
+    a row with the caller's columns first."""
+    from gcnas.arch import Architecture, build_model
+    from gcnas.backbones import measure_cost
+    from gcnas.train.one import ArchitectureRun, train_architecture
+
+    d = load_data({"name": "synthetic", "size": 128, "val_size": 32})
+    arch = Architecture.from_dict({"backbone": "gcnas_resnet_tiny",
+                                   "backbone_kwargs": {"num_classes": 4, "in_chans": 1},
+                                   "placements": [{"stages": [2], "blocks": "all", "position": "before_add",
+                                                   "spec": "gc"}]})
+    recipe = {"epochs": 1, "batch_size": 32, "lr": 0.05}
+    run = train_architecture(arch, d, recipe, seed=5)
+    torch.manual_seed(5)
+    model = build_model(arch)
+    cost = measure_cost(model, d.input_size, latency=False)
+    by_hand = fit(model, d, recipe, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(run.model.state_dict().values(), model.state_dict().values()))
+    assert run.result.final_val_acc == by_hand.final_val_acc and run.cost.latency_ms is None
+    assert run.row(model="gc") == {"model": "gc", "seed": 5, "val_acc": by_hand.final_val_acc,
+                                   "test_acc": by_hand.test_acc, "params": cost.params, "flops": cost.flops}
+    assert list(run.row(model="gc"))[:2] == ["model", "seed"] and run.seconds > 0
+    with pytest.raises(RuntimeError, match="has not been trained"):
+        ArchitectureRun.build(arch, d.input_size, cost=False).row()

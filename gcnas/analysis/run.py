@@ -19,10 +19,9 @@ from gcnas.analysis.heatmaps import attention_figure
 from gcnas.analysis.nl_stats import NLStats, nl_statistics
 from gcnas.arch import Architecture, build_model, load_model
 from gcnas.backbones import backbone_data_config
-from gcnas.backbones.cost import measure_cost
 from gcnas.data import load_data
 from gcnas.errors import ConfigError
-from gcnas.train import fit
+from gcnas.train.one import ArchitectureRun
 
 __all__ = ["DESIGNS", "AnalysisResult", "run_analysis", "design_architecture"]
 
@@ -114,11 +113,41 @@ def _display(data, x: torch.Tensor):
     return img[:, 0] if img.shape[1] == 1 else np.transpose(img, (0, 2, 3, 1))
 
 
+@dataclass
+class _Sample:
+    """What the statistics and the figures read: validation images, and the ones drawn in the figure."""
+    images: torch.Tensor  # analysis.samples validation images, the statistics' input
+    figure: torch.Tensor  # analysis.figure_images of them, the figure's input
+    shown: Any  # the figure's images as displayed (normalisation undone)
+    queries: int  # query positions per figure image
+    out: Path
+
+
 def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
     """Run with a resolved ``analyze`` config (see ``conf/analyze.yaml``)."""
     t_start = time.perf_counter()
     out = Path(cfg["analysis"]["dir"])
     out.mkdir(parents=True, exist_ok=True)
+    designs, seeds, samples = _read_settings(cfg)
+    bb = cfg.get("backbone") or {}
+    data = load_data(cfg["data"], backbone_data=backbone_data_config(bb["name"], **(bb.get("kwargs") or {}))
+                     if bb.get("name") else None)
+    images = data.val.head(samples)[0]
+    queries = int(cfg["analysis"].get("queries", 4))
+    fig_images = data.val.head(int(cfg["analysis"].get("figure_images", 3)))[0]
+    sample = _Sample(images, fig_images, _display(data, fig_images), queries, out)
+    result = AnalysisResult(out)
+    if cfg.get("model"):  # an exported model: its statistics against the same architecture at initialisation
+        _analyse_exported(cfg["model"], seeds, sample, result)
+    else:
+        _compare_designs(cfg, data, designs, seeds, sample, result)
+    _write_results(result, out)
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _read_settings(cfg: Mapping[str, Any]) -> tuple[list[str], list[int], int]:
+    """``designs``, ``seeds`` and ``analysis.samples``, checked."""
     designs = list(cfg.get("designs") or [])
     seeds = list(cfg.get("seeds") or [])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -129,60 +158,67 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
     samples = cfg["analysis"].get("samples", 512)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ConfigError(f"analysis.samples: must be an integer >= 2; got {samples!r}")
-    bb = cfg.get("backbone") or {}
-    data = load_data(cfg["data"], backbone_data=backbone_data_config(bb["name"], **(bb.get("kwargs") or {}))
-                     if bb.get("name") else None)
-    images = data.val.head(samples)[0]
-    result = AnalysisResult(out)
-    queries_k = int(cfg["analysis"].get("queries", 4))
-    fig_images = data.val.head(int(cfg["analysis"].get("figure_images", 3)))[0]
+    return designs, seeds, samples
 
-    if cfg.get("model"):  # an exported model: its statistics against the same architecture at initialisation
-        model = load_model(cfg["model"])
-        arch = Architecture.from_yaml(Path(cfg["model"]) / "architecture.yaml")
-        for seed in seeds:
-            torch.manual_seed(seed)
-            for state, m in (("init", build_model(arch)), ("trained", model)):
-                if state == "trained" and seed != seeds[0]:
-                    continue
-                result.stats += [{"seed": seed, "state": state, "block": s.name, **_stat_values(s)}
-                                 for s in nl_statistics(m, images)]
-        result.figure = attention_figure(model, fig_images, _display(data, fig_images), out / "attention.png",
-                                         k=queries_k)
-    else:
-        bb = cfg["backbone"]
-        kwargs = {**(bb.get("kwargs") or {}), "in_chans": data.in_chans, "num_classes": data.num_classes}
-        weights = BackboneWeights.from_config(bb)
-        check_weights(bb["name"], weights, **kwargs)  # before any training
-        tr = dict(cfg["trainer"])
-        for seed in seeds:
-            for design in designs:
-                arch = design_architecture(design, bb["name"], kwargs, cfg["placement"])
-                torch.manual_seed(seed)
-                model = build_model(arch, pretrained=weights.pretrained, pretrained_file=weights.file)
-                if design == "nl":
-                    result.stats += [{"seed": seed, "state": "init", "block": s.name, **_stat_values(s)}
-                                     for s in nl_statistics(model, images)]
-                cost = measure_cost(model, data.input_size, latency=True, repeats=10, warmup=3)
-                t0 = time.perf_counter()
-                res = fit(model, data, tr, seed=seed)
-                seconds = time.perf_counter() - t0
-                test_acc = res.test_acc
-                result.runs.append({"design": design, "seed": seed, "val_acc": res.final_val_acc,
-                                    "test_acc": test_acc, "params": cost.params, "flops": cost.flops,
-                                    "latency_ms": cost.latency_ms, "seconds": seconds})
-                log.info("%s seed %d: val acc %.4f%s (%.0fs)", design, seed, res.final_val_acc,
-                         "" if test_acc is None else f", test acc {test_acc:.4f}", seconds)
-                if design == "nl":
-                    result.stats += [{"seed": seed, "state": "trained", "block": s.name, **_stat_values(s)}
-                                     for s in nl_statistics(model, images)]
-                    if seed == seeds[0]:
-                        result.figure = attention_figure(
-                            model, fig_images, _display(data, fig_images), out / "attention.png", k=queries_k,
-                            title=f"NL attention maps of four query positions after training (seed {seed})")
-                        attention_figure(build_model(arch), fig_images, _display(data, fig_images),
-                                         out / "attention_init.png", k=queries_k,
-                                         title="the same NL blocks at initialisation")
+
+def _nl_rows(model: torch.nn.Module, images: torch.Tensor, seed: int, state: str) -> list[dict]:
+    """The NL statistics of every NL block of ``model``, as rows of ``nl_statistics.csv``."""
+    return [{"seed": seed, "state": state, "block": s.name, **_stat_values(s)} for s in nl_statistics(model, images)]
+
+
+def _analyse_exported(folder: Any, seeds: list[int], sample: _Sample, result: AnalysisResult) -> None:
+    """An exported model's NL statistics (once) beside its architecture's at initialisation (each seed), and the
+    attention figure of the trained model."""
+    model = load_model(folder)
+    arch = Architecture.from_yaml(Path(folder) / "architecture.yaml")
+    for seed in seeds:
+        torch.manual_seed(seed)
+        for state, m in (("init", build_model(arch)), ("trained", model)):
+            if state == "trained" and seed != seeds[0]:
+                continue
+            result.stats += _nl_rows(m, sample.images, seed, state)
+    result.figure = attention_figure(model, sample.figure, sample.shown, sample.out / "attention.png",
+                                     k=sample.queries)
+
+
+def _compare_designs(cfg: Mapping[str, Any], data, designs: list[str], seeds: list[int], sample: _Sample,
+                     result: AnalysisResult) -> None:
+    """Every design trained with every seed (seed-major), on the backbone's starting weights."""
+    bb = cfg["backbone"]
+    kwargs = {**(bb.get("kwargs") or {}), "in_chans": data.in_chans, "num_classes": data.num_classes}
+    weights = BackboneWeights.from_config(bb)
+    check_weights(bb["name"], weights, **kwargs)  # before any training
+    tr = dict(cfg["trainer"])
+    for seed in seeds:
+        for design in designs:
+            arch = design_architecture(design, bb["name"], kwargs, cfg["placement"])
+            _train_design(design, arch, seed, seed == seeds[0], data, tr, weights, sample, result)
+
+
+def _train_design(design: str, arch: Architecture, seed: int, first_seed: bool, data, trainer: Mapping[str, Any],
+                  weights: BackboneWeights, sample: _Sample, result: AnalysisResult) -> None:
+    """One design with one seed: seed, build, cost, train (:class:`~gcnas.train.one.ArchitectureRun`) and its row;
+    for NL, its statistics before and after training, and with the first seed the attention figures."""
+    run = ArchitectureRun.build(arch, data.input_size, seed=seed, weights=weights, latency=True)
+    if design == "nl":
+        result.stats += _nl_rows(run.model, sample.images, seed, "init")
+    res = run.train(data, trainer)
+    result.runs.append({**run.row(design=design), "latency_ms": run.cost.latency_ms, "seconds": run.seconds})
+    log.info("%s seed %d: val acc %.4f%s (%.0fs)", design, seed, res.final_val_acc,
+             "" if res.test_acc is None else f", test acc {res.test_acc:.4f}", run.seconds)
+    if design != "nl":
+        return
+    result.stats += _nl_rows(run.model, sample.images, seed, "trained")
+    if first_seed:
+        result.figure = attention_figure(
+            run.model, sample.figure, sample.shown, sample.out / "attention.png", k=sample.queries,
+            title=f"NL attention maps of four query positions after training (seed {seed})")
+        attention_figure(build_model(arch), sample.figure, sample.shown, sample.out / "attention_init.png",
+                         k=sample.queries, title="the same NL blocks at initialisation")
+
+
+def _write_results(result: AnalysisResult, out: Path) -> None:
+    """The tables, ``nl_statistics.csv``, ``comparison.csv`` and ``analysis.md``."""
     result.stats_table = stats_table(result.stats) if result.stats else ""
     result.comparison_table = comparison_table(result.runs) if result.runs else ""
     _write_csv(out / "nl_statistics.csv", result.stats)
@@ -194,8 +230,6 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
     if result.comparison_table:
         md += ["## NL vs SNL vs GC vs SE vs none", "", result.comparison_table, ""]
     (out / "analysis.md").write_text("\n".join(md))
-    result.seconds = time.perf_counter() - t_start
-    return result
 
 
 def _stat_values(s: NLStats) -> dict:

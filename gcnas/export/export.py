@@ -147,7 +147,7 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
 def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overrides: Mapping[str, Any],
              device: str, why: str):
     from gcnas.data import load_data
-    from gcnas.train import fit
+    from gcnas.train.one import ArchitectureRun
     from gcnas.train.runtime import select_device
 
     cfg = record.CONFIG.get(study)
@@ -158,14 +158,13 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
     data = load_data(data_cfg, backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
     train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(record.TRAIN.get(t) or {})}
     seed = int(train.pop("seed", cfg.get("seed", 0)))
-    torch.manual_seed(seed)
     weights = BackboneWeights.from_config(cfg.get("backbone"))
-    model = build_model(arch, pretrained=weights.pretrained, pretrained_file=weights.file)
+    run = ArchitectureRun.build(arch, data.input_size, seed=seed, weights=weights, cost=False)
     device = select_device(device)
     log.warning("trial %d: %s; retraining it at its proxy fidelity (%s epochs on %s)", t.number, why, train["epochs"],
                 device)
-    result = fit(model, data.to(device), train, seed=seed, device=device, test=False)
-    return model, data, result.final_val_acc
+    result = run.train(data.to(device), train, device=device, test=False)
+    return run.model, data, result.final_val_acc
 
 
 def _hub_config(arch: Architecture, model: torch.nn.Module, pretrained_cfg: Mapping[str, Any]) -> dict:
@@ -252,15 +251,25 @@ def _inputs(hub: Optional[Mapping[str, Any]], no_hub: str, input_size) -> list[s
 def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: str, onnx_diff: float,
           input_size, hub: Optional[Mapping[str, Any]], no_hub: str, retrained_acc: Optional[float],
           confirmed: Optional[Sequence[Confirmed]] = None) -> str:
-    cfg = record.CONFIG.get(study) or {}
-    base = baseline_trial(study)
     metrics = record.METRICS.get(study) or ["accuracy"]
-    acc = t.values[0]
+    base = baseline_trial(study)
     lines = [f"# {arch.backbone} with {len(arch.placements)} global-context block(s): trial {t.number} of "
              f"`{study.study_name}`", "",
              f"Exported {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by gcnas-export. "
-             f"Chosen: {why}.", "", "## Metrics (proxy fidelity of the search)", "",
-             "| | value |", "|---|---:|",
+             f"Chosen: {why}.", ""]
+    lines += _card_metrics(study, t, base, metrics, retrained_acc)
+    lines += _card_confirmation(study, confirmed)
+    lines += _card_cost(t, base, input_size)
+    lines += _card_origin(study, t, arch, metrics, weights_source, onnx_diff)
+    lines += [*_inputs(hub, no_hub, input_size), *_card_usage(arch)]
+    return "\n".join(lines)
+
+
+def _card_metrics(study, t: FrozenTrial, base: Optional[FrozenTrial], metrics: Sequence[str],
+                  retrained_acc: Optional[float]) -> list[str]:
+    """The card's metrics: the trial's accuracy beside the plain backbone's (and the study's noise, when measured)."""
+    acc = t.values[0]
+    lines = ["## Metrics (proxy fidelity of the search)", "", "| | value |", "|---|---:|",
              f"| validation accuracy | {acc:.4f} |"]
     noise = noise_floor(study)
     if noise is not None and noise.baseline:
@@ -276,43 +285,62 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
         lines.append(f"| validation accuracy of the exported (retrained) weights | {retrained_acc:.4f} |")
     for m, v in zip(metrics[1:], t.values[1:]):
         lines.append(f"| objective {m} | {v:g} |")
-    lines += [f"| epochs | {record.EPOCHS.get(t, '?')} |", ""]
-    if confirmed:
-        info = record.CONFIRMATION.get(study) or {}
-        fidelity = ", ".join(f"{k}={v}" for part in ("trainer", "data") for k, v in (info.get(part) or {}).items())
-        lines += ["## Confirmation (fresh seeds, paired with the plain backbone)", "",
-                  f"Study `{info.get('study', '?')}`: each architecture retrained with {info.get('seeds', '?')} seeds "
-                  f"from {info.get('first_seed', '?')} at the search's fidelity"
-                  + (f" with {fidelity}" if fidelity else "") + ".", "", confirmation_table(confirmed), ""]
-    lines += ["## Cost", "", "| | value |", "|---|---:|",
-              f"| parameters | {record.PARAMS.get(t, 0):,} |",
-              f"| FLOPs at {tuple(input_size)} | {record.FLOPS.get(t, 0):,} |"]
+    return lines + [f"| epochs | {record.EPOCHS.get(t, '?')} |", ""]
+
+
+def _card_confirmation(study, confirmed: Optional[Sequence[Confirmed]]) -> list[str]:
+    """The card's confirmation section, when the study was confirmed."""
+    if not confirmed:
+        return []
+    info = record.CONFIRMATION.get(study) or {}
+    fidelity = ", ".join(f"{k}={v}" for part in ("trainer", "data") for k, v in (info.get(part) or {}).items())
+    return ["## Confirmation (fresh seeds, paired with the plain backbone)", "",
+            f"Study `{info.get('study', '?')}`: each architecture retrained with {info.get('seeds', '?')} seeds "
+            f"from {info.get('first_seed', '?')} at the search's fidelity"
+            + (f" with {fidelity}" if fidelity else "") + ".", "", confirmation_table(confirmed), ""]
+
+
+def _card_cost(t: FrozenTrial, base: Optional[FrozenTrial], input_size) -> list[str]:
+    """The card's cost table, as the search measured it."""
+    lines = ["## Cost", "", "| | value |", "|---|---:|",
+             f"| parameters | {record.PARAMS.get(t, 0):,} |",
+             f"| FLOPs at {tuple(input_size)} | {record.FLOPS.get(t, 0):,} |"]
     if record.LATENCY_MS.get(t) is not None:
         lines.append(f"| CPU latency (batch 1, search machine) | {record.LATENCY_MS.get(t):.2f} ms |")
     if base is not None:
         lines.append(f"| parameters vs plain | {record.PARAMS.get(t, 0) - record.PARAMS.get(base, 0):+,} |")
+    return lines
+
+
+def _card_origin(study, t: FrozenTrial, arch: Architecture, metrics: Sequence[str], weights_source: str,
+                 onnx_diff: float) -> list[str]:
+    """The card's provenance: study, trial, machine, recipe, starting and exported weights, the ONNX check."""
+    cfg = record.CONFIG.get(study) or {}
     trainer = {**{k: v for k, v in (cfg.get("trainer") or {}).items() if k != "name"}, **(record.TRAIN.get(t) or {})}
-    lines += ["", "## Where it came from", "",
-              f"- study `{study.study_name}`, search space `{record.SEARCH_SPACE.get(study, '?')}`, backbone "
-              f"`{arch.backbone}`, data `{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}",
-              f"- trial {t.number} ({record.ROLE.get(t, 'searched')}), architecture key "
-              f"`{record.ARCH_KEY.get(t, arch.key())}`",
-              f"- measured on: {record.MACHINE.get(t, 'not recorded (a study from before gcnas recorded machines)')}; "
-              "another CPU gives other numbers (other floating-point kernels)",
-              "- training: " + ", ".join(f"{k}={v}" for k, v in sorted(trainer.items())),
-              f"- backbone started from: {BackboneWeights.from_config(cfg.get('backbone')).describe()}",
-              f"- weights: {'kept by the search' if weights_source == 'kept' else 'retrained at the trial fidelity'}",
-              f"- ONNX checked with onnxruntime: max abs difference to torch {onnx_diff:.2e} "
-              f"(tolerance {ONNX_TOLERANCE:g})", "", *_inputs(hub, no_hub, input_size),
-              "## How to load", "", "```python", "import gcnas",
-              "from timm.data import create_transform, resolve_data_config", "",
-              "model = gcnas.load_model(\"path/to/this/folder\")  # torch + timm + gcnas; weights via safetensors",
-              "transform = create_transform(**resolve_data_config(model=model))  # PIL image -> input tensor", "```",
-              "", "ONNX: `onnxruntime.InferenceSession(\"model.onnx\")`, input `input`, output `logits`, dynamic "
-              "batch.",
-              "Retrain at full fidelity: `gcnas-train arch=path/to/this/folder/architecture.yaml trainer=full`.", "",
-              "## Architecture", "", "```yaml", arch.to_yaml().rstrip(), "```", ""]
-    return "\n".join(lines)
+    return ["", "## Where it came from", "",
+            f"- study `{study.study_name}`, search space `{record.SEARCH_SPACE.get(study, '?')}`, backbone "
+            f"`{arch.backbone}`, data `{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}",
+            f"- trial {t.number} ({record.ROLE.get(t, 'searched')}), architecture key "
+            f"`{record.ARCH_KEY.get(t, arch.key())}`",
+            f"- measured on: {record.MACHINE.get(t, 'not recorded (a study from before gcnas recorded machines)')}; "
+            "another CPU gives other numbers (other floating-point kernels)",
+            "- training: " + ", ".join(f"{k}={v}" for k, v in sorted(trainer.items())),
+            f"- backbone started from: {BackboneWeights.from_config(cfg.get('backbone')).describe()}",
+            f"- weights: {'kept by the search' if weights_source == 'kept' else 'retrained at the trial fidelity'}",
+            f"- ONNX checked with onnxruntime: max abs difference to torch {onnx_diff:.2e} "
+            f"(tolerance {ONNX_TOLERANCE:g})", ""]
+
+
+def _card_usage(arch: Architecture) -> list[str]:
+    """The card's closing sections: how to load the folder, and the architecture."""
+    return ["## How to load", "", "```python", "import gcnas",
+            "from timm.data import create_transform, resolve_data_config", "",
+            "model = gcnas.load_model(\"path/to/this/folder\")  # torch + timm + gcnas; weights via safetensors",
+            "transform = create_transform(**resolve_data_config(model=model))  # PIL image -> input tensor", "```",
+            "", "ONNX: `onnxruntime.InferenceSession(\"model.onnx\")`, input `input`, output `logits`, dynamic "
+            "batch.",
+            "Retrain at full fidelity: `gcnas-train arch=path/to/this/folder/architecture.yaml trainer=full`.", "",
+            "## Architecture", "", "```yaml", arch.to_yaml().rstrip(), "```", ""]
 
 
 def _check_free(final: Path, overwrite: bool) -> None:
@@ -368,64 +396,81 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
     study's folder, where the kept weights are looked up; by default the folder of a SQLite or journal storage file
     (the default layout, ``sqlite:///<paths.root>/studies.db``), else ``outputs`` under the current directory.
     ``device`` (cpu, cuda or auto) retrains a trial whose weights were not kept."""
-    from safetensors.torch import save_model
-
     study = open_study(storage, study_name)
     confirmed = confirmation(study, storage)
     t, why = choose_trial(study, trial, pick, confirmed)
-    source = t
+    source = t  # the trial whose weights these are: a duplicate reused another trial's training
     if record.DUPLICATE_OF.on(t):
         source = study.get_trials(deepcopy=False)[int(record.DUPLICATE_OF.get(t))]
     arch = Architecture.from_yaml(record.ARCHITECTURE.get(t))
     final = Path(out_dir) if out_dir else Path("exports") / study_name / f"trial-{t.number}"
     _check_free(final, overwrite)
     study_dir = study_folder(_default_root(storage) if root is None else Path(root), study_name)
+    w = _exported_weights(study, t, source, arch, study_dir, retrain, data_overrides or {}, device)
+    model = w.model.cpu().eval()
+    hub = None if w.preprocessing is None else _hub_config(arch, model, w.preprocessing)
+    if hub is None:
+        log.warning("trial %d is exported without %s: %s; timm's default preprocessing for %s will not be how it was "
+                    "validated", t.number, CONFIG_FILE, w.no_hub, arch.backbone)
+    in_chans = int(arch.backbone_kwargs.get("in_chans", 3))
+    input_size = tuple(hub["pretrained_cfg"]["input_size"] if hub else
+                       record.INPUT_SIZE.get(study) or (in_chans, 224, 224))
+    out = ExportResult(final, t.number, w.source, float("nan"), why)
+
+    def card(onnx_diff: float) -> str:
+        return _card(study, t, arch, why, w.source, onnx_diff, input_size, hub, w.no_hub, w.retrained_acc, confirmed)
+
+    metadata = {"arch_key": arch.key(), "study": study_name, "trial": str(t.number)}
+    _write_atomically(final, overwrite, lambda tmp: _fill(tmp, out, model, arch, metadata, hub, input_size, card))
+    return out
+
+
+@dataclass
+class _Weights:
+    """The weights an export ships, where they came from, and the preprocessing they were validated with."""
+    model: torch.nn.Module
+    source: str  # "kept" | "retrained"
+    preprocessing: Optional[dict]  # None: not recorded, for the reason in no_hub
+    no_hub: str
+    retrained_acc: Optional[float] = None
+
+
+def _exported_weights(study: optuna.Study, t: FrozenTrial, source: FrozenTrial, arch: Architecture, study_dir: Path,
+                      retrain: bool, data_overrides: Mapping[str, Any], device: str) -> _Weights:
+    """The trial's kept weights, else (with ``retrain``) weights retrained at the trial's proxy fidelity."""
     kept = resolve_stored(study_dir, record.WEIGHTS.get(source))
-    retrained_acc = None
     if kept is not None and kept.is_file():
         model = build_model(arch)
         load_weights(model, kept, key="trial", against=f"trial {source.number}'s architecture",
                      fix="delete the file to retrain the trial instead")
-        weights_source = "kept"
-        preprocessing, no_hub = _study_preprocessing(study, arch, data_overrides or {})
+        return _Weights(model, "kept", *_study_preprocessing(study, arch, data_overrides))
+    if kept is None:
+        missing = "its weights were not kept (study.keep_weights keeps the top trials only)"
+    elif not study_dir.is_dir():
+        missing = (f"its kept weights are not at {kept}: there is no study folder {study_dir} (if the study was "
+                   f"moved, give paths.root=<the folder that holds it now>)")
     else:
-        if kept is None:
-            missing = "its weights were not kept (study.keep_weights keeps the top trials only)"
-        elif not study_dir.is_dir():
-            missing = (f"its kept weights are not at {kept}: there is no study folder {study_dir} (if the study was "
-                       f"moved, give paths.root=<the folder that holds it now>)")
-        else:
-            missing = f"its kept weights are not at {kept} (deleted when it left the study's top study.keep_weights)"
-        if not retrain:
-            raise ConfigError(f"trial: trial {t.number}: {missing}; allow retraining (retrain=true) or export a kept "
-                              f"trial")
-        model, data, retrained_acc = _retrain(study, source, arch, data_overrides or {}, device, missing)
-        weights_source = "retrained"
-        preprocessing, no_hub = data.pretrained_cfg(), ""
-    model = model.cpu().eval()
-    hub = None if preprocessing is None else _hub_config(arch, model, preprocessing)
-    if hub is None:
-        log.warning("trial %d is exported without %s: %s; timm's default preprocessing for %s will not be how it was "
-                    "validated", t.number, CONFIG_FILE, no_hub, arch.backbone)
-    in_chans = int(arch.backbone_kwargs.get("in_chans", 3))
-    input_size = tuple(hub["pretrained_cfg"]["input_size"] if hub else
-                       record.INPUT_SIZE.get(study) or (in_chans, 224, 224))
-    out = ExportResult(final, t.number, weights_source, float("nan"), why)
+        missing = f"its kept weights are not at {kept} (deleted when it left the study's top study.keep_weights)"
+    if not retrain:
+        raise ConfigError(f"trial: trial {t.number}: {missing}; allow retraining (retrain=true) or export a kept "
+                          f"trial")
+    model, data, retrained_acc = _retrain(study, source, arch, data_overrides, device, missing)
+    return _Weights(model, "retrained", data.pretrained_cfg(), "", retrained_acc)
 
-    def fill(tmp: Path) -> None:
-        (tmp / "architecture.yaml").write_text(arch.to_yaml())
-        save_model(model, str(tmp / WEIGHTS_FILE), metadata={"arch_key": arch.key(), "study": study_name,
-                                                               "trial": str(t.number)})
-        if hub is not None:
-            (tmp / CONFIG_FILE).write_text(json.dumps(hub, indent=2) + "\n")
-        diff = _onnx(model, input_size, tmp / "model.onnx")
-        if not diff <= ONNX_TOLERANCE:
-            raise ConfigError(f"model.onnx: onnxruntime differs from torch by {diff:.3g} (> {ONNX_TOLERANCE:g}); "
-                              f"the export was not written")
-        out.onnx_max_abs_diff = diff
-        (tmp / "MODEL_CARD.md").write_text(_card(study, t, arch, why, weights_source, diff, input_size, hub, no_hub,
-                                                 retrained_acc, confirmed))
-        out.files = sorted(p.name for p in tmp.iterdir())
 
-    _write_atomically(final, overwrite, fill)
-    return out
+def _fill(tmp: Path, out: ExportResult, model: torch.nn.Module, arch: Architecture, metadata: Mapping[str, str],
+          hub: Optional[Mapping[str, Any]], input_size, card) -> None:
+    """Write the export's files into ``tmp``: architecture, weights, timm's config, ONNX (checked), the card."""
+    from safetensors.torch import save_model
+
+    (tmp / "architecture.yaml").write_text(arch.to_yaml())
+    save_model(model, str(tmp / WEIGHTS_FILE), metadata=dict(metadata))
+    if hub is not None:
+        (tmp / CONFIG_FILE).write_text(json.dumps(hub, indent=2) + "\n")
+    diff = _onnx(model, input_size, tmp / "model.onnx")
+    if not diff <= ONNX_TOLERANCE:
+        raise ConfigError(f"model.onnx: onnxruntime differs from torch by {diff:.3g} (> {ONNX_TOLERANCE:g}); "
+                          f"the export was not written")
+    out.onnx_max_abs_diff = diff
+    (tmp / "MODEL_CARD.md").write_text(card(diff))
+    out.files = sorted(p.name for p in tmp.iterdir())

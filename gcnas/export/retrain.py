@@ -20,17 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-import torch
-
-from gcnas.arch import Architecture, build_model
+from gcnas.arch import Architecture
 from gcnas.backbones import BackboneWeights, backbone_data_config
 from gcnas.backbones.weights import check_weights
-from gcnas.backbones.cost import measure_cost
 from gcnas.data import DataSplits, load_data
 from gcnas.errors import ConfigError
 from gcnas.track import WandbSession
-from gcnas.train import TrainerConfig, check_checkpoint, fit
+from gcnas.train import TrainerConfig, check_checkpoint
 from gcnas.train.distributed import init_distributed, is_main_process
+from gcnas.train.one import ArchitectureRun
 from gcnas.train.runtime import select_device
 
 __all__ = ["TrainReport", "retrain", "load_architecture", "comparison_table", "run_identity", "default_dir_name"]
@@ -165,10 +163,7 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
 def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, data, data_cfg, trainer: dict,
              out: Path, device: str, resume: bool, main: bool = True,
              weights: Optional[BackboneWeights] = None, identity: Optional[Mapping[str, Any]] = None) -> dict:
-    torch.manual_seed(seed)
-    weights = weights or BackboneWeights()
-    model = build_model(arch, pretrained=weights.pretrained, pretrained_file=weights.file)
-    cost = measure_cost(model, data.input_size, latency=False)
+    run = ArchitectureRun.build(arch, data.input_size, seed=seed, weights=weights)
     run_dir = out / name / f"seed{seed}"
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -185,10 +180,8 @@ def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, da
             log.info("%s seed %d epoch %d/%d: train loss %.4f, val acc %.4f (%.1fs)", name, seed, er.epoch,
                      trainer["epochs"], er.train_loss, er.val_acc, er.seconds)
 
-    result = fit(model, data, trainer, seed=seed, device=device, ckpt_dir=run_dir, resume=resume, on_epoch=on_epoch,
-                 identity=identity)
-    row = {"model": name, "seed": seed, "val_acc": result.final_val_acc, "test_acc": result.test_acc,
-           "params": cost.params, "flops": cost.flops, "seconds": result.seconds, "dir": str(run_dir),
-           "resumed_from": result.resumed_from}
+    result = run.train(data, trainer, device=device, ckpt_dir=run_dir, resume=resume, on_epoch=on_epoch,
+                       identity=identity)
+    row = {**run.row(model=name), "seconds": result.seconds, "dir": str(run_dir), "resumed_from": result.resumed_from}
     session.finish(key, {k: v for k, v in row.items() if k not in ("dir", "model")})
     return row
