@@ -33,8 +33,8 @@ from torch import nn
 from gcnas.backbones.families import GENERIC_POSITIONS, POSITIONS
 from gcnas.backbones.insert import insert
 from gcnas.backbones.sites import Site, blocks_by_stage, create_backbone, list_sites, position_order, sites_by_key
-from gcnas.blocks import (CONTEXTS, GATES, NL_DEFAULTS, NL_MODES, NORMS, TRANSFORMS, TRANSFORMS_WITH_NORM,
-                          TRANSFORMS_WITH_RATIO, GlobalContextBlock, NonLocalBlock, block_preset, parse_fusion)
+from gcnas.blocks import (CONTEXTS, GATES, NL_DEFAULTS, NL_MODES, NORMS, TRANSFORMS, block_arguments, create_block,
+                          design_fields, parse_fusion)
 from gcnas.blocks.layers import ACTIVATIONS
 from gcnas.blocks.transform import check_ratio
 from gcnas.errors import ConfigError
@@ -65,8 +65,9 @@ def _err(where: str, msg: str) -> ConfigError:
 class BlockSpec:
     """What block goes at a site: a member of the global context framework (``kind="gc"``) or an NL block.
 
-    Fields that the chosen transform does not use are canonicalised away (``ratio`` for ``conv``/``identity``,
-    ``norm`` outside ``bottleneck``, ``act`` outside ``bottleneck``/``se``), so equal blocks compare and hash equal.
+    Fields that the design does not use are canonicalised away (``ratio`` for ``conv``/``identity``, ``norm`` outside
+    ``bottleneck``, ``act`` outside ``bottleneck``/``se``, ``gate`` without ``scale``: what the registries declare,
+    read through :func:`gcnas.blocks.design_fields`), so equal blocks compare and hash equal.
     """
 
     context: str = "att"
@@ -80,65 +81,53 @@ class BlockSpec:
     mode: Optional[str] = None
 
     def __post_init__(self) -> None:
-        where = "spec"
         if self.kind == "nl":
-            ratio = NL_DEFAULTS["ratio"] if self.ratio is None else self.ratio
-            mode = self.mode or NL_DEFAULTS["mode"]
-            if mode not in NL_MODES:
-                raise _err(where, f"mode must be one of {', '.join(map(repr, NL_MODES))}; got {mode!r}")
-            check_ratio(ratio, where)
-            canon = dict(context=None, transform=None, ratio=float(ratio), fusion=("add",), norm=None, act=None,
-                         gate="sigmoid", mode=mode)
+            canon = self._canonical_nl()
         elif self.kind == "gc":
-            if self.context not in CONTEXTS:
-                raise _err(where, CONTEXTS.unknown_message(self.context))
-            if self.transform not in TRANSFORMS:
-                raise _err(where, TRANSFORMS.unknown_message(self.transform))
-            fusion = parse_fusion(self.fusion)
-            if self.gate not in GATES:
-                raise _err(where, GATES.unknown_message(self.gate))
-            if self.norm is not None and self.norm not in NORMS:
-                raise _err(where, NORMS.unknown_message(self.norm) + " or null")
-            if self.act is not None and self.act not in ACTIVATIONS:
-                raise _err(where, ACTIVATIONS.unknown_message(self.act) + " or null")
-            uses_ratio = self.transform in TRANSFORMS_WITH_RATIO
-            if uses_ratio:
-                check_ratio(self.ratio, where)
-            canon = dict(
-                context=self.context, transform=self.transform,
-                ratio=float(self.ratio) if uses_ratio else None, fusion=fusion,
-                norm=self.norm if self.transform in TRANSFORMS_WITH_NORM else None,
-                act=self.act if uses_ratio else None,
-                gate=self.gate if "scale" in fusion else "sigmoid", mode=None)
+            canon = self._canonical_gc()
         else:
-            raise _err(where, f"kind must be 'gc' or 'nl'; got {self.kind!r}")
+            raise _err("spec", f"kind must be 'gc' or 'nl'; got {self.kind!r}")
         for k, v in canon.items():
             object.__setattr__(self, k, v)
 
+    def _canonical_nl(self) -> dict[str, Any]:
+        ratio = NL_DEFAULTS["ratio"] if self.ratio is None else self.ratio
+        mode = self.mode or NL_DEFAULTS["mode"]
+        if mode not in NL_MODES:
+            raise _err("spec", f"mode must be one of {', '.join(map(repr, NL_MODES))}; got {mode!r}")
+        check_ratio(ratio, "spec")
+        return dict(context=None, transform=None, ratio=float(ratio), fusion=("add",), norm=None, act=None,
+                    gate="sigmoid", mode=mode)
+
+    def _canonical_gc(self) -> dict[str, Any]:
+        """The fields validated, and those the design does not use (gcnas.blocks.design_fields) at their blank."""
+        for registry, value in ((CONTEXTS, self.context), (TRANSFORMS, self.transform)):
+            if value not in registry:
+                raise _err("spec", registry.unknown_message(value))
+        fusion = parse_fusion(self.fusion)
+        for registry, value, blank in ((GATES, self.gate, ""), (NORMS, self.norm, " or null"),
+                                       (ACTIVATIONS, self.act, " or null")):
+            if (value is not None or not blank) and value not in registry:
+                raise _err("spec", registry.unknown_message(value) + blank)
+        fields = design_fields(self.transform, fusion)
+        if "ratio" in fields:
+            check_ratio(self.ratio, "spec")
+        return dict(context=self.context, transform=self.transform,
+                    ratio=float(self.ratio) if "ratio" in fields else None, fusion=fusion,
+                    norm=self.norm if "norm" in fields else None, act=self.act if "act" in fields else None,
+                    gate=self.gate if "gate" in fields else "sigmoid", mode=None)
+
     @classmethod
     def from_value(cls, value: Any, where: str = "spec") -> "BlockSpec":
-        """From a preset name, a dict (optionally with ``preset`` plus overrides) or a BlockSpec."""
+        """From a preset name, a dict (optionally with ``preset`` plus overrides) or a BlockSpec: the forms
+        :func:`gcnas.blocks.block_arguments` reads for every caller."""
         if isinstance(value, BlockSpec):
             return value
-        if isinstance(value, str):
-            try:
-                return cls(**block_preset(value))
-            except ValueError as e:
-                raise _err(where, str(e)) from None
-        if not isinstance(value, Mapping):
-            raise _err(where, f"must be a preset name or a mapping of block arguments; got {value!r}")
-        unknown = set(value) - _SPEC_KEYS
+        unknown = set(value) - _SPEC_KEYS if isinstance(value, Mapping) else set()
         if unknown:
             raise _err(where, f"unknown keys {sorted(unknown)}; valid keys are {sorted(_SPEC_KEYS)}")
-        kw = dict(value)
-        base = {}
-        if "preset" in kw:
-            try:
-                base = block_preset(kw.pop("preset"))
-            except ValueError as e:
-                raise _err(where, str(e)) from None
-        kw = {**base, **kw}
-        if "fusion" in kw and isinstance(kw["fusion"], list):
+        kw = block_arguments(value, where)
+        if isinstance(kw.get("fusion"), list):
             kw["fusion"] = tuple(kw["fusion"])
         try:
             return cls(**kw)
@@ -153,14 +142,11 @@ class BlockSpec:
                 "act": self.act, "gate": self.gate}
 
     def build(self, channels: int) -> nn.Module:
-        """The block for ``channels`` channels."""
-        if self.kind == "nl":
-            return NonLocalBlock(channels, ratio=self.ratio, mode=self.mode)
-        kw = dict(context=self.context, transform=self.transform, fusion=list(self.fusion), norm=self.norm,
-                  act=self.act, gate=self.gate)
-        if self.ratio is not None:
-            kw["ratio"] = self.ratio
-        return GlobalContextBlock(channels, **kw)
+        """The block for ``channels`` channels (:func:`gcnas.blocks.create_block`, as every placement is built)."""
+        kw = self.to_dict()
+        if kw.get("ratio") is None:
+            kw.pop("ratio")
+        return create_block(channels, **kw)
 
 
 @dataclass(frozen=True)

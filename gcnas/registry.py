@@ -8,7 +8,8 @@ bad value and the valid names, so callers can pass the message straight to the u
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from types import MappingProxyType
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 from gcnas.errors import ConfigError
 
@@ -35,14 +36,18 @@ class Registry(Generic[T]):
     def __init__(self, what: str) -> None:
         self.what = what
         self._items: dict[str, T] = {}
+        self._traits: dict[str, Mapping[str, Any]] = {}
 
-    def register(self, name: str, item: T | None = None) -> Callable[[T], T] | T:
-        """Register ``item`` under ``name``; without ``item``, return a decorator."""
+    def register(self, name: str, item: T | None = None, **traits: Any) -> Callable[[T], T] | T:
+        """Register ``item`` under ``name``, with what the entry declares (``traits``, e.g. which block fields a
+        transform uses), so callers ask the registry instead of keeping their own lists; without ``item``, return a
+        decorator."""
 
         def add(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.what} {name!r} is already registered")
             self._items[name] = obj
+            self._traits[name] = MappingProxyType(dict(traits))
             return obj
 
         return add if item is None else add(item)
@@ -52,6 +57,15 @@ class Registry(Generic[T]):
         if isinstance(name, str) and name in self._items:
             return self._items[name]
         raise UnknownNameError(self.unknown_message(name, owner=owner))
+
+    def traits(self, name: str, *, owner: str = "") -> Mapping[str, Any]:
+        """What the entry ``name`` declared when it was registered (read-only; empty if nothing)."""
+        self.get(name, owner=owner)
+        return self._traits[name]
+
+    def declaring(self, trait: str) -> list[str]:
+        """The names whose entries declare ``trait``, in registration order."""
+        return [n for n in self._items if trait in self._traits[n]]
 
     def unknown_message(self, name: object, *, owner: str = "") -> str:
         where = f"{owner}: " if owner else ""

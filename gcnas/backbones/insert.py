@@ -71,23 +71,17 @@ def _as_request(p: Any) -> _Request:
 def build_block(spec: Any, channels: int) -> nn.Module:
     """The module a placement's spec describes, for ``channels`` input channels.
 
-    ``spec`` is an object with ``build(channels)`` (``gcnas.arch.BlockSpec``), a preset name, or a dict of
-    ``GlobalContextBlock`` arguments (``kind: nl`` for a ``NonLocalBlock`` with ``ratio`` and ``mode``).
+    ``spec`` is an object with ``build(channels)`` (``gcnas.arch.BlockSpec``), or what ``BlockSpec.from_value``
+    reads, through the same path (:func:`gcnas.blocks.block_arguments`, :func:`gcnas.blocks.create_block`): a preset
+    name (``nl`` too), or a dict of ``GlobalContextBlock`` arguments, optionally with ``preset`` whose arguments it
+    overrides (``kind: nl`` for a ``NonLocalBlock`` with ``ratio`` and ``mode``).
     """
-    from gcnas.blocks import GlobalContextBlock, NonLocalBlock, preset
+    from gcnas.blocks import block_arguments, create_block
 
     if hasattr(spec, "build"):
         return spec.build(channels)
-    if isinstance(spec, str):
-        return GlobalContextBlock(channels, **preset(spec))
-    if isinstance(spec, Mapping):
-        kw = dict(spec)
-        kind = kw.pop("kind", "gc")
-        if kind == "nl":
-            return NonLocalBlock(channels, **kw)
-        if kind != "gc":
-            raise ConfigError(f"spec: kind must be 'gc' or 'nl'; got {kind!r}")
-        return GlobalContextBlock(channels, **kw)
+    if isinstance(spec, (str, Mapping)):
+        return create_block(channels, **block_arguments(spec))
     raise ConfigError(f"spec must be a BlockSpec, a preset name or a dict of block arguments; got {spec!r}")
 
 
@@ -128,7 +122,8 @@ def insert(model: nn.Module, placements: Iterable[Any], input_size: Optional[tup
         ValueError: a site the model lacks, two blocks at one site, or ``replace`` where the site has no attention
             module; the message names the site and the valid ones. Nothing is inserted then.
     """
-    requests = sorted((_as_request(p) for p in placements), key=lambda r: (r.stage, r.block, position_order(r.position)))
+    requests = sorted((_as_request(p) for p in placements),
+                      key=lambda r: (r.stage, r.block, position_order(r.position)))
     if sites is None:
         sites = resolve_sites(model, input_size, warn=False)
     by_key = sites_by_key(sites)  # a position's aliases name its site too
@@ -153,29 +148,34 @@ def insert(model: nn.Module, placements: Iterable[Any], input_size: Optional[tup
 
     modules = dict(model.named_modules())
     for r, site, block in plan:
-        param = next(modules[site.block_module].parameters(), None)
-        if param is not None:
-            block.to(device=param.device, dtype=param.dtype if param.is_floating_point() else None)
-        if r.replace:
-            parent_name, _, attr = site.attention.rpartition(".")
-            setattr(modules[parent_name], attr, block)
-            continue
-        host, host_name = _host(model, site.block_module)
-
-        def name(position: str) -> str:
-            return f"gcnas_{position}" if host_name == site.block_module else \
-                f"gcnas_s{site.stage}_b{site.block}_{position}"
-
-        host.add_module(name(site.position), block)
-        if site.aliases:
-            host.register_load_state_dict_pre_hook(_AliasKeys(name(site.position),
-                                                              [name(a) for a in site.aliases]))
-        anchor = modules[site.module]
-        if site.anchor.kind == "pre":
-            anchor.register_forward_pre_hook(_ApplyBefore(block))
-        else:
-            anchor.register_forward_hook(_ApplyAfter(block))
+        _attach(model, modules, site, block, r.replace)
     return [site for _, site, _ in plan]
+
+
+def _attach(model: nn.Module, modules: dict[str, nn.Module], site: Site, block: nn.Module, replace: bool) -> None:
+    """Put ``block`` at ``site``: in place of its attention module (``replace``), or as a child of the residual block
+    that runs through a hook on the anchor."""
+    param = next(modules[site.block_module].parameters(), None)
+    if param is not None:
+        block.to(device=param.device, dtype=param.dtype if param.is_floating_point() else None)
+    if replace:
+        parent_name, _, attr = site.attention.rpartition(".")
+        setattr(modules[parent_name], attr, block)
+        return
+    host, host_name = _host(model, site.block_module)
+
+    def name(position: str) -> str:
+        return f"gcnas_{position}" if host_name == site.block_module else \
+            f"gcnas_s{site.stage}_b{site.block}_{position}"
+
+    host.add_module(name(site.position), block)
+    if site.aliases:
+        host.register_load_state_dict_pre_hook(_AliasKeys(name(site.position), [name(a) for a in site.aliases]))
+    anchor = modules[site.module]
+    if site.anchor.kind == "pre":
+        anchor.register_forward_pre_hook(_ApplyBefore(block))
+    else:
+        anchor.register_forward_hook(_ApplyAfter(block))
 
 
 class _AliasKeys:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gcnas.blocks.layers import init_official_
 from gcnas.registry import Registry
 
-__all__ = ["CONTEXTS", "AvgContext", "AttentionContext", "attention_weights", "pool"]
+__all__ = ["CONTEXTS", "AvgContext", "AttentionContext", "attention_weights", "pool", "pool_context"]
 
 
 def attention_weights(x3: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,6 +59,18 @@ def pool(x3: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return torch.bmm(x3, p.unsqueeze(-1)).squeeze(-1)
 
 
+def pool_context(x: torch.Tensor, mask_weight: torch.Tensor | None = None, mask_bias: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Context modeling of ``x`` (B, C, H, W), once for every caller: the context vector (B, C) and the attention
+    weights (B, H*W) with the mask conv's parameters (``att``), or the mean and ``None`` without them (``avg``)."""
+    if mask_weight is None:
+        return x.mean(dim=(2, 3)), None
+    b, c, h, w = x.shape
+    x3 = x.reshape(b, c, h * w)
+    p = attention_weights(x3, mask_weight, mask_bias)
+    return pool(x3, p), p
+
+
 class AvgContext(nn.Module):
     """Global average pooling (SE's squeeze)."""
 
@@ -69,7 +82,7 @@ class AvgContext(nn.Module):
         pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3))
+        return pool_context(x)[0]
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The uniform weights average pooling gives every position, shape (B, H*W)."""
@@ -87,9 +100,7 @@ class AttentionContext(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # Official GCNet initialisation: Kaiming normal, fan_in, zero bias.
-        nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")
-        nn.init.zeros_(self.conv_mask.bias)
+        init_official_(kaiming=[self.conv_mask])
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The query-independent attention map, shape (B, H*W), summing to one over positions."""
@@ -97,12 +108,12 @@ class AttentionContext(nn.Module):
         return attention_weights(x.reshape(b, c, h * w), self.conv_mask.weight, self.conv_mask.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        x3 = x.reshape(b, c, h * w)
-        return pool(x3, attention_weights(x3, self.conv_mask.weight, self.conv_mask.bias))
+        return pool_context(x, self.conv_mask.weight, self.conv_mask.bias)[0]
 
 
+# ``supernet``: how the one-shot supernet shares the entry's weights ("mask": one attention conv per site, read by every
+# att candidate; "weightless"); an entry without it is refused there.
 CONTEXTS: Registry[type] = Registry("context")
-CONTEXTS.register("avg", AvgContext)
-CONTEXTS.register("att", AttentionContext)
+CONTEXTS.register("avg", AvgContext, supernet="weightless")
+CONTEXTS.register("att", AttentionContext, supernet="mask")
 

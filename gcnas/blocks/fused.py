@@ -16,7 +16,9 @@ and two extra full-size buffers. Here the gradient of x is assembled in one pass
 
 Nothing full-size is saved beyond the input itself. The transforms keep ordinary autograd: their graph is built in the
 forward on a detached copy of c and differentiated in the backward. This path is used for training in eager mode;
-inference, ``torch.compile``, tracing and ONNX export use the plain composition of the same operations.
+inference, ``torch.compile``, tracing and ONNX export use the plain composition of the same operations. The forward
+here is that composition's pieces (:func:`~gcnas.blocks.context.pool_context`, the block's transform terms,
+:func:`~gcnas.blocks.fusion.fuse`) with the transforms' graph kept apart; only the backward is written out.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.autograd.function import once_differentiable
 
-from gcnas.blocks.context import attention_weights, pool
+from gcnas.blocks.context import pool, pool_context
 from gcnas.blocks.fusion import fuse
 
 if TYPE_CHECKING:
@@ -45,18 +47,11 @@ def _rowdot(a3: torch.Tensor, b3: torch.Tensor) -> torch.Tensor:
 class _GlobalContextFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, block, mask_weight, mask_bias, *params):  # noqa: D401 - autograd signature
-        b, c, h, w = x.shape
-        x3 = x.reshape(b, c, h * w)
-        if mask_weight is not None:
-            p = attention_weights(x3, mask_weight)
-            pooled = pool(x3, p)
-        else:
-            p = None
-            pooled = x.mean(dim=(2, 3))
+        pooled, p = pool_context(x, mask_weight)  # the bias has no effect on p (see context.py)
         with torch.enable_grad():
             cvec = pooled.detach().requires_grad_()
             gate, add = block.transform_terms(cvec)
-        out = fuse(x, None if gate is None else gate.detach().to(x.dtype), None if add is None else add.detach().to(x.dtype))
+        out = fuse(x, None if gate is None else gate.detach(), None if add is None else add.detach())
         ctx.save_for_backward(x, mask_weight, p, pooled)
         ctx.inner = (cvec, gate, add)
         ctx.params = params

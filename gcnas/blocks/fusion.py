@@ -47,8 +47,11 @@ def parse_fusion(fusion: FusionArg, *, owner: str = "") -> tuple[str, ...]:
 
 
 def fuse(x: torch.Tensor, gate: torch.Tensor | None, add: torch.Tensor | None) -> torch.Tensor:
-    """``x * gate + add`` with either term absent; ``gate`` and ``add`` are (B, C), x is (B, C, H, W)."""
+    """``x * gate + add`` with either term absent; ``gate`` and ``add`` are (B, C), x is (B, C, H, W). The terms take
+    x's dtype (a transform may run in another precision under autocast)."""
     b, c = x.shape[:2]
+    gate = None if gate is None else gate.to(x.dtype)
+    add = None if add is None else add.to(x.dtype)
     if gate is not None and add is not None:
         return torch.addcmul(add.reshape(b, c, 1, 1), x, gate.reshape(b, c, 1, 1))  # one pass over x
     if gate is not None:

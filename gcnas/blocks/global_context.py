@@ -21,11 +21,11 @@ from gcnas.blocks.context import CONTEXTS
 from gcnas.blocks.fused import global_context_fused
 from gcnas.blocks.fusion import FusionArg, fuse, parse_fusion
 from gcnas.blocks.layers import GATES, NORMS, ActArg, act_name, create_act, create_gate
-from gcnas.blocks.transform import (TRANSFORMS, TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO, check_ratio,
-                                    hidden_channels_for)
+from gcnas.blocks.design import design_fields
+from gcnas.blocks.transform import TRANSFORMS, Stage, check_ratio, hidden_channels_for, transform_terms
 from gcnas.errors import ConfigError
 
-__all__ = ["GlobalContextBlock", "DegenerateBlockWarning"]
+__all__ = ["GlobalContextBlock", "DegenerateBlockWarning", "global_context_forward"]
 
 
 class DegenerateBlockWarning(UserWarning):
@@ -39,6 +39,45 @@ def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ConfigError(f"{_OWNER}: {name} must be a positive integer; got {value!r}")
     return int(value)
+
+
+def global_context_forward(x: torch.Tensor, context: Stage, scale: Stage | None, add: Stage | None,
+                           gate: Stage | None) -> torch.Tensor:
+    """A design's forward, the one both :class:`GlobalContextBlock` and the one-shot supernet's choice run: context
+    modeling ``context(x)`` (B, C), the fusion terms ``gate(scale(c))`` and ``add(c)`` (None: that fusion is absent),
+    then fusion into every position of ``x``."""
+    return fuse(x, *transform_terms(context(x), scale, add, gate))
+
+
+def _check_arguments(context: Any, transform: Any, ratio: Any, fusion: Any, norm: Any, gate: Any, norm_eps: Any,
+                     act: Any) -> tuple[str, ...]:
+    """A ConfigError naming the first bad argument, before anything is built; else the canonical fusion."""
+    CONTEXTS.get(context, owner=_OWNER)
+    TRANSFORMS.get(transform, owner=_OWNER)
+    check_ratio(ratio, _OWNER)
+    fusions = parse_fusion(fusion, owner=_OWNER)
+    if norm is not None and norm not in NORMS:
+        raise ConfigError(NORMS.unknown_message(norm, owner=_OWNER) + " or None")
+    GATES.get(gate, owner=_OWNER)
+    if isinstance(norm_eps, bool) or not isinstance(norm_eps, numbers.Real) or not norm_eps > 0:
+        raise ConfigError(f"{_OWNER}: norm_eps must be a positive number; got {norm_eps!r}")
+    create_act(act, owner=_OWNER)
+    return fusions
+
+
+def _hidden_width(channels: int, ratio: float, hidden_channels: Any) -> tuple[int, float]:
+    """The hidden width of a ratio-reduced transform, and the ratio it stands for (``hidden_channels`` wins)."""
+    if hidden_channels is None:
+        hidden = hidden_channels_for(channels, ratio)
+        if hidden < 1:
+            raise ConfigError(
+                f"{_OWNER}: ratio={ratio!r} leaves no hidden channel for channels={channels} "
+                f"(floor({channels} * {ratio!r}) = 0); valid ratios are in [1/{channels}, 1]")
+        return hidden, ratio
+    hidden = _check_positive_int("hidden_channels", hidden_channels)
+    if hidden > channels:
+        raise ConfigError(f"{_OWNER}: hidden_channels must be in [1, channels={channels}]; got {hidden}")
+    return hidden, hidden / channels
 
 
 class GlobalContextBlock(nn.Module):
@@ -84,32 +123,12 @@ class GlobalContextBlock(nn.Module):
     ) -> None:
         super().__init__()
         channels = _check_positive_int("channels", channels)
-        context_cls = CONTEXTS.get(context, owner=_OWNER)
-        make_transform = TRANSFORMS.get(transform, owner=_OWNER)
-        check_ratio(ratio, _OWNER)
-        fusions = parse_fusion(fusion, owner=_OWNER)
-        if norm is not None and norm not in NORMS:
-            raise ConfigError(NORMS.unknown_message(norm, owner=_OWNER) + " or None")
-        GATES.get(gate, owner=_OWNER)
-        if isinstance(norm_eps, bool) or not isinstance(norm_eps, numbers.Real) or not norm_eps > 0:
-            raise ConfigError(f"{_OWNER}: norm_eps must be a positive number; got {norm_eps!r}")
-        create_act(act, owner=_OWNER)  # validates the activation before anything is built
-
-        if transform in TRANSFORMS_WITH_RATIO:
-            if hidden_channels is None:
-                hidden = hidden_channels_for(channels, ratio)
-                if hidden < 1:
-                    raise ConfigError(
-                        f"{_OWNER}: ratio={ratio!r} leaves no hidden channel for channels={channels} "
-                        f"(floor({channels} * {ratio!r}) = 0); valid ratios are in [1/{channels}, 1]")
-            else:
-                hidden = _check_positive_int("hidden_channels", hidden_channels)
-                if hidden > channels:
-                    raise ConfigError(f"{_OWNER}: hidden_channels must be in [1, channels={channels}]; got {hidden}")
-                ratio = hidden / channels
-        else:
-            hidden = None
-        if hidden == 1 and transform in TRANSFORMS_WITH_NORM and norm == "layernorm":
+        fusions = _check_arguments(context, transform, ratio, fusion, norm, gate, norm_eps, act)
+        fields = design_fields(transform, fusions, owner=_OWNER)
+        hidden = None
+        if "ratio" in fields:
+            hidden, ratio = _hidden_width(channels, ratio, hidden_channels)
+        if hidden == 1 and "norm" in fields and norm == "layernorm":
             warnings.warn(f"{_OWNER}: ratio={ratio!r} leaves 1 hidden channel for channels={channels}, and LayerNorm "
                           "over one channel outputs a constant: this block adds the same vector to every input, no "
                           f"global context. Use ratio >= {2 / channels:g} or norm=None", DegenerateBlockWarning,
@@ -120,14 +139,15 @@ class GlobalContextBlock(nn.Module):
         self.transform_name = transform
         self.ratio = float(ratio)
         self.fusion = fusions
-        self.norm_name = norm if transform in TRANSFORMS_WITH_NORM else None
-        self.act_name = act_name(act) if transform in TRANSFORMS_WITH_RATIO else None
+        self.norm_name = norm if "norm" in fields else None
+        self.act_name = act_name(act) if "act" in fields else None
         self.gate_name = gate
         self.hidden_channels = hidden
         self.norm_eps = float(norm_eps)
         self.fused = None if fused is None else bool(fused)
 
-        self.context = context_cls(channels)
+        self.context = CONTEXTS.get(context)(channels)
+        make_transform = TRANSFORMS.get(transform)
         build = lambda: make_transform(channels, hidden, norm, act, norm_eps, _OWNER)  # noqa: E731
         self.scale_transform = build() if "scale" in fusions else None
         self.add_transform = build() if "add" in fusions else None
@@ -170,9 +190,7 @@ class GlobalContextBlock(nn.Module):
 
     def transform_terms(self, c: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The fusion terms for context ``c`` (B, C): the gate (after the sigmoid) and the additive term."""
-        gate = self.gate(self.scale_transform(c)) if self.scale_transform is not None else None
-        add = self.add_transform(c) if self.add_transform is not None else None
-        return gate, add
+        return transform_terms(c, self.scale_transform, self.add_transform, self.gate)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The block's query-independent attention map over positions, (B, H*W); uniform for ``avg`` context."""
@@ -192,8 +210,7 @@ class GlobalContextBlock(nn.Module):
             raise ConfigError(f"{_OWNER}: expected input of shape (B, {self.channels}, H, W); got {tuple(x.shape)}")
         if self._use_fused(x):
             return global_context_fused(self, x)
-        gate, add = self.transform_terms(self.context(x))
-        return fuse(x, None if gate is None else gate.to(x.dtype), None if add is None else add.to(x.dtype))
+        return global_context_forward(x, self.context, self.scale_transform, self.add_transform, self.gate)
 
     def extra_repr(self) -> str:
         s = f"{self.channels}, context={self.context_name!r}, transform={self.transform_name!r}"

@@ -7,15 +7,15 @@ names.
 from __future__ import annotations
 
 import copy
-from typing import Union
-
+from typing import Iterable, Optional, Union
 
 from torch import nn
 
 from gcnas.errors import ConfigError
 from gcnas.registry import Registry
 
-__all__ = ["ACTIVATIONS", "NORMS", "GATES", "ActArg", "create_act", "act_name", "create_norm", "create_gate"]
+__all__ = ["ACTIVATIONS", "NORMS", "GATES", "ActArg", "create_act", "act_name", "create_norm", "create_gate",
+           "init_official_"]
 
 ActArg = Union[str, type, nn.Module, None]
 
@@ -46,7 +46,9 @@ GATES.register("hard_sigmoid", nn.Hardsigmoid)
 
 NORMS: Registry[object] = Registry("norm")
 # The transform runs on the pooled context, a (B, C) vector: LayerNorm over C is the paper's LayerNorm over [C, 1, 1].
-NORMS.register("layernorm", lambda c, eps: nn.LayerNorm(c, eps=eps))
+# ``supernet``: the name of the one-shot supernet's shared MLP family whose affine parameters it slices with the hidden
+# width (LayerNorm normalises the slice alone); BatchNorm's running statistics cannot be sliced, so it declares none.
+NORMS.register("layernorm", lambda c, eps: nn.LayerNorm(c, eps=eps), supernet="ln")
 NORMS.register("batchnorm", lambda c, eps: nn.BatchNorm1d(c, eps=eps))
 
 
@@ -86,3 +88,15 @@ def create_gate(gate: str, *, owner: str = "") -> nn.Module:
     return GATES.get(gate, owner=owner)()
 
 
+def init_official_(*, kaiming: Iterable[Optional[nn.Module]] = (), zero: Iterable[Optional[nn.Module]] = ()) -> None:
+    """The official GCNet initialisation, the one every block and the one-shot supernet use: the attention conv (and
+    the NL block's embeddings) Kaiming normal (fan_in, for ReLU) with zero bias, and the last layer of every
+    transform zero, weight and bias, so an ``add`` block starts as the identity. ``None`` entries are skipped."""
+    for layer in kaiming:
+        if layer is not None:
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    for layer in zero:
+        if layer is not None:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)

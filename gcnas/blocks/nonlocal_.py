@@ -27,6 +27,7 @@ import numbers
 import torch
 from torch import nn
 
+from gcnas.blocks.layers import init_official_
 from gcnas.blocks.transform import check_ratio
 from gcnas.errors import ConfigError
 
@@ -74,12 +75,7 @@ class NonLocalBlock(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for conv in (self.theta, self.phi, self.g):
-            if conv is not None:
-                nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
-                nn.init.zeros_(conv.bias)
-        nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        init_official_(kaiming=[self.theta, self.phi, self.g], zero=[self.conv_out])
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """All attention maps, (B, N, N): row i is the map of query position i over the N = H*W positions."""

@@ -18,20 +18,17 @@ identity function.
 from __future__ import annotations
 
 import numbers
+from typing import Callable
 
 import torch
 from torch import nn
 
-from gcnas.blocks.layers import ActArg, create_act, create_norm
+from gcnas.blocks.layers import ActArg, create_act, create_norm, init_official_
 from gcnas.errors import ConfigError
 from gcnas.registry import Registry
 
 __all__ = ["TRANSFORMS", "TRANSFORMS_WITH_RATIO", "TRANSFORMS_WITH_NORM", "MLPTransform", "ConvTransform",
-           "IdentityTransform", "hidden_channels_for", "is_ratio", "check_ratio"]
-
-TRANSFORMS_WITH_RATIO = ("bottleneck", "se")
-TRANSFORMS_WITH_NORM = ("bottleneck",)
-
+           "IdentityTransform", "hidden_channels_for", "is_ratio", "check_ratio", "transform_terms"]
 
 def is_ratio(value: object) -> bool:
     """A reduction ratio (of a transform, or of the NL block's embedding) is a real number in (0, 1]."""
@@ -51,6 +48,16 @@ def hidden_channels_for(channels: int, ratio: float) -> int:
     The small tolerance keeps ratios such as ``planes / channels`` read back from a checkpoint exact.
     """
     return int(channels * ratio + 1e-6)
+
+
+Stage = Callable[[torch.Tensor], torch.Tensor]  # a transform or a gate: a module, or a function of the supernet's
+
+
+def transform_terms(c: torch.Tensor, scale: Stage | None, add: Stage | None,
+                    gate: Stage | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The fusion terms of context ``c`` (B, C): ``gate(scale(c))`` and ``add(c)``, each None where its transform is
+    (a design without that fusion)."""
+    return (gate(scale(c)) if scale is not None else None), (add(c) if add is not None else None)
 
 
 class MLPTransform(nn.Module):
@@ -73,8 +80,7 @@ class MLPTransform(nn.Module):
         self.fc1.reset_parameters()
         if hasattr(self.norm, "reset_parameters"):
             self.norm.reset_parameters()
-        nn.init.zeros_(self.fc2.weight)
-        nn.init.zeros_(self.fc2.bias)
+        init_official_(zero=[self.fc2])
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.norm(self.fc1(c))))
@@ -93,8 +99,7 @@ class ConvTransform(nn.Module):
         return self.fc
 
     def reset_parameters(self) -> None:
-        nn.init.zeros_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
+        init_official_(zero=[self.fc])
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         return self.fc(c)
@@ -112,8 +117,19 @@ class IdentityTransform(nn.Module):
         return c
 
 
+# Each entry declares the design fields it reads (``uses``: gcnas.blocks.design.design_fields answers every caller from
+# these) and how the one-shot supernet shares its weights between candidates (``supernet``: "mlp", one MLP per norm
+# whose width is sliced; "linear", one C -> C layer; "weightless"); an entry without ``supernet`` is refused there.
 TRANSFORMS: Registry[object] = Registry("transform")
-TRANSFORMS.register("bottleneck", lambda c, h, norm, act, eps, owner: MLPTransform(c, h, norm, act, eps, owner=owner))
-TRANSFORMS.register("se", lambda c, h, norm, act, eps, owner: MLPTransform(c, h, None, act, eps, owner=owner))
-TRANSFORMS.register("conv", lambda c, h, norm, act, eps, owner: ConvTransform(c))
-TRANSFORMS.register("identity", lambda c, h, norm, act, eps, owner: IdentityTransform())
+TRANSFORMS.register("bottleneck", lambda c, h, norm, act, eps, owner: MLPTransform(c, h, norm, act, eps, owner=owner),
+                    uses=("ratio", "norm", "act"), supernet="mlp")
+TRANSFORMS.register("se", lambda c, h, norm, act, eps, owner: MLPTransform(c, h, None, act, eps, owner=owner),
+                    uses=("ratio", "act"), supernet="mlp")
+TRANSFORMS.register("conv", lambda c, h, norm, act, eps, owner: ConvTransform(c), uses=(), supernet="linear")
+TRANSFORMS.register("identity", lambda c, h, norm, act, eps, owner: IdentityTransform(), uses=(),
+                    supernet="weightless")
+
+# The built-in transforms that use ratio / norm, as these names have always listed them; code asks design_fields,
+# which also knows transforms registered later.
+TRANSFORMS_WITH_RATIO = tuple(n for n in TRANSFORMS if "ratio" in TRANSFORMS.traits(n)["uses"])
+TRANSFORMS_WITH_NORM = tuple(n for n in TRANSFORMS if "norm" in TRANSFORMS.traits(n)["uses"])

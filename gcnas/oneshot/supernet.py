@@ -28,6 +28,7 @@ Layer: imports blocks, backbones and the architecture; never optuna, hydra or wa
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import torch
@@ -38,38 +39,48 @@ from gcnas.arch import Architecture, BlockSpec
 from gcnas.backbones import create_backbone, insert
 from gcnas.backbones.sites import Site
 from gcnas.backbones.weights import BackboneWeights, file_sha256
-from gcnas.blocks import GlobalContextBlock
-from gcnas.blocks.context import attention_weights, pool
-from gcnas.blocks.fusion import fuse
-from gcnas.blocks.layers import create_act, create_gate
-from gcnas.blocks.transform import TRANSFORMS_WITH_NORM, TRANSFORMS_WITH_RATIO, hidden_channels_for
+from gcnas.blocks import CONTEXTS, NORMS, TRANSFORMS, GlobalContextBlock, design_fields
+from gcnas.blocks.context import pool_context
+from gcnas.blocks.global_context import global_context_forward
+from gcnas.blocks.layers import create_act, create_gate, init_official_
+from gcnas.blocks.transform import hidden_channels_for
 from gcnas.errors import ConfigError
 
 __all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs"]
 
 SHARES = ("site", "stage")  # search.supernet_share: what one set of candidate weights serves
 
-_SUPPORTED = {"context": ("att", "avg"), "transform": ("bottleneck", "se", "conv", "identity"),
-              "norm": ("layernorm", None)}
+
+def _shared(registry, name: str) -> Optional[str]:
+    """How the supernet shares the weights of a registry entry (its ``supernet`` declaration), None if it cannot."""
+    return registry.traits(name).get("supernet")
+
+
+def _check_shared(spec: BlockSpec, key_prefix: str) -> None:
+    """A ConfigError naming the first field of ``spec`` whose registry entry declares no way to share its weights."""
+    fields = design_fields(spec.transform, spec.fusion)
+    checks = [("context", CONTEXTS, spec.context), ("transform", TRANSFORMS, spec.transform)]
+    if "norm" in fields:
+        checks.append(("norm", NORMS, spec.norm))
+    for key, registry, value in checks:
+        valid = registry.declaring("supernet") + ([None] if key == "norm" else [])
+        if value not in valid:
+            raise ConfigError(f"{key_prefix}.{key}: the one-shot supernet cannot share weights for {value!r}; "
+                              f"valid values are {', '.join(str(v) for v in valid)}")
+    if "act" in fields and any(True for _ in create_act(spec.act).parameters()):
+        raise ConfigError(f"{key_prefix}.act: {spec.act!r} has weights of its own, which the supernet does not "
+                          "share; use an activation without weights (relu, gelu, silu, ...)")
 
 
 def check_supernet_designs(specs: Iterable[BlockSpec], key_prefix: str = "design") -> list[BlockSpec]:
-    """The distinct designs, or a ConfigError naming the design key a supernet cannot hold and what it can."""
+    """The distinct designs, or a ConfigError naming the design key a supernet cannot hold and what it can (the
+    registries' ``supernet`` declarations say what it can)."""
     out: list[BlockSpec] = []
     for spec in specs:
         if spec.kind != "gc":
             raise ConfigError(f"{key_prefix}.kind: the one-shot supernet holds global context blocks (kind gc) only; "
                               f"got {spec.kind!r} (search NL designs with search.method=standalone)")
-        for key, valid in _SUPPORTED.items():
-            value = getattr(spec, key)
-            if key == "norm" and spec.transform not in TRANSFORMS_WITH_NORM:
-                continue
-            if value not in valid:
-                raise ConfigError(f"{key_prefix}.{key}: the one-shot supernet cannot share weights for {value!r}; "
-                                  f"valid values are {', '.join(str(v) for v in valid)}")
-        if spec.transform in TRANSFORMS_WITH_RATIO and any(True for _ in create_act(spec.act).parameters()):
-            raise ConfigError(f"{key_prefix}.act: {spec.act!r} has weights of its own, which the supernet does not "
-                              "share; use an activation without weights (relu, gelu, silu, ...)")
+        _check_shared(spec, key_prefix)
         if spec not in out:
             out.append(spec)
     if not out:
@@ -78,10 +89,11 @@ def check_supernet_designs(specs: Iterable[BlockSpec], key_prefix: str = "design
 
 
 def _mlp_family(spec: BlockSpec) -> Optional[str]:
-    """Which shared MLP a ratio-reduced transform uses: "ln" (bottleneck + LayerNorm) or "plain" (se, or no norm)."""
-    if spec.transform not in TRANSFORMS_WITH_RATIO:
+    """Which shared MLP a transform shared as "mlp" uses: its norm's family ("ln" for LayerNorm), or "plain" (no
+    norm: se, or bottleneck without one)."""
+    if _shared(TRANSFORMS, spec.transform) != "mlp":
         return None
-    return "ln" if spec.transform in TRANSFORMS_WITH_NORM and spec.norm == "layernorm" else "plain"
+    return "plain" if spec.norm is None else _shared(NORMS, spec.norm)  # a BlockSpec's unused norm is None
 
 
 class _SharedMLP(nn.Module):
@@ -94,8 +106,7 @@ class _SharedMLP(nn.Module):
         self.norm_weight = nn.Parameter(torch.ones(widest)) if norm else None
         self.norm_bias = nn.Parameter(torch.zeros(widest)) if norm else None
         self.eps = eps
-        nn.init.zeros_(self.fc2.weight)  # the official init: every candidate starts as the identity (add) / x/2 (scale)
-        nn.init.zeros_(self.fc2.bias)
+        init_official_(zero=[self.fc2])  # every candidate starts as the identity (add) / x/2 (scale)
 
     def forward(self, c: torch.Tensor, hidden: int, act: nn.Module) -> torch.Tensor:
         z = F.linear(c, self.fc1.weight[:hidden], self.fc1.bias[:hidden])
@@ -116,10 +127,9 @@ class ChoiceBlock(nn.Module):
         super().__init__()
         self.channels = channels
         self.specs = tuple(check_supernet_designs(specs))
-        self.mask = nn.Conv2d(channels, 1, 1) if any(s.context == "att" for s in self.specs) else None
+        self.mask = nn.Conv2d(channels, 1, 1) if any(self._masked(s) for s in self.specs) else None
         if self.mask is not None:
-            nn.init.kaiming_normal_(self.mask.weight, mode="fan_in", nonlinearity="relu")
-            nn.init.zeros_(self.mask.bias)
+            init_official_(kaiming=[self.mask])
         self.mlps = nn.ModuleDict()
         self.convs = nn.ModuleDict()
         for spec in self.specs:
@@ -129,14 +139,18 @@ class ChoiceBlock(nn.Module):
                     key = f"{slot}_{family}"
                     width = self._hidden(spec)
                     if key not in self.mlps or self.mlps[key].fc1.out_features < width:
-                        self.mlps[key] = _SharedMLP(channels, width, family == "ln")
-                elif spec.transform == "conv" and slot not in self.convs:
-                    conv = self.convs[slot] = nn.Linear(channels, channels)
-                    nn.init.zeros_(conv.weight)
-                    nn.init.zeros_(conv.bias)
+                        self.mlps[key] = _SharedMLP(channels, width, family != "plain")
+                elif _shared(TRANSFORMS, spec.transform) == "linear" and slot not in self.convs:
+                    self.convs[slot] = nn.Linear(channels, channels)
+                    init_official_(zero=[self.convs[slot]])
         self._acts = {spec: create_act(spec.act) for spec in self.specs if _mlp_family(spec)}
         self._gates = {spec: create_gate(spec.gate) for spec in self.specs if "scale" in spec.fusion}
         self.active: Optional[BlockSpec] = None
+
+    @staticmethod
+    def _masked(spec: BlockSpec) -> bool:
+        """Whether the candidate's context reads the site's shared attention conv."""
+        return _shared(CONTEXTS, spec.context) == "mask"
 
     def _hidden(self, spec: BlockSpec) -> int:
         hidden = hidden_channels_for(self.channels, spec.ratio)
@@ -164,23 +178,21 @@ class ChoiceBlock(nn.Module):
         family = _mlp_family(spec)
         if family is not None:
             return self.mlps[f"{slot}_{family}"](c, self._hidden(spec), self._acts[spec])
-        if spec.transform == "conv":
+        if _shared(TRANSFORMS, spec.transform) == "linear":
             return self.convs[slot](c)
-        return c  # identity
+        return c  # weightless: the identity
+
+    def _context(self, spec: BlockSpec, x: torch.Tensor) -> torch.Tensor:
+        mask = self.mask if self._masked(spec) else None
+        return pool_context(x, *((mask.weight, mask.bias) if mask is not None else ()))[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.active
         if spec is None:
             return x
-        if spec.context == "att":
-            b, ch, h, w = x.shape
-            x3 = x.reshape(b, ch, h * w)
-            c = pool(x3, attention_weights(x3, self.mask.weight, self.mask.bias))
-        else:
-            c = x.mean(dim=(2, 3))
-        gate = self._gates[spec](self._term(spec, "scale", c)) if "scale" in spec.fusion else None
-        add = self._term(spec, "add", c) if "add" in spec.fusion else None
-        return fuse(x, None if gate is None else gate.to(x.dtype), None if add is None else add.to(x.dtype))
+        slots = {slot: partial(self._term, spec, slot) for slot in spec.fusion}
+        return global_context_forward(x, partial(self._context, spec), slots.get("scale"), slots.get("add"),
+                                      self._gates.get(spec))
 
     @torch.no_grad()
     def extract(self, spec: BlockSpec) -> GlobalContextBlock:
@@ -188,7 +200,7 @@ class ChoiceBlock(nn.Module):
         if spec not in self.specs:
             raise ConfigError(f"design: {spec} is not a candidate of this supernet site")
         block = spec.build(self.channels)
-        if spec.context == "att":
+        if self._masked(spec):
             block.context.conv_mask.weight.copy_(self.mask.weight)
             block.context.conv_mask.bias.copy_(self.mask.bias)
         for slot in spec.fusion:
@@ -203,7 +215,7 @@ class ChoiceBlock(nn.Module):
                 if shared.norm_weight is not None:
                     target.norm.weight.copy_(shared.norm_weight[:h].reshape(target.norm.weight.shape))
                     target.norm.bias.copy_(shared.norm_bias[:h].reshape(target.norm.bias.shape))
-            elif spec.transform == "conv":
+            elif _shared(TRANSFORMS, spec.transform) == "linear":
                 target.fc.weight.copy_(self.convs[slot].weight)
                 target.fc.bias.copy_(self.convs[slot].bias)
         return block
