@@ -17,7 +17,7 @@ def test_the_code_acting_on_a_word_checks_the_declared_words():
     assert SAMPLINGS is train.SAMPLINGS is sections.SAMPLINGS
     assert SCORES is train.SCORES is sections.SCORES
     assert SHARES is sections.SHARES
-    assert supernet.SHARES == sections.SHARES  # the supernet's own tuple until it imports the declared one
+    assert supernet.SHARES is sections.SHARES
 
 
 @pytest.mark.parametrize("module,names", [

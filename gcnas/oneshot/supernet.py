@@ -45,10 +45,9 @@ from gcnas.blocks.global_context import global_context_forward
 from gcnas.blocks.layers import create_act, create_gate, init_official_
 from gcnas.blocks.transform import hidden_channels_for
 from gcnas.errors import ConfigError
+from gcnas.sections import SHARES
 
 __all__ = ["SHARES", "ChoiceBlock", "Supernet", "check_supernet_designs"]
-
-SHARES = ("site", "stage")  # search.supernet_share: what one set of candidate weights serves
 
 
 def _shared(registry, name: str) -> Optional[str]:
