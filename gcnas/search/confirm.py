@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.errors import ConfigError
 from gcnas.stats import t_interval
@@ -91,6 +91,28 @@ def _overrides(section: str, given: Optional[Mapping[str, Any]], have: Mapping[s
     return given
 
 
+def _paired_trials(base: FrozenTrial, candidates: Sequence[FrozenTrial], seeds: int) -> list[dict]:
+    """The user attributes of the confirmation's trials: for each seed j, the baseline and every candidate."""
+    return [{FIXED_ARCH_ATTR: record.ARCHITECTURE.get(t), ROLE_ATTR: record.ROLE.get(t, "searched"),
+             REPLICATE_ATTR: j, SOURCE_ATTR: t.number}
+            for j in range(seeds) for t in [base, *candidates]]
+
+
+def _confirmation_config(cfg: dict, run: Optional[Mapping[str, Any]], url: str, confirm_name: str, n_trials: int,
+                         first_seed: int) -> None:
+    """Turn the source study's config (``cfg``, changed in place) into the confirmation study's: the worker's own
+    keys from ``run``, an exact budget of the enqueued trials, no sampling, pruning, constraints or kept weights."""
+    cfg.update(run or {})
+    cfg["seed"] = first_seed
+    cfg["study"] = {**cfg["study"], "name": confirm_name, "storage": url, "n_trials": n_trials,
+                    "enqueue_baselines": False, "noise_seeds": 1, "keep_weights": 0, "timeout": None}
+    cfg["sampler"] = {"_target_": "optuna.samplers.RandomSampler", "seed": first_seed}
+    cfg["pruner"] = {"_target_": "optuna.pruners.NopPruner"}
+    cfg["objective"] = {"metrics": ["accuracy"], "directions": ["maximize"]}
+    cfg["constraints"] = {}
+    cfg["search"] = {**(cfg.get("search") or {}), "method": "standalone"}  # confirmation trains, never scores
+
+
 def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed: int = 100,
                   trainer: Optional[Mapping[str, Any]] = None, data: Optional[Mapping[str, Any]] = None,
                   run: Optional[Mapping[str, Any]] = None,
@@ -122,20 +144,8 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
     cfg["trainer"].update(_overrides("trainer", trainer, cfg["trainer"]))
     cfg["data"].update(_overrides("data", data, cfg["data"]))
     confirm_name = confirmation_study_name(name)
-    trials: list[dict] = []
-    for j in range(seeds):
-        for t in [base, *candidates]:
-            trials.append({FIXED_ARCH_ATTR: record.ARCHITECTURE.get(t), ROLE_ATTR: record.ROLE.get(t,
-                           "searched"), REPLICATE_ATTR: j, SOURCE_ATTR: t.number})
-    cfg.update(run or {})
-    cfg["seed"] = first_seed
-    cfg["study"] = {**cfg["study"], "name": confirm_name, "storage": url, "n_trials": len(trials),
-                    "enqueue_baselines": False, "noise_seeds": 1, "keep_weights": 0, "timeout": None}
-    cfg["sampler"] = {"_target_": "optuna.samplers.RandomSampler", "seed": first_seed}
-    cfg["pruner"] = {"_target_": "optuna.pruners.NopPruner"}
-    cfg["objective"] = {"metrics": ["accuracy"], "directions": ["maximize"]}
-    cfg["constraints"] = {}
-    cfg["search"] = {**(cfg.get("search") or {}), "method": "standalone"}  # confirmation trains, never scores
+    trials = _paired_trials(base, candidates, seeds)
+    _confirmation_config(cfg, run, url, confirm_name, len(trials), first_seed)
     recorded = {"study": confirm_name, "k": k, "seeds": seeds, "first_seed": first_seed,
                 "trainer": dict(trainer or {}), "data": dict(data or {})}
     earlier = record.CONFIRMATION.get(source)
