@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from hydra import compose, initialize_config_module
 
 from conftest import compose_search
-from test_layering import run_without_search_machinery
+from test_layering import run_blocked
 import gcnas
 from gcnas.arch import Architecture, build_model
 from gcnas.cli.export import export as export_cli
@@ -84,7 +84,7 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
             f"y = m(torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}))).detach().numpy()\n"
             f"np.save({str(tmp_path / 'y.npy')!r}, y)\n"
             "print(json.dumps(resolve_data_config(model=m)))\n")
-    res = run_without_search_machinery(code)  # optuna, hydra, wandb and omegaconf cannot even be imported there
+    res = run_blocked(code)  # optuna, hydra, wandb and omegaconf cannot even be imported there
     assert res.returncode == 0, res.stderr[-2000:]
     timm_cfg = json.loads(res.stdout.strip().splitlines()[-1])  # timm's data config, read from config.json
     assert timm_cfg == {k: recorded[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct",
