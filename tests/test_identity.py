@@ -104,3 +104,12 @@ def test_preprocessing_through_timm_feeds_the_model_what_validation_did(tmp_path
     want, _ = data.val.head(len(images))
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_a_long_value_in_a_difference_keeps_its_end_where_two_paths_differ():
+    deep = "/tmp/" + "a-rather-long-folder-name/" * 6
+    diffs = identity_differences({"root": deep + "x/data", "fingerprint": "1"},
+                                 {"root": deep + "y/data", "fingerprint": "2"}, "data.")
+    root = next(d for d in diffs if d.startswith("data.root: "))
+    assert "x/data'" in root and "y/data'" in root and "..." in root
+    assert len(root) < 200

@@ -136,4 +136,5 @@ def _norm(v: Any) -> Any:
 
 def _show(d: Mapping[str, Any], k: str) -> str:
     text = "(unset)" if k not in d else "null" if d[k] is None else repr(d[k])
-    return text if len(text) <= 80 else text[:77] + "..."
+    # a long value keeps its start and its end, where two paths or lists usually differ (/x/data, /y/data)
+    return text if len(text) <= 80 else text[:24] + "..." + text[-53:]
