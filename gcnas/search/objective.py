@@ -16,8 +16,7 @@ import optuna
 import torch
 from safetensors.torch import save_model
 
-from gcnas.arch import Architecture, build_model
-from gcnas.backbones.cost import measure_cost
+from gcnas.arch import Architecture
 from gcnas.backbones.weights import BackboneWeights
 from gcnas.data import DataSplits
 from gcnas.machine import describe_machine
@@ -25,6 +24,7 @@ from gcnas.search.callbacks import Callbacks
 from gcnas.search.paths import stored_path, trial_folder
 from gcnas.space import InfeasibleArchitecture, SearchSpace
 from gcnas.train import EpochResult, NonFiniteLossError, fit
+from gcnas.train.one import ArchitectureRun
 from gcnas.search import record
 
 __all__ = ["TrialRunner", "METRICS", "FIXED_ARCH_ATTR", "ROLE_ATTR", "REPLICATE_ATTR", "SOURCE_ATTR", "WEIGHTS_FILE"]
@@ -226,9 +226,9 @@ class TrialRunner:
     def _cost(self, run: "_Run") -> tuple[torch.nn.Module, dict]:
         """The model, built with the trial's seed, and its cost (params, FLOPs, latency), recorded."""
         run.seed = int(run.train_kw.get("seed", self.seed))  # a space may search the seed (the paper recipes do)
-        torch.manual_seed(run.seed)
-        model = build_model(run.arch, pretrained=self.weights.pretrained, pretrained_file=self.weights.file)
-        cost_obj = measure_cost(model, self.data.input_size, latency=self.needs_latency, repeats=10, warmup=3)
+        built = ArchitectureRun.build(run.arch, self.data.input_size, seed=run.seed, weights=self.weights,
+                                      latency=self.needs_latency)  # the one seed-build-cost path (gcnas.train.one)
+        model, cost_obj = built.model, built.cost
         cost = {"params": cost_obj.params, "flops": cost_obj.flops, "latency_ms": cost_obj.latency_ms}
         for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS):
             attr.set(run.trial, cost[attr.name])
