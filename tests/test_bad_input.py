@@ -39,6 +39,7 @@ SEARCH = [  # (overrides, words the message must hold)
     (["trainer.sched=cosinus"], ["trainer.sched", "'cosinus'", "cosine, tanh, step"]),
     (["+trainer.optimizer=adamw"], ["trainer.optimizer", "unknown key", "opt"]),
     (["trainer.ema_decay=2"], ["trainer.ema_decay", "a number in (0, 1) or null", "got 2"]),
+    (["trainer.compile=nonsense"], ["trainer.compile", "'nonsense'", "true, false, default, reduce-overhead"]),
     (["data.in_memory=true", "data.aug=basic"], ["data.in_memory", "cannot augment", "data.aug=basic"]),
     (["data.aug=sharpen"], ["data.aug", "'sharpen'", "rand-m9-mstd0.5"]),
     (["data.workers=-2"], ["data.workers", "auto or an integer >= 0", "-2"]),

@@ -26,6 +26,7 @@ from gcnas.data.identity import identity_differences
 from gcnas.errors import ConfigError
 from gcnas.space import SearchSpace
 from gcnas.train import TrainerConfig
+from gcnas.train.config import RUNTIME_KEYS
 from gcnas.search import record
 
 __all__ = ["IDENTITY_ATTR", "study_identity", "check_study_identity", "RUNTIME_TRAINER_KEYS"]
@@ -33,8 +34,9 @@ __all__ = ["IDENTITY_ATTR", "study_identity", "check_study_identity", "RUNTIME_T
 log = logging.getLogger("gcnas.search")
 
 IDENTITY_ATTR = record.IDENTITY.name  # study user attribute
-# trainer keys that change how fast a trial runs, not what it computes (the recipe's name is only a label)
-RUNTIME_TRAINER_KEYS = ("name", "channels_last")
+# trainer keys that change how fast a trial runs, not what it computes (channels_last, compile; the recipe's name is
+# only a label)
+RUNTIME_TRAINER_KEYS = ("name", *RUNTIME_KEYS)
 _SHOWN = 4  # differences named in the refusal; the rest are counted
 
 

@@ -13,9 +13,16 @@ from typing import Any, Mapping, Optional, Union
 from gcnas.errors import ConfigError
 from gcnas.schema import key, read
 
-__all__ = ["TrainerConfig", "AMP_MODES", "SCHEDULES"]
+__all__ = ["TrainerConfig", "AMP_MODES", "SCHEDULES", "COMPILE_MODES", "RUNTIME_KEYS"]
 
 AMP_MODES = (True, False, "bf16", "fp16")
+
+
+# torch.compile's modes; trainer.compile=true is "default"
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# keys that change how fast a run trains, not what it computes: a checkpoint resumes, and a study's identity holds,
+# whatever they are
+RUNTIME_KEYS = ("channels_last", "compile")
 
 
 SCHEDULES = ("cosine", "tanh", "step", "multistep", "poly", "wsd", "rsqrt", "constant", "plateau", "none")
@@ -41,6 +48,9 @@ class TrainerConfig:
     amp: Union[bool, str] = key(True, words=[m for m in AMP_MODES if isinstance(m, str)],
                                 expect="true, false, bf16 or fp16")  # CUDA only
     channels_last: bool = True     # CUDA only
+    # torch.compile the training forward (and backward); false, true or one of COMPILE_MODES
+    compile: Union[bool, str] = key(False, words=COMPILE_MODES,
+                                    expect="true, false, " + ", ".join(COMPILE_MODES))
     grad_clip: Optional[float] = key(None, gt=0)
     accum_steps: int = key(1, ge=1)  # batches whose gradients add up to one optimizer update
     ema_decay: Optional[float] = key(None, gt=0, lt=1)  # timm's ModelEmaV3, e.g. 0.999; validation uses the average

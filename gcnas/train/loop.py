@@ -2,9 +2,10 @@
 supernet all train through :func:`fit`; their fidelity is a :class:`~gcnas.train.config.TrainerConfig`.
 
 timm's optimizer and scheduler factories; AMP (bf16 where the GPU has it, else fp16 with a gradient scaler) and
-channels_last on CUDA; optional EMA (timm's ``ModelEmaV3``); gradient accumulation; label smoothing; a per-epoch
-callback that may raise to stop (pruning); DistributedDataParallel when a process group is up (``torchrun``), each
-rank training its shard of every epoch; resumable checkpoints.
+channels_last on CUDA; optional ``torch.compile`` of the training forward (``trainer.compile``; checkpoints hold the
+uncompiled module's weights, the same with or without it); optional EMA (timm's ``ModelEmaV3``); gradient
+accumulation; label smoothing; a per-epoch callback that may raise to stop (pruning); DistributedDataParallel when a
+process group is up (``torchrun``), each rank training its shard of every epoch; resumable checkpoints.
 
 A checkpoint is two files written each epoch under a temporary name and renamed into place (by rank 0 alone):
 ``weights.safetensors`` (the model) and ``state.pt`` (optimizer, scheduler, scaler, EMA, RNG states, history; plain
@@ -34,7 +35,7 @@ from gcnas.data.identity import identity_differences
 from gcnas.data.splits import DataSplits, Split
 from gcnas.errors import ConfigError
 from gcnas.files import atomic_write
-from gcnas.train.config import TrainerConfig
+from gcnas.train.config import RUNTIME_KEYS, TrainerConfig
 from gcnas.train.distributed import all_reduce_sum, rank_and_world
 
 __all__ = ["EpochResult", "TrainResult", "NonFiniteLossError", "FineTune", "check_layer_decay", "fit", "evaluate",
@@ -282,6 +283,8 @@ class _Training:
         self.dtype = amp_dtype(tc, device)
         self.channels_last = tc.channels_last and device.type == "cuda"
         self.model, self.train_model = self._place(model)
+        if tc.compile is not False:  # the training forward only; checkpoints, EMA and evaluation use self.model
+            self.train_model = torch.compile(self.train_model, mode=None if tc.compile is True else tc.compile)
         # after SyncBN: it lists the BatchNorm layers to freeze
         self.tuning = FineTune(self.model, tc) if tc.fine_tunes else None
         self.opt, self.sched = self._optimizer()
@@ -477,8 +480,10 @@ def _differences(state: Mapping[str, Any], tc: TrainerConfig, identity: Optional
             else:
                 out += identity_differences({k: a}, {k: b})
     before, now = json.loads(state.get("trainer", "{}")), tc.to_dict()
-    # a key the checkpoint predates counts as its default (adding a trainer key must not orphan old checkpoints)
-    before = {k: before.get(k, TrainerConfig.default(k)) for k in sorted(set(before) | set(now))}
+    # a key the checkpoint predates counts as its default (adding a trainer key must not orphan old checkpoints); the
+    # keys that change only the speed (channels_last, compile) may differ: the run computes the same either way
+    before = {k: before.get(k, TrainerConfig.default(k)) for k in sorted(set(before) | set(now))
+              if k not in RUNTIME_KEYS}
     return out + [f"trainer.{k}: {_yaml(before[k])} -> {_yaml(now.get(k))}" for k in before if before[k] != now.get(k)]
 
 
