@@ -18,11 +18,12 @@ from typing import Any, Optional, Union
 from gcnas.errors import ConfigError
 from gcnas.schema import key
 
-__all__ = ["JobConfig", "StudyConfig", "SearchConfig", "ConstraintsConfig", "ConfirmConfig", "WandbConfig",
+__all__ = ["check_device", "JobConfig", "StudyConfig", "SearchConfig", "ConstraintsConfig", "ConfirmConfig", "WandbConfig",
            "ReportArgs", "ExportArgs", "ExportDirArgs", "DEVICES", "PROGRESS", "METHODS", "SAMPLINGS", "SCORES",
            "SHARES", "MODES"]
 
 DEVICES = ("cpu", "cuda", "auto")  # where training runs (gcnas.train.runtime.select_device); auto: CUDA if any
+DEVICE_WORDS = "cpu, cuda (a search worker: GPU worker mod visible GPUs), cuda:N (GPU N) or auto"
 PROGRESS = ("auto", "bar", "plain", "none")
 METHODS = ("standalone", "oneshot")
 SAMPLINGS = ("uniform", "fair")  # search.supernet_sampling (gcnas.oneshot.PathSampler)
@@ -33,14 +34,27 @@ MODES = ("offline", "online", "disabled")  # wandb.mode
 
 
 # -- gcnas-search, gcnas-confirm ---------------------------------------------------------------------------------------
+def check_device(device: Any, where: str = "device") -> None:
+    """``device`` must be one of :data:`DEVICES` or ``cuda:N`` (N a GPU index); a :class:`ConfigError` naming
+    ``where`` otherwise. Whether GPU N exists is :func:`gcnas.train.runtime.select_device`'s to check."""
+    if device in DEVICES:
+        return
+    index = device[len("cuda:"):] if isinstance(device, str) and device.startswith("cuda:") else None
+    if index is None or not index.isdigit():
+        raise ConfigError(f"{where}: must be {DEVICE_WORDS}; got {device!r}")
+
+
 @dataclass
 class JobConfig:
     """The top-level keys of a search job (``gcnas-search``) and a confirmation (``gcnas-confirm``)."""
     seed: int = key(0, ge=0)
     worker: int = key(0, ge=0)                                        # this worker's id (-m worker=0,1,2,3)
     threads: Union[int, str] = key("auto", ge=1, words=("auto",))     # torch threads; auto: cores / workers
-    device: str = key("cpu", words=DEVICES)
+    device: str = key("cpu", expect=DEVICE_WORDS)
     progress: str = key("auto", words=PROGRESS)  # auto: bars on a terminal, plain lines otherwise
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
 
 
 @dataclass
@@ -78,6 +92,9 @@ class SearchConfig:
     # sample's) | gradient (the first alone) | accuracy (validation accuracy; does not rank on data=context)
     supernet_score: str = key("gradient_and_loss", words=SCORES)
     calib_images: int = key(512, ge=1)              # oneshot: images that re-estimate BatchNorm per architecture
+    # device=cuda: workers w*i .. w*i+w-1 share GPU i (worker // workers_per_gpu mod the visible GPUs); more than one
+    # where a proxy trial is too small to fill a GPU
+    workers_per_gpu: int = key(1, ge=1)
 
 
 @dataclass
@@ -129,7 +146,10 @@ class ExportArgs:
     overwrite: bool = False           # replace an existing export folder
     retrain: bool = True              # a trial whose weights were not kept is retrained at its proxy fidelity
     threads: Union[int, str] = key("auto", ge=1, words=("auto",))  # torch threads for that retraining; auto: the cores
-    device: str = key("auto", words=DEVICES)                        # where that retraining runs; auto: CUDA if any
+    device: str = key("auto", expect=DEVICE_WORDS)                  # where that retraining runs; auto: CUDA if any
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
 
 
 @dataclass

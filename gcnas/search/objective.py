@@ -149,6 +149,7 @@ class TrialRunner:
         t0 = time.perf_counter()
         record.WORKER.set(trial, self.worker)
         record.MACHINE.set(trial, describe_machine())  # numbers differ between CPUs: say where it ran
+        record.DEVICE.set(trial, self.device)
         fixed = record.FIXED_ARCHITECTURE.get(trial)
         replicate = int(record.REPLICATE.get(trial, 0))
         role = record.ROLE.get(trial, "searched")

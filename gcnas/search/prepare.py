@@ -247,10 +247,10 @@ def _log_start(w: PreparedWorker, refs: Sequence[Mapping[str, Any]]) -> None:
                     "each: its noise floor) and a searched trial; this run trains references only, the rest wait for "
                     "a larger study.n_trials (at least %d)", n_trials, len(refs), len(refs) // 2, len(refs) + 1)
     size = w.space.size()
-    log.info("study %s on %s: %d trials, space %s (%s), backbone %s, data %s (%d train / %d val), worker %d, "
-             "%d threads", w.study_cfg.name, redact_url(w.url), n_trials, w.space.name,
+    log.info("study %s on %s: %d trials, space %s (%s), backbone %s, data %s (%d train / %d val), worker %d "
+             "on %s, %d threads", w.study_cfg.name, redact_url(w.url), n_trials, w.space.name,
              f"{size:,} assignments" if size else "continuous", cfg["backbone"]["name"], w.data.name,
-             len(w.data.train), len(w.data.val), w.worker, torch.get_num_threads())
+             len(w.data.train), len(w.data.val), w.worker, w.device, torch.get_num_threads())
     if len(w.metrics) > 1:
         log.info("multi-objective study: Optuna cannot prune it, every trial trains %d epochs",
                  cfg["trainer"]["epochs"])
@@ -263,7 +263,7 @@ def prepare_worker(cfg: Mapping[str, Any], fixed_trials: Optional[Sequence[Mappi
     :func:`~gcnas.search.worker.run_search`'s."""
     job = validate_config(cfg)
     set_threads(job.job.threads)
-    device = select_device(job.job.device)
+    device = select_device(job.job.device, worker=job.job.worker, workers_per_gpu=job.search.workers_per_gpu)
     data, weights, kwargs = _load_inputs(cfg, device)
     space = _read_space(cfg, data, kwargs, space_source)
     supernet, study_cfg = _oneshot_supernet(cfg, job, space, weights)

@@ -49,6 +49,7 @@ RETRY_REASON = _attr("retry_reason", str, "why the trial it runs again ended")
 # -- a trial: what it is and where it ran ---------------------------------------------------------------------------
 WORKER = _attr("worker", int, "the worker that ran it")
 MACHINE = _attr("machine", str, "CPU, cores, threads and torch it ran with (gcnas.machine.describe_machine)")
+DEVICE = _attr("device", str, "where it trained: cpu, cuda or cuda:N (a worker's GPU on a multi-GPU node)")
 ARCH_KEY = _attr("arch_key", str, "the architecture's canonical hash (Architecture.key)")
 ARCHITECTURE = _attr("architecture", str, "the architecture's YAML")
 N_BLOCKS = _attr("n_blocks", int, "blocks the architecture places")
@@ -75,8 +76,8 @@ INTERRUPTED = _attr("interrupted", str, "the signal that ended it (SIGINT, SIGTE
 CANCELLED = _attr("cancelled", str, "asked past the budget by a concurrent worker: failed, never run")
 WEIGHTS = _attr("weights", str, "its kept weights, relative to the study's folder (while among the kept top trials)")
 
-TRIAL_ATTRS = (FIXED_ARCHITECTURE, ROLE, REPLICATE, CONFIRMS, RETRY_OF, RETRY_REASON, WORKER, MACHINE, ARCH_KEY,
-               ARCHITECTURE, N_BLOCKS, TRAIN, TRIAL_KEY, DUPLICATE_OF, PARAMS, FLOPS, LATENCY_MS, CONSTRAINTS,
+TRIAL_ATTRS = (FIXED_ARCHITECTURE, ROLE, REPLICATE, CONFIRMS, RETRY_OF, RETRY_REASON, WORKER, MACHINE, DEVICE,
+               ARCH_KEY, ARCHITECTURE, N_BLOCKS, TRAIN, TRIAL_KEY, DUPLICATE_OF, PARAMS, FLOPS, LATENCY_MS, CONSTRAINTS,
                INFEASIBLE, SCORE, ONESHOT_SCORE, WALL_TIME_S, TRAIN_SECONDS, EPOCHS, HISTORY, PRUNED_REASON, ERROR,
                INTERRUPTED, CANCELLED, WEIGHTS)
 
