@@ -16,10 +16,12 @@ from safetensors.torch import load_file
 
 from conftest import compose_search
 from gcnas.arch import Architecture, build_model
+from gcnas.backbones import BackboneWeights
 from gcnas.blocks import block_preset, block_preset_names
 from gcnas.blocks.create import create_block
 from gcnas.cli.search import search
 from gcnas.data import load_data
+from gcnas.export.retrain import default_dir_name
 from gcnas.train import fit
 
 ARCH = """
@@ -93,3 +95,11 @@ def test_a_study_resumed_with_compile_is_not_refused(tmp_path):
     first = search(compose_search(tmp_path, "study.n_trials=2", "trainer.epochs=1"))
     again = search(compose_search(tmp_path, "study.n_trials=2", "trainer.epochs=1", "trainer.compile=true"))
     assert again.study_name == first.study_name and again.trials_run == 0 and again.n_finished == 2
+
+
+def test_gcnas_train_resumes_in_the_same_folder_with_or_without_compile(tmp_path):
+    data, arch, trainer = _setup(tmp_path)
+    names = {default_dir_name(arch, data, {**trainer, "compile": value}, BackboneWeights())
+             for value in (False, True, "max-autotune")}
+    assert len(names) == 1
+    assert default_dir_name(arch, data, {**trainer, "lr": 0.5}, BackboneWeights()) not in names

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from gcnas.arch import Architecture
-from gcnas.backbones import BackboneWeights, backbone_data_config
+from gcnas.backbones import BackboneWeights
 from gcnas.backbones.weights import check_weights
-from gcnas.data import DataSplits, load_data
+from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
 from gcnas.track import WandbSession
 from gcnas.train import TrainerConfig, check_checkpoint
 from gcnas.train.distributed import init_distributed, is_main_process
-from gcnas.train.one import ArchitectureRun
+from gcnas.train.one import ArchitectureRun, load_data_for
 from gcnas.train.runtime import select_device
 
 __all__ = ["TrainReport", "retrain", "load_architecture", "comparison_table", "run_identity", "default_dir_name"]
@@ -107,7 +107,8 @@ def default_dir_name(arch: Architecture, data: DataSplits, trainer_cfg: Mapping[
     names alone) and the starting weights. Seeds and the plain baseline are sub-folders of it."""
     tc = TrainerConfig.from_mapping(trainer_cfg).to_dict()
     rest = {"data": {k: v for k, v in data.identity.items() if k != "root"},
-            "trainer": {k: v for k, v in tc.items() if v != TrainerConfig.default(k)},
+            # trainer.compile changes the speed only: a compiled run and a plain one resume each other's checkpoints
+            "trainer": {k: v for k, v in tc.items() if v != TrainerConfig.default(k) and k != "compile"},
             "weights": weights.identity()}
     digest = hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()
     return f"{arch.key()[:8]}-{digest[:8]}"
@@ -126,7 +127,7 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
     weights = weights or BackboneWeights()
     device = init_distributed(select_device(device))  # under torchrun: this rank's device, in the process group
     main = is_main_process()  # rank 0 alone tracks, writes files and logs
-    data = load_data(data_cfg, backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
+    data = load_data_for(data_cfg, arch.backbone, arch.backbone_kwargs)
     data = data.to(device)  # in-memory splits live where training runs: a CUDA step copies nothing from the host
     kwargs = {**dict(arch.backbone_kwargs), "in_chans": data.in_chans, "num_classes": data.num_classes}
     if kwargs != dict(arch.backbone_kwargs):
