@@ -28,7 +28,7 @@ ARCH = """
 backbone: gcnas_resnet_tiny
 backbone_kwargs: {in_chans: 1, num_classes: 4}
 placements:
-  - {stages: [2, 3], blocks: all, position: before_add, spec: gc}
+  - {stages: [3], blocks: [0], position: before_add, spec: gc}
 """
 FAST = ["data=synthetic", "data.size=256", "data.val_size=64", "trainer.epochs=1", "trainer.batch_size=32",
         "trainer.warmup_epochs=0"]
