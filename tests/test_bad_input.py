@@ -52,7 +52,7 @@ SEARCH = [  # (overrides, words the message must hold)
      ["study.heartbeat_interval", "a number > 0 or null", "got -1"]),
     (["study.grace_period=1"], ["study.grace_period", "longer than study.heartbeat_interval=30", "got 1"]),
     (["wandb.mode=onilne"], ["wandb.mode", "offline, online, disabled", "'onilne'"]),
-    (["device=tpu"], ["device", "cpu, cuda, auto", "'tpu'"]),
+    (["device=tpu"], ["device", "must be cpu, cuda", "cuda:N (GPU N) or auto", "'tpu'"]),
     (["data.val_size=-5"], ["data.val_size", "an integer >= 1 or null", "-5"]),
     (["backbone.name=resnet_nope"], ["backbone", "unknown timm model 'resnet_nope'", "close matches"]),
     (["objective.directions=[minimize]"], ["objective.directions", "['maximize']", "['minimize']"]),

@@ -1,6 +1,7 @@
 """gcnas-train: full-fidelity training with timm's factories, resumable checkpoints, baseline comparison, W&B."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,10 +96,11 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     (["baseline=maybe"], "baseline: must be true or false; got 'maybe'"),
     (["trainer.amp=fp8"], "trainer.amp: must be true, false, bf16 or fp16; got 'fp8'"),
     (["+trainer.lr_decay=0.1"], "trainer.lr_decay: unknown key; valid keys are name, epochs"),
-    (["device=tpu"], "device: must be cpu, cuda or auto; got 'tpu'"),
+    (["device=tpu"], "device: must be cpu, cuda (a search worker: GPU worker mod visible GPUs), cuda:N (GPU N) or auto; "
+                      "got 'tpu'"),
 ])
 def test_bad_input_is_named_before_training(tmp_path, overrides, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         train(_cfg(tmp_path, "wandb.mode=disabled", *overrides))
     assert not (tmp_path / "train").exists() or not any((tmp_path / "train").rglob("state.pt"))
 

@@ -18,10 +18,8 @@ from gcnas.backbones.weights import check_weights
 from gcnas.analysis.heatmaps import attention_figure
 from gcnas.analysis.nl_stats import NLStats, nl_statistics
 from gcnas.arch import Architecture, build_model, load_model
-from gcnas.backbones import backbone_data_config
-from gcnas.data import load_data
 from gcnas.errors import ConfigError
-from gcnas.train.one import ArchitectureRun
+from gcnas.train.one import ArchitectureRun, load_data_for
 
 __all__ = ["DESIGNS", "AnalysisResult", "run_analysis", "design_architecture"]
 
@@ -130,8 +128,7 @@ def run_analysis(cfg: Mapping[str, Any]) -> AnalysisResult:
     out.mkdir(parents=True, exist_ok=True)
     designs, seeds, samples = _read_settings(cfg)
     bb = cfg.get("backbone") or {}
-    data = load_data(cfg["data"], backbone_data=backbone_data_config(bb["name"], **(bb.get("kwargs") or {}))
-                     if bb.get("name") else None)
+    data = load_data_for(cfg["data"], bb.get("name"), bb.get("kwargs"))
     images = data.val.head(samples)[0]
     queries = int(cfg["analysis"].get("queries", 4))
     fig_images = data.val.head(int(cfg["analysis"].get("figure_images", 3)))[0]

@@ -32,7 +32,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from gcnas.arch import Architecture, build_model, load_weights
-from gcnas.backbones import BackboneWeights, backbone_data_config
+from gcnas.backbones import BackboneWeights
 from gcnas.errors import ConfigError
 from gcnas.search.objective import WEIGHTS_FILE
 from gcnas.search.paths import resolve_stored, study_folder
@@ -146,8 +146,7 @@ def choose_trial(study: optuna.Study, trial: Union[str, int] = "best", pick: Any
 
 def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overrides: Mapping[str, Any],
              device: str, why: str):
-    from gcnas.data import load_data
-    from gcnas.train.one import ArchitectureRun
+    from gcnas.train.one import ArchitectureRun, load_data_for
     from gcnas.train.runtime import select_device
 
     cfg = record.CONFIG.get(study)
@@ -155,7 +154,7 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
         raise ConfigError(f"trial: trial {t.number} kept no weights and study {study.study_name!r} recorded no config "
                           f"to retrain it with; rerun the search with study.keep_weights > 0")
     data_cfg = {**cfg["data"], **dict(data_overrides or {})}
-    data = load_data(data_cfg, backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
+    data = load_data_for(data_cfg, arch.backbone, arch.backbone_kwargs)
     train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(record.TRAIN.get(t) or {})}
     seed = int(train.pop("seed", cfg.get("seed", 0)))
     weights = BackboneWeights.from_config(cfg.get("backbone"))
@@ -204,11 +203,10 @@ def _study_preprocessing(study: optuna.Study, arch: Architecture,
     data_cfg = (record.CONFIG.get(study) or {}).get("data")
     if not data_cfg:
         return None, f"study {study.study_name!r} recorded neither its preprocessing nor its data config"
-    from gcnas.data import load_data
+    from gcnas.train.one import load_data_for
 
     try:
-        data = load_data({**data_cfg, **dict(data_overrides or {})},
-                         backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
+        data = load_data_for({**data_cfg, **dict(data_overrides or {})}, arch.backbone, arch.backbone_kwargs)
     except (ConfigError, OSError) as e:
         return None, f"the study's data cannot be read to compute its preprocessing ({e})"
     return data.pretrained_cfg(), ""

@@ -20,9 +20,9 @@ import torch
 from optuna.trial import TrialState
 
 from gcnas.arch import Architecture
-from gcnas.backbones import BackboneWeights, backbone_data_config, list_sites
+from gcnas.backbones import BackboneWeights, list_sites
 from gcnas.backbones.weights import check_weights
-from gcnas.data import DataSplits, load_data
+from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
 from gcnas.oneshot import supernet_for_space
 from gcnas.search import record
@@ -38,6 +38,7 @@ from gcnas.search.summary import REFERENCE_ROLES
 from gcnas.space import SearchSpace, paper_default_architecture
 from gcnas.train import EpochResult, TrainerConfig
 from gcnas.train.loop import check_layer_decay
+from gcnas.train.one import load_data_for
 from gcnas.train.pretrain import ensure_pretrained
 from gcnas.train.runtime import select_device, set_threads
 
@@ -127,7 +128,7 @@ def enqueue_references(study: optuna.Study, refs: Sequence[Mapping[str, Any]]) -
 def _load_inputs(cfg: Mapping[str, Any], device: str) -> tuple[DataSplits, BackboneWeights, dict]:
     """The data (on ``device``), the backbone's starting weights (checked) and the backbone's keyword arguments."""
     bb = cfg["backbone"]
-    data = load_data(cfg["data"], backbone_data=backbone_data_config(bb["name"], **(bb.get("kwargs") or {})))
+    data = load_data_for(cfg["data"], bb["name"], bb.get("kwargs"))
     data = data.to(device)
     kwargs = {**(bb.get("kwargs") or {}), "num_classes": data.num_classes, "in_chans": data.in_chans}
     weights = BackboneWeights.from_config(bb)

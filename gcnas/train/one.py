@@ -19,14 +19,25 @@ from torch import nn
 
 from gcnas.arch import Architecture, build_model
 from gcnas.backbones.cost import Cost, measure_cost
+from gcnas.backbones.sites import backbone_data_config
 from gcnas.backbones.weights import BackboneWeights
+from gcnas.data import load_data
 from gcnas.data.splits import DataSplits
 from gcnas.train.config import TrainerConfig
 from gcnas.train.loop import TrainResult, fit
 
-__all__ = ["ArchitectureRun", "train_architecture"]
+__all__ = ["ArchitectureRun", "load_data_for", "train_architecture"]
 
 COST_REPEATS, COST_WARMUP = 10, 3  # latency: timed batch-1 forward passes, after untimed ones
+
+
+def load_data_for(data_cfg: Mapping[str, Any], backbone: Optional[str],
+                  backbone_kwargs: Optional[Mapping[str, Any]] = None) -> DataSplits:
+    """The data a ``data`` config names, read for ``backbone`` (timm's data config of that model: the input size,
+    interpolation and crop that files are resized with where ``data`` leaves them open); no backbone, no such
+    config. Every command that trains or measures an architecture loads its data through this."""
+    backbone_data = backbone_data_config(backbone, **dict(backbone_kwargs or {})) if backbone else None
+    return load_data(data_cfg, backbone_data=backbone_data)
 
 
 @dataclass

@@ -46,13 +46,13 @@ def _train(path: Path, backbone: Mapping[str, Any], data_cfg: Mapping[str, Any],
            device: str) -> Path:
     from safetensors.torch import save_model
 
-    from gcnas.backbones import backbone_data_config, create_backbone
-    from gcnas.data import load_data
+    from gcnas.backbones import create_backbone
+    from gcnas.train.one import load_data_for
     from gcnas.train.loop import fit
 
     name, kwargs = backbone["name"], dict(backbone.get("kwargs") or {})
     data_over = dict(pretrain.get("data") or {})
-    data = load_data({**dict(data_cfg), **data_over}, backbone_data=backbone_data_config(name, **kwargs)).to(device)
+    data = load_data_for({**dict(data_cfg), **data_over}, name, kwargs).to(device)
     seed = int(pretrain.get("seed", 0))
     torch.manual_seed(seed)
     model = create_backbone(name, **{**kwargs, "num_classes": data.num_classes, "in_chans": data.in_chans})
