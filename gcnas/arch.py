@@ -416,7 +416,8 @@ def build_model(arch: Architecture, pretrained_backbone: Optional[Union[str, Pat
             import warnings
 
             warnings.warn(
-                f"{len(scaled)} block(s) with scale fusion ({', '.join(scaled[:4])}{', ...' if len(scaled) > 4 else ''})"
+                f"{len(scaled)} block(s) with scale fusion "
+                f"({', '.join(scaled[:4])}{', ...' if len(scaled) > 4 else ''})"
                 f" were inserted into pretrained weights: at insertion they multiply their site's features by "
                 f"sigmoid(0) = 0.5, so the model no longer computes what the pretrained backbone did (add-fusion "
                 f"blocks do); fine-tuning learns the gate", PretrainedScaleWarning, stacklevel=2)

@@ -18,9 +18,9 @@ from typing import Any, Optional, Union
 from gcnas.errors import ConfigError
 from gcnas.schema import key
 
-__all__ = ["check_device", "JobConfig", "StudyConfig", "SearchConfig", "ConstraintsConfig", "ConfirmConfig", "WandbConfig",
-           "ReportArgs", "ExportArgs", "ExportDirArgs", "DEVICES", "PROGRESS", "METHODS", "SAMPLINGS", "SCORES",
-           "SHARES", "MODES"]
+__all__ = ["check_device", "JobConfig", "StudyConfig", "SearchConfig", "ConstraintsConfig", "ConfirmConfig",
+           "WandbConfig", "ReportArgs", "ExportArgs", "ExportDirArgs", "DEVICES", "PROGRESS", "METHODS", "SAMPLINGS",
+           "SCORES", "SHARES", "MODES"]
 
 DEVICES = ("cpu", "cuda", "auto")  # where training runs (gcnas.train.runtime.select_device); auto: CUDA if any
 DEVICE_WORDS = "cpu, cuda (a search worker: GPU worker mod visible GPUs), cuda:N (GPU N) or auto"
@@ -33,7 +33,6 @@ SHARES = ("site", "stage")  # search.supernet_share: what one set of candidate w
 MODES = ("offline", "online", "disabled")  # wandb.mode
 
 
-# -- gcnas-search, gcnas-confirm ---------------------------------------------------------------------------------------
 def check_device(device: Any, where: str = "device") -> None:
     """``device`` must be one of :data:`DEVICES` or ``cuda:N`` (N a GPU index); a :class:`ConfigError` naming
     ``where`` otherwise. Whether GPU N exists is :func:`gcnas.train.runtime.select_device`'s to check."""
@@ -44,6 +43,7 @@ def check_device(device: Any, where: str = "device") -> None:
         raise ConfigError(f"{where}: must be {DEVICE_WORDS}; got {device!r}")
 
 
+# -- gcnas-search, gcnas-confirm ---------------------------------------------------------------------------------------
 @dataclass
 class JobConfig:
     """The top-level keys of a search job (``gcnas-search``) and a confirmation (``gcnas-confirm``)."""

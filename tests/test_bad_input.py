@@ -71,7 +71,8 @@ SEARCH = [  # (overrides, words the message must hold)
     (["search.method=oneshot", "search.supernet_sampling=even"], ["search.supernet_sampling", "uniform, fair",
                                                                   "'even'"]),
     (["search.method=oneshot", "search.supernet_share=block"], ["search.supernet_share", "site, stage", "'block'"]),
-    (["search.method=oneshot", "search.supernet_score=loss"], ["search.supernet_score", "accuracy, gradient", "'loss'"]),
+    (["search.method=oneshot", "search.supernet_score=loss"],
+     ["search.supernet_score", "accuracy, gradient", "'loss'"]),
     (["search.method=oneshot", "search_space=paper_design"], ["paper_design.yaml: training", "(seed)",
                                                                 "search.method=standalone"]),
     (["search.method=oneshot", "search_space=paper_design", "~search_space.training"], ["design.kind", "kind gc",
@@ -129,7 +130,8 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(capsys):
 
     with pytest.raises(SystemExit) as exc:
         user_errors("gcnas-x")(bad_input)()
-    assert exc.value.code == 2 and capsys.readouterr().err == "gcnas-x: trainer.epochs: must be an integer >= 1; got 0\n"
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == "gcnas-x: trainer.epochs: must be an integer >= 1; got 0\n"
     with pytest.raises(ValueError, match="invalid literal"):
         user_errors("gcnas-x")(bug)()
     assert capsys.readouterr().err == ""

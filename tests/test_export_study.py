@@ -325,8 +325,8 @@ def test_a_moved_study_exports_its_kept_weights(tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("threads=0", "threads: must be auto or an integer >= 1; got 0"),
-    ("device=tpu", "device: must be cpu, cuda (a search worker: GPU worker mod visible GPUs), cuda:N (GPU N) or auto; "
-                   "got 'tpu'"),
+    ("device=tpu", "device: must be cpu, cuda (a search worker: GPU worker mod visible GPUs), cuda:N (GPU N) or "
+                   "auto; got 'tpu'"),
 ])
 def test_export_threads_and_device_are_checked(searched, override, message):
     root, result, _ = searched

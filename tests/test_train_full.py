@@ -96,8 +96,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     (["baseline=maybe"], "baseline: must be true or false; got 'maybe'"),
     (["trainer.amp=fp8"], "trainer.amp: must be true, false, bf16 or fp16; got 'fp8'"),
     (["+trainer.lr_decay=0.1"], "trainer.lr_decay: unknown key; valid keys are name, epochs"),
-    (["device=tpu"], "device: must be cpu, cuda (a search worker: GPU worker mod visible GPUs), cuda:N (GPU N) or auto; "
-                      "got 'tpu'"),
+    (["device=tpu"], "device: must be cpu, cuda (a search worker: GPU worker mod visible GPUs), cuda:N (GPU N) or "
+                      "auto; got 'tpu'"),
 ])
 def test_bad_input_is_named_before_training(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):

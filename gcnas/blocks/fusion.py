@@ -25,7 +25,8 @@ FusionArg = Union[str, Sequence[str]]
 
 
 def fusion_spelling(fusion: Sequence[str]) -> str:
-    """The one-word form of a canonical fusion, as YAML and search spaces write it: ``add``, ``scale``, ``scale+add``."""
+    """The one-word form of a canonical fusion, as YAML and search spaces write it: ``add``, ``scale``,
+    ``scale+add``."""
     return "+".join(fusion)
 
 

@@ -13,7 +13,8 @@ query, which motivates the query-independent global context block. ``return_atte
 
 Pairwise functions (``mode``):
 
-* ``embedded_gaussian``: ``softmax_j(theta(x_i) . phi(x_j) / sqrt(d))`` (d the embedding width; ``scale=False`` drops it)
+* ``embedded_gaussian``: ``softmax_j(theta(x_i) . phi(x_j) / sqrt(d))`` (d the embedding width; ``scale=False``
+  drops it)
 * ``gaussian``: ``softmax_j(x_i . x_j)``, no embeddings
 * ``dot``: ``theta(x_i) . phi(x_j) / N``, no softmax
 

@@ -63,7 +63,8 @@ def search(cfg: DictConfig) -> SearchResult:
 
 
 def print_summary(result: SearchResult) -> None:
-    """The worker's closing lines: the top trials (or the Pareto front), the best architecture, how to open the study."""
+    """The worker's closing lines: the top trials (or the Pareto front), the best architecture, how to open the
+    study."""
     title = "Pareto front" if len(result.best_values or [0]) > 1 else "Top trials"
     print(f"\n{title} of study {result.study_name} ({result.n_finished} finished trials, {result.trials_run} run "
           f"by this worker):\n")

@@ -33,7 +33,8 @@ from gcnas.search.summary import baseline_trial, ranked_trials
 from gcnas.search.worker import SearchResult, run_search, validate_config
 from gcnas.search import record
 
-__all__ = ["Confirmed", "confirm_study", "confirmation_study_name", "confirmation", "confirmation_table", "CONFIRMATION_ATTR", "SOURCE_ATTR"]
+__all__ = ["Confirmed", "confirm_study", "confirmation_study_name", "confirmation", "confirmation_table",
+           "CONFIRMATION_ATTR", "SOURCE_ATTR"]
 
 CONFIRMATION_ATTR = record.CONFIRMATION.name  # the searched study's: {study, k, seeds, first_seed, trainer, data}
 

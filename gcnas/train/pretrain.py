@@ -60,9 +60,9 @@ def _train(path: Path, backbone: Mapping[str, Any], data_cfg: Mapping[str, Any],
              data.describe(), pretrain["trainer"].get("epochs"))
     t0 = time.perf_counter()
     result = fit(model, data, dict(pretrain["trainer"]), seed=seed, device=device)
-    record = {"backbone": name, "kwargs": kwargs, "data": {**dict(data_cfg), **data_over}, "classes": list(data.classes),
-              "trainer": dict(pretrain["trainer"]), "seed": seed, "val_acc": result.final_val_acc,
-              "test_acc": result.test_acc, "seconds": time.perf_counter() - t0}
+    record = {"backbone": name, "kwargs": kwargs, "data": {**dict(data_cfg), **data_over},
+              "classes": list(data.classes), "trainer": dict(pretrain["trainer"]), "seed": seed,
+              "val_acc": result.final_val_acc, "test_acc": result.test_acc, "seconds": time.perf_counter() - t0}
     path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str))
     atomic_write(path, lambda tmp: save_model(model, str(tmp)))  # last: the file's presence says it is complete
     log.info("wrote %s: val acc %.4f, test acc %s, %.0f s", path, result.final_val_acc,
