@@ -1,17 +1,20 @@
 """``gcnas-search``: one search worker per Hydra job (``-m worker=0,1 hydra/launcher=joblib`` for several)."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gcnas.cli.common import check_writable, resolve, user_errors
-from gcnas.search import SearchResult, run_search
-from gcnas.search.worker import public_config
-from gcnas.track import WandbTracker
-from gcnas.train.runtime import usable_cpus
 
+if TYPE_CHECKING:
+    from gcnas.search import SearchResult
+
+# The search's modules (torch, Optuna, W&B) are imported where they are used, so that ``gcnas-search --help`` starts in
+# about a second instead of nine.
 
 
 def _hydra_context() -> tuple[str | None, int]:
@@ -25,6 +28,8 @@ def _hydra_context() -> tuple[str | None, int]:
     choice = hc.runtime.choices.get("search_space")
     concurrent = 1
     if str(hc.mode) == "RunMode.MULTIRUN":
+        from gcnas.machine import usable_cpus
+
         target = str(OmegaConf.select(hc, "launcher._target_", default=""))
         cpus = usable_cpus()
         if "joblib" in target:
@@ -42,11 +47,17 @@ def worker_threads(threads, concurrent: int | None = None):
         return threads
     if concurrent is None:
         concurrent = _hydra_context()[1]
+    from gcnas.machine import usable_cpus
+
     return max(1, usable_cpus() // concurrent)
 
 
 def search(cfg: DictConfig) -> SearchResult:
     """Resolve the composed config and run one worker (tests call this with ``hydra.compose``)."""
+    from gcnas.search import run_search
+    from gcnas.search.worker import public_config
+    from gcnas.track import WandbTracker
+
     choice, concurrent = _hydra_context()
     config = resolve(cfg)
     config["threads"] = worker_threads(config.get("threads"), concurrent)
@@ -73,8 +84,28 @@ def print_summary(result: SearchResult) -> None:
         print(f"\nBest architecture (trial {result.best_number}): {result.best_architecture}\n")
         print(Path(result.best_architecture).read_text().rstrip())
         print()
-    print(f"Open the study: optuna-dashboard {result.storage}")  # the storage URL, password redacted
-    print(f"            or: optuna trials --study-name {result.study_name} --storage {result.storage}")
+    print(open_study_hint(result.study_name, result.storage))
+
+
+DASHBOARD_EXTRA = "pip install 'gcnas[dashboard]'"
+
+
+def optuna_tools_storage(url: str) -> str:
+    """The storage argument Optuna's own tools take for a gcnas storage URL: the URL itself, except for a journal,
+    which they open from its file's path (a ``journal:///`` URL would be read as a database URL by SQLAlchemy)."""
+    if not url.startswith("journal://"):
+        return url
+    path = url[len("journal://"):]  # what gcnas.search.study.make_storage opens
+    return "/" + path.lstrip("/") if path.startswith("/") else path
+
+
+def open_study_hint(study_name: str, storage: str) -> str:
+    """Two lines: how to open the study with optuna-dashboard (and how to install it where it is not) and with
+    Optuna's CLI. ``storage`` is the redacted URL the summary prints."""
+    where = optuna_tools_storage(storage)
+    missing = importlib.util.find_spec("optuna_dashboard") is None
+    return (f"Open the study: optuna-dashboard {where}" + (f"   ({DASHBOARD_EXTRA} first)" if missing else "")
+            + f"\n            or: optuna trials --study-name {study_name} --storage {where}")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="config")

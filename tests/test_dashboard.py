@@ -1,0 +1,93 @@
+"""optuna-dashboard, the optional extra ``gcnas[dashboard]``, serves a gcnas study through the command gcnas-search's
+summary prints: real HTTP on loopback, a free port, a few seconds at most, the server always stopped."""
+import contextlib
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+
+from gcnas.cli.search import DASHBOARD_EXTRA, open_study_hint
+
+needs_dashboard = pytest.mark.skipif(importlib.util.find_spec("optuna_dashboard") is None,
+                                     reason=f"the dashboard extra is not installed ({DASHBOARD_EXTRA})")
+DASHBOARD = Path(sys.executable).with_name("optuna-dashboard")  # the console script the extra installs
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+@contextlib.contextmanager
+def dashboard(storage: str, log: Path, wait: float = 15.0):
+    """``optuna-dashboard STORAGE`` on a free loopback port; yields its base URL once it answers, stops it after."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        server = subprocess.Popen([str(DASHBOARD), storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
+                                  stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    _get(f"{base}/api/meta")
+                    break
+                except (urllib.error.URLError, ConnectionError):
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"optuna-dashboard {storage} did not answer (exit status {server.poll()}):\n"
+                                    f"{log.read_text()}")
+                    time.sleep(0.1)
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+@needs_dashboard
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_dashboard_serves_the_study_the_summary_names(searched, tmp_path, kind):
+    root, result, study = searched
+    storage = result.storage
+    if kind == "journal":  # the same study in a journal file, which Optuna's tools open by its path, not a URL
+        journal = tmp_path / "studies.journal"
+        optuna.copy_study(from_study_name=result.study_name, from_storage=result.storage,
+                          to_storage=optuna.storages.JournalStorage(
+                              optuna.storages.journal.JournalFileBackend(str(journal))))
+        storage = f"journal:///{journal}"
+    hint = open_study_hint(result.study_name, storage)
+    first = hint.splitlines()[0]
+    assert first.startswith("Open the study: optuna-dashboard ") and DASHBOARD_EXTRA not in first  # installed here
+    where = first.split("optuna-dashboard ", 1)[1]
+    assert where == (str(journal) if kind == "journal" else result.storage)
+    assert hint.splitlines()[1].endswith(f"optuna trials --study-name {result.study_name} --storage {where}")
+
+    with dashboard(where, tmp_path / "dashboard.log") as base:
+        listed = {s["study_name"]: s for s in _get(f"{base}/api/studies")["study_summaries"]}
+        assert result.study_name in listed, sorted(listed)
+        detail = _get(f"{base}/api/studies/{listed[result.study_name]['study_id']}")
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 5
+    assert {t["number"]: (t["state"].upper(), {p["name"] for p in t["params"]}) for t in detail["trials"]} == \
+        {t.number: (t.state.name, set(t.params)) for t in trials}
+
+
+def test_the_hint_names_the_extra_where_the_dashboard_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # blocks the import, as if never installed
+    first, second = open_study_hint("s", "sqlite:///outputs/studies.db").splitlines()
+    assert first == ("Open the study: optuna-dashboard sqlite:///outputs/studies.db"
+                     "   (pip install 'gcnas[dashboard]' first)")
+    assert second == "            or: optuna trials --study-name s --storage sqlite:///outputs/studies.db"
