@@ -91,11 +91,17 @@ class AvgContext(nn.Module):
 
 
 class AttentionContext(nn.Module):
-    """Attention pooling: 1x1 conv to one channel, softmax over all positions, weighted sum of the features."""
+    """Attention pooling: 1x1 conv to one channel, softmax over all positions, weighted sum of the features.
 
-    def __init__(self, channels: int) -> None:
+    ``fast``: pool a CUDA input in eager mode through the one-read Triton kernels of :mod:`gcnas.blocks.fast_pool`
+    (same parameters, same result within rounding); off by default. The block's fused training path
+    (``GlobalContextBlock(fused=True)``), ``torch.compile`` and tracing keep the reference composition.
+    """
+
+    def __init__(self, channels: int, *, fast: bool = False) -> None:
         super().__init__()
         self.channels = channels
+        self.fast = bool(fast)
         self.conv_mask = nn.Conv2d(channels, 1, kernel_size=1)
         self.reset_parameters()
 
@@ -108,6 +114,11 @@ class AttentionContext(nn.Module):
         return attention_weights(x.reshape(b, c, h * w), self.conv_mask.weight, self.conv_mask.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            from gcnas.blocks import fast_pool  # imports Triton, so only where asked for
+
+            if fast_pool.fast_pool_available(x):
+                return fast_pool.attention_pool(x, self.conv_mask.weight, self.conv_mask.bias)
         return pool_context(x, self.conv_mask.weight, self.conv_mask.bias)[0]
 
 
