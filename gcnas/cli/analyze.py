@@ -1,17 +1,23 @@
 """``gcnas-analyze``: the paper's NL query-position statistics, attention figures, and NL/SNL/GC/SE/none compared."""
 from __future__ import annotations
-
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
-from gcnas.analysis import AnalysisResult, run_analysis
 from gcnas.cli.common import resolve, user_errors
-from gcnas.train.runtime import set_threads
+
+if TYPE_CHECKING:
+    from gcnas.analysis import AnalysisResult
+
+# The command's work (torch, timm, Optuna, W&B) is imported where it runs, so that --help starts in about a second.
 
 
 def analyze(cfg: DictConfig) -> AnalysisResult:
     """Run from a composed ``analyze`` config (tests call this with ``hydra.compose``)."""
+    from gcnas.analysis import run_analysis
+    from gcnas.train.runtime import set_threads
+
     c = resolve(cfg)
     set_threads(c.get("threads", "auto"))
     result = run_analysis(c)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import gcnas.conf  # noqa: F401  (registers the resolvers the configs use, also in a launcher's worker process)
+import gcnas.cli.help  # noqa: F401  (the resolver the --help pages use)
 from gcnas.errors import ConfigError, Interrupted
 
 __all__ = ["resolve", "user_errors", "require_study", "check_writable"]

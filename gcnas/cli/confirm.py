@@ -2,22 +2,29 @@
 :mod:`gcnas.search.confirm`)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hydra
 from omegaconf import DictConfig
 
 from gcnas.cli.common import check_writable, require_study, resolve, user_errors
 from gcnas.cli.search import worker_threads
 from gcnas.schema import read
-from gcnas.search import SearchResult
-from gcnas.search.config import ConfirmConfig
-from gcnas.search.confirm import confirm_study, confirmation, confirmation_study_name, confirmation_table
-from gcnas.search.study import open_study
-from gcnas.search.worker import public_config
-from gcnas.track import WandbTracker
+from gcnas.cli.args import ConfirmConfig
+
+if TYPE_CHECKING:
+    from gcnas.search import SearchResult
+
+# The command's work (torch, timm, Optuna, W&B) is imported where it runs, so that --help starts in about a second.
 
 
 def confirm(cfg: DictConfig) -> SearchResult:
     """Run one confirmation worker from a composed ``confirm`` config (tests call this with ``hydra.compose``)."""
+    from gcnas.search.confirm import confirm_study, confirmation, confirmation_study_name, confirmation_table
+    from gcnas.search.study import open_study
+    from gcnas.search.worker import public_config
+    from gcnas.track import WandbTracker
+
     c = resolve(cfg)
     check_writable(c["paths"]["root"])
     name, url = require_study(c)

@@ -1,18 +1,26 @@
 """``gcnas-export``: write a study's best (or chosen) trial as a folder that loads without gcnas's search machinery."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hydra
 from omegaconf import DictConfig
 
 from gcnas.cli.common import require_study, resolve, user_errors
 from gcnas.cli.args import ExportArgs, ExportDirArgs
-from gcnas.export import ExportResult, export_trial
 from gcnas.schema import read, read_known
-from gcnas.train.runtime import set_threads
+
+if TYPE_CHECKING:
+    from gcnas.export import ExportResult
+
+# The command's work (torch, timm, Optuna, W&B) is imported where it runs, so that --help starts in about a second.
 
 
 def export(cfg: DictConfig) -> ExportResult:
     """Run an export from a composed ``export`` config (tests call this with ``hydra.compose``)."""
+    from gcnas.export import export_trial
+    from gcnas.train.runtime import set_threads
+
     c = resolve(cfg)
     name, url = require_study(c)
     args, out = read_known(ExportArgs, c), read(ExportDirArgs, c.get("export"), "export")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
@@ -9,12 +10,18 @@ from omegaconf import DictConfig
 from gcnas.cli.common import require_study, resolve, user_errors
 from gcnas.cli.args import ReportArgs
 from gcnas.schema import read
-from gcnas.search.study import open_study
-from gcnas.report import Report, write_report
+
+if TYPE_CHECKING:
+    from gcnas.report import Report
+
+# The command's work (torch, timm, Optuna, W&B) is imported where it runs, so that --help starts in about a second.
 
 
 def report(cfg: DictConfig) -> Report:
     """Write the report from a composed ``report`` config (tests call this with ``hydra.compose``)."""
+    from gcnas.report import write_report
+    from gcnas.search.study import open_study
+
     c = resolve(cfg)
     name, url = require_study(c)
     rc = read(ReportArgs, c.get("report"), "report")

@@ -5,12 +5,20 @@ import argparse
 import sys
 import warnings
 
-from gcnas.backbones import GenericFallbackWarning, list_sites
-from gcnas.backbones.sites import position_order
 from gcnas.errors import ConfigError
+
+# The backbones (torch, timm) are imported where they are used, so that --help answers without loading them.
+
+EXAMPLES = """examples:
+  gcnas-sites resnet50                           # at the model's own input size (its pretrained_cfg)
+  gcnas-sites mobilenetv3_small_100 --input-size 3 64 64
+  gcnas-sites gcnas_resnet_tiny --input-size 1 28 28   # the demo's backbone on Fashion-MNIST"""
 
 
 def format_sites(name: str, input_size: tuple[int, int, int]) -> str:
+    from gcnas.backbones import GenericFallbackWarning, list_sites
+    from gcnas.backbones.sites import position_order
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GenericFallbackWarning)
         sites = list_sites(name, input_size=input_size)
@@ -38,7 +46,8 @@ def format_sites(name: str, input_size: tuple[int, int, int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="gcnas-sites", description=__doc__.split(":", 1)[1].strip())
+    ap = argparse.ArgumentParser(prog="gcnas-sites", description="gcnas-sites:" + __doc__.split(":", 1)[1].rstrip(),
+                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", help="a timm model name, e.g. resnet50")
     ap.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
                     help="input size used for the spatial sizes (default: the model's pretrained_cfg input size)")

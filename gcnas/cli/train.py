@@ -14,21 +14,28 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
 from gcnas.cli.common import resolve, user_errors
-from gcnas.backbones import BackboneWeights
 from gcnas.errors import ConfigError
-from gcnas.export.retrain import TrainReport, load_architecture, retrain
-from gcnas.train.distributed import is_main_process, shutdown
-from gcnas.train.runtime import set_threads
+
+if TYPE_CHECKING:
+    from gcnas.export.retrain import TrainReport
+
+# The command's work (torch, timm, Optuna, W&B) is imported where it runs, so that --help starts in about a second.
 
 
 def train(cfg: DictConfig) -> TrainReport:
     """Train from a composed ``train`` config (tests call this with ``hydra.compose``); the work is
     :func:`gcnas.export.retrain.retrain`."""
+    from gcnas.backbones import BackboneWeights
+    from gcnas.export.retrain import load_architecture, retrain
+    from gcnas.train.distributed import is_main_process
+    from gcnas.train.runtime import set_threads
+
     c = resolve(cfg)
     arch, arch_path = load_architecture(c.get("arch"))
     seeds = c.get("seeds", [0])
@@ -61,6 +68,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         train(cfg)
     finally:
+        from gcnas.train.distributed import shutdown
+
         shutdown()  # leave torchrun's process group, if any
 
 
