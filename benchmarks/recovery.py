@@ -74,8 +74,13 @@ class Study:
         return max(self.confirmed, key=lambda c: statistics.fmean(c[1]))
 
 
+# every architecture of the studies read so far, by key: a key names one architecture whatever study holds it
+_ARCHITECTURES: dict[str, str] = {}
+
+
 def arch_of(t) -> Architecture:
-    return Architecture.from_yaml(record.ARCHITECTURE.get(t))
+    """A trial's architecture, of a study :func:`run_study` read."""
+    return Architecture.from_yaml(_ARCHITECTURES[record.ARCH_KEY.get(t)])
 
 
 def oneshot_study_name(seed: int, score: str) -> str:
@@ -99,6 +104,9 @@ def run_study(workdir: Path, sampler: str, seed: int, trials: int, threads: int,
         progress.cache[key] = time.perf_counter() - t0
         progress.save()
     study = open_study(cfg["study"]["storage"], name)
+    attrs = study.user_attrs  # read once: the trials' architectures live there
+    _ARCHITECTURES.update((record.ARCH_KEY.get(t), record.architecture_of(attrs, t)) for t in finished_trials(study)
+                          if record.ARCH_KEY.on(t))
     print(f"study {name}: {len(finished_trials(study))} trials, {progress.cache[key] / 60:.1f} min", file=sys.stderr)
     return Study(sampler, seed, sorted(finished_trials(study), key=lambda t: t.number), ranked_trials(study),
                  progress.cache[key])

@@ -60,7 +60,7 @@ def search(root: Path, trials: int, finetune: bool):
     return {"study": result.study_name, "seconds": seconds, "trial_s": statistics.mean(trial_s),
             "noise": floor.std, "spread": statistics.stdev(t.values[0] for t in searched),
             "better": sum(d > floor.band for d in deltas), "worse": sum(d < -floor.band for d in deltas),
-            "n_searched": len(searched), "best": Architecture.from_yaml(record.ARCHITECTURE.get(best)),
+            "n_searched": len(searched), "best": Architecture.from_yaml(record.architecture_of(study, best)),
             "best_val": best.values[0], "cfg": cfg}
 
 

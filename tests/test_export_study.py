@@ -29,6 +29,7 @@ from gcnas.cli.search import search as gcnas_search
 from gcnas.errors import ConfigError
 from gcnas.export import export_trial
 from gcnas.export import export as export_module
+from gcnas.search import record
 from gcnas.search.paths import resolve_stored, study_folder
 from gcnas.search.summary import ranked_trials
 
@@ -59,7 +60,7 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
     assert out.onnx_max_abs_diff <= 1e-4
     t = study.trials[out.trial]
     assert (tmp_path / "best" / "architecture.yaml").read_text() == Architecture.from_yaml(
-        t.user_attrs["architecture"]).to_yaml()
+        record.architecture_of(study, t)).to_yaml()
     # config.json in timm's hub form, from the preprocessing the study recorded
     hub = json.loads((tmp_path / "best" / "config.json").read_text())
     recorded = study.user_attrs["pretrained_cfg"]
@@ -95,7 +96,7 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
     # ... and equals the trial's kept weights
     from safetensors.torch import load_model
 
-    ref = build_model(Architecture.from_yaml(t.user_attrs["architecture"]))
+    ref = build_model(Architecture.from_yaml(record.architecture_of(study, t)))
     load_model(ref, _kept(root, study, t))
     with torch.no_grad():
         assert torch.equal(ref.eval()(torch.from_numpy(x)), torch.from_numpy(y))

@@ -12,10 +12,10 @@ from gcnas.search import record
 GCNAS = Path(__file__).resolve().parents[1] / "gcnas"
 
 
-def _check(holder, declared: dict) -> None:
+def _check(holder, declared: dict, keyed=()) -> None:
     for name, value in holder.user_attrs.items():
-        assert name in declared, f"user attribute {name!r} is not declared in gcnas.search.record"
-        attr = declared[name]
+        attr = declared.get(name) or next((k for k in keyed if k.owns(name)), None)
+        assert attr is not None, f"user attribute {name!r} is not declared in gcnas.search.record"
         assert isinstance(value, attr.types), f"{name}: {type(value).__name__} is not {attr.types}"
 
 
@@ -26,9 +26,14 @@ def test_every_attribute_a_study_writes_is_declared_with_its_type(searched):
     for t in study.get_trials():
         _check(t, trials)
         seen |= set(t.user_attrs)
-    _check(study, {a.name: a for a in record.STUDY_ATTRS})
+    _check(study, {a.name: a for a in record.STUDY_ATTRS}, record.STUDY_KEYED)
     # the fixture's study is a real one: what every trained trial carries is there to be checked
-    assert {"role", "arch_key", "architecture", "params", "flops", "epochs", "history", "weights", "machine"} <= seen
+    assert {"role", "arch_key", "trial_key", "params", "flops", "epochs", "history", "weights", "machine"} <= seen
+    # what its trials share lives once on the study, by key, and every trial's is there
+    assert not seen & {"architecture", "train"}
+    for t in study.get_trials():
+        assert study.user_attrs[f"arch:{t.user_attrs['arch_key']}"] == record.architecture_of(study, t)
+        assert record.recipe_of(study, t)["epochs"] == 2
 
 
 def test_interrupted_infeasible_and_retried_trials_are_declared_too():

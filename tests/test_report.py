@@ -14,6 +14,7 @@ from gcnas.cli.report import report
 from gcnas.errors import ConfigError
 from gcnas.report import placement_counts, write_report
 from gcnas.machine import describe_machine
+from gcnas.search import record
 from gcnas.search.summary import ranked_trials
 
 
@@ -37,10 +38,10 @@ def test_report_pictures_and_summary(searched, tmp_path):
 def test_placement_counts_match_the_top_architectures(searched):
     _, _, study = searched
     top = [t for t in ranked_trials(study)[:3] if t.user_attrs.get("role") != "baseline"]
-    stages, positions, counts = placement_counts(top)
+    stages, positions, counts = placement_counts(top, study)
     expected = {}
     for t in top:
-        for p in yaml.safe_load(t.user_attrs["architecture"])["placements"]:
+        for p in yaml.safe_load(record.architecture_of(study, t))["placements"]:
             expected[(p["stage"], p["position"])] = expected.get((p["stage"], p["position"]), 0) + 1
     assert counts == expected and stages == sorted({s for s, _ in expected})
     assert set(positions) == {p for _, p in expected}

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from gcnas.cli.search import search
 from gcnas.errors import ConfigError
+from gcnas.search import record
 
 # One seed per reference (no noise-floor replicates): these tests count and order the trials; tests/test_noise.py
 # covers the replicates.
@@ -42,10 +43,10 @@ def test_three_trial_search_records_everything(tmp_path):
     assert [t.user_attrs["role"] for t in trials] == ["baseline", "paper_gc", "searched"]
     assert trials[0].user_attrs["n_blocks"] == 0 and trials[1].user_attrs["n_blocks"] == 6
     for t in trials:
-        for key in ("architecture", "arch_key", "params", "flops", "worker", "wall_time_s"):
+        for key in ("arch_key", "params", "flops", "worker", "wall_time_s"):
             assert key in t.user_attrs, key
         folder = tmp_path / result.study_name / "trials" / f"trial-{t.number}"
-        assert (folder / "architecture.yaml").read_text() == t.user_attrs["architecture"]
+        assert (folder / "architecture.yaml").read_text() == record.architecture_of(study, t)
         assert "trial" in (folder / "log.txt").read_text()
     assert trials[1].user_attrs["params"] > trials[0].user_attrs["params"]
     assert "| 0 | baseline |" in result.table and "+0.00 pp" in result.table

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from gcnas.search import record
 from gcnas.search.worker import public_config
 from gcnas.track import TrackingWarning, WandbSession, WandbTracker
 from wandb_offline import offline_runs
@@ -26,7 +27,7 @@ def test_one_offline_run_per_trial_and_one_for_the_study(searched):
     by_name = {r.name: r for r in trials}
     for t in study.get_trials():
         run = by_name[f"trial-{t.number}"]
-        assert run.config["architecture"] == yaml.safe_load(t.user_attrs["architecture"])
+        assert run.config["architecture"] == yaml.safe_load(record.architecture_of(study, t))
         assert run.config["train"]["epochs"] == 2 and run.config["role"] == t.user_attrs["role"]
         assert run.config["arch_key"] == t.user_attrs["arch_key"]
         epochs = [row["epoch"] for row in run.history if "epoch" in row]

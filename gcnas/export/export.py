@@ -155,7 +155,7 @@ def _retrain(study: optuna.Study, t: FrozenTrial, arch: Architecture, data_overr
                           f"to retrain it with; rerun the search with study.keep_weights > 0")
     data_cfg = {**cfg["data"], **dict(data_overrides or {})}
     data = load_data_for(data_cfg, arch.backbone, arch.backbone_kwargs)
-    train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(record.TRAIN.get(t) or {})}
+    train = {**{k: v for k, v in cfg["trainer"].items() if k != "name"}, **(record.recipe_of(study, t) or {})}
     seed = int(train.pop("seed", cfg.get("seed", 0)))
     weights = BackboneWeights.from_config(cfg.get("backbone"))
     run = ArchitectureRun.build(arch, data.input_size, seed=seed, weights=weights, cost=False)
@@ -314,7 +314,8 @@ def _card_origin(study, t: FrozenTrial, arch: Architecture, metrics: Sequence[st
                  onnx_diff: float) -> list[str]:
     """The card's provenance: study, trial, machine, recipe, starting and exported weights, the ONNX check."""
     cfg = record.CONFIG.get(study) or {}
-    trainer = {**{k: v for k, v in (cfg.get("trainer") or {}).items() if k != "name"}, **(record.TRAIN.get(t) or {})}
+    trainer = {**{k: v for k, v in (cfg.get("trainer") or {}).items() if k != "name"},
+               **(record.recipe_of(study, t) or {})}
     return ["", "## Where it came from", "",
             f"- study `{study.study_name}`, search space `{record.SEARCH_SPACE.get(study, '?')}`, backbone "
             f"`{arch.backbone}`, data `{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}",
@@ -400,7 +401,7 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
     source = t  # the trial whose weights these are: a duplicate reused another trial's training
     if record.DUPLICATE_OF.on(t):
         source = study.get_trials(deepcopy=False)[int(record.DUPLICATE_OF.get(t))]
-    arch = Architecture.from_yaml(record.ARCHITECTURE.get(t))
+    arch = Architecture.from_yaml(record.architecture_of(study, t))
     final = Path(out_dir) if out_dir else Path("exports") / study_name / f"trial-{t.number}"
     _check_free(final, overwrite)
     study_dir = study_folder(_default_root(storage) if root is None else Path(root), study_name)

@@ -39,11 +39,13 @@ class Report:
     skipped: dict = field(default_factory=dict)  # plot name -> why it was not drawn
 
 
-def placement_counts(trials) -> tuple[list, list, dict]:
-    """(stages, positions, {(stage, position): number of blocks}) over the architectures of ``trials``."""
+def placement_counts(trials, study=None) -> tuple[list, list, dict]:
+    """(stages, positions, {(stage, position): number of blocks}) over the architectures of ``trials``, read from
+    ``study`` (theirs; None reads only trials that keep their own, as older gcnas wrote them)."""
     counts: Counter = Counter()
+    attrs = {} if study is None else study.user_attrs  # read once: the architectures live there
     for t in trials:
-        text = record.ARCHITECTURE.get(t)
+        text = record.architecture_of(attrs, t)
         for p in Architecture.from_yaml(text).placements if text else ():
             counts[(p.stage, p.position)] += 1
     stages = sorted({s for s, _ in counts})
@@ -52,11 +54,11 @@ def placement_counts(trials) -> tuple[list, list, dict]:
     return stages, positions, dict(counts)
 
 
-def _heatmap(trials, path: Path, title: str) -> bool:
+def _heatmap(study, trials, path: Path, title: str) -> bool:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    stages, positions, counts = placement_counts(trials)
+    stages, positions, counts = placement_counts(trials, study)
     if not counts:
         return False
     grid = np.array([[counts.get((s, p), 0) for s in stages] for p in positions], dtype=float)
@@ -158,7 +160,7 @@ def _draw_placements(study, report: Report, top_k: int, multi: bool) -> None:
     top = pareto_trials(study) if multi else ranked_trials(study)[:top_k]
     searched = [t for t in top if record.ROLE.get(t) != "baseline"]
     path = report.dir / "placements.png"
-    if _heatmap(searched, path, f"Blocks per stage and position, top {len(searched)} trials with blocks"):
+    if _heatmap(study, searched, path, f"Blocks per stage and position, top {len(searched)} trials with blocks"):
         report.pictures.append(path)
     else:
         report.skipped["placements"] = "no top trial has blocks"
@@ -222,7 +224,7 @@ def _summary(study, report: Report, metrics, top_k: int, multi: bool, confirmed=
     if ranked:
         best = ranked[0]
         lines += [f"## Best architecture (trial {best.number})", "", "```yaml",
-                  record.ARCHITECTURE.get(best, "").rstrip(), "```", ""]
+                  (record.architecture_of(study, best) or "").rstrip(), "```", ""]
     if report.pictures:
         lines += ["## Pictures", ""] + [f"![{p.stem}]({p.name})" for p in report.pictures] + [""]
     if report.skipped:

@@ -92,9 +92,12 @@ def _overrides(section: str, given: Optional[Mapping[str, Any]], have: Mapping[s
     return given
 
 
-def _paired_trials(base: FrozenTrial, candidates: Sequence[FrozenTrial], seeds: int) -> list[dict]:
-    """The user attributes of the confirmation's trials: for each seed j, the baseline and every candidate."""
-    return [{FIXED_ARCH_ATTR: record.ARCHITECTURE.get(t), ROLE_ATTR: record.ROLE.get(t, "searched"),
+def _paired_trials(source: optuna.Study, base: FrozenTrial, candidates: Sequence[FrozenTrial],
+                   seeds: int) -> list[dict]:
+    """The user attributes of the confirmation's trials: for each seed j, the baseline and every candidate of the
+    ``source`` study (once enqueued, each architecture lives on the confirmation study: record.enqueue)."""
+    attrs = source.user_attrs  # read once: the candidates' architectures live there
+    return [{FIXED_ARCH_ATTR: record.architecture_of(attrs, t), ROLE_ATTR: record.ROLE.get(t, "searched"),
              REPLICATE_ATTR: j, SOURCE_ATTR: t.number}
             for j in range(seeds) for t in [base, *candidates]]
 
@@ -145,7 +148,7 @@ def confirm_study(url: str, name: str, *, k: int = 5, seeds: int = 3, first_seed
     cfg["trainer"].update(_overrides("trainer", trainer, cfg["trainer"]))
     cfg["data"].update(_overrides("data", data, cfg["data"]))
     confirm_name = confirmation_study_name(name)
-    trials = _paired_trials(base, candidates, seeds)
+    trials = _paired_trials(source, base, candidates, seeds)
     _confirmation_config(cfg, run, url, confirm_name, len(trials), first_seed)
     recorded = {"study": confirm_name, "k": k, "seeds": seeds, "first_seed": first_seed,
                 "trainer": dict(trainer or {}), "data": dict(data or {})}

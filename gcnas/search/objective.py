@@ -45,6 +45,18 @@ _CONSTRAINT_KEYS = (("max_params", "params"), ("max_flops", "flops"), ("max_late
 _Told = tuple[optuna.trial.TrialState, Optional[list]]  # what the worker tells the study: state and values
 
 
+def _recipe(train_kw: Mapping[str, Any]) -> dict:
+    """A trial's training recipe as recorded: its trainer config and the space's training choices; the recipe's name
+    is only a label."""
+    return {k: v for k, v in train_kw.items() if k != "name"}
+
+
+def _recipe_key(train_kw: Mapping[str, Any]) -> str:
+    """The recipe's key: the end of the trial key, and its name on the study (``recipe:<key>``)."""
+    part = json.dumps(dict(sorted(_recipe(train_kw).items())), sort_keys=True, default=str)
+    return hashlib.sha256(part.encode()).hexdigest()[:8]
+
+
 @dataclass
 class _Run:
     """One trial while it runs: what it evaluates, where it writes, and its training curve."""
@@ -150,7 +162,7 @@ class TrialRunner:
         record.WORKER.set(trial, self.worker)
         record.MACHINE.set(trial, describe_machine())  # numbers differ between CPUs: say where it ran
         record.DEVICE.set(trial, self.device)
-        fixed = record.FIXED_ARCHITECTURE.get(trial)
+        fixed = record.fixed_architecture_of(study, trial)
         replicate = int(record.REPLICATE.get(trial, 0))
         role = record.ROLE.get(trial, "searched")
         record.ROLE.set(trial, role)
@@ -163,7 +175,7 @@ class TrialRunner:
         infeasible = self._resolve(run)
         if infeasible is not None:
             return self._infeasible(run.trial, run.note, infeasible, run.t0)
-        self._record_architecture(run)
+        self._record_architecture(study, run)
         dup = self._dedupe(study, run)
         if dup is not None:
             return self._reuse(run, dup)
@@ -191,13 +203,13 @@ class TrialRunner:
             return f"search space limits: {e}"
         return None
 
-    def _record_architecture(self, run: "_Run") -> None:
-        trial, arch, train_kw = run.trial, run.arch, run.train_kw
-        run.key = arch.key()
-        record.ARCH_KEY.set(trial, run.key)
-        record.ARCHITECTURE.set(trial, arch.to_yaml())
+    def _record_architecture(self, study: optuna.Study, run: "_Run") -> None:
+        """The architecture and recipe, once on the study under their keys (the trial keeps the keys: a short row
+        that ``optuna trials`` shows whole), and the architecture in the trial's folder."""
+        trial, arch = run.trial, run.arch
+        run.key = record.record_architecture(study, trial, arch)
         record.N_BLOCKS.set(trial, len(arch.placements))
-        record.TRAIN.set(trial, {k: v for k, v in train_kw.items() if k != "name"})
+        record.record_recipe(study, _recipe(run.train_kw), _recipe_key(run.train_kw))
         (run.tdir / "architecture.yaml").write_text(arch.to_yaml())
         run.note(f"trial {trial.number} ({run.role}) worker {self.worker}: {len(arch.placements)} blocks, "
                  f"key {run.key}")
@@ -205,9 +217,7 @@ class TrialRunner:
 
     def _dedupe(self, study: optuna.Study, run: "_Run") -> Optional[optuna.trial.FrozenTrial]:
         """The trial key (architecture and recipe), recorded; and a finished trial with the same key, if any."""
-        train_part = json.dumps({k: v for k, v in sorted(run.train_kw.items()) if k != "name"}, sort_keys=True,
-                                default=str)
-        trial_key = f"{run.key}-{hashlib.sha256(train_part.encode()).hexdigest()[:8]}"
+        trial_key = f"{run.key}-{_recipe_key(run.train_kw)}"
         record.TRIAL_KEY.set(run.trial, trial_key)  # set before looking, so concurrent twins see each other
         return self._find_duplicate(study, trial_key, run.trial.number, run.note)
 

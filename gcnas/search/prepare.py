@@ -120,7 +120,7 @@ def enqueue_references(study: optuna.Study, refs: Sequence[Mapping[str, Any]]) -
         held.add((record.ROLE.get(t), int(record.REPLICATE.get(t, 0))))
     missing = [r for r in refs if (r[ROLE_ATTR], r[REPLICATE_ATTR]) not in held]
     for attrs in missing:
-        study.enqueue_trial({}, user_attrs=dict(attrs))
+        record.enqueue(study, attrs)  # the architecture on the study, by key
     return len(missing)
 
 
@@ -206,7 +206,7 @@ def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any],
         record.ONESHOT_SCORE.set(study, search_cfg.supernet_score)
     if fixed_trials is not None:  # a study of given architectures only (gcnas.search.confirm)
         for attrs in list(fixed_trials)[: study_cfg.n_trials]:
-            study.enqueue_trial({}, user_attrs=dict(attrs))
+            record.enqueue(study, attrs)  # the architecture on the study, by key
     record.INITIALISED.set(study, True)
 
 

@@ -6,13 +6,24 @@ Optuna stores user attributes as a free-form mapping; this module is its schema.
 misspelt name fails at import, and ``tests/test_record.py`` checks that every attribute a real study writes is
 declared here, of the declared type. A trial's attributes are what Optuna's own tools show (``optuna trials``,
 optuna-dashboard), and what export, confirm, report and the W&B tracker read back.
+
+A trial's record stays small, so that ``optuna trials`` prints lines a terminal holds and every trial row of a study
+shared by many workers stays short: what many trials share lives once on the study, under a key the trial keeps
+(:class:`Keyed`). The architecture's YAML is the study's ``arch:<arch_key>`` (and ``architecture.yaml`` in the trial's
+folder), the training recipe the study's ``recipe:<recipe key>``, the end of the trial's ``trial_key``. Read them
+with :func:`architecture_of` and :func:`recipe_of`, which also read the trials of a study written before, which kept
+both themselves (``architecture``, ``train``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Optional
 
-__all__ = ["Attr", "TRIAL_ATTRS", "STUDY_ATTRS"]
+from gcnas.arch import Architecture
+from gcnas.errors import ConfigError
+
+__all__ = ["Attr", "Keyed", "TRIAL_ATTRS", "STUDY_ATTRS", "STUDY_KEYED", "architecture_of", "recipe_of",
+           "fixed_architecture_of", "recipe_key", "record_architecture", "record_recipe", "enqueue"]
 
 
 @dataclass(frozen=True)
@@ -35,12 +46,45 @@ class Attr:
         return self.name in trial.user_attrs
 
 
+@dataclass(frozen=True)
+class Keyed:
+    """A family of study user attributes, one per content key: ``<prefix><key>`` holds the value whose key it is.
+
+    Optuna stores each study user attribute as its own row, and a key names one value only, so workers that write the
+    same key at the same time write the same value: no read-modify-write, no race (a concurrent insert of the same row
+    is one Optuna ignores)."""
+
+    prefix: str
+    types: tuple[type, ...]
+    meaning: str
+
+    def name(self, key: str) -> str:
+        return self.prefix + key
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is an attribute of this family."""
+        return name.startswith(self.prefix)
+
+    def get(self, study: Any, key: Optional[str], default: Any = None) -> Any:
+        """The value of ``key`` on ``study`` (a ``Study``, or the mapping of its user attributes already read: a
+        caller reading many trials reads them once), or ``default``."""
+        return default if key is None else _study_attrs(study).get(self.name(key), default)
+
+    def set(self, study: Any, key: str, value: Any) -> None:
+        study.set_user_attr(self.name(key), value)
+
+
+def _study_attrs(study: Any) -> Mapping[str, Any]:
+    return study if isinstance(study, Mapping) else study.user_attrs
+
+
 def _attr(name: str, types: Any, meaning: str) -> Attr:
     return Attr(name, types if isinstance(types, tuple) else (types,), meaning)
 
 
 # -- a trial: what to run (enqueued, and kept by a retry) -----------------------------------------------------------
-FIXED_ARCHITECTURE = _attr("fixed_architecture", str, "an enqueued trial's architecture YAML, run as given")
+FIXED_ARCHITECTURE = _attr("fixed_architecture", str, "an enqueued trial's architecture, run as given: its key (its "
+                           "YAML is the study's arch:<key>, see enqueue), or its YAML (as older gcnas wrote it)")
 ROLE = _attr("role", str, "baseline | paper_gc | searched")
 REPLICATE = _attr("replicate", int, "a reference's k-th seed (training seed = seed + k); a confirmation's j-th seed")
 CONFIRMS = _attr("confirms", int, "a confirmation trial: the number of the searched study's trial it retrains")
@@ -51,10 +95,12 @@ WORKER = _attr("worker", int, "the worker that ran it")
 MACHINE = _attr("machine", str, "CPU, cores, threads and torch it ran with (gcnas.machine.describe_machine)")
 DEVICE = _attr("device", str, "where it trained: cpu, cuda or cuda:N (a worker's GPU on a multi-GPU node)")
 ARCH_KEY = _attr("arch_key", str, "the architecture's canonical hash (Architecture.key)")
-ARCHITECTURE = _attr("architecture", str, "the architecture's YAML")
+ARCHITECTURE = _attr("architecture", str, "the architecture's YAML, on trials of older gcnas only (now the study's "
+                                         "arch:<arch_key>; read it with architecture_of)")
 N_BLOCKS = _attr("n_blocks", int, "blocks the architecture places")
-TRAIN = _attr("train", dict, "the training recipe it ran with: the trainer config and the space's training choices")
-TRIAL_KEY = _attr("trial_key", str, "architecture key + recipe hash: equal keys are the same experiment (dedupe)")
+TRAIN = _attr("train", dict, "the training recipe it ran with, on trials of older gcnas only (now the study's "
+                             "recipe:<recipe key>; read it with recipe_of)")
+TRIAL_KEY = _attr("trial_key", str, "<arch_key>-<recipe key>: equal keys are the same experiment (dedupe)")
 DUPLICATE_OF = _attr("duplicate_of", int, "a finished trial of the same trial key, whose result this one took")
 # -- a trial: cost and constraints ----------------------------------------------------------------------------------
 PARAMS = _attr("params", int, "parameters")
@@ -95,3 +141,78 @@ CONFIRMATION = _attr("confirmation", dict, "its confirmation: {study, k, seeds, 
 
 STUDY_ATTRS = (SEARCH_SPACE, BACKBONE, DATA, METRICS, CONFIG, INPUT_SIZE, PRETRAINED_CFG, IDENTITY, ONESHOT_SCORE,
                INITIALISED, CONFIRMATION)
+
+# -- a study: what its trials share, once, by key -------------------------------------------------------------------
+ARCHITECTURES = Keyed("arch:", (str,), "an architecture's YAML, under its key (Architecture.key): a trial's arch_key")
+RECIPES = Keyed("recipe:", (dict,), "a training recipe (the trainer config and the space's training choices) under its "
+                                    "key, the hash that ends a trial's trial_key")
+
+STUDY_KEYED = (ARCHITECTURES, RECIPES)
+
+
+# -- reading and writing what lives on the study ----------------------------------------------------------------------
+def record_architecture(study: Any, trial: Any, arch: Architecture) -> str:
+    """Record that ``trial`` runs ``arch``: its key on the trial, its YAML on the study under that key (written again
+    by every trial of it: the same row, the same value). Returns the key."""
+    key = arch.key()
+    ARCHITECTURES.set(study, key, arch.to_yaml())
+    ARCH_KEY.set(trial, key)
+    return key
+
+
+def record_recipe(study: Any, recipe: Mapping[str, Any], key: str) -> None:
+    """Put the training recipe whose key is ``key`` (the end of its trials' ``trial_key``) on the study."""
+    RECIPES.set(study, key, dict(recipe))
+
+
+def recipe_key(trial: Any) -> Optional[str]:
+    """The key of the recipe ``trial`` ran with: its ``trial_key`` after the architecture's key; None without one."""
+    key = TRIAL_KEY.get(trial)
+    return None if key is None else key.rpartition("-")[2]
+
+
+def architecture_of(study: Any, trial: Any) -> Optional[str]:
+    """The YAML of the architecture ``trial`` ran, None where none was recorded (drawn infeasible). ``study`` is the
+    trial's ``Study`` or the mapping of its user attributes (read once by a caller reading many trials)."""
+    if ARCHITECTURE.on(trial):  # written by an older gcnas
+        return ARCHITECTURE.get(trial)
+    return ARCHITECTURES.get(study, ARCH_KEY.get(trial))
+
+
+def recipe_of(study: Any, trial: Any) -> Optional[dict]:
+    """The training recipe ``trial`` ran with (trainer config and the space's training choices, without the recipe's
+    name), None where none was recorded; ``study`` as for :func:`architecture_of`."""
+    if TRAIN.on(trial):  # written by an older gcnas
+        return TRAIN.get(trial)
+    return RECIPES.get(study, recipe_key(trial))
+
+
+def fixed_architecture_of(study: Any, trial: Any) -> Optional[str]:
+    """The YAML of the architecture an enqueued ``trial`` runs as given, None for a sampled one. Its
+    ``fixed_architecture`` is a key (:func:`enqueue`) or, as enqueued by an older gcnas or by hand, the YAML itself."""
+    fixed = FIXED_ARCHITECTURE.get(trial)
+    if fixed is None or ":" in fixed:  # a YAML architecture is a mapping; a key is hex digits
+        return fixed
+    text = ARCHITECTURES.get(study, fixed)
+    if text is None:
+        raise ConfigError(f"{FIXED_ARCHITECTURE.name}: trial {trial.number} was enqueued with architecture key "
+                          f"{fixed!r}, which its study does not hold ({ARCHITECTURES.name(fixed)}); enqueue it "
+                          f"with gcnas.search.record.enqueue, or with its YAML")
+    return text
+
+
+def enqueue(study: Any, user_attrs: Mapping[str, Any]) -> None:
+    """Enqueue a trial with ``user_attrs``; a fixed architecture given as YAML goes on the study (``arch:<key>``) and
+    the trial keeps its key. YAML that is no architecture stays on the trial, for the trial to fail on."""
+    attrs = dict(user_attrs)
+    text = attrs.get(FIXED_ARCHITECTURE.name)
+    if isinstance(text, str) and ":" in text:
+        try:
+            arch = Architecture.from_yaml(text)
+        except ConfigError:
+            arch = None
+        if arch is not None:
+            key = arch.key()
+            ARCHITECTURES.set(study, key, arch.to_yaml())
+            attrs[FIXED_ARCHITECTURE.name] = key
+    study.enqueue_trial({}, user_attrs=attrs)

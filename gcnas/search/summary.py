@@ -142,9 +142,10 @@ def describe_architecture(arch: Architecture) -> str:
     return f"{len(arch.placements)}x {design} @ {','.join(positions)} s{','.join(map(str, stages))}"
 
 
-def describe_blocks(t: FrozenTrial) -> str:
-    """:func:`describe_architecture` of a trial's recorded architecture."""
-    text = record.ARCHITECTURE.get(t)
+def describe_blocks(t: FrozenTrial, study: Any = None) -> str:
+    """:func:`describe_architecture` of a trial's recorded architecture; ``study`` is its study, or the mapping of its
+    user attributes, where the architecture lives (None reads only a trial that keeps its own, as older gcnas wrote)."""
+    text = record.architecture_of({} if study is None else study, t)
     return "no architecture recorded" if text is None else describe_architecture(Architecture.from_yaml(text))
 
 
@@ -164,6 +165,7 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
             "MFLOPs", "latency ms", "epochs", "blocks"]
     if not rows:
         return "(no feasible complete trial yet)"
+    attrs = study.user_attrs  # read once: the rows' architectures live there
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i in (2, 3, 5, 6, 7, 8) else "---"
                                                         for i in range(len(head))) + "|"]
     for t in rows:
@@ -174,7 +176,7 @@ def results_table(study: optuna.Study, metrics: Sequence[str], top_k: int = 5, t
         lines.append("| " + " | ".join([
             str(t.number), record.ROLE.get(t, ""), f"{acc:.4g}" if scored else f"{acc:.4f}", delta, beyond,
             f"{record.PARAMS.get(t, 0) / 1e6:.3f}M", f"{record.FLOPS.get(t, 0) / 1e6:.1f}",
-            "-" if lat is None else f"{lat:.2f}", str(record.EPOCHS.get(t, "")), describe_blocks(t)]) + " |")
+            "-" if lat is None else f"{lat:.2f}", str(record.EPOCHS.get(t, "")), describe_blocks(t, attrs)]) + " |")
     if noise is not None:
         lines += ["", noise.describe() + "."]
     return "\n".join(lines)
