@@ -91,3 +91,13 @@ def test_the_hint_names_the_extra_where_the_dashboard_is_missing(monkeypatch):
     assert first == ("Open the study: optuna-dashboard sqlite:///outputs/studies.db"
                      "   (pip install 'gcnas[dashboard]' first)")
     assert second == "            or: optuna trials --study-name s --storage sqlite:///outputs/studies.db"
+
+
+def test_a_postgres_url_from_the_environment_is_named_not_shown(monkeypatch):
+    monkeypatch.setenv("GCNAS_STORAGE_URL", "postgresql+psycopg://gcnas:secret@db:5432/gcnas")
+    hint = open_study_hint("s", "postgresql+psycopg://gcnas:***@db:5432/gcnas")  # the URL as the summary has it
+    assert hint.splitlines()[0].startswith('Open the study: optuna-dashboard "$GCNAS_STORAGE_URL"')
+    assert hint.endswith('--storage "$GCNAS_STORAGE_URL"') and "secret" not in hint
+    # a URL given on the command line (another one than the variable's) stays as it was given, redacted
+    other = open_study_hint("s", "postgresql+psycopg://gcnas:***@other:5432/gcnas")
+    assert "optuna-dashboard postgresql+psycopg://gcnas:***@other:5432/gcnas" in other

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,8 +92,15 @@ DASHBOARD_EXTRA = "pip install 'gcnas[dashboard]'"
 
 
 def optuna_tools_storage(url: str) -> str:
-    """The storage argument Optuna's own tools take for a gcnas storage URL: the URL itself, except for a journal,
-    which they open from its file's path (a ``journal:///`` URL would be read as a database URL by SQLAlchemy)."""
+    """The storage argument Optuna's own tools take for a gcnas storage URL (redacted): the URL itself, except for a
+    journal, which they open from its file's path (a ``journal:///`` URL would be read as a database URL by
+    SQLAlchemy), and a URL whose password was redacted from ``GCNAS_STORAGE_URL`` (storage=postgres), which is that
+    variable: a command to copy that works and shows no password."""
+    if "***@" in url:
+        from gcnas.search.study import redact_url
+
+        if redact_url(os.environ.get("GCNAS_STORAGE_URL", "")) == url:
+            return '"$GCNAS_STORAGE_URL"'
     if not url.startswith("journal://"):
         return url
     path = url[len("journal://"):]  # what gcnas.search.study.make_storage opens
