@@ -1,6 +1,7 @@
 """benchmarks/scale.py: the search's cost per trial, timed around the real driver's steps."""
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -49,3 +50,48 @@ def test_a_tiny_sqlite_study_prints_every_part_as_a_number(tmp_path, capsys):
     assert 0 < values["share of a 1.45 s trial %"] < 100
     assert any(part == WORK for _, _, part in PROBES)
 
+
+@pytest.mark.slow
+def test_the_worker_reads_every_trial_once_per_trial_and_cancels_only_past_the_budget(tmp_path, monkeypatch):
+    """The trial loop's own reads of the whole study (each O(trials)): the finished trials are counted once per trial
+    (the progress line's count is the next budget check's), and the trials ahead of an asked one are read only when
+    its number is past the budget, where one can be cancelled; such a trial still is."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from conftest import compose_search
+    from gcnas.cli.search import search
+    from gcnas.search import record, worker
+
+    reads = {"counted": 0, "_cancelled": 0}
+    real_counted, real_get_trials = worker.counted_trials, optuna.Study.get_trials
+
+    def counted(study):
+        reads["counted"] += 1
+        return real_counted(study)
+
+    def get_trials(self, *args, **kwargs):
+        caller = sys._getframe(1).f_code.co_name
+        if caller in reads:
+            reads[caller] += 1
+        return real_get_trials(self, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "counted_trials", counted)
+    monkeypatch.setattr(optuna.Study, "get_trials", get_trials)
+    run = ["trainer.epochs=1", "data.size=256", "sampler=random", "pruner=none", "wandb.mode=disabled",
+           "study.enqueue_baselines=false", "study.name=reads"]
+    result = search(compose_search(tmp_path, *run, "study.n_trials=3"))
+    study = optuna.load_study(study_name="reads", storage=f"sqlite:///{tmp_path}/studies.db")
+    asked = study.get_trials()
+    assert result.n_finished == 3
+    # once after each trial, once before the first, once in the closing result (it was twice per trial)
+    assert reads["counted"] == len(asked) + 2
+    assert reads["_cancelled"] == sum(t.number >= 3 for t in asked)  # infeasible draws push numbers past it
+
+    for _ in range(3):  # three trials another worker runs now, ahead of any this worker asks
+        study.ask()
+    reads["_cancelled"] = 0
+    again = search(compose_search(tmp_path, *run, "study.n_trials=4"))
+    assert again.trials_run == 0 and reads["_cancelled"] == 1
+    (cancelled,) = study.get_trials(states=(TrialState.FAIL,))
+    assert "study budget of 4 trials already taken" in record.CANCELLED.get(cancelled)

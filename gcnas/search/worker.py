@@ -202,6 +202,10 @@ class _TrialLoop:
         self.w, self.study, self.storage, self.study_cfg = w, w.study, w.storage, w.study_cfg
         self.runner, self.progress, self.hooks, self.interrupts = runner, progress, hooks, interrupts
         self.ran = self.failures_in_a_row = self.infeasible_in_a_row = 0
+        # the finished trials counted for the last trial's progress line, just after it was told: the next budget
+        # check reads no other count (one read of every trial per trial, not two; a trial another worker finished
+        # in between is caught by _cancelled, which keeps the budget exact)
+        self._counted: Optional[int] = None
 
     def run(self) -> int:
         started = time.perf_counter()
@@ -228,7 +232,8 @@ class _TrialLoop:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)  # a dead worker's trial: failed, and queued again
-        finished = len(counted_trials(self.study))
+        finished = len(counted_trials(self.study)) if self._counted is None else self._counted
+        self._counted = None
         if finished >= self.study_cfg.n_trials:
             return None
         timeout = self.study_cfg.timeout
@@ -240,6 +245,8 @@ class _TrialLoop:
     def _cancelled(self, trial: optuna.Trial) -> bool:
         """Cancel ``trial`` (failed, with the reason) when earlier trials took the whole budget."""
         n_trials = self.study_cfg.n_trials
+        if trial.number < n_trials:  # fewer trials than the budget come before it, whatever their states
+            return False
         ahead = sum(1 for t in self.study.get_trials(deepcopy=False, states=_RUNNING)
                     if t.number < trial.number and not record.INFEASIBLE.on(t))
         # a reference is never cancelled: every delta and the noise floor are read from the references, and a
@@ -305,8 +312,8 @@ class _TrialLoop:
             self._count_infeasible(infeasible)
         else:
             self.infeasible_in_a_row = 0
-        self.progress.end_trial(trial.number, state, values, len(counted_trials(self.study)), self.study_cfg.n_trials,
-                                note)
+        self._counted = len(counted_trials(self.study))
+        self.progress.end_trial(trial.number, state, values, self._counted, self.study_cfg.n_trials, note)
 
     def _count_infeasible(self, reason: str) -> None:
         """``study.max_infeasible`` infeasible draws in a row stop the worker: the limits or constraints are too
