@@ -43,6 +43,34 @@ def test_the_kernels_under_the_interpreter():
     assert " passed" in run.stdout and "failed" not in run.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(INTERPRETED, reason="the interpreter's process has no compiler front end for these kernels")
+def test_the_kernels_compile_for_a_gpu_without_one():
+    """Triton compiles both kernels to machine code for an H100 (sm_90) here, with no GPU: the type and layout checks
+    the interpreter does not make, for bfloat16 input and each backward variant."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from gcnas.blocks.fast_pool import _kernels
+
+    fwd, bwd = _kernels()
+    ints = {name: "i32" for name in ("C", "N", "span", "S", "stride_b", "stride_c", "stride_n")}
+    f32 = "*fp32"
+    sig = {"x_ptr": "*bf16", "w_ptr": f32, "logit_ptr": f32, "acc_ptr": f32, "m_ptr": f32, "l_ptr": f32, **ints,
+           "BLOCK_C": "constexpr", "BLOCK_N": "constexpr"}
+    tiles = {"BLOCK_C": 64, "BLOCK_N": 64}
+    compiled = [triton.compile(ASTSource(fwd, sig, constexprs=tiles), target=GPUTarget("cuda", 90, 32))]
+    sig = {"x_ptr": "*bf16", "w_ptr": f32, "logit_ptr": f32, "mx_ptr": f32, "den_ptr": f32, "gc_ptr": f32,
+           "k_ptr": f32, "dx_ptr": "*bf16", "dw_ptr": f32, **ints,
+           **{f"d{name}": "i32" for name in ("stride_b", "stride_c", "stride_n")},
+           "NEED_X": "constexpr", "NEED_W": "constexpr", "BLOCK_C": "constexpr", "BLOCK_N": "constexpr"}
+    for need_x, need_w in ((True, True), (False, True)):
+        compiled.append(triton.compile(ASTSource(bwd, sig, constexprs={"NEED_X": need_x, "NEED_W": need_w, **tiles}),
+                                       target=GPUTarget("cuda", 90, 32)))
+    for kernel in compiled:
+        assert kernel.asm["cubin"] and ".target sm_90" in kernel.asm["ptx"]
+
+
 def test_on_the_cpu_without_the_interpreter_the_block_keeps_the_reference():
     """fast on a CPU input of a process not interpreting Triton: the reference path, bit for bit."""
     torch.manual_seed(0)
