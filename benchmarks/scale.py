@@ -23,11 +23,15 @@ around the real calls (:data:`PROBES`; each part's time excludes the parts calle
 * **summary**: the closing table (:func:`_finish`), once per worker and study size, shown in seconds.
 
 The trial's own work (building the model, its cost, the supernet's score) is shown apart and is not orchestration.
-Per size n the table gives each part in ms per asked trial over the study's first n trials (a trial that another
-worker's draw made infeasible or cancelled is asked too), the orchestration at n (the mean over the last tenth of
-those trials: what one more trial costs), and the orchestration's share of a one-shot trial of ``--trial-seconds``
-(goal: <= 10 % at 5,000 trials). Between two sizes the growth exponent of the marginal cost says how it grows (0:
-constant per trial; 1: linear per trial, quadratic in all).
+Per size n the table gives each part in ms per trial over the last trials before the study held n (a tenth of n, at
+least 10, at most ``--window``; an infeasible draw or a cancelled trial is a trial here too): what one more trial costs
+in a study of that size; their sum, the orchestration, in wall time and in the workers' own CPU time (waits for the
+disk, the database and other processes left out: the machine's other load inflates the wall time, hardly the CPU
+time); and the orchestration's share of a one-shot trial of ``--trial-seconds`` (goal: <= 10 % at 5,000 trials).
+Between two sizes the growth exponent k of cost ~ n^k says how it grows (0: constant per trial; 1: linear per
+trial, quadratic in all). With ``--fill`` the study reaches each size after the first by copies of its own searched
+trials (``Study.add_trials``: parameters, values, attributes and trial key kept) up to the timed window, which the
+workers then run: the cost of a trial in a study of 5,000 without running all 5,000.
 
 PostgreSQL: ``--postgres-url`` (or the environment's GCNAS_STORAGE_URL); without one a throw-away server is started
 on loopback as the tests start one (``tests/postgres.py``: Debian's server binaries, as the ``postgres`` user) and
@@ -35,8 +39,8 @@ removed at the end. Every run has its own study (and SQLite file), kept under ``
 
 Usage: python -m benchmarks.scale [--trials 100,1000,5000] [--storages sqlite,postgresql] [--workers 1,4]
                                   [--sampler tpe|random] [--n-startup-trials 8] [--constant-liar true|false]
-                                  [--multivariate true|false] [--trial-seconds 1.45] [--postgres-url URL]
-                                  [--keep DIR] [OVERRIDE ...]
+                                  [--multivariate true|false] [--window 50] [--fill] [--trial-seconds 1.45]
+                                  [--postgres-url URL] [--keep DIR] [OVERRIDE ...]
 """
 from __future__ import annotations
 
@@ -174,7 +178,8 @@ class Run:
     url: str
     name: str
     root: Path
-    iterations: list = field(default_factory=list)  # (finished trials seen, {part: seconds}) of every worker
+    iterations: dict = field(default_factory=dict)  # size -> [(finished trials seen, {part: seconds})], all workers
+    filled: dict = field(default_factory=dict)  # size -> trials copied into the study before it was grown to it
     summary: dict = field(default_factory=dict)  # size -> summary seconds (the slowest worker's)
     setup: dict = field(default_factory=dict)  # size -> setup seconds (the slowest worker's)
     missing: list = field(default_factory=list)
@@ -206,6 +211,8 @@ def grow(run: Run, cfg: dict, size: int) -> None:
         wcfg = json.loads(json.dumps(cfg))
         wcfg["worker"] = w
         wcfg["study"]["n_trials"] = size
+        if wcfg["sampler"].get("seed") is not None:  # a resumed study's sampler would repeat its first draws
+            wcfg["sampler"]["seed"] += size
         out = run.root / f"times-{size}-worker{w}.json"
         out.unlink(missing_ok=True)
         p = ctx.Process(target=_worker, args=(wcfg, str(out)))
@@ -220,8 +227,8 @@ def grow(run: Run, cfg: dict, size: int) -> None:
         raise RuntimeError(f"{run.name}: worker(s) {failed} failed growing the study to {size} trials; logs in "
                            f"{run.root}")
     measured = [json.loads(o.read_text()) for o in outs]
-    for m in measured:
-        run.iterations += [(s, parts) for s, parts in m["iterations"] if s is not None]
+    run.iterations[size] = sorted(((s, parts) for m in measured for s, parts in m["iterations"] if s is not None),
+                                  key=lambda x: x[0])
     run.summary[size] = max(m["totals"].get("summary", 0.0) for m in measured)
     run.setup[size] = max(m["totals"].get(SETUP, 0.0) for m in measured)
     run.missing = sorted({x for m in measured for x in m["missing"]})
@@ -229,47 +236,64 @@ def grow(run: Run, cfg: dict, size: int) -> None:
           f"({run.setup[size]:.0f} s set-up)", file=sys.stderr, flush=True)
 
 
+def fill(run: Run, size: int, target: int) -> None:
+    """Bring ``run``'s study to ``target`` counted trials (on its way to ``size``) by copying its searched trials (each
+    with its parameters, values, attributes and trial key, under a new number: ``Study.add_trials``)."""
+    from gcnas.search import record
+    from gcnas.search.summary import counted_trials
+
+    study = optuna.load_study(study_name=run.name, storage=run.url)
+    have = counted_trials(study)
+    searched = [t for t in have if record.ROLE.get(t) == "searched"]
+    missing = target - len(have)
+    if missing <= 0 or not searched:
+        return
+    t0 = time.perf_counter()
+    study.add_trials([searched[k % len(searched)] for k in range(missing)])
+    run.filled[size] = missing
+    print(f"{run.name}: {missing} trials copied in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
 @dataclass
 class Row:
     """The table's numbers for one run at one size."""
 
     parts: dict  # part -> ms per asked trial
+    cpu: float  # the orchestration's CPU ms per asked trial (the workers'; the database server's not included)
     work: float  # ms per asked trial
     asked: int
-    at_n: float  # orchestration ms per trial over the last tenth
     summary: float  # seconds
-    cpu: float  # orchestration's CPU ms per asked trial (the worker's; the database server's not included)
-    cpu_at_n: float  # the same over the last tenth
 
     @property
     def orchestration(self) -> float:
         return sum(self.parts.values())
 
 
-def row_at(run: Run, size: int) -> Row:
-    before = sorted(((s, parts) for s, parts in run.iterations if s < size), key=lambda x: x[0])
-    its = [parts for _, parts in before]
-    last = its[-max(1, len(its) // 10):]
-
-    def per_trial(group: list, part: str) -> float:
-        return 1000 * sum(p.get(part, 0.0) for p in group) / max(1, len(group))
-
-    parts = {part: per_trial(its, part) for part in PARTS}
-    at_n = sum(per_trial(last, part) for part in PARTS)
-    cpu, cpu_at_n = (sum(per_trial(group, CPU + part) for part in PARTS) for group in (its, last))
-    return Row(parts, per_trial(its, WORK), len(its), at_n, run.summary.get(size, float("nan")), cpu, cpu_at_n)
+def window(size: int, most: int) -> int:
+    """How many of the last trials before ``size`` are timed: a tenth of it, at least 10, at most ``most``."""
+    return min(most, max(10, size // 10))
 
 
-def growth(a: Row, b: Row, na: int, nb: int) -> float:
-    """The exponent k of marginal cost ~ n^k between two sizes."""
-    if a.at_n <= 0 or b.at_n <= 0:
+def row_at(run: Run, size: int, most: int) -> Row:
+    timed = [parts for _, parts in run.iterations[size][-window(size, most):]]
+
+    def per_trial(part: str) -> float:
+        return 1000 * sum(p.get(part, 0.0) for p in timed) / max(1, len(timed))
+
+    return Row({part: per_trial(part) for part in PARTS}, sum(per_trial(CPU + part) for part in PARTS),
+               per_trial(WORK), len(timed), run.summary.get(size, float("nan")))
+
+
+def growth(a: float, b: float, na: int, nb: int) -> float:
+    """The exponent k of a cost ~ n^k that is ``a`` at ``na`` trials and ``b`` at ``nb``."""
+    if a <= 0 or b <= 0:
         return float("nan")
-    return math.log(b.at_n / a.at_n) / math.log(nb / na)
+    return math.log(b / a) / math.log(nb / na)
 
 
-def table(runs: list[Run], sizes: list[int], trial_seconds: float) -> list[str]:
-    head = ["storage", "workers", "trials", "asked", *(f"{p} ms" for p in PARTS), "orchestration ms", "at n ms",
-            "growth", "CPU ms", "CPU at n ms", "summary s", "trial work ms", f"share of a {trial_seconds:g} s trial %",
+def table(runs: list[Run], sizes: list[int], trial_seconds: float, most: int) -> list[str]:
+    head = ["storage", "workers", "trials", "copied", "timed", *(f"{p} ms" for p in PARTS), "orchestration ms",
+            "growth", "CPU ms", "CPU growth", "summary s", "trial work ms", f"share of a {trial_seconds:g} s trial %",
             "share by CPU %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for run in runs:
@@ -277,13 +301,15 @@ def table(runs: list[Run], sizes: list[int], trial_seconds: float) -> list[str]:
         for n in sizes:
             if n not in run.summary:
                 continue
-            r = row_at(run, n)
-            g = growth(previous[1], r, previous[0], n) if previous else float("nan")
-            share, share_cpu = (100 * x / (x + 1000 * trial_seconds) for x in (r.at_n, r.cpu_at_n))
-            cells = [run.storage, str(run.workers), str(n), str(r.asked), *(f"{r.parts[p]:.2f}" for p in PARTS),
-                     f"{r.orchestration:.1f}", f"{r.at_n:.1f}", "-" if math.isnan(g) else f"{g:.2f}",
-                     f"{r.cpu:.1f}", f"{r.cpu_at_n:.1f}", f"{r.summary:.2f}", f"{r.work:.1f}", f"{share:.1f}",
-                     f"{share_cpu:.1f}"]
+            r = row_at(run, n, most)
+            g, g_cpu = ((growth(a, b, previous[0], n) if previous else float("nan"))
+                        for a, b in ((previous[1].orchestration if previous else 0, r.orchestration),
+                                     (previous[1].cpu if previous else 0, r.cpu)))
+            share, share_cpu = (100 * x / (x + 1000 * trial_seconds) for x in (r.orchestration, r.cpu))
+            cells = [run.storage, str(run.workers), str(n), str(run.filled.get(n, 0)), str(r.asked),
+                     *(f"{r.parts[p]:.2f}" for p in PARTS), f"{r.orchestration:.1f}",
+                     "-" if math.isnan(g) else f"{g:.2f}", f"{r.cpu:.1f}", "-" if math.isnan(g_cpu) else f"{g_cpu:.2f}",
+                     f"{r.summary:.2f}", f"{r.work:.1f}", f"{share:.1f}", f"{share_cpu:.1f}"]
             lines.append("| " + " | ".join(cells) + " |")
             previous = (n, r)
     return lines
@@ -333,6 +359,11 @@ def main(argv=None) -> int:
     ap.add_argument("--multivariate", type=_bool, default=True, help="TPE's (conf/sampler/tpe.yaml: true)")
     ap.add_argument("--trial-seconds", type=float, default=1.45,
                     help="a one-shot trial's own time the share is read against (docs/results.md: 1.45 s a score)")
+    ap.add_argument("--window", type=int, default=50,
+                    help="trials timed at each size: the last tenth before it, at most this many")
+    ap.add_argument("--fill", action="store_true",
+                    help="reach each size after the first by copying the study's searched trials up to the window "
+                         "before it, then run the window's trials: the cost at 5,000 trials without running 5,000")
     ap.add_argument("--postgres-url", default=None)
     ap.add_argument("--keep", type=Path, default=None, help="keep the studies in this folder (default: a temp dir)")
     ap.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides after the cheap study's")
@@ -359,19 +390,23 @@ def main(argv=None) -> int:
                     from gcnas.search import make_storage
 
                     make_storage(url)  # the schema, once before the workers start (as gcnas-search's callback does)
-                    for n in sizes:
+                    for k, n in enumerate(sizes):
+                        if args.fill and k > 0:
+                            fill(run, n, n - window(n, args.window))
                         grow(run, rcfg, n)
                     runs.append(run)
         finally:
             for server in servers:
                 server.stop()
     print(f"{describe_machine()}. One-shot studies (gc_full space, tiny backbone, cheap scoring: {' '.join(CHEAP)}); "
-          f"{settings}; parts in ms per asked trial over the study's first n trials, their sum the orchestration; "
-          f"'at n': the orchestration per trial over the last tenth of them; growth: exponent k of 'at n' ~ n^k "
-          f"since the previous size; CPU: the workers' own CPU time of the same (waits for the disk, the database "
-          f"and other processes left out); summary: the closing table, once per worker; share: 'at n' against "
-          f"'at n' plus a one-shot trial of {args.trial_seconds:g} s\n")
-    print("\n".join(table(runs, sizes, args.trial_seconds)))
+          f"{settings}; each part in ms per trial over the last trials before n ('timed': a tenth of n, at least 10, "
+          f"at most {args.window}; 'copied': trials copied into the study before, --fill), their sum the "
+          f"orchestration; "
+          f"growth: exponent k of orchestration ~ n^k since the previous size (0: constant per trial, 1: linear); "
+          f"CPU: the workers' own CPU time of the same (waits for the disk, the database and other processes left "
+          f"out); summary: the closing table, once per worker; share: the orchestration against itself plus a "
+          f"one-shot trial of {args.trial_seconds:g} s\n")
+    print("\n".join(table(runs, sizes, args.trial_seconds, args.window)))
     missing = sorted({m for r in runs for m in r.missing})
     if missing:
         print(f"\nnot timed (no longer in gcnas; their time counts in their callers' parts): {', '.join(missing)}")
