@@ -31,6 +31,7 @@ SAMPLINGS = ("uniform", "fair")  # search.supernet_sampling (gcnas.oneshot.PathS
 SCORES = ("accuracy", "gradient", "gradient_and_loss")
 SHARES = ("site", "stage")  # search.supernet_share: what one set of candidate weights serves (gcnas.oneshot.Supernet)
 MODES = ("offline", "online", "disabled")  # wandb.mode
+RUN_ID_RESERVED = ":;,#?/'"  # characters W&B refuses in a run id
 
 
 def check_device(device: Any, where: str = "device") -> None:
@@ -127,6 +128,15 @@ class WandbConfig:
     tags: list[str] = key(factory=list)
     init_timeout: float = key(30, gt=0)      # seconds wandb.init may take before tracking is switched off
     dir: Optional[str] = None                # runs go to <dir>/wandb/ (null: the working directory)
+    # gcnas-train with one model and seed: the W&B run it continues; null: the run recorded beside its checkpoint, or
+    # a new one (a search's trial runs have ids of their own)
+    run_id: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        rid = self.run_id
+        if rid is not None and (not rid.strip() or rid != rid.strip() or any(c in RUN_ID_RESERVED for c in rid)):
+            raise ConfigError(f"wandb.run_id: must be a W&B run id (no spaces around it, none of {RUN_ID_RESERVED}); "
+                              f"got {rid!r}")
 
 
 # -- gcnas-report, gcnas-export ---------------------------------------------------------------------------------------

@@ -9,6 +9,11 @@ and the starting weights; :func:`~gcnas.train.fit` adds the trainer and the seed
 run's checkpoint is checked (:func:`~gcnas.train.check_checkpoint`), so a resume of another run is refused at once,
 not after hours of the first seed, and nothing stored is touched. Without ``out_dir`` the checkpoints go to a folder
 named after what decides the results (:func:`default_dir_name`), so two different runs never share one.
+
+Each run's W&B run id is recorded beside its checkpoint (:mod:`gcnas.track.runs`): a resumed run continues its W&B run
+(``resume="allow"``, one history row per epoch at step = epoch, so the resumed half starts at the step after the
+first half's last), and ``resume=False`` starts a new one. ``wandb.run_id`` names the run of a training of one model
+and seed; it is checked with the checkpoints, before anything trains.
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ from gcnas.backbones import BackboneWeights
 from gcnas.backbones.weights import check_weights
 from gcnas.data import DataSplits
 from gcnas.errors import ConfigError
-from gcnas.track import WandbSession
+from gcnas.track import WandbSession, check_wandb_config
+from gcnas.track.runs import RUN_FILE, check_user_run_id, new_run_id, record_run_id, recorded_run_id
 from gcnas.train import TrainerConfig, check_checkpoint
 from gcnas.train.distributed import init_distributed, is_main_process
 from gcnas.train.one import ArchitectureRun, load_data_for
@@ -143,9 +149,14 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
         for seed in seeds:
             for name, _ in models:
                 check_checkpoint(out / name / f"seed{seed}", trainer, seed=seed, identity=identities[name])
+    tracked = check_wandb_config(wandb) if wandb else None
+    if tracked is not None and tracked.mode != "disabled":  # every rank: all of them stop, or none
+        recorded = [*Path(root).glob(f"*/*/seed*/{RUN_FILE}"), *out.glob(f"*/seed*/{RUN_FILE}")]  # other trainings'
+        check_user_run_id(tracked.run_id, len(models) * len(seeds), out / models[0][0] / f"seed{seeds[0]}", resume,
+                          [f.parent for f in recorded])
+    session = WandbSession(wandb if main and wandb else {"mode": "disabled"}, f"train-{arch.key()}")
     if main:
         log.info("checkpoints in %s", out)
-    session = WandbSession(wandb if main and wandb else {"mode": "disabled"}, f"train-{arch.key()}")
     report = TrainReport(out_dir=out)
     try:
         for seed in seeds:
@@ -161,6 +172,16 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
     return report
 
 
+def _wandb_run(session: WandbSession, run_dir: Path, resume: bool) -> dict[str, Any]:
+    """``wandb.init``'s arguments for the W&B run of the checkpoint in ``run_dir``: with ``resume``, the run recorded
+    there (or ``wandb.run_id``), continued; else a new one. The id is recorded before W&B starts the run, so that a
+    run killed at any point is continued by the next start."""
+    continued = (session.run_id or recorded_run_id(run_dir)) if resume else session.run_id
+    run_id = continued or new_run_id()
+    record_run_id(run_dir, run_id)
+    return {"id": run_id, "resume": "allow"} if continued else {"id": run_id}
+
+
 def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, data, data_cfg, trainer: dict,
              out: Path, device: str, resume: bool, main: bool = True,
              weights: Optional[BackboneWeights] = None, identity: Optional[Mapping[str, Any]] = None) -> dict:
@@ -170,9 +191,10 @@ def _one_run(session: WandbSession, name: str, arch: Architecture, seed: int, da
         run_dir.mkdir(parents=True, exist_ok=True)
         (out / name / "architecture.yaml").write_text(arch.to_yaml())
     key = (name, seed)
-    session.start(key, job_type="train", name=f"{name}-seed{seed}",
-                  config={"architecture": arch.to_dict(), "trainer": trainer, "data": dict(data_cfg), "seed": seed,
-                          "model": name, "arch_key": arch.key()})
+    if not session.off:
+        session.start(key, job_type="train", name=f"{name}-seed{seed}",
+                      config={"architecture": arch.to_dict(), "trainer": trainer, "data": dict(data_cfg), "seed": seed,
+                              "model": name, "arch_key": arch.key()}, **_wandb_run(session, run_dir, resume))
 
     def on_epoch(er) -> None:
         session.log(key, {"epoch": er.epoch, "train_loss": er.train_loss, "val_loss": er.val_loss,

@@ -6,6 +6,13 @@ summary the final metrics, cost and state (complete, pruned, failed, infeasible,
 spent, the worker that leaves last logs a ``job_type=study`` run with the trials table, the best architecture as an
 Artifact of type ``architecture`` (its YAML, and its weights when kept) and the report's plots.
 
+A trial's run id is recorded in its folder (:mod:`gcnas.track.runs`). A retried trial (its worker died or was
+interrupted; :mod:`gcnas.search.retry` queues a copy under a new number, trained from scratch) gets a run of its own,
+``trial-<N'>`` with ``retry_of`` in its summary, like the Optuna trial it is; when it ends, the tracker reopens the
+run of the trial it retried (W&B's ``resume="allow"``) and closes it with state ``retried`` and ``retried_by`` = N'.
+So no run is left open or crashed without a word, every W&B run still matches one Optuna trial, and the retry's
+curves start at epoch 1 in a run of their own instead of going back in the steps of a run that W&B would refuse.
+
 Tracking never stops a search: ``wandb.init`` has a time limit (``wandb.init_timeout``), and the first W&B error of any
 kind becomes one warning, after which this worker stops tracking. Nor does the trial loop wait for W&B: the trial
 runs are started, logged and finished in order on one background thread (the loop only hands the data over), and they
@@ -21,9 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+from gcnas.errors import ConfigError
 from gcnas.schema import read
 from gcnas.search.callbacks import SearchCallback
+from gcnas.search.paths import study_folder, trial_folder
 from gcnas.track.config import MODES, WandbConfig
+from gcnas.track.runs import new_run_id, record_run_id, recorded_run_id
 from gcnas.search import record
 
 __all__ = ["WandbTracker", "WandbSession", "TrackingWarning", "MODES", "check_wandb_config"]
@@ -43,13 +53,14 @@ def check_wandb_config(cfg: Mapping[str, Any]) -> WandbConfig:
 class WandbSession:
     """W&B runs that never raise: the first error of any kind becomes one warning and turns the session off.
 
-    ``cfg`` is the ``wandb`` config section (mode, project, entity, tags, init_timeout, dir); ``group`` names the runs'
-    group (the study, or the training run).
+    ``cfg`` is the ``wandb`` config section (mode, project, entity, tags, init_timeout, dir, run_id); ``group`` names
+    the runs' group (the study, or the training run).
     """
 
     def __init__(self, cfg: Mapping[str, Any], group: str) -> None:
         c = check_wandb_config(cfg)
         self.mode, self.project, self.entity, self.tags = c.mode, c.project, c.entity, list(c.tags)
+        self.run_id = c.run_id
         self.init_timeout = float(c.init_timeout)
         self.dir = Path(c.dir) if c.dir else None
         self.group = group
@@ -82,7 +93,8 @@ class WandbSession:
         """Start a run kept under ``key``; None when the session is off or the start failed.
 
         ``light``: skip the environment's package list, code saving and machine description (a search's trial runs;
-        the study run records them once).
+        the study run records them once). ``kw`` goes to ``wandb.init`` (``id`` and ``resume="allow"`` continue a
+        run).
         """
         if self.off:
             return None
@@ -133,8 +145,15 @@ class WandbTracker(SearchCallback):
 
     def __init__(self, cfg: Mapping[str, Any], study_name: str, config: Optional[Mapping[str, Any]] = None) -> None:
         self.session = WandbSession(cfg, study_name)
+        if self.session.run_id is not None:
+            raise ConfigError(f"wandb.run_id: a search opens one W&B run per trial, with ids of its own; leave it null "
+                              f"(got {self.session.run_id!r})")
         self.study_name = study_name
         self.config = dict(config or {})
+        root = (self.config.get("paths") or {}).get("root")
+        # where each trial's run id is recorded, for a retry to find; None: not recorded (a tracker without a study)
+        self.study_dir = study_folder(root, study_name) if root else None
+        self.run_ids: dict[int, str] = {}
         # One thread runs the W&B calls of trial runs in the order they were made; the loop never waits for W&B.
         self._pool: Optional[ThreadPoolExecutor] = ThreadPoolExecutor(1, thread_name_prefix="gcnas-wandb")
 
@@ -162,7 +181,23 @@ class WandbTracker(SearchCallback):
         for k in ("backbone", "data", "search_space", "seed", "worker", "objective", "constraints"):
             if k in self.config:
                 config[k] = self.config[k]
-        self._submit(self.session.start, number, light=True, job_type="trial", name=f"trial-{number}", config=config)
+        self._submit(self.session.start, number, light=True, job_type="trial", name=f"trial-{number}", config=config,
+                     id=self._new_run_id(number))
+
+    def _new_run_id(self, number: int) -> str:
+        """A new run id for trial ``number``, recorded in its folder (before W&B starts the run) for a retry to find."""
+        run_id = self.run_ids[number] = new_run_id()
+        if self.study_dir is not None:
+            try:
+                record_run_id(trial_folder(self.study_dir, number), run_id, trial=number, study=self.study_name)
+            except OSError as e:  # a retry will not find the run to close; the trial's own run is unaffected
+                log.warning("could not record trial %d's W&B run id: %s", number, e)
+        return run_id
+
+    def _run_id_of(self, number: int) -> Optional[str]:
+        if number in self.run_ids:
+            return self.run_ids[number]
+        return recorded_run_id(trial_folder(self.study_dir, number)) if self.study_dir is not None else None
 
     def epoch_ended(self, number: int, result) -> None:
         if self.off:
@@ -175,12 +210,24 @@ class WandbTracker(SearchCallback):
         if self.off:
             return
         self._submit(self._end_trial, trial.number, self._summary(trial), 1 if trial.state.name == "FAIL" else 0)
+        retried = record.RETRY_OF.get(trial)
+        if retried is not None:
+            self._submit(self._close_retried, retried, self._run_id_of(retried), trial.number)
 
     def _end_trial(self, number: int, summary: Mapping[str, Any], exit_code: int) -> None:
         if number not in self.session.runs:  # ended before its architecture was known (space limits)
             self.session.start(number, light=True, job_type="trial", name=f"trial-{number}",
-                               config={"study": self.study_name})
+                               config={"study": self.study_name}, id=self._new_run_id(number))
         self.session.finish(number, summary, exit_code=exit_code)
+
+    def _close_retried(self, number: int, run_id: Optional[str], retry: int) -> None:
+        """Close the run of trial ``number`` (left crashed by a worker that died, or failed by an interrupt) as
+        ``retried`` by trial ``retry``; nothing where its run id was never recorded."""
+        if run_id is None:
+            return
+        key = ("retried", number)
+        self.session.start(key, light=True, job_type="trial", name=f"trial-{number}", id=run_id, resume="allow")
+        self.session.finish(key, {"state": "retried", "retried_by": retry}, exit_code=1)
 
     def _summary(self, trial) -> dict:
         state = trial.state.name.lower()
@@ -189,7 +236,7 @@ class WandbTracker(SearchCallback):
         elif record.DUPLICATE_OF.on(trial):
             state = "duplicate"
         summary = {"state": state}
-        for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS, record.EPOCHS, record.WALL_TIME_S,
+        for attr in (record.RETRY_OF, record.PARAMS, record.FLOPS, record.LATENCY_MS, record.EPOCHS, record.WALL_TIME_S,
                      record.TRAIN_SECONDS, record.DUPLICATE_OF, record.INFEASIBLE, record.ERROR, record.N_BLOCKS):
             if attr.get(trial) is not None:
                 summary[attr.name] = attr.get(trial)
