@@ -398,7 +398,6 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="section 4's timed steps per round (default 10 on a GPU, 3 on the CPU)")
     args = p.parse_args()
     if args.cpu:
-        torch.set_num_threads(os.cpu_count() or 1)
         print(f"CPU: {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads); torch "
               f"{torch.__version__}", flush=True)
         t0 = time.perf_counter()

@@ -190,6 +190,8 @@ def test_the_block_dispatches_to_the_kernels_and_keeps_its_outputs_and_state():
     for a, b in zip(g1, g0):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert set_fast_pool(block, False) == 1 and not block.context.fast
+    # float64 (the kernels accumulate in float32) and empty inputs keep the reference
+    assert fast_pool_available(x) and not fast_pool_available(x.double()) and not fast_pool_available(x[:0])
 
 
 def test_avg_context_has_nothing_to_switch():

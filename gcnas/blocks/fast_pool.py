@@ -4,26 +4,27 @@ Paper: Cao, Xu, Lin, Wei, Hu, "GCNet: Non-local Networks Meet Squeeze-Excitation
 (arXiv:1904.11492), section 4.1 (attention pooling); the online softmax is Milakov and Gimelshein, "Online
 normalizer calculation for softmax" (arXiv:1805.02867), as FlashAttention uses it.
 
-Attention pooling ``c = sum_j softmax(W_k x)_j x_j`` composed from torch operations makes three passes over the
-(B, C, N) input (the logits, the softmax's max and sum over a (B, N) tensor, then the weighted sum) and autograd
-keeps two full-size gradient tensors. Here the forward reads each chunk of positions once from memory: the logits
-of a chunk, then a running max ``m``, a running denominator ``l`` and a running weighted sum of x, rescaled by
-``exp(m_old - m_new)`` whenever the max grows; a chunk is re-read from cache, not from memory, for the weighted sum.
+Attention pooling ``c = sum_j softmax(W_k x)_j x_j`` composed from torch operations reads the (B, C, N) input twice
+(the logits, then the weighted sum), and its autograd writes two full-size gradients (one per use of x) and sums
+them. Here the forward reads each chunk of positions once from memory: the logits of a chunk, then a running max
+``m``, a running denominator ``l`` and a running weighted sum of x, rescaled by ``exp(m_old - m_new)`` whenever the
+max grows; the chunk is re-read from cache, not from memory, for the weighted sum.
 Positions are split over programs (B x S of them) and the S partial sums merged in float32. The backward recomputes
 the weights from the saved logits, max and denominator, and writes
 
     dL/dx_j = p_j dL/dc + u_j W_k,   u_j = p_j (<dL/dc, x_j> - <dL/dc, c>),   dL/dW_k = sum_b sum_j u_j x_j
 
-reading x once more. The mask conv's bias has no effect (softmax is shift invariant): its gradient is zero.
+reading x once more and writing one full-size gradient. The mask conv's bias has no effect (softmax is shift
+invariant): its gradient is zero.
 
 Used by :class:`~gcnas.blocks.context.AttentionContext` with ``fast = True`` (:func:`set_fast_pool` switches every
 one in a model) on a CUDA input in eager mode; ``torch.compile``, tracing, export and the CPU keep the reference
-composition. On the CPU the kernels run under Triton's interpreter in a process started with
-``TRITON_INTERPRET=1`` (tests).
-Buffers, parameters and state_dict keys are the reference's; results agree within float32 / bfloat16 rounding.
+composition. On the CPU the kernels run under Triton's interpreter in a process started with ``TRITON_INTERPRET=1``
+(tests). Parameters and state_dict keys are the reference's; results agree within float32 / bfloat16 rounding.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -51,8 +52,11 @@ def _interpreted() -> bool:
 
 def fast_pool_available(x: torch.Tensor) -> bool:
     """Whether :func:`attention_pool` can run on ``x`` here: Triton is installed and x is on a CUDA device (or on
-    the CPU in a process that imported Triton with ``TRITON_INTERPRET=1``), in eager mode."""
+    the CPU in a process that imported Triton with ``TRITON_INTERPRET=1``), in eager mode, a non-empty float32,
+    float16 or bfloat16 tensor (the kernels accumulate in float32: float64 keeps the reference)."""
     if triton is None or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16) or x.numel() == 0:
         return False
     return x.device.type == "cuda" or (x.device.type == "cpu" and _interpreted())
 
@@ -162,6 +166,11 @@ def _kernels():
         return triton.jit(_forward_kernel), triton.jit(_backward_kernel)
 
 
+def _on(x: torch.Tensor):
+    """Launch on x's GPU, not the current one (Triton launches on the current device)."""
+    return torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
+
+
 def _splits(b: int, n: int, block_n: int, device: torch.device, splits: int | None) -> tuple[int, int]:
     """(positions per program, programs per sample): enough programs to fill the GPU's multiprocessors a few times
     over, each a whole number of chunks, none empty."""
@@ -186,7 +195,8 @@ class _AttentionPool(torch.autograd.Function):
         m = torch.empty(b, s, **f32)
         den = torch.empty(b, s, **f32)
         w = weight.reshape(-1)
-        fwd[(b, s)](x3, w, logits, acc, m, den, c, n, span, s, *x3.stride(), BLOCK_C=block_c, BLOCK_N=block_n)
+        with _on(x3):
+            fwd[(b, s)](x3, w, logits, acc, m, den, c, n, span, s, *x3.stride(), BLOCK_C=block_c, BLOCK_N=block_n)
         mx = m.amax(1)
         rescale = torch.exp(m - mx[:, None])
         total = (den * rescale).sum(1)
@@ -213,8 +223,9 @@ class _AttentionPool(torch.autograd.Function):
         k = (gc * pooled).sum(1)
         dx = torch.empty_like(x3) if need_x else x3  # x3 is a placeholder the kernel does not write to
         dw = torch.zeros(b, s, c, device=x3.device, dtype=torch.float32) if need_w else pooled
-        bwd[(b, s)](x3, weight.reshape(-1), logits, mx, total, gc, k, dx, dw, c, n, span, s, *x3.stride(),
-                    *dx.stride(), NEED_X=need_x, NEED_W=need_w, BLOCK_C=block_c, BLOCK_N=block_n)
+        with _on(x3):
+            bwd[(b, s)](x3, weight.reshape(-1), logits, mx, total, gc, k, dx, dw, c, n, span, s, *x3.stride(),
+                        *dx.stride(), NEED_X=need_x, NEED_W=need_w, BLOCK_C=block_c, BLOCK_N=block_n)
         grad_w = dw.sum((0, 1)).reshape(weight.shape).to(weight.dtype) if need_w else None
         return (dx if need_x else None), grad_w, grad_bias, None, None, None
 
