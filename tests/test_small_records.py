@@ -1,0 +1,123 @@
+"""Small trial records: a trial keeps what Optuna's tools show well, and what its trials share (the architecture's YAML,
+the training recipe) lives once on the study, by key. ``optuna trials`` prints lines a terminal can hold, and a study
+written before, whose trials kept both themselves, still exports, reports, confirms and resumes."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from conftest import compose_search
+from gcnas.arch import Architecture
+from gcnas.cli.search import search
+from gcnas.export import export_trial
+from gcnas.report import placement_counts, write_report
+from gcnas.search import record
+from gcnas.search.confirm import _paired_trials
+from gcnas.search.retry import queue_again
+from gcnas.search.summary import baseline_trial, ranked_trials, results_table
+
+OPTUNA = str(Path(sys.executable).parent / "optuna")
+
+
+def test_optuna_trials_prints_short_lines(searched):
+    root, result, study = searched
+    out = subprocess.run([OPTUNA, "trials", "--study-name", result.study_name, "--storage",
+                          f"sqlite:///{root}/studies.db", "-f", "table"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(study.trials) + 4  # a row per trial: it is the table of this study
+    # 3,548 characters wide when each trial carried its architecture and recipe; now the widest cell is Optuna's
+    # params (the space's choices, about 250) next to about 20 short attributes
+    assert max(map(len, lines)) < 1000
+    assert "placements" not in out.stdout and "weight_decay" not in out.stdout
+    for t in study.trials:
+        sizes = {k: len(json.dumps(v)) for k, v in t.user_attrs.items() if k != record.HISTORY.name}
+        assert max(sizes.values()) <= 80, sizes  # the machine's description is the longest (72)
+        assert len(json.dumps(t.user_attrs)) < 600  # 1.1 to 3.2 kB before
+
+
+def _written_before(study: optuna.Study, name: str, storage: str) -> optuna.Study:
+    """``study`` as gcnas wrote it before (through Optuna's public API): each trial keeps its architecture and recipe
+    itself, an enqueued one its architecture's YAML, and the study holds none of them."""
+    attrs, trials = study.user_attrs, study.get_trials()
+    optuna.delete_study(study_name=name, storage=storage)
+    old = optuna.create_study(study_name=name, storage=storage, directions=study.directions)
+    for k, v in attrs.items():
+        if not any(family.owns(k) for family in record.STUDY_KEYED):
+            old.set_user_attr(k, v)
+    for t in trials:
+        t = copy.deepcopy(t)
+        ua = dict(t.user_attrs)
+        if record.ARCH_KEY.on(t):
+            ua[record.ARCHITECTURE.name] = record.architecture_of(attrs, t)
+            ua[record.TRAIN.name] = record.recipe_of(attrs, t)
+        if record.FIXED_ARCHITECTURE.on(t):
+            ua[record.FIXED_ARCHITECTURE.name] = record.fixed_architecture_of(attrs, t)
+        t.user_attrs = ua
+        old.add_trial(t)
+    assert not any(k.startswith(("arch:", "recipe:")) for k in old.user_attrs)
+    return old
+
+
+def test_a_study_written_before_still_exports_reports_confirms_and_resumes(searched, tmp_path):
+    src, result, study = searched
+    root = tmp_path / "root"
+    shutil.copytree(src, root, ignore=shutil.ignore_patterns("wandb", "reports"))
+    url, name = f"sqlite:///{root}/studies.db", result.study_name
+    old = _written_before(optuna.load_study(study_name=name, storage=url), name, url)
+    best = ranked_trials(old)[0]
+    yaml_text = record.ARCHITECTURE.get(best)
+    assert record.architecture_of(old, best) == yaml_text and record.recipe_of(old, best)["epochs"] == 2
+
+    out = export_trial(url, name, out_dir=tmp_path / "export")  # the kept weights, the architecture of the trial
+    assert out.weights_source == "kept"
+    assert (tmp_path / "export" / "architecture.yaml").read_text() == Architecture.from_yaml(yaml_text).to_yaml()
+    assert "- training: " in (tmp_path / "export" / "MODEL_CARD.md").read_text()
+
+    top = [t for t in ranked_trials(old)[:3] if record.ROLE.get(t) != "baseline"]
+    assert placement_counts(top, old)[2] == placement_counts(top)[2] != {}  # read from the trials themselves
+    summary = write_report(old, tmp_path / "report", html=False).summary.read_text()
+    assert yaml_text.rstrip() in summary and "no architecture recorded" not in results_table(old, ["accuracy"])
+
+    paired = _paired_trials(old, baseline_trial(old), [best], 1)
+    assert paired[1][record.FIXED_ARCHITECTURE.name] == yaml_text
+
+    # resumed by this gcnas: one more trial, written the new way, next to the old ones
+    written = len(old.trials)
+    more = search(compose_search(root, "study.n_trials=6", "study.keep_weights=2", "sampler=random", "pruner=none",
+                                 "wandb.mode=disabled"))
+    assert more.n_finished == 6 and more.trials_run >= 1
+    resumed = optuna.load_study(study_name=name, storage=url)
+    drawn = [t for t in resumed.trials if record.ARCH_KEY.on(t)]  # an infeasible draw records no architecture
+    assert not record.ARCHITECTURE.on(drawn[-1]) and drawn[-1].number >= written
+    assert all(record.architecture_of(resumed, t) for t in drawn)
+    assert "no architecture recorded" not in results_table(resumed, ["accuracy"], top_k=6)
+
+
+def test_an_enqueued_architecture_lives_on_the_study_and_a_retry_still_runs_it(searched):
+    _, _, source = searched
+    text = record.architecture_of(source, source.trials[1])  # the paper's GC: the longest YAML of the study
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    record.enqueue(study, {record.FIXED_ARCHITECTURE.name: text, record.ROLE.name: "paper_gc"})
+    record.enqueue(study, {record.FIXED_ARCHITECTURE.name: "not: an architecture", record.ROLE.name: "x"})
+    keyed, kept = study.get_trials(states=(TrialState.WAITING,))
+    key = Architecture.from_yaml(text).key()
+    assert keyed.user_attrs[record.FIXED_ARCHITECTURE.name] == key and study.user_attrs[f"arch:{key}"] == text
+    assert record.fixed_architecture_of(study, keyed) == text
+    assert kept.user_attrs[record.FIXED_ARCHITECTURE.name] == "not: an architecture"  # the trial fails on it
+
+    trial = study.ask()  # the worker takes the enqueued trial, its run ends, and it is queued again
+    assert trial.number == keyed.number
+    study.tell(trial, state=TrialState.FAIL)
+    assert queue_again(study, study.trials[trial.number], "stopped")
+    again = study.get_trials(states=(TrialState.WAITING,))[-1]
+    assert record.RETRY_OF.get(again) == keyed.number and record.fixed_architecture_of(study, again) == text
+    assert yaml.safe_load(record.fixed_architecture_of(study, again))["backbone"] == "gcnas_resnet_tiny"
