@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 BIN = Path(sys.executable).parent
 NAME = "gc_full-gcnas_resnet_tiny-synthetic"
-RUN = ["data=synthetic", "data.size=3072", "data.val_size=256", "trainer.epochs=3", "trainer.batch_size=32",
+RUN = ["data=synthetic", "data.size=2048", "data.val_size=256", "trainer.epochs=2", "trainer.batch_size=32",
        "study.noise_seeds=1", "progress=plain", "wandb.mode=offline", "threads=1"]
 
 
