@@ -98,6 +98,8 @@ class AttentionContext(nn.Module):
     (``GlobalContextBlock(fused=True)``), ``torch.compile`` and tracing keep the reference composition.
     """
 
+    fast = False  # on the class too: a module pickled before the option existed unpickles with it off
+
     def __init__(self, channels: int, *, fast: bool = False) -> None:
         super().__init__()
         self.channels = channels
