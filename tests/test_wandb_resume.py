@@ -91,6 +91,7 @@ def test_a_resumed_training_continues_its_wandb_run_and_a_start_over_opens_a_new
     first, second = _runs(tmp_path)
     assert _run_id(first) == _run_id(second) == recorded_run_id(resumed.rows[0]["dir"])
     assert _steps(first) == [1] and _steps(second) == [2]  # the resumed half starts at the step after the first's
+    assert first.exit_code == 1 and second.exit_code == 0  # interrupted, then finished
     assert second.name == first.name == "gcnas-seed0" and second.summary["val_acc"] == resumed.rows[0]["val_acc"]
 
     train(_cfg(tmp_path, "train.resume=false"))

@@ -163,8 +163,10 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
             for name, a in models:
                 report.rows.append(_one_run(session, name, a, seed, data, data_cfg, trainer, out, device, resume, main,
                                             weights, identities[name]))
-    finally:
-        session.close()
+    except BaseException:  # an interrupted or failed run shows as failed in W&B until its resume continues it
+        session.close(exit_code=1)
+        raise
+    session.close()
     report.table = comparison_table(report.rows)
     report.description = (f"{data.describe()}, {trainer['epochs']} epochs, seeds {list(seeds)}, {device}, "
                           f"backbone from {weights.describe()}; "

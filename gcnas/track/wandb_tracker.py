@@ -135,9 +135,10 @@ class WandbSession:
         except Exception as e:
             self.fail("finish", e)
 
-    def close(self) -> None:
+    def close(self, exit_code: int = 0) -> None:
+        """Finish every run still open (``exit_code`` 1: the work stopped on an error or an interrupt)."""
         for key in list(self.runs):
-            self.finish(key)
+            self.finish(key, exit_code=exit_code)
 
 
 class WandbTracker(SearchCallback):
