@@ -16,7 +16,7 @@ from gcnas.cli.search import search
 from gcnas.cli.train import train
 from gcnas.errors import ConfigError, Interrupted
 from gcnas.track import WandbTracker
-from gcnas.track.runs import RUN_FILE, recorded_run_id
+from gcnas.track.runs import RUN_FILE, record_run_id, recorded_run_id
 from conftest import compose_search
 from wandb_offline import OfflineRun, offline_runs
 
@@ -138,6 +138,12 @@ def test_a_run_id_of_another_training_is_refused_before_anything_trains(tmp_path
     msg = str(e.value)
     assert msg.startswith(f"wandb.run_id: '{theirs}' is the W&B run of another training") and "\n" not in msg
     assert sorted(str(p) for p in a.rglob("*")) == before  # nothing trained, nothing written
+    # a search trial's run, recorded in its folder under the same paths.root as the tracker records it
+    record_run_id(a / "some-study" / "trials" / "trial-3", "trial3id", trial=3, study="some-study")
+    with pytest.raises(ConfigError, match=r"^wandb\.run_id: 'trial3id' is the W&B run of another training or search "
+                                          r"trial \(.*trial-3\)"):
+        train(_cfg(a, "wandb.run_id=trial3id"))
+    before = sorted(str(p) for p in a.rglob("*"))
 
     with pytest.raises(ConfigError, match=r"^wandb\.run_id: 'mine1234' is not the W&B run of the checkpoint in"):
         train(_cfg(a, "trainer.epochs=1", "wandb.run_id=mine1234"))

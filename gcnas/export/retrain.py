@@ -13,7 +13,8 @@ named after what decides the results (:func:`default_dir_name`), so two differen
 Each run's W&B run id is recorded beside its checkpoint (:mod:`gcnas.track.runs`): a resumed run continues its W&B run
 (``resume="allow"``, one history row per epoch at step = epoch, so the resumed half starts at the step after the
 first half's last), and ``resume=False`` starts a new one. ``wandb.run_id`` names the run of a training of one model
-and seed; it is checked with the checkpoints, before anything trains.
+and seed; it is checked with the checkpoints, before anything trains (an id recorded by another training or a search
+trial under the same ``paths.root`` is refused).
 """
 from __future__ import annotations
 
@@ -151,7 +152,9 @@ def retrain(arch: Architecture, data_cfg: Mapping[str, Any], trainer_cfg: Mappin
                 check_checkpoint(out / name / f"seed{seed}", trainer, seed=seed, identity=identities[name])
     tracked = check_wandb_config(wandb) if wandb else None
     if tracked is not None and tracked.mode != "disabled":  # every rank: all of them stop, or none
-        recorded = [*Path(root).glob(f"*/*/seed*/{RUN_FILE}"), *out.glob(f"*/seed*/{RUN_FILE}")]  # other trainings'
+        # the runs of the trainings under root and in out, and of the search trials beside them (<paths.root>/<study>)
+        recorded = [*Path(root).glob(f"*/*/seed*/{RUN_FILE}"), *out.glob(f"*/seed*/{RUN_FILE}"),
+                    *Path(root).parent.glob(f"*/trials/trial-*/{RUN_FILE}")]
         check_user_run_id(tracked.run_id, len(models) * len(seeds), out / models[0][0] / f"seed{seeds[0]}", resume,
                           [f.parent for f in recorded])
     session = WandbSession(wandb if main and wandb else {"mode": "disabled"}, f"train-{arch.key()}")

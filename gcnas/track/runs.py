@@ -60,8 +60,8 @@ def find_recorded(run_id: str, folders: Iterable[Path], but: Optional[Path] = No
 def check_user_run_id(run_id: Optional[str], runs: int, folder: Path, resume: bool, others: Iterable[Path]) -> None:
     """``wandb.run_id`` as ``gcnas-train`` takes it, checked before anything trains: it names one run (``runs`` is
     how many this training has); a resume (``resume``) of the checkpoint in ``folder`` continues the run recorded
-    there, and a start over does not write into it; no other training's folder among ``others`` records it. A
-    :class:`ConfigError` naming the key."""
+    there, and a start over does not write into it; no other folder among ``others`` (trainings', trials') records
+    it. A :class:`ConfigError` naming the key."""
     if run_id is None:
         return
     if runs != 1:
@@ -77,5 +77,6 @@ def check_user_run_id(run_id: Optional[str], runs: int, folder: Path, resume: bo
                           f"({folder}); give another id, or leave it null for a new one")
     other = find_recorded(run_id, others, but=folder)
     if other is not None:
-        raise ConfigError(f"wandb.run_id: {run_id!r} is the W&B run of another training ({other}); its curves and "
-                          f"this training's would mix: choose another id, or leave it null for a new one")
+        raise ConfigError(f"wandb.run_id: {run_id!r} is the W&B run of another training or search trial ({other}); "
+                          f"its curves and this training's would mix: choose another id, or leave it null for a new "
+                          f"one")
