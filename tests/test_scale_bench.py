@@ -21,9 +21,13 @@ def test_a_part_is_timed_without_the_parts_called_inside_it():
         time.sleep(0.02)
         timed_inner()
 
+    t0 = time.perf_counter()
     watch.timed("storage", outer)()
-    assert watch.totals["dedupe"] == pytest.approx(0.05, abs=0.03)
-    assert watch.totals["storage"] == pytest.approx(0.02, abs=0.015)  # not 0.07: the nested part is left out
+    total = time.perf_counter() - t0
+    assert watch.totals["dedupe"] >= 0.05 and watch.totals["storage"] >= 0.02
+    # the nested part is left out of its caller's: together they are the call's time, not more
+    assert watch.totals["storage"] + watch.totals["dedupe"] == pytest.approx(total, abs=0.02)
+    assert watch.totals["cpu:dedupe"] < 0.04  # a sleep takes wall time, no CPU time
 
 
 @pytest.mark.slow
@@ -43,7 +47,7 @@ def test_a_tiny_sqlite_study_prints_every_part_as_a_number(tmp_path, capsys):
     assert [cells[h] for h in head[:4]] == ["sqlite", "1", "6", "0"]
     assert cells.pop("growth") == cells.pop("CPU growth") == "-"  # the first size has none to grow from
     values = {h: float(c) for h, c in list(cells.items())[3:]}  # a cell that is no number raises here
-    assert values["timed"] >= 6  # every trial of so small a study (infeasible draws are trials too)
+    assert values["timed"] >= 5  # every trial of so small a study but the worker's first (infeasible draws count)
     assert sum(values[f"{p} ms"] for p in PARTS) == pytest.approx(values["orchestration ms"], abs=0.2)
     assert values["ask ms"] > 0 and values["tell ms"] > 0 and values["storage ms"] > 0
     assert 0 < values["CPU ms"] < values["orchestration ms"] + 1  # CPU time cannot exceed the wall time
