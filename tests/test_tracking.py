@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from gcnas.search import record
 from gcnas.search.worker import public_config
 from gcnas.track import TrackingWarning, WandbSession, WandbTracker
+from gcnas.track.runs import recorded_run_id
 from wandb_offline import offline_runs
 
 
@@ -39,6 +40,16 @@ def test_one_offline_run_per_trial_and_one_for_the_study(searched):
         assert run.summary["state"] == "complete" and run.summary["val_acc"] == t.values[0]
         assert run.summary["params"] == t.user_attrs["params"] and run.summary["flops"] == t.user_attrs["flops"]
         assert run.exit_code == 0
+
+
+def test_each_trial_run_id_is_recorded_in_its_folder_for_a_retry_to_find(searched):
+    """A retry closes the run of the trial it retried by the id in that trial's folder (tests/test_wandb_resume.py)."""
+    root, result, study = searched
+    ids = {r.name: next(r.path.glob("run-*.wandb")).stem[len("run-"):] for r in offline_runs(root)
+           if r.job_type == "trial"}
+    for t in study.get_trials():
+        assert recorded_run_id(root / result.study_name / "trials" / f"trial-{t.number}") == ids[f"trial-{t.number}"]
+    assert len(set(ids.values())) == len(ids)
 
 
 def test_study_run_logs_table_best_architecture_artifact_and_plots(searched):
