@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import optuna
 import pytest
 import yaml
 from PIL import Image
@@ -97,3 +98,31 @@ def test_cli_report_exit_codes(searched, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert f"gcnas-report: report.dir: cannot write to {tmp_path / 'a-file' / 'sub'}" in res.stderr
+
+
+def _bare_study(values, vary=True):
+    """A study of complete trials with the given values (Optuna's public API, no training)."""
+    study = optuna.create_study(direction="maximize")
+    for i, v in enumerate(values):
+        dist = optuna.distributions.CategoricalDistribution(["a", "b", "c"])
+        study.add_trial(optuna.trial.create_trial(params={"design": ["a", "b", "c"][i % 3] if vary else "a"},
+                                                  distributions={"design": dist}, value=v))
+    return study
+
+
+@pytest.mark.parametrize("values, vary, why", [
+    ([0.5, 0.6], True, "2 complete trials; importances need at least 5"),
+    ([0.5] * 6, True, "every complete trial has the same value (0.5): nothing to attribute"),
+    ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], False, "no parameter takes more than one value among the complete trials"),
+])
+def test_importances_are_left_out_with_the_reason_where_they_would_say_nothing(values, vary, why, tmp_path):
+    rep = write_report(_bare_study(values, vary), tmp_path / "r", html=False)
+    assert "param_importances.png" not in [p.name for p in rep.pictures]
+    assert rep.skipped["param_importances"] == why
+    assert f"- param_importances: {why}" in rep.summary.read_text()  # the summary says why
+
+
+def test_importances_are_drawn_where_values_and_parameters_vary(tmp_path):
+    rep = write_report(_bare_study([0.1, 0.5, 0.2, 0.6, 0.3, 0.7]), tmp_path / "r", html=False)
+    assert "param_importances.png" in [p.name for p in rep.pictures], rep.skipped
+    assert "param_importances" not in rep.skipped

@@ -128,8 +128,30 @@ def _plot_names(multi: bool) -> list[str]:
     return ["optimization_history", "param_importances", "pareto_front" if multi else "intermediate_values"]
 
 
+# Parameter importances are a fit (fANOVA's forest) over the complete trials: with fewer, or with one value for all,
+# Optuna still draws bars (equal ones, or none), which read as a finding. The report leaves the plot out and says why.
+MIN_IMPORTANCE_TRIALS = 5
+
+
+def importance_unfit(study, target=None) -> Optional[str]:
+    """Why parameter importances would say nothing about ``study`` (None where they can): fewer than
+    :data:`MIN_IMPORTANCE_TRIALS` complete trials, one value for all of them, or no parameter that varies."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < MIN_IMPORTANCE_TRIALS:
+        return (f"{len(done)} complete trial{'s' if len(done) != 1 else ''}; importances need at least "
+                f"{MIN_IMPORTANCE_TRIALS}")
+    values = {target(t) if target else t.value for t in done}
+    if len(values) == 1:
+        return f"every complete trial has the same value ({values.pop():g}): nothing to attribute"
+    names = {n for t in done for n in t.params}
+    if not any(len({repr(t.params.get(n)) for t in done}) > 1 for n in names):
+        return "no parameter takes more than one value among the complete trials"
+    return None
+
+
 def _draw_pictures(study, report: Report, plots: list[str], metrics, target, name0: str) -> None:
-    """Optuna's matplotlib plots as ``<name>.png``; a plot Optuna cannot draw is named in ``report.skipped``."""
+    """Optuna's matplotlib plots as ``<name>.png``; a plot Optuna cannot draw, or one that would say nothing (see
+    :func:`importance_unfit`), is named in ``report.skipped`` with the reason."""
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
@@ -139,7 +161,7 @@ def _draw_pictures(study, report: Report, plots: list[str], metrics, target, nam
         "pareto_front": lambda: ovm.plot_pareto_front(study, target_names=list(metrics)),
         "intermediate_values": lambda: ovm.plot_intermediate_values(study),
     }
-    for name in plots:
+    for name in _drawable(study, report, plots, target):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -153,6 +175,14 @@ def _draw_pictures(study, report: Report, plots: list[str], metrics, target, nam
             report.pictures.append(path)
         except Exception as e:  # e.g. importances need two complete trials with varying parameters
             report.skipped[name] = f"{type(e).__name__}: {e}"
+
+
+def _drawable(study, report: Report, plots: list[str], target, suffix: str = "") -> list[str]:
+    """``plots`` less the importances where they would say nothing (the reason goes to ``report.skipped``)."""
+    why = importance_unfit(study, target) if "param_importances" in plots else None
+    if why:
+        report.skipped[f"param_importances{suffix}"] = why
+    return [n for n in plots if not (why and n == "param_importances")]
 
 
 def _draw_placements(study, report: Report, top_k: int, multi: bool) -> None:
@@ -170,7 +200,7 @@ def _write_html(study, report: Report, plots: list[str], target, name0: str) -> 
     """Optuna's plotly plots as ``<name>.html``."""
     from optuna import visualization as ov
 
-    for name in plots:
+    for name in _drawable(study, report, plots, target, suffix=".html"):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
