@@ -10,6 +10,7 @@ from gcnas.cli.confirm import confirm
 from gcnas.cli.search import search
 from gcnas.export import export_trial
 from gcnas.report import write_report
+from gcnas.search import record
 from gcnas.search.confirm import CONFIRMATION_ATTR, Confirmed, confirmation
 
 
@@ -50,8 +51,8 @@ def test_confirm_retrains_the_top_trials_with_paired_fresh_seeds(source, tmp_pat
     trials = conf.get_trials()
     # seed by seed: the baseline and both candidates share it (100, then 101); the fidelity override applies
     assert [t.user_attrs["replicate"] for t in trials] == [0, 0, 0, 1, 1, 1]
-    assert [t.user_attrs["train"].get("seed") for t in trials] == [None] * 3 + [101] * 3
-    assert all(t.user_attrs["epochs"] == 1 and t.user_attrs["train"]["epochs"] == 1 for t in trials)
+    assert [record.recipe_of(conf, t).get("seed") for t in trials] == [None] * 3 + [101] * 3
+    assert all(t.user_attrs["epochs"] == 1 and record.recipe_of(conf, t)["epochs"] == 1 for t in trials)
     assert trials[0].user_attrs["role"] == "baseline"
     found = confirmation(study, url)
     base, *cands = found

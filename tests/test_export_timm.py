@@ -20,6 +20,7 @@ from gcnas.backbones import backbone_data_config
 from gcnas.cli.search import search
 from gcnas.data import load_data
 from gcnas.export import export_trial
+from gcnas.search import record
 from imagefolders import fashion_arrays, write_folder
 
 STUDY = ["study.noise_seeds=1", "study.keep_weights=2", "sampler=random", "pruner=none",
@@ -38,7 +39,7 @@ def _validation_images(study: optuna.Study, source: str, label_names: list) -> t
     """The study's validation split as a user holds it: PIL images, and labels (a file's by its class folder's
     position in the export's ``label_names``)."""
     data_cfg = study.user_attrs["config"]["data"]
-    arch = gcnas.Architecture.from_yaml(study.best_trial.user_attrs["architecture"])
+    arch = gcnas.Architecture.from_yaml(record.architecture_of(study, study.best_trial))
     data = load_data(data_cfg, backbone_data=backbone_data_config(arch.backbone, **dict(arch.backbone_kwargs)))
     if source == "arrays":
         x, y = fashion_arrays()
@@ -93,7 +94,7 @@ def test_timm_data_config_of_an_export_reproduces_the_study_accuracy(tmp_path, s
     # timm's default for the backbone (what load_model gave before config.json), its channels fixed by hand as a
     # user would have to: another input size and normalisation, another accuracy
     default = resolve_data_config(model=gcnas.build_model(gcnas.Architecture.from_yaml(
-        best.user_attrs["architecture"])))
+        record.architecture_of(study, best))))
     assert default["input_size"] != config["input_size"]
     default = {**default, "input_size": (1, *default["input_size"][1:]), "mean": default["mean"][:1],
                "std": default["std"][:1]}

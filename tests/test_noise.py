@@ -10,6 +10,7 @@ from optuna.trial import TrialState, create_trial
 
 from conftest import compose_search
 from gcnas.cli.search import search
+from gcnas.search import record
 from gcnas.search.summary import noise_floor, ranked_trials, results_table
 from wandb_offline import offline_runs
 
@@ -58,7 +59,7 @@ def test_a_study_trains_its_references_with_several_seeds(tmp_path):
         ("baseline", 0), ("paper_gc", 0), ("baseline", 1), ("paper_gc", 1), ("baseline", 2), ("paper_gc", 2)]
     assert trials[6].user_attrs["role"] == "searched"
     # each replicate trained in full with its own seed (seed + k), none taken as a duplicate of another
-    assert [t.user_attrs["train"].get("seed") for t in trials[:6]] == [None, None, 1, 1, 2, 2]
+    assert [record.recipe_of(study, t).get("seed") for t in trials[:6]] == [None, None, 1, 1, 2, 2]
     assert all(t.state == TrialState.COMPLETE and t.user_attrs["epochs"] == 2 and "duplicate_of" not in t.user_attrs
                for t in trials[:6])
     # only replicate 0 is the pruner's evidence (extra seeds would set its median at the references')

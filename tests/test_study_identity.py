@@ -10,6 +10,7 @@ import pytest
 
 from gcnas.cli.search import search
 from gcnas.errors import ConfigError
+from gcnas.search import record
 from conftest import compose_search
 from imagefolders import write_folder
 
@@ -40,7 +41,8 @@ def test_a_second_folder_gets_its_own_study_and_never_joins_the_first(tmp_path):
     for result, classes in ((first, 3), (second, 5)):
         trials = _trials(out, result.study_name)
         assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
-        assert f"num_classes: {classes}" in trials[0].user_attrs["architecture"]
+        study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{out}/studies.db")
+        assert f"num_classes: {classes}" in record.architecture_of(study, trials[0])
 
     # forced into the first study by name: refused before any training, naming what differs, nothing added
     before = _trials(out, first.study_name)
