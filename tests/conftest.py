@@ -4,6 +4,12 @@ import sys
 # The tests import their formula references (tests/reference.py) as a plain module.
 sys.path.insert(0, os.path.dirname(__file__))
 
+# One thread per test process and per process a test starts (set before torch is imported): the tests train tiny
+# models, which gain little from a second thread, and torch's OpenMP threads collapse when the cores are shared with
+# anything else (a 4-trial search took 9 s with one thread and 105-112 s with two on this 2-core machine at load 6).
+# A test of thread sizing (tests/test_runtime.py) sets its threads itself.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -23,7 +29,7 @@ def skip_or_fail(reason: str) -> None:
 # A fast search on the generated task: the study that the tracking, export and report tests read. One seed per
 # reference (no noise-floor replicates), so a few trials include searched ones; tests/test_noise.py covers the floor.
 FAST_SEARCH = ["data=synthetic", "trainer.epochs=2", "trainer.batch_size=32", "progress=none", "data.size=512",
-               "data.val_size=64", "study.noise_seeds=1"]
+               "data.val_size=64", "study.noise_seeds=1", "threads=1"]
 
 
 def compose_search(root: Path, *overrides: str):
