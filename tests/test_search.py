@@ -54,13 +54,25 @@ def test_three_trial_search_records_everything(tmp_path):
 
 
 def test_rerun_resumes_the_same_study(tmp_path):
-    search(_cfg(tmp_path, "study.n_trials=2"))
-    result = search(_cfg(tmp_path, "study.n_trials=4"))
-    assert result.trials_run == 2 and result.n_finished == 4
+    search(_cfg(tmp_path, "study.n_trials=4"))  # the two references and two searched trials
+    result = search(_cfg(tmp_path, "study.n_trials=6"))
+    assert result.trials_run == 2 and result.n_finished == 6
     study = _study(tmp_path, result.study_name)
-    assert [t.number for t in study.get_trials()] == [0, 1, 2, 3]
+    assert [t.number for t in study.get_trials()] == [0, 1, 2, 3, 4, 5]
     assert sum(t.user_attrs.get("role") == "baseline" for t in study.get_trials()) == 1
-    assert search(_cfg(tmp_path, "study.n_trials=4")).trials_run == 0  # nothing left to do
+    # the second run's sampler does not restart the first run's stream: its draws are new architectures, not
+    # duplicates of trials 2 and 3 (each of which would take a trial of the budget and train nothing)
+    assert [t.user_attrs.get("duplicate_of") for t in study.get_trials()[4:]] == [None, None]
+    assert search(_cfg(tmp_path, "study.n_trials=6")).trials_run == 0  # nothing left to do
+
+
+def test_a_worker_seeds_its_sampler_apart_from_other_workers_and_from_its_earlier_runs():
+    from gcnas.search.prepare import sampler_seed
+
+    assert [sampler_seed(7, w, 0) for w in range(3)] == [7, 8, 9]  # a new study: seed + worker
+    resumed = {sampler_seed(7, w, n) for w in range(4) for n in range(1, 50)}
+    assert len(resumed) == 4 * 49 and not resumed & {7, 8, 9, 10}  # every (worker, trials before) its own stream
+    assert sampler_seed(7, 1, 12) == sampler_seed(7, 1, 12)  # reproducible
 
 
 def test_same_architecture_is_never_trained_twice(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -171,11 +172,6 @@ def _open_study(cfg: Mapping[str, Any], job: SearchJob, study_cfg: StudyConfig,
                 space: SearchSpace) -> tuple[optuna.Study, Any, Optional[float]]:
     """The study (created or loaded) with this worker's sampler and pruner, its storage, and the heartbeat interval
     the storage can keep."""
-    sampler_cfg = dict(cfg["sampler"])
-    if sampler_cfg.get("seed") is not None:  # one random stream per worker, or concurrent workers sample alike
-        sampler_cfg["seed"] = int(sampler_cfg["seed"]) + job.job.worker
-    sampler = make_sampler(sampler_cfg, grid=space.grid)
-    pruner = make_pruner(cfg["pruner"])
     url, heartbeat = study_cfg.storage, study_cfg.heartbeat_interval
     if heartbeat and str(url).startswith("journal://"):
         log.warning("storage=journal has no heartbeats: a killed worker's trial stays RUNNING (and counts against "
@@ -183,8 +179,33 @@ def _open_study(cfg: Mapping[str, Any], job: SearchJob, study_cfg: StudyConfig,
         heartbeat = None
     storage = make_storage(url, heartbeat, study_cfg.grace_period,
                            retry_stale_trial(study_cfg.max_retries) if heartbeat else None)
-    study = make_study(study_cfg.name, storage, cfg["objective"]["directions"], sampler, pruner)
+    sampler_cfg = dict(cfg["sampler"])
+    if sampler_cfg.get("seed") is not None:
+        sampler_cfg["seed"] = sampler_seed(int(sampler_cfg["seed"]), job.job.worker,
+                                           _trials_in(storage, study_cfg.name))
+    sampler = make_sampler(sampler_cfg, grid=space.grid)
+    study = make_study(study_cfg.name, storage, cfg["objective"]["directions"], sampler, make_pruner(cfg["pruner"]))
     return study, storage, heartbeat
+
+
+def sampler_seed(seed: int, worker: int, trials_before: int) -> int:
+    """A worker's sampler seed: ``seed + worker`` in a new study (one random stream per worker, or concurrent workers
+    would propose alike); in a study that already holds ``trials_before`` trials, a stream derived from all three, or
+    a worker started again would draw its first run's architectures again, every one a duplicate that takes a trial
+    of the budget and trains nothing new. Reproducible either way: a rerun of the same runs draws the same."""
+    if trials_before == 0:
+        return seed + worker
+    digest = hashlib.blake2b(f"{seed}:{worker}:{trials_before}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _trials_in(storage: Any, name: str) -> int:
+    """How many trials the study ``name`` holds in ``storage`` (0 where there is no such study yet)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return storage.get_n_trials(study_id)
 
 
 def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], study_cfg: StudyConfig,
