@@ -104,8 +104,7 @@ def run_study(workdir: Path, sampler: str, seed: int, trials: int, threads: int,
         progress.cache[key] = time.perf_counter() - t0
         progress.save()
     study = open_study(cfg["study"]["storage"], name)
-    attrs = study.user_attrs  # read once: the trials' architectures live there
-    _ARCHITECTURES.update((record.ARCH_KEY.get(t), record.architecture_of(attrs, t)) for t in finished_trials(study)
+    _ARCHITECTURES.update((record.ARCH_KEY.get(t), record.architecture_of(study, t)) for t in finished_trials(study)
                           if record.ARCH_KEY.on(t))
     print(f"study {name}: {len(finished_trials(study))} trials, {progress.cache[key] / 60:.1f} min", file=sys.stderr)
     return Study(sampler, seed, sorted(finished_trials(study), key=lambda t: t.number), ranked_trials(study),
