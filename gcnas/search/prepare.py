@@ -172,6 +172,13 @@ def _open_study(cfg: Mapping[str, Any], job: SearchJob, study_cfg: StudyConfig,
                 space: SearchSpace) -> tuple[optuna.Study, Any, Optional[float]]:
     """The study (created or loaded) with this worker's sampler and pruner, its storage, and the heartbeat interval
     the storage can keep."""
+    sampler_cfg = dict(cfg["sampler"])
+    seed = sampler_cfg.get("seed")
+    if seed is not None:
+        sampler_cfg["seed"] = sampler_seed(int(seed), job.job.worker, 0)
+    # a bad sampler or pruner is refused here, before the storage (and a new database file) is touched
+    sampler = make_sampler(sampler_cfg, grid=space.grid)
+    pruner = make_pruner(cfg["pruner"])
     url, heartbeat = study_cfg.storage, study_cfg.heartbeat_interval
     if heartbeat and str(url).startswith("journal://"):
         log.warning("storage=journal has no heartbeats: a killed worker's trial stays RUNNING (and counts against "
@@ -179,12 +186,11 @@ def _open_study(cfg: Mapping[str, Any], job: SearchJob, study_cfg: StudyConfig,
         heartbeat = None
     storage = make_storage(url, heartbeat, study_cfg.grace_period,
                            retry_stale_trial(study_cfg.max_retries) if heartbeat else None)
-    sampler_cfg = dict(cfg["sampler"])
-    if sampler_cfg.get("seed") is not None:
-        sampler_cfg["seed"] = sampler_seed(int(sampler_cfg["seed"]), job.job.worker,
-                                           _trials_in(storage, study_cfg.name))
-    sampler = make_sampler(sampler_cfg, grid=space.grid)
-    study = make_study(study_cfg.name, storage, cfg["objective"]["directions"], sampler, make_pruner(cfg["pruner"]))
+    before = _trials_in(storage, study_cfg.name) if seed is not None else 0
+    if before:  # joining a study that holds trials: a stream of its own (sampler_seed)
+        sampler_cfg["seed"] = sampler_seed(int(seed), job.job.worker, before)
+        sampler = make_sampler(sampler_cfg, grid=space.grid)
+    study = make_study(study_cfg.name, storage, cfg["objective"]["directions"], sampler, pruner)
     return study, storage, heartbeat
 
 
