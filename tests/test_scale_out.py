@@ -41,7 +41,8 @@ def _cli(root: Path, *args: str, multirun: bool = False, env=None, timeout: int 
 
 def _check_exact_budget(study: optuna.Study, n: int, workers: int) -> None:
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    assert len(finished) == n  # the study total is respected, none lost
+    # the study total is respected, none lost; an infeasible draw (pruned before any training) is not counted
+    assert len([t for t in finished if "infeasible" not in t.user_attrs]) == n
     # none duplicated: every trained architecture ran once (a repeat is a marked duplicate that trained nothing)
     trained = [t.user_attrs["trial_key"] for t in finished
                if "duplicate_of" not in t.user_attrs and "infeasible" not in t.user_attrs]

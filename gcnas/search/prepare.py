@@ -186,8 +186,8 @@ def _open_study(cfg: Mapping[str, Any], job: SearchJob, study_cfg: StudyConfig,
         heartbeat = None
     storage = make_storage(url, heartbeat, study_cfg.grace_period,
                            retry_stale_trial(study_cfg.max_retries) if heartbeat else None)
-    before = _trials_in(storage, study_cfg.name) if seed is not None else 0
-    if before:  # joining a study that holds trials: a stream of its own (sampler_seed)
+    before = _trials_of(storage, study_cfg.name, job.job.worker) if seed is not None else 0
+    if before:  # this worker ran trials of the study before: a stream of its own (sampler_seed)
         sampler_cfg["seed"] = sampler_seed(int(seed), job.job.worker, before)
         sampler = make_sampler(sampler_cfg, grid=space.grid)
     study = make_study(study_cfg.name, storage, cfg["objective"]["directions"], sampler, pruner)
@@ -195,23 +195,23 @@ def _open_study(cfg: Mapping[str, Any], job: SearchJob, study_cfg: StudyConfig,
 
 
 def sampler_seed(seed: int, worker: int, trials_before: int) -> int:
-    """A worker's sampler seed: ``seed + worker`` in a new study (one random stream per worker, or concurrent workers
-    would propose alike); in a study that already holds ``trials_before`` trials, a stream derived from all three, or
-    a worker started again would draw its first run's architectures again, every one a duplicate that takes a trial
-    of the budget and trains nothing new. Reproducible either way: a rerun of the same runs draws the same."""
+    """A worker's sampler seed: ``seed + worker`` for a worker new to its study (one random stream per worker, or
+    concurrent workers would propose alike); for one that already ran ``trials_before`` trials of it, a stream derived
+    from all three, or a worker started again would draw its first run's architectures again, every one a duplicate
+    that takes a trial of the budget and trains nothing new. Reproducible either way: the same runs draw the same."""
     if trials_before == 0:
         return seed + worker
     digest = hashlib.blake2b(f"{seed}:{worker}:{trials_before}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big")
 
 
-def _trials_in(storage: Any, name: str) -> int:
-    """How many trials the study ``name`` holds in ``storage`` (0 where there is no such study yet)."""
+def _trials_of(storage: Any, name: str, worker: int) -> int:
+    """How many trials of the study ``name`` in ``storage`` ``worker`` ran (0 where there is no such study yet)."""
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return 0
-    return storage.get_n_trials(study_id)
+    return sum(record.WORKER.get(t) == worker for t in storage.get_all_trials(study_id, deepcopy=False))
 
 
 def _initialise(study: optuna.Study, space: SearchSpace, cfg: Mapping[str, Any], study_cfg: StudyConfig,
