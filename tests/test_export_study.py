@@ -71,7 +71,7 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
     card = (tmp_path / "best" / "MODEL_CARD.md").read_text()
     for text in (f"trial {t.number} of `{result.study_name}`", "delta vs plain", f"{t.values[0]:.4f}",
                  "gcnas.load_model", "search space `gc_full`", f"{t.user_attrs['params']:,}",
-                 f"- measured on: {t.user_attrs['machine']};", "resolve_data_config(model=model)",
+                 f"- measured on: {record.machine_of(study, t)};", "resolve_data_config(model=model)",
                  f"| mean | {recorded['mean']} |", f"| input_size | {recorded['input_size']} |",
                  f"| crop_pct | {recorded['crop_pct']} |", f"| interpolation | {recorded['interpolation']} |"):
         assert text in card, text
