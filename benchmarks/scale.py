@@ -253,8 +253,10 @@ def fill(run: Run, size: int, target: int) -> None:
         return
     t0 = time.perf_counter()
     study.add_trials([searched[k % len(searched)] for k in range(missing)])
+    seconds = time.perf_counter() - t0
     run.filled[size] = missing
-    print(f"{run.name}: {missing} trials copied in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    print(f"{run.name}: {missing} trials copied in {seconds:.0f} s ({missing / seconds:.1f} trials/s)",
+          file=sys.stderr, flush=True)
 
 
 @dataclass
