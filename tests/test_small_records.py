@@ -18,6 +18,7 @@ from conftest import compose_search
 from gcnas.arch import Architecture
 from gcnas.cli.search import search
 from gcnas.export import export_trial
+from gcnas.machine import describe_machine
 from gcnas.report import placement_counts, write_report
 from gcnas.search import record
 from gcnas.search.confirm import _paired_trials
@@ -34,14 +35,14 @@ def test_optuna_trials_prints_short_lines(searched):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == len(study.trials) + 4  # a row per trial: it is the table of this study
-    # 3,548 characters wide when each trial carried its architecture and recipe; now the widest cell is Optuna's
-    # params (the space's choices, about 250) next to about 20 short attributes
-    assert max(map(len, lines)) < 1000
-    assert "placements" not in out.stdout and "weight_decay" not in out.stdout
+    # 3,548 characters wide when each trial carried its architecture, recipe and machine; now the widest cell is
+    # Optuna's params (the space's choices, about 250) next to about 16 short attributes
+    assert max(map(len, lines)) < 800
+    assert "placements" not in out.stdout and "weight_decay" not in out.stdout and "torch" not in out.stdout
     for t in study.trials:
         sizes = {k: len(json.dumps(v)) for k, v in t.user_attrs.items() if k != record.HISTORY.name}
-        assert max(sizes.values()) <= 80, sizes  # the machine's description is the longest (72)
-        assert len(json.dumps(t.user_attrs)) < 600  # 1.1 to 3.2 kB before
+        assert max(sizes.values()) <= 40, sizes  # a kept weights' path is the longest (34)
+        assert len(json.dumps(t.user_attrs)) < 450  # 1.1 to 3.2 kB before
 
 
 def _written_before(study: optuna.Study, name: str, storage: str) -> optuna.Study:
@@ -59,11 +60,13 @@ def _written_before(study: optuna.Study, name: str, storage: str) -> optuna.Stud
         if record.ARCH_KEY.on(t):
             ua[record.ARCHITECTURE.name] = record.architecture_of(attrs, t)
             ua[record.TRAIN.name] = record.recipe_of(attrs, t)
+        if record.MACHINE.on(t):
+            ua[record.MACHINE.name] = record.machine_of(attrs, t)
         if record.FIXED_ARCHITECTURE.on(t):
             ua[record.FIXED_ARCHITECTURE.name] = record.fixed_architecture_of(attrs, t)
         t.user_attrs = ua
         old.add_trial(t)
-    assert not any(k.startswith(("arch:", "recipe:")) for k in old.user_attrs)
+    assert not any(k.startswith(("arch:", "recipe:", "machine:")) for k in old.user_attrs)
     return old
 
 
@@ -86,6 +89,7 @@ def test_a_study_written_before_still_exports_reports_confirms_and_resumes(searc
     assert placement_counts(top, old)[2] == placement_counts(top)[2] != {}  # read from the trials themselves
     summary = write_report(old, tmp_path / "report", html=False).summary.read_text()
     assert yaml_text.rstrip() in summary and "no architecture recorded" not in results_table(old, ["accuracy"])
+    assert f"Measured on: {describe_machine()} ({len(old.trials)} trials)." in summary  # the trials kept it themselves
 
     paired = _paired_trials(old, baseline_trial(old), [best], 1)
     assert paired[1][record.FIXED_ARCHITECTURE.name] == yaml_text
@@ -100,6 +104,7 @@ def test_a_study_written_before_still_exports_reports_confirms_and_resumes(searc
     assert not record.ARCHITECTURE.on(drawn[-1]) and drawn[-1].number >= written
     assert all(record.architecture_of(resumed, t) for t in drawn)
     assert "no architecture recorded" not in results_table(resumed, ["accuracy"], top_k=6)
+    assert {record.machine_of(resumed, t) for t in resumed.trials} == {describe_machine()}  # old and new records
 
 
 def test_an_enqueued_architecture_lives_on_the_study_and_a_retry_still_runs_it(searched):

@@ -321,7 +321,7 @@ def _card_origin(study, t: FrozenTrial, arch: Architecture, metrics: Sequence[st
             f"`{arch.backbone}`, data `{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}",
             f"- trial {t.number} ({record.ROLE.get(t, 'searched')}), architecture key "
             f"`{record.ARCH_KEY.get(t, arch.key())}`",
-            f"- measured on: {record.MACHINE.get(t, 'not recorded (a study from before gcnas recorded machines)')}; "
+            f"- measured on: {record.machine_of(study, t) or 'not recorded (a study from before gcnas recorded them)'}; "
             "another CPU gives other numbers (other floating-point kernels)",
             "- training: " + ", ".join(f"{k}={v}" for k, v in sorted(trainer.items())),
             f"- backbone started from: {BackboneWeights.from_config(cfg.get('backbone')).describe()}",

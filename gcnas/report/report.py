@@ -232,7 +232,8 @@ def _summary(study, report: Report, metrics, top_k: int, multi: bool, confirmed=
     lines.append(f"Search space `{record.SEARCH_SPACE.get(study, '?')}`, backbone `{record.BACKBONE.get(study, '?')}`, "
                  f"data `{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}; {len(finished)} finished "
                  "trials (" + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ").")
-    machines = Counter(record.MACHINE.get(t) for t in finished if record.MACHINE.on(t))
+    attrs = study.user_attrs  # read once for all trials
+    machines = Counter(record.machine_of(attrs, t) for t in finished if record.MACHINE.on(t))
     if machines:  # numbers differ between CPUs; a study run on several machines mixes them
         lines.append("Measured on: " + "; ".join(f"{m} ({n} trials)" for m, n in machines.most_common()) + ".")
     if base is not None:

@@ -103,6 +103,8 @@ class TrialRunner:
     keep_weights: int = 3  # > 0: every trained trial saves its weights; the worker then keeps only the top ones
     max_twin_wait_s: float = 3600.0  # how long to wait for another worker evaluating the same architecture
     scorer: Optional[Callable[[Architecture], float]] = None  # search.method=oneshot: the supernet's score, no training
+    # the study rows this worker has written (arch:, recipe:, machine:): each is written once, not once per trial
+    _written: set[str] = field(default_factory=set, init=False, repr=False)
 
     @property
     def needs_latency(self) -> bool:
@@ -160,7 +162,7 @@ class TrialRunner:
         """Run ``trial``; returns the state and values to ``tell`` (values None for pruned or failed)."""
         t0 = time.perf_counter()
         record.WORKER.set(trial, self.worker)
-        record.MACHINE.set(trial, describe_machine())  # numbers differ between CPUs: say where it ran
+        record.record_machine(study, trial, describe_machine(), self._written)  # numbers differ between CPUs
         record.DEVICE.set(trial, self.device)
         fixed = record.fixed_architecture_of(study, trial)
         replicate = int(record.REPLICATE.get(trial, 0))
@@ -207,9 +209,9 @@ class TrialRunner:
         """The architecture and recipe, once on the study under their keys (the trial keeps the keys: a short row
         that ``optuna trials`` shows whole), and the architecture in the trial's folder."""
         trial, arch = run.trial, run.arch
-        run.key = record.record_architecture(study, trial, arch)
+        run.key = record.record_architecture(study, trial, arch, self._written)
         record.N_BLOCKS.set(trial, len(arch.placements))
-        record.record_recipe(study, _recipe(run.train_kw), _recipe_key(run.train_kw))
+        record.record_recipe(study, _recipe(run.train_kw), _recipe_key(run.train_kw), self._written)
         (run.tdir / "architecture.yaml").write_text(arch.to_yaml())
         run.note(f"trial {trial.number} ({run.role}) worker {self.worker}: {len(arch.placements)} blocks, "
                  f"key {run.key}")
@@ -242,7 +244,8 @@ class TrialRunner:
         model, cost_obj = built.model, built.cost
         cost = {"params": cost_obj.params, "flops": cost_obj.flops, "latency_ms": cost_obj.latency_ms}
         for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS):
-            attr.set(run.trial, cost[attr.name])
+            if cost[attr.name] is not None:  # latency is measured only where a constraint or metric needs it
+                attr.set(run.trial, cost[attr.name])
         run.note(f"cost: {cost_obj.params:,} params, {cost_obj.flops / 1e6:.2f} MFLOPs"
                  + (f", {cost_obj.latency_ms:.2f} ms" if cost_obj.latency_ms is not None else ""))
         return model, cost

@@ -10,12 +10,14 @@ optuna-dashboard), and what export, confirm, report and the W&B tracker read bac
 A trial's record stays small, so that ``optuna trials`` prints lines a terminal holds and every trial row of a study
 shared by many workers stays short: what many trials share lives once on the study, under a key the trial keeps
 (:class:`Keyed`). The architecture's YAML is the study's ``arch:<arch_key>`` (and ``architecture.yaml`` in the trial's
-folder), the training recipe the study's ``recipe:<recipe key>``, the end of the trial's ``trial_key``. Read them
-with :func:`architecture_of` and :func:`recipe_of`, which also read the trials of a study written before, which kept
-both themselves (``architecture``, ``train``).
+folder), the training recipe the study's ``recipe:<recipe key>``, the end of the trial's ``trial_key``, the machine's
+description the study's ``machine:<key>``. A worker writes each such row once. Read them with :func:`architecture_of`,
+:func:`recipe_of` and :func:`machine_of`, which also read the trials of a study written before, which kept all three
+themselves (``architecture``, ``train``, ``machine``).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -23,7 +25,8 @@ from gcnas.arch import Architecture
 from gcnas.errors import ConfigError
 
 __all__ = ["Attr", "Keyed", "TRIAL_ATTRS", "STUDY_ATTRS", "STUDY_KEYED", "architecture_of", "recipe_of",
-           "fixed_architecture_of", "recipe_key", "record_architecture", "record_recipe", "enqueue"]
+           "fixed_architecture_of", "machine_of", "machine_key", "recipe_key", "record_architecture",
+           "record_recipe", "record_machine", "enqueue"]
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,15 @@ class Attr:
     name: str
     types: tuple[type, ...]
     meaning: str
+    digits: Optional[int] = None  # a float is stored rounded to this many decimals (a short row, nothing lost)
 
     def get(self, trial: Any, default: Any = None) -> Any:
         """The value on ``trial`` (an ``optuna.Trial``, a ``FrozenTrial`` or a ``Study``), or ``default``."""
         return trial.user_attrs.get(self.name, default)
 
     def set(self, trial: Any, value: Any) -> None:
+        if self.digits is not None and isinstance(value, float):
+            value = round(value, self.digits)
         trial.set_user_attr(self.name, value)
 
     def on(self, trial: Any) -> bool:
@@ -78,8 +84,8 @@ def _study_attrs(study: Any) -> Mapping[str, Any]:
     return study if isinstance(study, Mapping) else study.user_attrs
 
 
-def _attr(name: str, types: Any, meaning: str) -> Attr:
-    return Attr(name, types if isinstance(types, tuple) else (types,), meaning)
+def _attr(name: str, types: Any, meaning: str, digits: Optional[int] = None) -> Attr:
+    return Attr(name, types if isinstance(types, tuple) else (types,), meaning, digits)
 
 
 # -- a trial: what to run (enqueued, and kept by a retry) -----------------------------------------------------------
@@ -92,7 +98,8 @@ RETRY_OF = _attr("retry_of", int, "the trial this one runs again (its worker die
 RETRY_REASON = _attr("retry_reason", str, "why the trial it runs again ended")
 # -- a trial: what it is and where it ran ---------------------------------------------------------------------------
 WORKER = _attr("worker", int, "the worker that ran it")
-MACHINE = _attr("machine", str, "CPU, cores, threads and torch it ran with (gcnas.machine.describe_machine)")
+MACHINE = _attr("machine", str, "the key of the machine it ran on: its CPU, cores, threads and torch (the study's "
+                "machine:<key>; read it with machine_of), or that description itself on trials of older gcnas")
 DEVICE = _attr("device", str, "where it trained: cpu, cuda or cuda:N (a worker's GPU on a multi-GPU node)")
 ARCH_KEY = _attr("arch_key", str, "the architecture's canonical hash (Architecture.key)")
 ARCHITECTURE = _attr("architecture", str, "the architecture's YAML, on trials of older gcnas only (now the study's "
@@ -105,15 +112,16 @@ DUPLICATE_OF = _attr("duplicate_of", int, "a finished trial of the same trial ke
 # -- a trial: cost and constraints ----------------------------------------------------------------------------------
 PARAMS = _attr("params", int, "parameters")
 FLOPS = _attr("flops", int, "FLOPs for one input of the study's input size")
-LATENCY_MS = _attr("latency_ms", (float, type(None)), "CPU latency at batch 1 in ms, where measured")
+LATENCY_MS = _attr("latency_ms", (float, type(None)), "CPU latency at batch 1 in ms, where measured (absent where "
+                   "not; older gcnas wrote null)", digits=4)
 CONSTRAINTS = _attr("constraints", list, "constraint values as Optuna's constrained samplers read them (<= 0: met)")
 INFEASIBLE = _attr("infeasible", str, "why it was never trained (space limits or a hard constraint); pruned, not "
                                       "counted against the budget")
 # -- a trial: how it ended ------------------------------------------------------------------------------------------
 SCORE = _attr("score", str, "oneshot: its value was scored on the study's supernet, not trained")
 ONESHOT_SCORE = _attr("oneshot_score", str, "which search.supernet_score its value is (trial and study attribute)")
-WALL_TIME_S = _attr("wall_time_s", float, "seconds from start to end, everything included")
-TRAIN_SECONDS = _attr("train_seconds", float, "seconds of training and validation")
+WALL_TIME_S = _attr("wall_time_s", float, "seconds from start to end, everything included", digits=3)
+TRAIN_SECONDS = _attr("train_seconds", float, "seconds of training and validation", digits=3)
 EPOCHS = _attr("epochs", int, "epochs trained")
 HISTORY = _attr("history", list, "validation accuracy after each epoch")
 PRUNED_REASON = _attr("pruned_reason", str, "why training stopped early other than by the pruner (a NaN loss)")
@@ -146,23 +154,56 @@ STUDY_ATTRS = (SEARCH_SPACE, BACKBONE, DATA, METRICS, CONFIG, INPUT_SIZE, PRETRA
 ARCHITECTURES = Keyed("arch:", (str,), "an architecture's YAML, under its key (Architecture.key): a trial's arch_key")
 RECIPES = Keyed("recipe:", (dict,), "a training recipe (the trainer config and the space's training choices) under its "
                                     "key, the hash that ends a trial's trial_key")
+MACHINES = Keyed("machine:", (str,), "a machine's description (gcnas.machine.describe_machine) under its key: a "
+                                     "trial's machine")
 
-STUDY_KEYED = (ARCHITECTURES, RECIPES)
+STUDY_KEYED = (ARCHITECTURES, RECIPES, MACHINES)
 
 
 # -- reading and writing what lives on the study ----------------------------------------------------------------------
-def record_architecture(study: Any, trial: Any, arch: Architecture) -> str:
-    """Record that ``trial`` runs ``arch``: its key on the trial, its YAML on the study under that key (written again
-    by every trial of it: the same row, the same value). Returns the key."""
+def _once(family: Keyed, study: Any, key: str, value: Any, written: Optional[set[str]]) -> None:
+    """Put ``value`` on the study under ``key``, unless ``written`` (the study attributes this worker has already
+    written, kept by the caller) says the row is there: one storage transaction the first time, none after."""
+    name = family.name(key)
+    if written is not None and name in written:
+        return
+    family.set(study, key, value)
+    if written is not None:
+        written.add(name)
+
+
+def record_architecture(study: Any, trial: Any, arch: Architecture, written: Optional[set[str]] = None) -> str:
+    """Record that ``trial`` runs ``arch``: its key on the trial, its YAML on the study under that key (the same row and
+    value whichever worker writes it; ``written`` as for :func:`_once`). Returns the key."""
     key = arch.key()
-    ARCHITECTURES.set(study, key, arch.to_yaml())
+    _once(ARCHITECTURES, study, key, arch.to_yaml(), written)
     ARCH_KEY.set(trial, key)
     return key
 
 
-def record_recipe(study: Any, recipe: Mapping[str, Any], key: str) -> None:
+def record_recipe(study: Any, recipe: Mapping[str, Any], key: str, written: Optional[set[str]] = None) -> None:
     """Put the training recipe whose key is ``key`` (the end of its trials' ``trial_key``) on the study."""
-    RECIPES.set(study, key, dict(recipe))
+    _once(RECIPES, study, key, dict(recipe), written)
+
+
+def machine_key(description: str) -> str:
+    """The key of a machine's description: 8 hex digits of its SHA-1."""
+    return hashlib.sha1(description.encode()).hexdigest()[:8]
+
+
+def record_machine(study: Any, trial: Any, description: str, written: Optional[set[str]] = None) -> None:
+    """Record that ``trial`` runs on the machine ``description`` names: its key on the trial, the description once on
+    the study (``machine:<key>``)."""
+    key = machine_key(description)
+    _once(MACHINES, study, key, description, written)
+    MACHINE.set(trial, key)
+
+
+def machine_of(study: Any, trial: Any) -> Optional[str]:
+    """The description of the machine ``trial`` ran on, None where none was recorded; ``study`` as for
+    :func:`architecture_of`. A trial of an older gcnas kept the description itself."""
+    value = MACHINE.get(trial)
+    return None if value is None else MACHINES.get(study, value, value)
 
 
 def recipe_key(trial: Any) -> Optional[str]:
