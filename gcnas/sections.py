@@ -146,6 +146,9 @@ class ReportArgs:
     dir: Optional[str] = None         # default: <paths.root>/<study>/report
     top_k: int = key(5, ge=1)         # trials in the summary table and in the placement heatmap
     html: Union[bool, str] = key("auto", words=("auto",), expect="auto, true or false")  # plotly's HTML plots
+    # after the report, serve the study with optuna-dashboard on 127.0.0.1 until Ctrl-C (the gcnas[dashboard] extra)
+    dashboard: Union[bool, int] = key(False, ge=1, le=65535, expect="false, true (port 8080) or a port number in "
+                                                                    "[1, 65535]")
 
 
 @dataclass

@@ -1,8 +1,15 @@
 """gcnas-report: Optuna's plots and ours as real PNGs, and a Markdown summary of the top trials."""
 from __future__ import annotations
 
+import json
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import optuna
@@ -62,6 +69,9 @@ def test_report_config_defaults_to_the_study_folder(searched):
 @pytest.mark.parametrize("overrides,message", [
     (["report.top_k=0"], "report.top_k: must be an integer >= 1; got 0"),
     (["report.html=sometimes"], "report.html: must be auto, true or false; got 'sometimes'"),
+    (["report.dashboard=0"], re.escape("report.dashboard: must be false, true (port 8080) or a port number in "
+                                       "[1, 65535]; got 0")),
+    (["report.dashboard=always"], "report.dashboard: must be .*; got 'always'"),
     (["study.name=nope"], "study.name: no study 'nope' in"),
 ])
 def test_bad_report_input(searched, overrides, message):
@@ -69,6 +79,21 @@ def test_bad_report_input(searched, overrides, message):
     args = [f"study.name={result.study_name}", *overrides] if "study.name" not in overrides[0] else overrides
     with pytest.raises(ValueError, match=message):
         report(_cfg(root, *args))
+
+
+def test_a_dashboard_that_cannot_start_is_refused_before_the_report(searched, tmp_path, monkeypatch):
+    root, result, _ = searched
+    args = (f"study.name={result.study_name}", f"report.dir={tmp_path / 'rep'}", "report.html=false")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"report.dashboard={port}: port {port} on 127.0.0.1 is taken"):
+            report(_cfg(root, *args, f"report.dashboard={port}"))
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # as where the extra is not installed
+    with pytest.raises(ConfigError, match=re.escape("report.dashboard=true: optuna-dashboard is not installed; "
+                                                    "pip install 'gcnas[dashboard]'")):
+        report(_cfg(root, *args, "report.dashboard=true"))
+    assert not (tmp_path / "rep").exists()  # refused before any work
 
 
 def test_an_unwritable_report_dir_is_named(searched, tmp_path):
@@ -82,13 +107,40 @@ def test_an_unwritable_report_dir_is_named(searched, tmp_path):
     assert blocker.read_text() == ""
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _studies_served(port: int, server: subprocess.Popen, wait: float = 240.0) -> list[str]:
+    """The study names optuna-dashboard serves on ``port`` once it answers (the report is written first)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                return [s["study_name"] for s in json.loads(r.read())["study_summaries"]]
+        except (urllib.error.URLError, ConnectionError):
+            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+            time.sleep(0.2)
+
+
 def test_cli_report_exit_codes(searched, tmp_path):
     root, result, _ = searched
-    res = subprocess.run([sys.executable, "-m", "gcnas.cli.report", f"paths.root={root}",
-                          f"study.name={result.study_name}", f"report.dir={tmp_path / 'cli'}"],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert (tmp_path / "cli" / "placements.png").is_file()
+    # the report, then the study's dashboard (report.dashboard, the gcnas[dashboard] extra) until Ctrl-C: exit 0
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gcnas.cli.report", f"paths.root={root}",
+                               f"study.name={result.study_name}", f"report.dir={tmp_path / 'cli'}",
+                               f"report.dashboard={port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _studies_served(port, server) == [result.study_name]
+        assert (tmp_path / "cli" / "placements.png").is_file()
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err[-2000:]
+    assert f"Dashboard of {result.study_name}: http://127.0.0.1:{port}/dashboard/" in out
+    assert out.rstrip().endswith("Dashboard stopped.") and "Traceback" not in err
     res = subprocess.run([sys.executable, "-m", "gcnas.cli.report", f"paths.root={tmp_path}/empty"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "study.storage: sqlite:///" in res.stderr and "Traceback" not in res.stderr

@@ -1,14 +1,20 @@
 """``gcnas-report``: a study's pictures (Optuna's plots and where the blocks go) and a Markdown summary."""
 from __future__ import annotations
 
+import importlib
+import signal
+import socket
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional, Union
 
 import hydra
 from omegaconf import DictConfig
 
 from gcnas.cli.common import require_study, resolve, user_errors
 from gcnas.cli.args import ReportArgs
+from gcnas.cli.search import DASHBOARD_EXTRA
+from gcnas.errors import ConfigError, Interrupted
 from gcnas.schema import read
 
 if TYPE_CHECKING:
@@ -17,14 +23,66 @@ if TYPE_CHECKING:
 # The command's work (torch, timm, Optuna, W&B) is imported where it runs, so that --help starts in about a second.
 
 
+DASHBOARD_PORT = 8080  # report.dashboard=true: optuna-dashboard's own default port
+
+
+def dashboard_port(value: Union[bool, int]) -> Optional[int]:
+    """The port ``report.dashboard`` asks for (None: no dashboard), refused before any work where optuna-dashboard
+    is not installed or the port is taken on 127.0.0.1."""
+    if value is False:
+        return None
+    port = DASHBOARD_PORT if value is True else int(value)
+    try:
+        importlib.import_module("optuna_dashboard")
+    except ImportError:
+        raise ConfigError(f"report.dashboard={str(value).lower()}: optuna-dashboard is not installed; "
+                          f"{DASHBOARD_EXTRA}, or leave report.dashboard=false") from None
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise ConfigError(f"report.dashboard={str(value).lower()}: port {port} on 127.0.0.1 is taken ({e.strerror}"
+                              f"); give another, e.g. report.dashboard={port + 1}") from None
+    return port
+
+
+def serve_dashboard(url: str, name: str, port: int) -> None:
+    """Serve the storage with optuna-dashboard on 127.0.0.1:``port`` until Ctrl-C."""
+    from optuna_dashboard import run_server
+
+    from gcnas.search.study import make_storage
+
+    print(f"Dashboard of {name}: http://127.0.0.1:{port}/dashboard/ (Ctrl-C stops it; from another machine: "
+          f"ssh -L {port}:127.0.0.1:{port} <this host>)", flush=True)
+    # Ctrl-C and SIGTERM (a scheduler's stop) end the server, which returns quietly; set here, as a process started in
+    # the background by a shell inherits SIGINT ignored
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        run_server(make_storage(url), host="127.0.0.1", port=port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("Dashboard stopped.", flush=True)
+
+
+def _stop(signum: int, _frame) -> None:
+    raise Interrupted(signum)
+
+
 def report(cfg: DictConfig) -> Report:
-    """Write the report from a composed ``report`` config (tests call this with ``hydra.compose``)."""
+    """Write the report from a composed ``report`` config (tests call this with ``hydra.compose``); with
+    ``report.dashboard``, then serve the study's dashboard until Ctrl-C."""
     from gcnas.report import write_report
     from gcnas.search.study import open_study
 
     c = resolve(cfg)
     name, url = require_study(c)
     rc = read(ReportArgs, c.get("report"), "report")
+    port = dashboard_port(rc.dashboard)
     study = open_study(url, name)
     out = Path(rc.dir or Path(c["paths"]["root"]) / name / "report")
     rep = write_report(study, out, top_k=rc.top_k, html=None if rc.html == "auto" else rc.html, storage=url)
@@ -32,6 +90,8 @@ def report(cfg: DictConfig) -> Report:
           + ", ".join(p.name for p in rep.pictures + rep.html))
     for what, why in rep.skipped.items():
         print(f"  not drawn: {what} ({why})")
+    if port is not None:
+        serve_dashboard(url, name, port)
     return rep
 
 
