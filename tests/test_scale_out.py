@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_module
 from optuna.trial import TrialState
 
 from conftest import FAST_SEARCH, compose_search
+from processes import run_together
 from gcnas.cli.search import search
 from gcnas.search import objective as objective_module
 from gcnas.search.objective import FIXED_ARCH_ATTR, ROLE_ATTR
@@ -26,7 +27,8 @@ from gcnas.search.study import make_storage
 from gcnas.search.worker import retry_stale_trial
 
 STUDY = "gc_full-gcnas_resnet_tiny-synthetic"
-TINY = [*FAST_SEARCH, "trainer.epochs=1", "data.size=256", "wandb.mode=disabled"]
+SMALLER = ["trainer.epochs=1", "data.size=256", "wandb.mode=disabled"]
+TINY = [*FAST_SEARCH, *SMALLER]  # what _cli gives; compose_search(root, *SMALLER, ...) composes it in this process
 
 
 def _cli(root: Path, *args: str, multirun: bool = False, env=None, timeout: int = 900, check: bool = True):
@@ -53,27 +55,26 @@ def _check_exact_budget(study: optuna.Study, n: int, workers: int) -> None:
     assert all("cancelled" in t.user_attrs for t in others), [t.user_attrs for t in others]
 
 
+def _check_four_workers(study: optuna.Study) -> None:
+    _check_exact_budget(study, 8, 4)
+    assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) >= 2
+
+
+FOUR_WORKERS = ["study.n_trials=8", "worker=0,1,2,3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgres"])
-def test_four_concurrent_workers_share_one_study(kind, tmp_path, request):
-    args = ["study.n_trials=8", "worker=0,1,2,3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]
-    if kind == "postgres":
-        url = request.getfixturevalue("postgres").create_database("four_workers")
-        args.append("storage=postgres")
-        env = {"GCNAS_STORAGE_URL": url}
-    else:
-        args.append(f"storage={kind}")
-        env, url = {}, None
-    _cli(tmp_path, *args, multirun=True, env=env)
-    storage = url if kind == "postgres" else (
-        f"sqlite:///{tmp_path}/studies.db" if kind == "sqlite" else None)
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_four_concurrent_workers_share_one_study(kind, tmp_path):
+    """PostgreSQL's four workers run in test_four_workers_share_one_postgresql_study_and_its_password_is_written_nowhere
+    (one multirun serves both)."""
+    _cli(tmp_path, *FOUR_WORKERS, f"storage={kind}", multirun=True)
+    storage = f"sqlite:///{tmp_path}/studies.db"
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         storage = JournalStorage(JournalFileBackend(str(tmp_path / "studies.journal")))
-    study = optuna.load_study(study_name=STUDY, storage=storage)
-    _check_exact_budget(study, 8, 4)
-    assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) >= 2
+    _check_four_workers(optuna.load_study(study_name=STUDY, storage=storage))
 
 
 @pytest.mark.slow
@@ -81,7 +82,7 @@ def test_two_workers_share_one_confirmation(tmp_path):
     """gcnas-confirm -m worker=0,1 hydra/launcher=joblib, as docs/confirm.md shows: one exact budget, every pair
     complete. The confirmation trains at a higher fidelity (4 epochs, 1024 images) so that its 6 runs outlast a
     worker's start-up: with 1-epoch runs the first worker up could finish them all before the second joined."""
-    _cli(tmp_path, "study.n_trials=4", "storage=sqlite")
+    search(compose_search(tmp_path, *SMALLER, "study.n_trials=4", "storage=sqlite"))  # the study it confirms
     res = subprocess.run([sys.executable, "-m", "gcnas.cli.confirm", "-m", f"paths.root={tmp_path}",
                           f"study.name={STUDY}", "confirm.k=2", "confirm.seeds=2", "+confirm.trainer.epochs=4",
                           "+confirm.data.size=1024", "wandb.mode=disabled",
@@ -122,7 +123,9 @@ def test_the_readme_two_worker_command_runs_as_written(tmp_path):
     """``gcnas-search -m worker=0,1 hydra/launcher=joblib`` from a fresh folder, with the default paths.root: only
     overrides that make it small are added. The launching process resolves hydra.sweep.dir, which lies under
     paths.root = ${hydra:runtime.cwd}/outputs; Hydra 1.3 gives it no HydraConfig, so it failed (``HydraConfig was
-    not set``) until gcnas.cli.callbacks installed one. Every other scale-out test gives paths.root, which hid that."""
+    not set``) until gcnas.cli.callbacks installed one. Every other scale-out test gives paths.root, which hid that.
+    The same run is the two-worker SQLite study: one baseline, a late ask cancelled naming the budget, and each
+    worker's log saying it runs 1 thread (2 workers on 2 cores)."""
     small = ["data=synthetic", "data.size=512", "trainer.epochs=2", "study.n_trials=6", "study.noise_seeds=1",
              "progress=none", "wandb.mode=disabled"]
     res = subprocess.run([_console_script("gcnas-search"), "-m", "worker=0,1", "hydra/launcher=joblib", *small],
@@ -132,6 +135,11 @@ def test_the_readme_two_worker_command_runs_as_written(tmp_path):
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{root}/studies.db")
     _check_exact_budget(study, 6, 2)
     _two_workers_ran(study)
+    assert sum(t.user_attrs.get("role") == "baseline" for t in study.get_trials()) == 1
+    for t in study.get_trials(states=(TrialState.FAIL,)):  # a worker that asked after the budget was taken
+        assert "study budget of 6 trials already taken" in t.user_attrs["cancelled"]
+    logs = list((root / "multirun").rglob("*.log"))
+    assert logs and all("1 threads" in p.read_text() for p in logs)  # 2 workers on 2 cores: 1 thread each
     jobs = sorted(p.name.split("-")[0] for p in (root / "multirun").glob("*/*") if p.is_dir())
     assert jobs == ["0", "1"]  # one sweep folder under the default root, one job folder per worker
 
@@ -259,9 +267,9 @@ def test_kill_9_mid_trial_fails_the_stale_trial_and_retries_its_architecture(tmp
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(4)  # the grace period passes without heartbeats
-    # the same command resumes: the stale trial is failed and queued again (the same trainer and data: a study
-    # refuses a run made from other inputs)
-    _cli(tmp_path, *hb, "study.n_trials=3")
+    # the same search resumes (here in this process, as _cli's command composes it): the stale trial is failed and
+    # queued again (the same trainer and data: a study refuses a run made from other inputs)
+    search(compose_search(tmp_path, *SMALLER, *hb, "study.n_trials=3"))
     study = optuna.load_study(study_name=STUDY, storage=storage)
     dead = study.trials[victim.number]
     assert dead.state == TrialState.FAIL
@@ -370,26 +378,32 @@ def test_postgres_without_its_url_says_how_to_give_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_storage_password_is_written_nowhere(postgres, tmp_path):
-    """A search (2 workers, URL given literally on the command line), W&B offline, an export and a report: no file
-    they write and no line they print holds the password."""
+def test_four_workers_share_one_postgresql_study_and_its_password_is_written_nowhere(postgres, tmp_path):
+    """Four concurrent workers on a fresh PostgreSQL database (as test_four_concurrent_workers_share_one_study on
+    SQLite and Journal), the URL given literally on the command line, W&B offline, DEBUG logs; then an export and a
+    report (the URL on their command lines) and two refused exports (the URL on the command line, and through
+    GCNAS_STORAGE_URL with storage=postgres): no file they write and no line they print holds the password."""
     from postgres import PASSWORD
 
-    url = postgres.create_database("secrets")
-    res = _cli(tmp_path, "worker=0,1", "hydra/launcher=joblib", f"study.storage={url}", "study.n_trials=3",
-               "wandb.mode=offline", "hydra.job_logging.root.level=DEBUG", multirun=True)
+    url = postgres.create_database("four_workers")
+    res = _cli(tmp_path, *FOUR_WORKERS, f"study.storage={url}", "wandb.mode=offline",
+               "hydra.job_logging.root.level=DEBUG", multirun=True)
+    _check_four_workers(optuna.load_study(study_name=STUDY, storage=url))
     out = res.stdout + res.stderr
-    for tool, extra in (("export", []), ("report", [])):
-        r = subprocess.run([sys.executable, "-m", f"gcnas.cli.{tool}", f"paths.root={tmp_path}",
-                            f"study.storage={url}", f"study.name={STUDY}", *extra], capture_output=True, text=True,
-                           cwd=tmp_path, timeout=300)
-        assert r.returncode == 0, r.stderr[-2000:]
-        out += r.stdout + r.stderr
-    bad = subprocess.run([sys.executable, "-m", "gcnas.cli.export", f"paths.root={tmp_path}",
-                          f"study.storage={url}", "study.name=nope"], capture_output=True, text=True, cwd=tmp_path,
-                         timeout=120)
-    assert bad.returncode == 2 and "postgres:***@127.0.0.1" in bad.stderr
-    out += bad.stdout + bad.stderr
+    def tool(name: str, *args: str) -> list:
+        return [sys.executable, "-m", f"gcnas.cli.{name}", f"paths.root={tmp_path}", *args]
+
+    runs = run_together({
+        "export": tool("export", f"study.storage={url}", f"study.name={STUDY}"),
+        "report": tool("report", f"study.storage={url}", f"study.name={STUDY}"),
+        "bad": tool("export", f"study.storage={url}", "study.name=nope"),
+        "bad from env": ["env", f"GCNAS_STORAGE_URL={url}", *tool("export", "storage=postgres", "study.name=nope")],
+    }, timeout=300, cwd=tmp_path)
+    for name in ("export", "report"):
+        assert runs[name].returncode == 0, runs[name].stderr[-2000:]
+    for name in ("bad", "bad from env"):  # the URL that was read, password masked, in the error
+        assert runs[name].returncode == 2 and "postgres:***@127.0.0.1" in runs[name].stderr, runs[name].stderr
+    out += "".join(r.stdout + r.stderr for r in runs.values())
     assert PASSWORD not in out
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" for p in written) and any(p.name == "overrides.yaml" for p in written)
@@ -398,14 +412,19 @@ def test_the_storage_password_is_written_nowhere(postgres, tmp_path):
     assert not leaks, leaks
 
 
-def test_opening_storage_retries_connection_errors_only_and_keeps_the_cause(caplog):
-    """A database that does not answer is tried STORAGE_ATTEMPTS times (it may be starting); a URL no driver can
-    open fails at once. Either way the error names study.storage and keeps the library's error as its cause."""
+def test_opening_storage_retries_connection_errors_only_and_keeps_the_cause(caplog, monkeypatch):
+    """A database that does not answer is tried STORAGE_ATTEMPTS times (it may be starting), 0.25 s, 0.5 s, ... apart;
+    a URL no driver can open fails at once. Either way the error names study.storage and keeps the library's error as
+    its cause. The waits between tries are recorded, not slept (they add up to 9 s)."""
+    from types import SimpleNamespace
+
     import sqlalchemy.exc
 
     from gcnas.errors import ConfigError
     from gcnas.search.study import STORAGE_ATTEMPTS, make_storage
 
+    waits = []
+    monkeypatch.setitem(make_storage.__globals__, "time", SimpleNamespace(sleep=waits.append))
     caplog.set_level("WARNING", logger="gcnas.search")
     with pytest.raises(ConfigError, match=r"study.storage: cannot open postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/db") \
             as e:
@@ -413,8 +432,10 @@ def test_opening_storage_retries_connection_errors_only_and_keeps_the_cause(capl
     assert isinstance(e.value.__cause__, sqlalchemy.exc.OperationalError)
     tries = [r for r in caplog.records if "attempt" in r.getMessage()]
     assert len(tries) == STORAGE_ATTEMPTS and "secret" not in caplog.text
+    assert waits == [0.25 * k for k in range(1, STORAGE_ATTEMPTS + 1)]
     caplog.clear()
     with pytest.raises(ConfigError, match="study.storage: cannot open nosuchdb://") as e:
         make_storage("nosuchdb://host/db")
     assert isinstance(e.value.__cause__, sqlalchemy.exc.NoSuchModuleError)
     assert not [r for r in caplog.records if "attempt" in r.getMessage()]  # not retried
+    assert len(waits) == STORAGE_ATTEMPTS  # nothing waited for
