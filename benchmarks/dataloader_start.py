@@ -47,7 +47,7 @@ def passes(root: str, method: str | None, reps: int) -> tuple[str, int, float, f
     import torch
     from torch.utils.data import DataLoader
 
-    from gcnas.data.stream import SourceImages, _collate, make_transforms, timm_sources, worker_start_method
+    from gcnas.data.stream import SourceImages, collate_readable, make_transforms, timm_sources, worker_start_method
 
     torch.set_num_threads(1)
     source, _, _ = timm_sources("", root)
@@ -58,7 +58,8 @@ def passes(root: str, method: str | None, reps: int) -> tuple[str, int, float, f
     times, n = [], 0
     for _ in range(reps):
         t = time.perf_counter()
-        loader = DataLoader(images, batch_size=64, num_workers=1, collate_fn=_collate, multiprocessing_context=context)
+        loader = DataLoader(images, batch_size=64, num_workers=1, collate_fn=collate_readable,
+                            multiprocessing_context=context)
         n = sum(len(y) for _, y, _ in loader)
         times.append(time.perf_counter() - t)
     return used, n, statistics.median(times), min(times), max(times)

@@ -3,6 +3,7 @@ repository root) on gcnas's public API, and the helpers they share, where a mist
 published number."""
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import re
@@ -29,8 +30,8 @@ def test_every_benchmark_is_found():
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_a_benchmark_is_a_module_its_usage_names(name):
     """Each benchmark imports as ``benchmarks.<name>``, has a ``main``, and its docstring's usage line is the module
-    command; none puts a folder on ``sys.path``, imports the CLI's internals or names a trial attribute by a bare
-    string (they read them through gcnas.search.record)."""
+    command; none puts a folder on ``sys.path``, imports the CLI's internals or a private name of gcnas, or names a
+    trial attribute by a bare string (they read them through gcnas.search.record)."""
     module = importlib.import_module(f"benchmarks.{name}")
     assert callable(module.main)
     assert f"python -m benchmarks.{name} " in module.__doc__
@@ -38,6 +39,9 @@ def test_a_benchmark_is_a_module_its_usage_names(name):
     assert "sys.path" not in source
     assert not re.search(r"(from|import)\s+gcnas\.cli\b", source)  # running `-m gcnas.cli.search` is the CLI itself
     assert "user_attrs" not in source
+    private = [f"{node.module}.{a.name}" for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)
+               and (node.module or "").split(".")[0] == "gcnas" for a in node.names if a.name.startswith("_")]
+    assert not private, private
 
 
 def test_a_benchmark_runs_as_a_module_from_the_repository_root():

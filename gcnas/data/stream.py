@@ -30,7 +30,7 @@ from gcnas.schema import key, read_known
 
 __all__ = ["DataUnavailableError", "BadImageError", "SourceImages", "StreamOptions", "StreamSplit", "ImageSource",
            "ArraySource", "timm_sources", "make_transforms", "eval_config", "measure_mean_std", "decode_all",
-           "worker_start_method", "IN_MEMORY_LIMIT_BYTES", "TORCH_DATASETS"]
+           "worker_start_method", "collate_readable", "IN_MEMORY_LIMIT_BYTES", "TORCH_DATASETS"]
 
 log = logging.getLogger("gcnas.data")
 
@@ -347,7 +347,7 @@ def worker_start_method() -> Optional[str]:
     return "fork" if "fork" in standard else standard[0]
 
 
-def _collate(items):
+def collate_readable(items):
     """The readable images batched by torch's ``default_collate`` (in a worker it stacks straight into shared memory,
     so the batch is not copied again to reach the training process), and the unreadable ones' messages."""
     good = [(x, y) for x, y, bad in items if bad is None]
@@ -392,7 +392,7 @@ class StreamSplit:
         device = torch.device(device)
         sampler = order.tolist() if order is not None else range(len(self))
         loader = DataLoader(self.images, batch_size=batch_size, sampler=sampler, num_workers=self.workers,
-                            collate_fn=_collate, pin_memory=device.type == "cuda",
+                            collate_fn=collate_readable, pin_memory=device.type == "cuda",
                             multiprocessing_context=worker_start_method() if self.workers else None)
         for x, y, bad in loader:
             for message in bad:
