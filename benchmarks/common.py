@@ -12,16 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from gcnas.arch import Architecture, build_model
+from gcnas.arch import Architecture
 from gcnas.backbones import list_sites
 from gcnas.data import DataSplits, load_data
 from gcnas.search.summary import describe_architecture
 from gcnas.space import SearchSpace
-from gcnas.train import fit
+from gcnas.train.one import train_architecture
 
 
 def config(*overrides: str) -> dict:
@@ -61,14 +60,12 @@ class Fidelity:
         self.last_val_loss = self.last_seconds = float("nan")  # of the last ``accuracy`` call
 
     def accuracy(self, arch: Architecture, seed: int) -> float:
-        torch.manual_seed(seed)
-        model = build_model(arch)
-        t0 = time.perf_counter()
-        result = fit(model, self.data, self.cfg["trainer"], seed=seed, test=False)
-        self.last_seconds = time.perf_counter() - t0
+        """``arch`` trained with ``seed`` through gcnas's one seed-build-train path (as a search trial is)."""
+        run = train_architecture(arch, self.data, self.cfg["trainer"], seed=seed, cost=False, test=False)
+        self.last_seconds = run.seconds
         self.seconds += self.last_seconds
-        self.last_val_loss = result.epochs[-1].val_loss
-        return result.final_val_acc
+        self.last_val_loss = run.result.epochs[-1].val_loss
+        return run.result.final_val_acc
 
 
 class Progress:

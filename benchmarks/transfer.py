@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import config, spread
-from gcnas.arch import Architecture, build_model
+from gcnas.arch import Architecture
+from gcnas.backbones import BackboneWeights
 from gcnas.data import load_data
 from gcnas.search import record, run_search
-from gcnas.train import fit
+from gcnas.train.one import train_architecture
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,12 +76,10 @@ def compare(c: dict, archs: dict[str, Architecture], seeds: int) -> list[dict]:
         for name, arch in archs.items():
             accs, secs = [], []
             for seed in range(seeds):
-                torch.manual_seed(seed)
-                model = build_model(arch, pretrained_file=pretrained_file)
-                t0 = time.perf_counter()
-                res = fit(model, data, recipe, seed=seed)
-                secs.append(time.perf_counter() - t0)
-                accs.append(res.test_acc)
+                run = train_architecture(arch, data, recipe, seed=seed, weights=BackboneWeights(file=pretrained_file),
+                                         cost=False)
+                secs.append(run.seconds)
+                accs.append(run.result.test_acc)
             rows.append({"regime": regime, "model": name, "accs": accs, "seconds": statistics.mean(secs)})
             print(f"  {regime:12s} {name:28s} {spread(accs, 100)}  ({statistics.mean(secs):.1f} s/run)", flush=True)
     return rows
