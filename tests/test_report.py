@@ -84,10 +84,13 @@ def test_bad_report_input(searched, overrides, message):
 def test_a_dashboard_that_cannot_start_is_refused_before_the_report(searched, tmp_path, monkeypatch):
     root, result, _ = searched
     args = (f"study.name={result.study_name}", f"report.dir={tmp_path / 'rep'}", "report.html=false")
-    with socket.socket() as taken:
+    with socket.socket() as taken:  # another server on the port
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", 0))
+        taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(ConfigError, match=f"report.dashboard={port}: port {port} on 127.0.0.1 is taken"):
+        used = re.escape(f"report.dashboard={port}: port {port} on 127.0.0.1 cannot be used (Address already in use)")
+        with pytest.raises(ConfigError, match=used):
             report(_cfg(root, *args, f"report.dashboard={port}"))
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # as where the extra is not installed
     with pytest.raises(ConfigError, match=re.escape("report.dashboard=true: optuna-dashboard is not installed; "

@@ -38,11 +38,13 @@ def dashboard_port(value: Union[bool, int]) -> Optional[int]:
         raise ConfigError(f"report.dashboard={str(value).lower()}: optuna-dashboard is not installed; "
                           f"{DASHBOARD_EXTRA}, or leave report.dashboard=false") from None
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed port in TIME_WAIT is free
         try:
             s.bind(("127.0.0.1", port))
         except OSError as e:
-            raise ConfigError(f"report.dashboard={str(value).lower()}: port {port} on 127.0.0.1 is taken ({e.strerror}"
-                              f"); give another, e.g. report.dashboard={port + 1}") from None
+            other = port + 1 if port < 65535 else port - 1
+            raise ConfigError(f"report.dashboard={str(value).lower()}: port {port} on 127.0.0.1 cannot be used "
+                              f"({e.strerror}); give another, e.g. report.dashboard={other}") from None
     return port
 
 
