@@ -38,7 +38,7 @@ def dashboard_port(value: Union[bool, int]) -> Optional[int]:
         raise ConfigError(f"report.dashboard={str(value).lower()}: optuna-dashboard is not installed; "
                           f"{DASHBOARD_EXTRA}, or leave report.dashboard=false") from None
     with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed port in TIME_WAIT is free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a port in TIME_WAIT is free
         try:
             s.bind(("127.0.0.1", port))
         except OSError as e:
