@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -21,11 +20,11 @@ from optuna.trial import TrialState
 from hydra import compose, initialize_config_module
 
 from conftest import compose_search
+from processes import run_together
 from test_layering import run_blocked
 import gcnas
 from gcnas.arch import Architecture, build_model
 from gcnas.cli.export import export as export_cli
-from gcnas.cli.search import search as gcnas_search
 from gcnas.errors import ConfigError
 from gcnas.export import export_trial
 from gcnas.export import export as export_module
@@ -206,18 +205,16 @@ def test_multi_objective_pick_from_the_pareto_front(multi, tmp_path):
 
 def test_cli_export_user_errors_exit_2_without_traceback(searched, tmp_path):
     root, result, _ = searched
-    res = subprocess.run([sys.executable, "-m", "gcnas.cli.export", f"paths.root={root}"], capture_output=True,
-                         text=True, cwd=tmp_path, timeout=120)
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert f"study.name: required (study.name=NAME); the storage holds: {result.study_name}" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "gcnas.cli.export", f"paths.root={root}",
-                          f"study.name={result.study_name}", "trial=-3"], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120)
-    assert res.returncode == 2 and "trial: must be 'best' or a trial number >= 0; got -3" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "gcnas.cli.export", f"paths.root={root}",
-                          f"study.name={result.study_name}"], capture_output=True, text=True, cwd=tmp_path,
-                         timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    # three processes, started together (each imports torch anew): two user errors and one export that succeeds
+    cases = {"no name": [], "bad trial": [f"study.name={result.study_name}", "trial=-3"],
+             "ok": [f"study.name={result.study_name}"]}
+    res = run_together({key: [sys.executable, "-m", "gcnas.cli.export", f"paths.root={root}", *args]
+                        for key, args in cases.items()}, timeout=300, cwd=tmp_path)
+    assert res["no name"].returncode == 2 and "Traceback" not in res["no name"].stderr
+    assert f"study.name: required (study.name=NAME); the storage holds: {result.study_name}" in res["no name"].stderr
+    assert res["bad trial"].returncode == 2
+    assert "trial: must be 'best' or a trial number >= 0; got -3" in res["bad trial"].stderr
+    assert res["ok"].returncode == 0, res["ok"].stderr[-2000:]
     assert (tmp_path / "exports" / result.study_name / f"trial-{result.best_number}" / "model.onnx").is_file()
 
 
@@ -293,11 +290,11 @@ def _export_cfg(*overrides: str):
         return compose("export", overrides=list(overrides))
 
 
-def test_a_moved_study_exports_its_kept_weights(tmp_path):
-    first = tmp_path / "first"
-    result = gcnas_search(compose_search(first, "study.n_trials=2", "study.keep_weights=1", "sampler=random",
-                                         "pruner=none", "trainer.epochs=1", "wandb.mode=disabled"))
-    best = optuna.load_study(study_name=result.study_name, storage=_url(first)).trials[result.best_number]
+def test_a_moved_study_exports_its_kept_weights(searched, tmp_path):
+    root, result, study = searched
+    first = shutil.copytree(root, tmp_path / "first")  # an output root of its own to move (the fixture's stays)
+    best = study.trials[result.best_number]
+    assert _kept(first, study, best).is_file()
     moved = tmp_path / "elsewhere" / "outputs"
     shutil.move(first, moved)  # the whole output root: the SQLite file and the study folder
     assert not first.exists()
