@@ -82,8 +82,10 @@ def test_confirm_retrains_the_top_trials_with_paired_fresh_seeds(source, tmp_pat
         confirm(_confirm_cfg(root, f"study.name={name}", "confirm.k=3"))
 
 
-@pytest.fixture
-def fresh_source(tmp_path):
+@pytest.fixture(scope="module")
+def fresh_source(tmp_path_factory):
+    """A study no confirmation touched, shared by the bad-input cases: each checks it is still untouched."""
+    tmp_path = tmp_path_factory.mktemp("fresh")
     result = search(compose_search(tmp_path, "study.n_trials=3", "sampler=random", "pruner=none", "trainer.epochs=1",
                                    "wandb.mode=disabled"))
     return tmp_path, result.study_name
