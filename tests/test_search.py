@@ -1,8 +1,7 @@
 """The search, end to end on the real conf/: real SQLite studies, real training on the synthetic task."""
 from __future__ import annotations
 
-import os
-import subprocess
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from optuna.trial import TrialState
 
+from processes import finish, start
 from gcnas.cli.search import search
 from gcnas.errors import ConfigError
 from gcnas.search import record
@@ -34,8 +34,15 @@ def _finished(study):
     return study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def test_three_trial_search_records_everything(tmp_path):
-    result = search(_cfg(tmp_path, "study.n_trials=3"))
+@pytest.fixture(scope="module")
+def three(tmp_path_factory):
+    """A finished 3-trial search: (output root, SearchResult). Tests that add to the study copy the root first."""
+    root = tmp_path_factory.mktemp("three")
+    return root, search(_cfg(root, "study.n_trials=3"))
+
+
+def test_three_trial_search_records_everything(three):
+    tmp_path, result = three
     assert result.n_finished == 3 and result.trials_run == 3
     study = _study(tmp_path, result.study_name)
     assert result.study_name == "gc_full-gcnas_resnet_tiny-synthetic"
@@ -53,16 +60,16 @@ def test_three_trial_search_records_everything(tmp_path):
     assert Path(result.best_architecture).is_file()
 
 
-def test_rerun_resumes_the_same_study(tmp_path):
-    search(_cfg(tmp_path, "study.n_trials=4"))  # the two references and two searched trials
+def test_rerun_resumes_the_same_study(three, tmp_path):
+    shutil.copytree(three[0], tmp_path, dirs_exist_ok=True)  # the two references and one searched trial
     result = search(_cfg(tmp_path, "study.n_trials=6"))
-    assert result.trials_run == 2 and result.n_finished == 6
+    assert result.trials_run == 3 and result.n_finished == 6
     study = _study(tmp_path, result.study_name)
     assert [t.number for t in study.get_trials()] == [0, 1, 2, 3, 4, 5]
     assert sum(t.user_attrs.get("role") == "baseline" for t in study.get_trials()) == 1
     # the second run's sampler does not restart the first run's stream: its draws are new architectures, not
-    # duplicates of trials 2 and 3 (each of which would take a trial of the budget and train nothing)
-    assert [t.user_attrs.get("duplicate_of") for t in study.get_trials()[4:]] == [None, None]
+    # duplicates of trial 2 (each of which would take a trial of the budget and train nothing)
+    assert [t.user_attrs.get("duplicate_of") for t in study.get_trials()[3:]] == [None, None, None]
     assert search(_cfg(tmp_path, "study.n_trials=6")).trials_run == 0  # nothing left to do
 
 
@@ -168,34 +175,26 @@ def test_journal_storage(tmp_path, capsys):
     assert result.storage.startswith("journal:///") and f"optuna-dashboard {tmp_path / 'studies.journal'}" in out
 
 
-def _run_cli(tmp_path: Path, *args: str, multirun: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "gcnas.cli.search", *(["-m"] if multirun else []),
-                           f"paths.root={tmp_path}", *FAST, *args],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=env)
+@pytest.fixture(scope="module", autouse=True)
+def refused(tmp_path_factory):
+    """gcnas-search with a bad search-space value, started with this module's first test (it runs on the core the
+    in-process searches leave idle) and read by test_cli_user_error_exits_2_without_traceback."""
+    root = tmp_path_factory.mktemp("refused")
+    procs = start({"bad space": [sys.executable, "-m", "gcnas.cli.search", f"paths.root={root}", *FAST,
+                                 "search_space.positions.position=middle"]}, cwd=root)
+    yield procs
+    finish(procs, timeout=120)  # ended, if the test that reads it did not run
 
 
-def test_cli_user_error_exits_2_without_traceback(tmp_path):
-    res = _run_cli(tmp_path, "search_space.positions.position=middle")
+def test_cli_user_error_exits_2_without_traceback(refused):
+    res = finish(refused, timeout=600)["bad space"]
     assert res.returncode == 2
     assert "gcnas-search: search_spaces/gc_full.yaml: positions.position: 'middle' is not valid" in res.stderr
     assert "Traceback" not in res.stderr + res.stdout
 
 
-@pytest.mark.slow
-def test_two_joblib_workers_share_one_sqlite_study(tmp_path):
-    res = _run_cli(tmp_path, "worker=0,1", "hydra/launcher=joblib", "study.n_trials=6", multirun=True)
-    assert res.returncode == 0, res.stderr[-3000:]
-    study = _study(tmp_path, "gc_full-gcnas_resnet_tiny-synthetic")
-    finished = _finished(study)
-    assert len(finished) == 6  # exactly the budget: none lost, none extra
-    assert len({t.number for t in finished}) == 6
-    assert {t.user_attrs["worker"] for t in finished} == {0, 1}  # both workers ran trials
-    assert sum(t.user_attrs.get("role") == "baseline" for t in study.get_trials()) == 1
-    for t in study.get_trials(states=(TrialState.FAIL,)):  # a worker that asked after the budget was taken
-        assert "study budget of 6 trials already taken" in t.user_attrs["cancelled"]
-    logs = list((tmp_path / "multirun").rglob("*.log"))
-    assert logs and all("1 threads" in p.read_text() for p in logs)  # 2 workers on 2 cores: 1 thread each
+# Two joblib workers sharing one SQLite study (exact budget, both workers, one baseline, cancelled late asks, 1 thread
+# each): tests/test_scale_out.py::test_the_readme_two_worker_command_runs_as_written, on the README's command.
 
 
 def test_a_space_extends_another_and_overrides_from_the_command_line(tmp_path):

@@ -18,6 +18,7 @@ from gcnas.cli.train import train
 from gcnas.data import load_data
 from gcnas.train import fit
 from conftest import stop_after_epoch_one
+from processes import finish, start
 from wandb_offline import offline_runs
 
 ARCH = """
@@ -39,6 +40,25 @@ def _cfg(tmp_path: Path, *overrides: str):
         return compose("train", overrides=[f"paths.root={tmp_path}", f"arch={arch}", *FAST, *overrides])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def refused(tmp_path_factory):
+    """gcnas-train without arch=, started with this module's first test (it runs on the core the in-process trainings
+    leave idle) and read by test_cli_exits_2_on_user_error."""
+    root = tmp_path_factory.mktemp("refused")
+    procs = start({"no arch": [sys.executable, "-m", "gcnas.cli.train", f"paths.root={root}", "wandb.mode=disabled"]},
+                  cwd=root)
+    yield procs
+    finish(procs, timeout=120)  # ended, if the test that reads it did not run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One finished gcnas-train run at FAST (W&B off): (its paths.root, its report). Tests that train more write
+    beside it in their own folders; none changes its checkpoint."""
+    root = tmp_path_factory.mktemp("trained")
+    return root, train(_cfg(root, "wandb.mode=disabled"))
+
+
 def test_baseline_comparison_over_seeds_with_tracking(tmp_path):
     rep = train(_cfg(tmp_path, "baseline=true", "seeds=[0,1]", "wandb.mode=offline"))
     assert [(r["model"], r["seed"]) for r in rep.rows] == [("gcnas", 0), ("plain", 0), ("gcnas", 1), ("plain", 1)]
@@ -54,8 +74,8 @@ def test_baseline_comparison_over_seeds_with_tracking(tmp_path):
     assert r.summary["val_acc"] == rep.rows[2]["val_acc"] and r.config["trainer"]["epochs"] == 2
 
 
-def test_checkpoints_resume_and_load_without_pickle(tmp_path):
-    first = train(_cfg(tmp_path, "wandb.mode=disabled"))
+def test_checkpoints_resume_and_load_without_pickle(trained):
+    tmp_path, first = trained
     ckpt = Path(first.rows[0]["dir"])
     assert sorted(p.name for p in ckpt.iterdir()) == ["state.pt", "weights.safetensors"]
     state = torch.load(ckpt / "state.pt", weights_only=True)
@@ -72,9 +92,9 @@ def test_checkpoints_resume_and_load_without_pickle(tmp_path):
                    f"train.dir={first.out_dir}"))
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+def test_interrupted_training_resumes_to_the_same_weights(trained, tmp_path):
     """Two epochs in one go equal one epoch, a stop, and a resumed second epoch (same seed, same data order)."""
-    whole = train(_cfg(tmp_path / "a", "wandb.mode=disabled"))
+    whole = trained[1]  # the same settings, trained in one go
     c = OmegaConf.to_container(_cfg(tmp_path / "b", "wandb.mode=disabled"), resolve=True)
     data = load_data(c["data"])
     arch = Architecture.from_yaml(ARCH)
@@ -112,9 +132,8 @@ def test_bad_architecture_file_names_the_file(tmp_path):
         train(_cfg(tmp_path, "wandb.mode=disabled", f"arch={bad}"))
 
 
-def test_cli_exits_2_on_user_error(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "gcnas.cli.train", f"paths.root={tmp_path}", "wandb.mode=disabled"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+def test_cli_exits_2_on_user_error(refused):
+    res = finish(refused, timeout=120)["no arch"]
     assert res.returncode == 2 and "Traceback" not in res.stderr and "arch: required" in res.stderr
 
 
