@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_module
 from optuna.trial import TrialState
 
 from conftest import FAST_SEARCH, compose_search
-from processes import run_together
+from processes import finish, run_together, start
 from gcnas.cli.search import search
 from gcnas.search import objective as objective_module
 from gcnas.search.objective import FIXED_ARCH_ATTR, ROLE_ATTR
@@ -55,26 +55,27 @@ def _check_exact_budget(study: optuna.Study, n: int, workers: int) -> None:
     assert all("cancelled" in t.user_attrs for t in others), [t.user_attrs for t in others]
 
 
-def _check_four_workers(study: optuna.Study) -> None:
-    _check_exact_budget(study, 8, 4)
-    assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) >= 2
-
-
-FOUR_WORKERS = ["study.n_trials=8", "worker=0,1,2,3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_four_concurrent_workers_share_one_study(kind, tmp_path):
-    """PostgreSQL's four workers run in test_four_workers_share_one_postgresql_study_and_its_password_is_written_nowhere
-    (one multirun serves both)."""
-    _cli(tmp_path, *FOUR_WORKERS, f"storage={kind}", multirun=True)
-    storage = f"sqlite:///{tmp_path}/studies.db"
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgres"])
+def test_four_concurrent_workers_share_one_study(kind, tmp_path, request):
+    args = ["study.n_trials=8", "worker=0,1,2,3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]
+    if kind == "postgres":
+        url = request.getfixturevalue("postgres").create_database("four_workers")
+        args.append("storage=postgres")
+        env = {"GCNAS_STORAGE_URL": url}
+    else:
+        args.append(f"storage={kind}")
+        env, url = {}, None
+    _cli(tmp_path, *args, multirun=True, env=env)
+    storage = url if kind == "postgres" else (
+        f"sqlite:///{tmp_path}/studies.db" if kind == "sqlite" else None)
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         storage = JournalStorage(JournalFileBackend(str(tmp_path / "studies.journal")))
-    _check_four_workers(optuna.load_study(study_name=STUDY, storage=storage))
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    _check_exact_budget(study, 8, 4)
+    assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) >= 2
 
 
 @pytest.mark.slow
@@ -361,48 +362,54 @@ def test_a_raising_trial_is_recorded_and_too_many_in_a_row_stop_the_worker(tmp_p
         assert "Traceback (most recent call last):" in text and "in fit" in text and "raise error" in text
 
 
-def test_unwritable_output_root_is_a_clear_error_before_anything(tmp_path):
-    blocker = tmp_path / "a-file"
+@pytest.fixture(scope="module", autouse=True)
+def refused(tmp_path_factory):
+    """Two searches refused before anything, started with this module's first test so that their start-up (each
+    imports torch anew) overlaps the other tests instead of adding to them; read by the two tests below: an output root
+    under a file, and storage=postgres without GCNAS_STORAGE_URL. Yields (the blocking file, {case: Popen})."""
+    root = tmp_path_factory.mktemp("refused")
+    blocker = root / "a-file"
     blocker.write_text("")
-    res = _cli(tmp_path, f"paths.root={blocker}/outputs", check=False, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "GCNAS_STORAGE_URL"}
+    cmd = [sys.executable, "-m", "gcnas.cli.search", f"paths.root={root}", *TINY]
+    procs = start({"unwritable": [*cmd, f"paths.root={blocker}/outputs"], "no url": [*cmd, "storage=postgres"]},
+                  cwd=root, env=env)
+    yield blocker, procs
+    finish(procs, timeout=120)  # ended, if the tests that read them did not run
+
+
+def test_unwritable_output_root_is_a_clear_error_before_anything(refused):
+    blocker, procs = refused
+    res = finish({"unwritable": procs["unwritable"]}, timeout=600)["unwritable"]
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"paths.root: cannot write to {blocker}/outputs" in res.stderr
 
 
-def test_postgres_without_its_url_says_how_to_give_it(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "GCNAS_STORAGE_URL"}
-    res = subprocess.run([sys.executable, "-m", "gcnas.cli.search", f"paths.root={tmp_path}", "storage=postgres",
-                          *TINY], capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
+def test_postgres_without_its_url_says_how_to_give_it(refused):
+    res = finish({"no url": refused[1]["no url"]}, timeout=600)["no url"]
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "GCNAS_STORAGE_URL" in res.stderr and "export GCNAS_STORAGE_URL=postgresql+psycopg://" in res.stderr
 
 
 @pytest.mark.slow
-def test_four_workers_share_one_postgresql_study_and_its_password_is_written_nowhere(postgres, tmp_path):
-    """Four concurrent workers on a fresh PostgreSQL database (as test_four_concurrent_workers_share_one_study on
-    SQLite and Journal), the URL given literally on the command line, W&B offline, DEBUG logs; then an export and a
-    report (the URL on their command lines) and two refused exports (the URL on the command line, and through
-    GCNAS_STORAGE_URL with storage=postgres): no file they write and no line they print holds the password."""
+def test_the_storage_password_is_written_nowhere(postgres, tmp_path):
+    """A search (2 workers, URL given literally on the command line), W&B offline, an export and a report: no file
+    they write and no line they print holds the password. The export, the report and a refused export read the
+    finished study side by side (each process imports torch anew)."""
     from postgres import PASSWORD
 
-    url = postgres.create_database("four_workers")
-    res = _cli(tmp_path, *FOUR_WORKERS, f"study.storage={url}", "wandb.mode=offline",
-               "hydra.job_logging.root.level=DEBUG", multirun=True)
-    _check_four_workers(optuna.load_study(study_name=STUDY, storage=url))
+    url = postgres.create_database("secrets")
+    res = _cli(tmp_path, "worker=0,1", "hydra/launcher=joblib", f"study.storage={url}", "study.n_trials=3",
+               "wandb.mode=offline", "hydra.job_logging.root.level=DEBUG", multirun=True)
     out = res.stdout + res.stderr
-    def tool(name: str, *args: str) -> list:
-        return [sys.executable, "-m", f"gcnas.cli.{name}", f"paths.root={tmp_path}", *args]
-
-    runs = run_together({
-        "export": tool("export", f"study.storage={url}", f"study.name={STUDY}"),
-        "report": tool("report", f"study.storage={url}", f"study.name={STUDY}"),
-        "bad": tool("export", f"study.storage={url}", "study.name=nope"),
-        "bad from env": ["env", f"GCNAS_STORAGE_URL={url}", *tool("export", "storage=postgres", "study.name=nope")],
-    }, timeout=300, cwd=tmp_path)
-    for name in ("export", "report"):
-        assert runs[name].returncode == 0, runs[name].stderr[-2000:]
-    for name in ("bad", "bad from env"):  # the URL that was read, password masked, in the error
-        assert runs[name].returncode == 2 and "postgres:***@127.0.0.1" in runs[name].stderr, runs[name].stderr
+    tools = {"export": ("export", f"study.name={STUDY}"), "report": ("report", f"study.name={STUDY}"),
+             "bad": ("export", "study.name=nope")}
+    runs = run_together({key: [sys.executable, "-m", f"gcnas.cli.{tool}", f"paths.root={tmp_path}",
+                               f"study.storage={url}", name] for key, (tool, name) in tools.items()},
+                        timeout=300, cwd=tmp_path)
+    for key in ("export", "report"):
+        assert runs[key].returncode == 0, runs[key].stderr[-2000:]
+    assert runs["bad"].returncode == 2 and "postgres:***@127.0.0.1" in runs["bad"].stderr
     out += "".join(r.stdout + r.stderr for r in runs.values())
     assert PASSWORD not in out
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
