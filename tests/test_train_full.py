@@ -18,7 +18,6 @@ from gcnas.cli.train import train
 from gcnas.data import load_data
 from gcnas.train import fit
 from conftest import stop_after_epoch_one
-from processes import finish, start
 from wandb_offline import offline_runs
 
 ARCH = """
@@ -38,17 +37,6 @@ def _cfg(tmp_path: Path, *overrides: str):
         arch.write_text(ARCH)
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         return compose("train", overrides=[f"paths.root={tmp_path}", f"arch={arch}", *FAST, *overrides])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def refused(tmp_path_factory):
-    """gcnas-train without arch=, started with this module's first test (it runs on the core the in-process trainings
-    leave idle) and read by test_cli_exits_2_on_user_error."""
-    root = tmp_path_factory.mktemp("refused")
-    procs = start({"no arch": [sys.executable, "-m", "gcnas.cli.train", f"paths.root={root}", "wandb.mode=disabled"]},
-                  cwd=root)
-    yield procs
-    finish(procs, timeout=120)  # ended, if the test that reads it did not run
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +120,9 @@ def test_bad_architecture_file_names_the_file(tmp_path):
         train(_cfg(tmp_path, "wandb.mode=disabled", f"arch={bad}"))
 
 
-def test_cli_exits_2_on_user_error(refused):
-    res = finish(refused, timeout=120)["no arch"]
+def test_cli_exits_2_on_user_error(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "gcnas.cli.train", f"paths.root={tmp_path}", "wandb.mode=disabled"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr and "arch: required" in res.stderr
 
 
