@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+import warnings
 
 import pytest
 import timm
@@ -226,6 +227,22 @@ def test_list_sites_by_name_is_built_once_per_process(monkeypatch):
         with pytest.warns(GenericFallbackWarning, match="generic fallback"):
             list_sites("dla34", input_size=(3, 64, 64))
     assert len(built) == 3
+
+    # another library's warning while the first call probes (a one-time import warning) passes once, is not replayed
+    real_shapes = sites_mod._shapes
+
+    def shapes_with_a_library_warning(*a, **k):
+        warnings.warn("a library's one-time warning", DeprecationWarning)
+        return real_shapes(*a, **k)
+
+    monkeypatch.setattr(sites_mod, "_shapes", shapes_with_a_library_warning)
+    said = []
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            list_sites("dla34", input_size=(3, 32, 32))
+        said.append(sorted(w.category.__name__ for w in caught))
+    assert said == [["DeprecationWarning", "GenericFallbackWarning"], ["GenericFallbackWarning"]]
 
 
 def test_a_backbone_without_feature_maps_is_refused_in_one_line(tmp_path):

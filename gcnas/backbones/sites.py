@@ -38,6 +38,11 @@ __all__ = ["Site", "list_sites", "resolve_sites", "create_backbone", "GenericFal
            "blocks_by_stage", "sites_by_key"]
 
 
+def _ours(category: type) -> bool:
+    """Whether a warning category is gcnas's own."""
+    return category.__module__.split(".")[0] == "gcnas"
+
+
 class GenericFallbackWarning(UserWarning):
     """A model without a family description: only ``after_block`` / ``after_stage`` sites are offered."""
 
@@ -328,7 +333,12 @@ def list_sites(model_or_name: Union[nn.Module, str], input_size: Optional[Sequen
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             sites = resolve_sites(model, input_size)
-        hit = (tuple(sites), [(w.message, w.category) for w in caught])
+        # gcnas's own warnings (what it says of this model) are kept and said on every call; another library's (a
+        # one-time import or deprecation warning raised while probing) pass on once, as they would without the cache
+        for w in caught:
+            if not _ours(w.category):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        hit = (tuple(sites), [(w.message, w.category) for w in caught if _ours(w.category)])
         if key is not None:
             if len(_SITES_CACHE) >= _SITES_CACHE_SIZE:
                 _SITES_CACHE.pop(next(iter(_SITES_CACHE)))
