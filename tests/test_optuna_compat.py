@@ -12,7 +12,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from gcnas.search.optuna_compat import GRID_STOP_MESSAGE, HEARTBEAT_WARNING, Heartbeat, ask, tell, trial_id
+from gcnas.search import record
+from gcnas.search.optuna_compat import (GRID_STOP_MESSAGE, HEARTBEAT_WARNING, Heartbeat, _constraint_prefix, ask,
+                                         tell, trial_id, without_constraints)
+from gcnas.search.retry import queue_again
 
 
 def _heartbeat_storage(tmp_path):
@@ -73,3 +76,32 @@ def test_trial_ids_come_from_the_public_storage_api(tmp_path):
         frozen = storage.get_trial(trial_id(storage, study, trial))
         assert frozen.number == trial.number and frozen.state == TrialState.RUNNING
     assert len({trial_id(storage, s, t) for s, t in zip((a, b, b, a), trials)}) == 4
+
+
+def test_a_retry_records_its_own_constraint_values():
+    """Optuna's retry callback copies a trial's constraint values into the retry, where set_constraint then keeps the
+    old value with a warning (the behaviour worked around: this fails when Optuna changes it); gcnas's queue_again
+    leaves them out, so the retry records the value it measures."""
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    first = study.ask()
+    first.set_constraint("max_latency_ms", -1.0)
+    study.tell(first, state=TrialState.FAIL)
+    failed = study.trials[first.number]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, failed)  # Optuna's own copy
+    again = study.ask()
+    with pytest.warns(UserWarning, match="already set"):
+        again.set_constraint("max_latency_ms", 2.0)
+    assert study.trials[again.number].system_attrs[f"{_constraint_prefix()}max_latency_ms"] == -1.0
+    study.tell(again, state=TrialState.FAIL)
+
+    assert queue_again(study, failed, "stopped")  # gcnas's copy
+    ours = study.ask()
+    assert record.RETRY_OF.get(ours) == first.number
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours.set_constraint("max_latency_ms", 2.0)
+    assert study.trials[ours.number].system_attrs[f"{_constraint_prefix()}max_latency_ms"] == 2.0
+    assert without_constraints({"constraints_x": 1, f"{_constraint_prefix()}a": 2.0}) == {"constraints_x": 1}

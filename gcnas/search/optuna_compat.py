@@ -13,12 +13,17 @@ the installed Optuna and fails loudly when it changes, so this module can shrink
   ``optimize`` after the trial has been stored; :func:`tell` lets that pass (the loop ends on the budget).
 * **SQLite's enqueued trials.** Two processes asking at once on one SQLite file can both take the same waiting
   (enqueued) trial; :func:`ask` holds a file lock beside the database (PostgreSQL and the journal need none).
+* **A retry's constraints.** ``RetryHeartbeatStaleTrialCallback`` copies every system attribute into the retry,
+  constraint values (``Trial.set_constraint``) included, and ``set_constraint`` keeps a value already set (with a
+  warning): the retry could never record its own. :func:`without_constraints` leaves them out of the copy; which
+  system attributes hold constraints is found through the public API (:func:`_constraint_prefix`), not assumed.
 
 Trial ids (for ``storage.get_trial`` and heartbeats) come from the public storage API (:func:`trial_id`).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import warnings
@@ -31,7 +36,7 @@ from gcnas.search.study import redact_url
 
 log = logging.getLogger("gcnas.search")
 
-__all__ = ["HEARTBEAT_WARNING", "GRID_STOP_MESSAGE", "ask", "tell", "trial_id", "Heartbeat"]
+__all__ = ["HEARTBEAT_WARNING", "GRID_STOP_MESSAGE", "ask", "tell", "trial_id", "Heartbeat", "without_constraints"]
 
 HEARTBEAT_WARNING = "Heartbeat of storage is supposed to be used"  # the start of Optuna's warning on ask
 GRID_STOP_MESSAGE = "Study.stop"  # in the RuntimeError that study.stop() raises outside optimize
@@ -105,3 +110,29 @@ class Heartbeat:
             self._thread.join()
 
 
+
+
+@functools.lru_cache(maxsize=1)
+def _constraint_prefix() -> str:
+    """The start of the system attribute names in which ``Trial.set_constraint`` stores a value, found by setting one
+    on a trial of a throw-away in-memory study."""
+    storage = optuna.storages.InMemoryStorage()
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line for a probe
+    try:
+        storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "gcnas-constraint-probe")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    study = optuna.load_study(study_name="gcnas-constraint-probe", storage=storage)
+    trial = study.ask()
+    trial.set_constraint("gcnas_probe", 0.0)
+    names = [k for k in study.trials[0].system_attrs if k.endswith("gcnas_probe")]
+    if len(names) != 1:
+        raise RuntimeError(f"Optuna's Trial.set_constraint stored {names!r}: gcnas.search.optuna_compat needs updating")
+    return names[0][:-len("gcnas_probe")]
+
+
+def without_constraints(system_attrs: dict) -> dict:
+    """``system_attrs`` without Optuna's constraint values (for a retry, which measures its own)."""
+    prefix = _constraint_prefix()
+    return {k: v for k, v in system_attrs.items() if not k.startswith(prefix)}

@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from gcnas.search import record
+from gcnas.search.optuna_compat import without_constraints
 
 __all__ = ["queue_again", "retry_stale_trial"]
 
@@ -47,5 +48,6 @@ def queue_again(study: optuna.Study, trial: FrozenTrial, reason: str, max_retrie
         what = copy.copy(trial)
         what.user_attrs = {**{a.name: a.get(trial) for a in _WHAT_TO_RUN if a.on(trial)},
                            record.RETRY_OF.name: trial.number, record.RETRY_REASON.name: reason}
+        what.system_attrs = without_constraints(trial.system_attrs)  # the retry records its own
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, what)
     return True
