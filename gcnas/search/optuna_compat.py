@@ -2,8 +2,8 @@
 
 The worker runs its own ask/tell loop instead of ``Study.optimize`` with ``MaxTrialsCallback``: only a loop that
 checks, after ``ask``, how many trials are ahead of its own can end a study with *exactly* ``study.n_trials`` finished
-trials when several workers share it (``optimize`` lets each worker overshoot by the trials it has in flight). Three
-Optuna behaviours assume ``optimize`` and are handled here; ``tests/test_optuna_compat.py`` checks each one against
+trials when several workers share it (``optimize`` lets each worker overshoot by the trials it has in flight). Four
+Optuna behaviours are handled here; ``tests/test_optuna_compat.py`` checks each one against
 the installed Optuna and fails loudly when it changes, so this module can shrink:
 
 * **Heartbeats.** ``optimize`` starts a heartbeat thread per trial; an ask/tell loop must send them itself
