@@ -18,12 +18,12 @@ if TYPE_CHECKING:
 
 def export(cfg: DictConfig) -> ExportResult:
     """Run an export from a composed ``export`` config (tests call this with ``hydra.compose``)."""
-    from gcnas.export import export_trial
+    c = resolve(cfg)
+    args, out = read_known(ExportArgs, c), read(ExportDirArgs, c.get("export"), "export")
+    name, url = require_study(c)
+    from gcnas.export import export_trial  # torch and timm: after the input is checked, so a refusal comes at once
     from gcnas.train.runtime import set_threads
 
-    c = resolve(cfg)
-    name, url = require_study(c)
-    args, out = read_known(ExportArgs, c), read(ExportDirArgs, c.get("export"), "export")
     set_threads(args.threads)
     result = export_trial(url, name, trial=args.trial, pick=args.pick, out_dir=out.dir, overwrite=args.overwrite,
                           retrain=args.retrain, root=c["paths"]["root"], device=args.device)

@@ -78,7 +78,6 @@ def _stop(signum: int, _frame) -> None:
 def report(cfg: DictConfig) -> Report:
     """Write the report from a composed ``report`` config (tests call this with ``hydra.compose``); with
     ``report.dashboard``, then serve the study's dashboard until Ctrl-C."""
-    from gcnas.report import write_report
     from gcnas.search.study import open_study
 
     c = resolve(cfg)
@@ -86,6 +85,7 @@ def report(cfg: DictConfig) -> Report:
     rc = read(ReportArgs, c.get("report"), "report")
     port = dashboard_port(rc.dashboard)
     study = open_study(url, name)
+    from gcnas.report import write_report  # torch and matplotlib: after the input is checked
     out = Path(rc.dir or Path(c["paths"]["root"]) / name / "report")
     rep = write_report(study, out, top_k=rc.top_k, html=None if rc.html == "auto" else rc.html, storage=url)
     print(f"Report of {name} in {rep.dir}/: {rep.summary.name}, "
