@@ -55,14 +55,16 @@ def worker_threads(threads, concurrent: int | None = None):
 
 def search(cfg: DictConfig) -> SearchResult:
     """Resolve the composed config and run one worker (tests call this with ``hydra.compose``)."""
-    from gcnas.search import run_search
-    from gcnas.search.worker import public_config
-    from gcnas.track import WandbTracker
+    from gcnas.search.config import read_job
 
     choice, concurrent = _hydra_context()
     config = resolve(cfg)
     config["threads"] = worker_threads(config.get("threads"), concurrent)
-    check_writable(config["paths"]["root"])  # before the study or its W&B run is created
+    read_job(config)  # the study, search and constraints keys, checked before torch is imported (the worker reads
+    check_writable(config["paths"]["root"])  # them again); the root before the study or its W&B run is created
+    from gcnas.search import run_search
+    from gcnas.search.worker import public_config
+    from gcnas.track import WandbTracker
     tracker = WandbTracker(config.get("wandb") or {"mode": "disabled"}, config["study"]["name"],
                            public_config(config))
     try:
