@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_module
 from gcnas.cli.report import report
 from gcnas.errors import ConfigError
 from gcnas.report import placement_counts, write_report
-from gcnas.machine import describe_machine
+from gcnas.machine import cpu_model
 from gcnas.search import record
 from gcnas.search.summary import ranked_trials
 
@@ -39,7 +39,10 @@ def test_report_pictures_and_summary(searched, tmp_path):
     assert f"# Study `{result.study_name}`" in text and "| trial | role | val acc | vs plain |" in text
     assert f"## Best architecture (trial {result.best_number})" in text
     assert all(f"![{p.stem}]({p.name})" in text for p in rep.pictures)
-    machine = describe_machine()  # every trial ran here: the summary says so, with the count
+    # every trial ran in the session's search, on this CPU: the summary says so, with the count (the description's
+    # torch threads are the search's, which other tests may since have changed in this process)
+    machine = record.machine_of(study, study.trials[0])
+    assert machine.startswith(cpu_model()) and {record.machine_of(study, t) for t in study.trials} == {machine}
     assert f"Measured on: {machine} ({len(study.trials)} trials)." in text
 
 

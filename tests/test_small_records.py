@@ -18,7 +18,6 @@ from conftest import compose_search
 from gcnas.arch import Architecture
 from gcnas.cli.search import search
 from gcnas.export import export_trial
-from gcnas.machine import describe_machine
 from gcnas.report import placement_counts, write_report
 from gcnas.search import record
 from gcnas.search.confirm import _paired_trials
@@ -75,6 +74,7 @@ def test_a_study_written_before_still_exports_reports_confirms_and_resumes(searc
     root = tmp_path / "root"
     shutil.copytree(src, root, ignore=shutil.ignore_patterns("wandb", "reports"))
     url, name = f"sqlite:///{root}/studies.db", result.study_name
+    machine = record.machine_of(study, study.trials[0])  # where the session's search ran (its torch threads included)
     old = _written_before(optuna.load_study(study_name=name, storage=url), name, url)
     best = ranked_trials(old)[0]
     yaml_text = record.ARCHITECTURE.get(best)
@@ -89,7 +89,7 @@ def test_a_study_written_before_still_exports_reports_confirms_and_resumes(searc
     assert placement_counts(top, old)[2] == placement_counts(top)[2] != {}  # read from the trials themselves
     summary = write_report(old, tmp_path / "report", html=False).summary.read_text()
     assert yaml_text.rstrip() in summary and "no architecture recorded" not in results_table(old, ["accuracy"])
-    assert f"Measured on: {describe_machine()} ({len(old.trials)} trials)." in summary  # the trials kept it themselves
+    assert f"Measured on: {machine} ({len(old.trials)} trials)." in summary  # each trial kept it itself
 
     paired = _paired_trials(old, baseline_trial(old), [best], 1)
     assert paired[1][record.FIXED_ARCHITECTURE.name] == yaml_text
@@ -104,7 +104,12 @@ def test_a_study_written_before_still_exports_reports_confirms_and_resumes(searc
     assert not record.ARCHITECTURE.on(drawn[-1]) and drawn[-1].number >= written
     assert all(record.architecture_of(resumed, t) for t in drawn)
     assert "no architecture recorded" not in results_table(resumed, ["accuracy"], top_k=6)
-    assert {record.machine_of(resumed, t) for t in resumed.trials} == {describe_machine()}  # old and new records
+    ran = [t for t in resumed.trials if record.MACHINE.on(t)]
+    for t in ran:  # an old trial keeps the description, a new one its key, the study the description
+        assert record.machine_of(resumed, t) == (machine if t.number < written else
+                                                 resumed.user_attrs[f"machine:{record.MACHINE.get(t)}"])
+    assert ran[-1].number >= written and record.MACHINE.get(ran[-1]) == record.machine_key(
+        record.machine_of(resumed, ran[-1]))
 
 
 def test_an_enqueued_architecture_lives_on_the_study_and_a_retry_still_runs_it(searched):
