@@ -60,8 +60,10 @@ def search(cfg: DictConfig) -> SearchResult:
     choice, concurrent = _hydra_context()
     config = resolve(cfg)
     config["threads"] = worker_threads(config.get("threads"), concurrent)
-    read_job(config)  # the study, search and constraints keys, checked before torch is imported (the worker reads
-    check_writable(config["paths"]["root"])  # them again); the root before the study or its W&B run is created
+    # the study, search and constraints keys (the worker reads them again) and a writable root: checked before torch
+    # is imported, and before the study or its W&B run is created
+    read_job(config)
+    check_writable(config["paths"]["root"])
     from gcnas.search import run_search
     from gcnas.search.worker import public_config
     from gcnas.track import WandbTracker
