@@ -143,7 +143,12 @@ def test_cli_report_exit_codes(searched, tmp_path):
         assert (tmp_path / "cli" / "placements.png").is_file()
     finally:
         server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=60)
+        try:
+            out, err = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # never leave a server behind
+            server.kill()
+            server.communicate()
+            raise
     assert server.returncode == 0, err[-2000:]
     assert f"Dashboard of {result.study_name}: http://127.0.0.1:{port}/dashboard/" in out
     assert out.rstrip().endswith("Dashboard stopped.") and "Traceback" not in err
