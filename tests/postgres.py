@@ -5,11 +5,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Optional
+
+from processes import free_port
 
 PASSWORD = "s3cret-pw-4t2"  # trust authentication on loopback accepts it; the tests grep outputs for it
 
@@ -17,12 +18,6 @@ PASSWORD = "s3cret-pw-4t2"  # trust authentication on loopback accepts it; the t
 def _bindir() -> Optional[Path]:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresServer:
@@ -49,7 +44,7 @@ class PostgresServer:
             if res.returncode != 0:
                 return f"initdb failed: {res.stderr.strip()[-500:]}"
         self._as_postgres("mkdir", "-p", str(sock))
-        self.port = _free_port()
+        self.port = free_port()
         res = self._as_postgres(str(self.bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l",
                                 str(self.dir / "server.log"), "-o",
                                 f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200 "

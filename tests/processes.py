@@ -3,8 +3,14 @@
 early, on the core that a module's in-process tests (one thread each, tests/conftest.py) leave idle."""
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
-from typing import Mapping, Sequence
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
 
 
 def start(commands: Mapping[str, Sequence[str]], **popen) -> dict:
@@ -33,3 +39,28 @@ def finish(procs: Mapping[str, subprocess.Popen], timeout: float = 600) -> dict:
 def run_together(commands: Mapping[str, Sequence[str]], timeout: float = 600, **popen) -> dict:
     """Start every command at once and wait for all: ``{key: CompletedProcess}`` (:func:`start`, :func:`finish`)."""
     return finish(start(commands, **popen), timeout)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_json(url: str, server: subprocess.Popen, wait: float, log: Optional[Path] = None) -> Any:
+    """The JSON at ``url`` once the process ``server`` answers there; fails with the server's output (piped, or the
+    ``log`` file it writes) where it ends or does not answer within ``wait`` seconds (it is killed then)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return json.loads(r.read())
+        except (urllib.error.URLError, ConnectionError):
+            if server.poll() is not None or time.monotonic() > deadline:
+                if server.poll() is None:
+                    server.kill()
+                out, err = server.communicate()
+                said = log.read_text() if log is not None else f"{out}\n{err}"
+                raise AssertionError(f"{url} did not answer (exit status {server.returncode}):\n{said}")
+            time.sleep(0.1)

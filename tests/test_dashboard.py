@@ -3,10 +3,8 @@ summary prints: real HTTP on loopback, a free port, a few seconds at most, the s
 import contextlib
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from processes import free_port, wait_for_json
 from gcnas.cli.search import DASHBOARD_EXTRA, open_study_hint
 
 needs_dashboard = pytest.mark.skipif(importlib.util.find_spec("optuna_dashboard") is None,
@@ -29,24 +28,13 @@ def _get(url: str) -> dict:
 @contextlib.contextmanager
 def dashboard(storage: str, log: Path, wait: float = 15.0):
     """``optuna-dashboard STORAGE`` on a free loopback port; yields its base URL once it answers, stops it after."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
         server = subprocess.Popen([str(DASHBOARD), storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
                                   stdout=out, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    _get(f"{base}/api/meta")
-                    break
-                except (urllib.error.URLError, ConnectionError):
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"optuna-dashboard {storage} did not answer (exit status {server.poll()}):\n"
-                                    f"{log.read_text()}")
-                    time.sleep(0.1)
+            wait_for_json(f"{base}/api/meta", server, wait, log)
             yield base
         finally:
             server.terminate()

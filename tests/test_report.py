@@ -1,15 +1,11 @@
 """gcnas-report: Optuna's plots and ours as real PNGs, and a Markdown summary of the top trials."""
 from __future__ import annotations
 
-import json
 import re
 import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import optuna
@@ -18,6 +14,7 @@ import yaml
 from PIL import Image
 from hydra import compose, initialize_config_module
 
+from processes import free_port, wait_for_json
 from gcnas.cli.report import report
 from gcnas.errors import ConfigError
 from gcnas.report import placement_counts, write_report
@@ -113,42 +110,27 @@ def test_an_unwritable_report_dir_is_named(searched, tmp_path):
     assert blocker.read_text() == ""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _studies_served(port: int, server: subprocess.Popen, wait: float = 240.0) -> list[str]:
-    """The study names optuna-dashboard serves on ``port`` once it answers (the report is written first)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
-                return [s["study_name"] for s in json.loads(r.read())["study_summaries"]]
-        except (urllib.error.URLError, ConnectionError):
-            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
-            time.sleep(0.2)
-
-
 def test_cli_report_exit_codes(searched, tmp_path):
     root, result, _ = searched
     # the report, then the study's dashboard (report.dashboard, the gcnas[dashboard] extra) until Ctrl-C: exit 0
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "gcnas.cli.report", f"paths.root={root}",
                                f"study.name={result.study_name}", f"report.dir={tmp_path / 'cli'}",
                                f"report.dashboard={port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _studies_served(port, server) == [result.study_name]
+        # the report is written first, then the server answers
+        served = wait_for_json(f"http://127.0.0.1:{port}/api/studies", server, wait=240)["study_summaries"]
+        assert [s["study_name"] for s in served] == [result.study_name]
         assert (tmp_path / "cli" / "placements.png").is_file()
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            out, err = server.communicate(timeout=60)
-        except subprocess.TimeoutExpired:  # never leave a server behind
-            server.kill()
-            server.communicate()
-            raise
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+            try:
+                out, err = server.communicate(timeout=60)
+            except subprocess.TimeoutExpired:  # never leave a server behind
+                server.kill()
+                server.communicate()
+                raise
     assert server.returncode == 0, err[-2000:]
     assert f"Dashboard of {result.study_name}: http://127.0.0.1:{port}/dashboard/" in out
     assert out.rstrip().endswith("Dashboard stopped.") and "Traceback" not in err
