@@ -34,9 +34,9 @@ trial, quadratic in all). With ``--fill`` the study reaches each size after the 
 trials (``Study.add_trials``: parameters, values, attributes and trial key kept) up to the timed window, which the
 workers then run: the cost of a trial in a study of 5,000 without running all 5,000. A copy is one transaction of
 about 60 statements under the study's row lock (Optuna's trial-number lock), so the rate is set by round trips, not
-by the study's size: into the throw-away PostgreSQL server on 2 loaded cores, 16-22 trials/s on a connection as
-Optuna opens it, 20-25 on one that does not wait for each commit (:func:`fill_storage`): 4,000 trials in 3-4
-minutes. Copying from several processes, a Unix socket or no prepared statements measured no faster.
+by the study's size; a connection that does not wait for each commit (:func:`fill_storage`) copies faster, and
+copying from several processes, a Unix socket or no prepared statements did not (rates: docs/results.md, "Studies of
+thousands of trials").
 
 PostgreSQL: ``--postgres-url`` (or the environment's GCNAS_STORAGE_URL); without one a throw-away server is started
 on loopback as the tests start one (``tests/postgres.py``: Debian's server binaries, as the ``postgres`` user) and
@@ -245,8 +245,8 @@ def grow(run: Run, cfg: dict, size: int) -> None:
 
 def fill_storage(url: str) -> Any:
     """The storage the copies go through: on PostgreSQL a connection that does not wait for each commit's WAL write
-    (``synchronous_commit=off``, this connection only: the workers' stay as the server is configured), which copied
-    20 % faster (25 against 21 trials/s, two runs each of 400 trials); elsewhere the URL itself."""
+    (``synchronous_commit=off``, this connection only: the workers' stay as the server is configured); elsewhere the
+    URL itself."""
     if not url.startswith("postgresql"):
         return url
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"options": "-c synchronous_commit=off"}})
