@@ -431,7 +431,7 @@ def test_opening_storage_retries_connection_errors_only_and_keeps_the_cause(capl
     from gcnas.search.study import STORAGE_ATTEMPTS, make_storage
 
     waits = []
-    monkeypatch.setitem(make_storage.__globals__, "time", SimpleNamespace(sleep=waits.append))
+    monkeypatch.setattr("gcnas.search.study.time", SimpleNamespace(sleep=waits.append))  # the module's waits only
     caplog.set_level("WARNING", logger="gcnas.search")
     with pytest.raises(ConfigError, match=r"study.storage: cannot open postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/db") \
             as e:
