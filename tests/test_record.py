@@ -29,7 +29,7 @@ def test_every_attribute_a_study_writes_is_declared_with_its_type(searched):
         seen |= set(t.user_attrs)
     _check(study, {a.name: a for a in record.STUDY_ATTRS}, record.STUDY_KEYED)
     # the fixture's study is a real one: what every trained trial carries is there to be checked
-    assert {"role", "arch_key", "trial_key", "params", "flops", "epochs", "history", "weights", "machine"} <= seen
+    assert {"role", "arch_key", "trial_key", "params", "flops", "epochs", "weights", "machine"} <= seen
     # what its trials share lives once on the study, by key, and every trial's is there
     assert not seen & {"architecture", "train"}
     for t in study.get_trials():

@@ -94,6 +94,9 @@ def test_same_architecture_is_never_trained_twice(tmp_path):
         assert t.user_attrs["duplicate_of"] == 1
         assert t.values == trials[1].values
         assert "epochs" in t.user_attrs  # copied from the trained trial
+        # its curve (kept on it: it reported none) and constraint values (Optuna's own) are the trained trial's
+        assert record.history_of(t) == record.history_of(trials[1]) and len(record.history_of(t)) == 2
+        assert t.constraints == trials[1].constraints != {}
     ranked = [line.split("|")[1].strip() for line in result.table.splitlines()[2:]]
     assert ranked == ["1", "0"]  # duplicates are not ranked twice
 
@@ -124,7 +127,8 @@ def test_hard_constraints_are_checked_before_training(tmp_path):
         assert t.user_attrs["infeasible"].startswith("params ")
         assert "> constraints.max_params=100,000" in t.user_attrs["infeasible"]
         assert "epochs" not in t.user_attrs  # never trained
-        assert t.user_attrs["constraints"][0] > 0  # what Optuna's constrained samplers read
+        assert list(record.constraints_of(t).values())[0] > 0  # what Optuna's constrained samplers read
+        assert "constraints" not in t.user_attrs  # they are Optuna's own, not kept twice
 
 
 def test_multi_objective_pareto_front(tmp_path):

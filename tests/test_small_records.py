@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from gcnas.export import export_trial
 from gcnas.report import placement_counts, write_report
 from gcnas.search import record
 from gcnas.search.confirm import _paired_trials
+from gcnas.search.optuna_compat import without_constraints
+from gcnas.search.paths import trial_folder
 from gcnas.search.retry import queue_again
 from gcnas.search.summary import baseline_trial, ranked_trials, results_table
 
@@ -39,14 +42,57 @@ def test_optuna_trials_prints_short_lines(searched):
     assert max(map(len, lines)) < 800
     assert "placements" not in out.stdout and "weight_decay" not in out.stdout and "torch" not in out.stdout
     for t in study.trials:
-        sizes = {k: len(json.dumps(v)) for k, v in t.user_attrs.items() if k != record.HISTORY.name}
+        sizes = {k: len(json.dumps(v)) for k, v in t.user_attrs.items()}
         assert max(sizes.values()) <= 40, sizes  # a kept weights' path is the longest (34)
-        assert len(json.dumps(t.user_attrs)) < 450  # 1.1 to 3.2 kB before
+        assert len(json.dumps(t.user_attrs)) < 400  # 1.1 to 3.2 kB before; 360 to 420 with history and constraints
+
+
+def test_a_trained_trial_keeps_no_curve_or_constraints_optuna_already_holds(searched):
+    root, result, study = searched
+    for t in study.trials:  # single-objective, no replicates: each reported its accuracy every epoch
+        assert t.state == TrialState.COMPLETE and not record.HISTORY.on(t) and not record.CONSTRAINTS.on(t)
+        logged = re.findall(r"^epoch \d+: .* val acc ([\d.]+) ", (trial_folder(root / result.study_name, t.number)
+                                                                  / "log.txt").read_text(), re.M)
+        history = record.history_of(t)  # read back from its intermediate values, in epoch order
+        assert [f"{v:.4f}" for v in history] == logged and len(history) == record.EPOCHS.get(t) == 2
+        assert history[-1] == t.values[0]
+        # no limits set: the one constraint every trained trial meets, where Optuna's samplers read it
+        assert record.constraints_of(t) == t.constraints == {"space_limits": 0.0}
+
+
+def test_multi_objective_trials_keep_their_curve_and_constraints_read_back_as_optuna_sees_them(tmp_path):
+    limit = 10_000_000
+    result = search(compose_search(tmp_path, "objective=accuracy_params", "sampler=nsga2", "study.n_trials=3",
+                                   "study.keep_weights=0", "trainer.epochs=1", f"constraints.max_params={limit}",
+                                   "wandb.mode=disabled"))
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path}/studies.db")
+    trained = [t for t in study.trials if record.EPOCHS.on(t)]
+    assert len(trained) >= 2
+    for t in trained:  # nothing reported to Optuna: the curve stays on the trial
+        assert t.intermediate_values == {} and len(record.HISTORY.get(t)) == record.EPOCHS.get(t) == 1
+        assert record.history_of(t) == record.HISTORY.get(t)
+        assert not record.CONSTRAINTS.on(t)
+        assert record.constraints_of(t) == {"max_params": float(record.PARAMS.get(t) - limit)} == t.constraints
+
+
+def test_a_curve_and_constraints_written_the_old_way_still_read(searched):
+    _, _, study = searched
+    old = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    for t in study.trials:  # as an older gcnas wrote them: both user attributes, nothing else to read them from
+        t = copy.deepcopy(t)
+        t.user_attrs = {**t.user_attrs, record.HISTORY.name: [0.25, 0.5], record.CONSTRAINTS.name: [-3.0, 0.0]}
+        t.system_attrs = without_constraints(t.system_attrs)
+        old.add_trial(t)
+    for t in old.trials:
+        assert t.constraints == {} and list(t.intermediate_values) == [1, 2]
+        assert record.history_of(t) == [0.25, 0.5]  # the trial's own list comes first
+        assert record.constraints_of(t) == {"0": -3.0, "1": 0.0}  # named as Optuna names a list's values
 
 
 def _written_before(study: optuna.Study, name: str, storage: str) -> optuna.Study:
     """``study`` as gcnas wrote it before (through Optuna's public API): each trial keeps its architecture and recipe
-    itself, an enqueued one its architecture's YAML, and the study holds none of them."""
+    itself, an enqueued one its architecture's YAML, a trained one its curve and constraint values too, and the study
+    holds none of them."""
     attrs, trials = study.user_attrs, study.get_trials()
     optuna.delete_study(study_name=name, storage=storage)
     old = optuna.create_study(study_name=name, storage=storage, directions=study.directions)
@@ -63,6 +109,9 @@ def _written_before(study: optuna.Study, name: str, storage: str) -> optuna.Stud
             ua[record.MACHINE.name] = record.machine_of(attrs, t)
         if record.FIXED_ARCHITECTURE.on(t):
             ua[record.FIXED_ARCHITECTURE.name] = record.fixed_architecture_of(attrs, t)
+        if record.EPOCHS.on(t):
+            ua[record.HISTORY.name] = record.history_of(t)
+            ua[record.CONSTRAINTS.name] = list(t.constraints.values())
         t.user_attrs = ua
         old.add_trial(t)
     assert not any(k.startswith(("arch:", "recipe:", "machine:")) for k in old.user_attrs)
@@ -110,6 +159,10 @@ def test_a_study_written_before_still_exports_reports_confirms_and_resumes(searc
                                                  resumed.user_attrs[f"machine:{record.MACHINE.get(t)}"])
     assert ran[-1].number >= written and record.MACHINE.get(ran[-1]) == record.machine_key(
         record.machine_of(resumed, ran[-1]))
+    trained = [t for t in resumed.trials if record.EPOCHS.on(t)]  # an old trial keeps its curve, a new one reported it
+    assert all(len(record.history_of(t)) == record.EPOCHS.get(t) == 2 for t in trained)
+    assert [record.HISTORY.on(t) for t in trained] == [t.number < written for t in trained]
+    assert trained[-1].number >= written and not record.CONSTRAINTS.on(trained[-1])
 
 
 def test_an_enqueued_architecture_lives_on_the_study_and_a_retry_still_runs_it(searched):

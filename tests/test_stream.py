@@ -201,6 +201,7 @@ def test_search_export_and_retraining_run_on_a_streamed_folder(tmp_path, folder)
 
     from gcnas.cli.search import search
     from gcnas.export import export_trial, retrain
+    from gcnas.search import record
 
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         cfg = compose("config", overrides=[
@@ -212,7 +213,7 @@ def test_search_export_and_retraining_run_on_a_streamed_folder(tmp_path, folder)
     result = search(cfg)
     assert result.n_finished == 2
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path}/studies.db")
-    assert all(len(t.user_attrs["history"]) == 1 for t in study.trials)
+    assert all(len(record.history_of(t)) == 1 for t in study.trials)
     assert study.user_attrs["input_size"] == [1, 32, 32]
     exported = export_trial(f"sqlite:///{tmp_path}/studies.db", result.study_name, out_dir=tmp_path / "export")
     assert exported.weights_source.startswith("retrained") and (tmp_path / "export" / "model.safetensors").is_file()

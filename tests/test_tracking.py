@@ -36,7 +36,8 @@ def test_one_offline_run_per_trial_and_one_for_the_study(searched):
             assert epochs == [] and run.summary["state"] == "duplicate"
             continue
         assert epochs == [1, 2]
-        assert [row["val_acc"] for row in run.history if "val_acc" in row] == t.user_attrs["history"]
+        assert [row["val_acc"] for row in run.history if "val_acc" in row] == record.history_of(t)
+        assert run.summary["best_val_acc"] == max(record.history_of(t))
         assert run.summary["state"] == "complete" and run.summary["val_acc"] == t.values[0]
         assert run.summary["params"] == t.user_attrs["params"] and run.summary["flops"] == t.user_attrs["flops"]
         assert run.exit_code == 0

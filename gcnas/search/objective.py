@@ -225,10 +225,15 @@ class TrialRunner:
 
     def _reuse(self, run: "_Run", dup: optuna.trial.FrozenTrial) -> _Told:
         """End the trial with the result of ``dup``, which evaluated the same architecture and recipe."""
-        for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS, record.EPOCHS, record.HISTORY,
-                     record.CONSTRAINTS, record.INFEASIBLE, record.PRUNED_REASON):
+        for attr in (record.PARAMS, record.FLOPS, record.LATENCY_MS, record.EPOCHS, record.INFEASIBLE,
+                     record.PRUNED_REASON):
             if attr.on(dup):
                 attr.set(run.trial, attr.get(dup))
+        history = record.history_of(dup)  # this trial reports nothing: it keeps the curve it took
+        if history:
+            record.HISTORY.set(run.trial, history)
+        for name, value in record.constraints_of(dup).items():
+            run.trial.set_constraint(name, value)
         record.DUPLICATE_OF.set(run.trial, dup.number)
         record.WALL_TIME_S.set(run.trial, run.seconds())
         run.note(f"same architecture and recipe as trial {dup.number}: its result is reused, nothing trained")
@@ -274,9 +279,16 @@ class TrialRunner:
         run.note(f"done: one-shot {kind} (supernet weights) {accuracy:.4g} in {run.seconds():.1f}s")
         return optuna.trial.TrialState.COMPLETE, self._values(accuracy, cost)
 
+    def _reports(self, run: "_Run") -> bool:
+        """Whether ``run`` reports its accuracy to Optuna every epoch (its intermediate values, for the pruner): a
+        single-objective trial that is not a replicate. The references' extra seeds measure the noise; as the pruner's
+        evidence they would count the references three times over and set its median at theirs, pruning nearly every
+        searched trial."""
+        return len(self.metrics) == 1 and not run.replicate
+
     def _on_epoch(self, run: "_Run") -> Callable[[EpochResult], None]:
         """What each epoch does: log and report its accuracy, and let the pruner stop a searched trial."""
-        single, frozen = len(self.metrics) == 1, int(run.train_kw.get("freeze_backbone_epochs") or 0)
+        reports, frozen = self._reports(run), int(run.train_kw.get("freeze_backbone_epochs") or 0)
 
         def on_epoch(er: EpochResult) -> None:
             run.history.append(er.val_acc)
@@ -286,9 +298,7 @@ class TrialRunner:
             if self.on_epoch is not None:
                 self.on_epoch(run.trial.number, er)
             self.callbacks("epoch_ended", run.trial.number, er)
-            # The references' extra seeds measure the noise; as the pruner's evidence they would count the
-            # references three times over and set its median at theirs, pruning nearly every searched trial.
-            if single and not run.replicate:
+            if reports:
                 run.trial.report(er.val_acc, er.epoch)
                 # the enqueued references always train in full: every delta and the noise floor are read from them.
                 # While the backbone is frozen (trainer=finetune) an epoch shows how the blocks start, not how they
@@ -316,10 +326,12 @@ class TrialRunner:
                 record.ERROR.set(trial, str(e))
             return (optuna.trial.TrialState.PRUNED if single else optuna.trial.TrialState.FAIL), None
         finally:
-            # once per trial, however it ended (each write is a storage transaction; the intermediate values
-            # that pruning reads are reported every epoch)
+            # once per trial, however it ended (each write is a storage transaction). A trial that reported its
+            # accuracies every epoch has them as its intermediate values (record.history_of reads them): only
+            # the others keep the curve as an attribute.
             if run.history:
-                record.HISTORY.set(trial, run.history)
+                if not self._reports(run):
+                    record.HISTORY.set(trial, run.history)
                 record.TRAIN_SECONDS.set(trial, run.train_seconds)
                 record.EPOCHS.set(trial, len(run.history))
         return self._record_trained(run, model, result.final_val_acc, cost)
@@ -336,11 +348,10 @@ class TrialRunner:
 
     @staticmethod
     def _set_constraints(trial, values: Mapping[str, float]) -> None:
-        """Optuna's constraint values (<= 0 feasible), read by its constrained samplers; also kept as a user attr."""
+        """Optuna's constraint values (<= 0 feasible), read by its constrained samplers (and record.constraints_of)."""
         values = {"space_limits": 0.0, **values} if not values else dict(values)
         for k, v in values.items():
             trial.set_constraint(k, float(v))
-        record.CONSTRAINTS.set(trial, [float(v) for v in values.values()])
 
     def _infeasible(self, trial, note, reason: str, t0: float,
                     constraint_values: Optional[Mapping[str, float]] = None):

@@ -14,6 +14,12 @@ folder), the training recipe the study's ``recipe:<recipe key>``, the end of the
 description the study's ``machine:<key>``. A worker writes each such row once. Read them with :func:`architecture_of`,
 :func:`recipe_of` and :func:`machine_of`, which also read the trials of a study written before, which kept all three
 themselves (``architecture``, ``train``, ``machine``).
+
+Nor does a trial keep again what Optuna already stores for it: its constraint values are Optuna's own
+(``Trial.set_constraint``, what its constrained samplers read), and a single-objective trial that is not a replicate
+reports its validation accuracy every epoch (its intermediate values, what the pruner reads), so only the other trials
+keep ``history``. Read them with :func:`constraints_of` and :func:`history_of`, which also read the ``constraints`` and
+``history`` an older gcnas wrote on every trial.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from gcnas.errors import ConfigError
 
 __all__ = ["Attr", "Keyed", "TRIAL_ATTRS", "STUDY_ATTRS", "STUDY_KEYED", "architecture_of", "recipe_of",
            "fixed_architecture_of", "machine_of", "machine_key", "recipe_key", "record_architecture",
-           "record_recipe", "record_machine", "enqueue"]
+           "record_recipe", "record_machine", "enqueue", "constraints_of", "history_of"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,8 @@ PARAMS = _attr("params", int, "parameters")
 FLOPS = _attr("flops", int, "FLOPs for one input of the study's input size")
 LATENCY_MS = _attr("latency_ms", (float, type(None)), "CPU latency at batch 1 in ms, where measured (absent where "
                    "not; older gcnas wrote null)", digits=4)
-CONSTRAINTS = _attr("constraints", list, "constraint values as Optuna's constrained samplers read them (<= 0: met)")
+CONSTRAINTS = _attr("constraints", list, "constraint values (<= 0: met), on trials of older gcnas only (now only "
+                    "Optuna's own, Trial.set_constraint; read them with constraints_of)")
 INFEASIBLE = _attr("infeasible", str, "why it was never trained (space limits or a hard constraint); pruned, not "
                                       "counted against the budget")
 # -- a trial: how it ended ------------------------------------------------------------------------------------------
@@ -123,7 +130,8 @@ ONESHOT_SCORE = _attr("oneshot_score", str, "which search.supernet_score its val
 WALL_TIME_S = _attr("wall_time_s", float, "seconds from start to end, everything included", digits=3)
 TRAIN_SECONDS = _attr("train_seconds", float, "seconds of training and validation", digits=3)
 EPOCHS = _attr("epochs", int, "epochs trained")
-HISTORY = _attr("history", list, "validation accuracy after each epoch")
+HISTORY = _attr("history", list, "validation accuracy after each epoch, where it was not reported to Optuna (a "
+                "replicate, a multi-objective trial; every trial of older gcnas): read it with history_of")
 PRUNED_REASON = _attr("pruned_reason", str, "why training stopped early other than by the pruner (a NaN loss)")
 ERROR = _attr("error", str, "a failed trial's exception, in one line")
 INTERRUPTED = _attr("interrupted", str, "the signal that ended it (SIGINT, SIGTERM) and the worker")
@@ -257,3 +265,23 @@ def enqueue(study: Any, user_attrs: Mapping[str, Any]) -> None:
             ARCHITECTURES.set(study, key, arch.to_yaml())
             attrs[FIXED_ARCHITECTURE.name] = key
     study.enqueue_trial({}, user_attrs=attrs)
+
+
+# -- reading what Optuna keeps for a trial ----------------------------------------------------------------------------
+def constraints_of(trial: Any) -> dict[str, float]:
+    """The constraint values of ``trial`` (<= 0: met) by name, as Optuna's constrained samplers read them
+    (``trial.constraints``); {} where none were set. A trial whose constraints only an older gcnas's ``constraints``
+    list holds gets them named "0", "1", ... in its order, as Optuna names the values of a list."""
+    values = dict(trial.constraints)
+    if not values and CONSTRAINTS.on(trial):
+        values = {str(i): float(v) for i, v in enumerate(CONSTRAINTS.get(trial))}
+    return values
+
+
+def history_of(trial: Any) -> list[float]:
+    """The validation accuracy after each epoch of ``trial`` (a ``FrozenTrial``), in epoch order: its ``history``
+    where it keeps one (a replicate, a multi-objective trial, any trial of an older gcnas), else the accuracies it
+    reported to Optuna (its intermediate values, up to the epoch a pruned trial stopped at), else []."""
+    if HISTORY.on(trial):
+        return [float(v) for v in HISTORY.get(trial)]
+    return [float(v) for _, v in sorted(trial.intermediate_values.items())]

@@ -249,8 +249,9 @@ class WandbTracker(SearchCallback):
             value = "val_acc" if kind is None else f"oneshot_{kind}"  # a one-shot score is not an accuracy
             for m, v in zip(metrics, trial.values):
                 summary[value if m == "accuracy" else f"objective_{m}"] = v
-        if record.HISTORY.get(trial):
-            summary["best_val_acc"] = max(record.HISTORY.get(trial))
+        history = record.history_of(trial)
+        if history:
+            summary["best_val_acc"] = max(history)
         return summary
 
     def study_ended(self, study, result, study_dir: Path) -> None:
