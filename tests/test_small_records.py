@@ -37,9 +37,10 @@ def test_optuna_trials_prints_short_lines(searched):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == len(study.trials) + 4  # a row per trial: it is the table of this study
-    # 3,548 characters wide when each trial carried its architecture, recipe and machine; now the widest cell is
-    # Optuna's params (the space's choices, about 250) next to about 16 short attributes
-    assert max(map(len, lines)) < 800
+    # 3,548 characters wide when each trial carried its architecture, recipe and machine, 762 with its history and
+    # constraints (Optuna's intermediate values and constraint values); now the widest cell is Optuna's params (the
+    # space's choices, about 250) next to about 15 short attributes (707)
+    assert max(map(len, lines)) < 740
     assert "placements" not in out.stdout and "weight_decay" not in out.stdout and "torch" not in out.stdout
     for t in study.trials:
         sizes = {k: len(json.dumps(v)) for k, v in t.user_attrs.items()}
@@ -179,8 +180,11 @@ def test_an_enqueued_architecture_lives_on_the_study_and_a_retry_still_runs_it(s
 
     trial = study.ask()  # the worker takes the enqueued trial, its run ends, and it is queued again
     assert trial.number == keyed.number
+    trial.report(0.5, 1)  # an epoch of the run that stopped
+    trial.set_constraint("space_limits", 0.0)
     study.tell(trial, state=TrialState.FAIL)
     assert queue_again(study, study.trials[trial.number], "stopped")
     again = study.get_trials(states=(TrialState.WAITING,))[-1]
     assert record.RETRY_OF.get(again) == keyed.number and record.fixed_architecture_of(study, again) == text
+    assert record.history_of(again) == [] and record.constraints_of(again) == {}  # the retry's curve is its own
     assert yaml.safe_load(record.fixed_architecture_of(study, again))["backbone"] == "gcnas_resnet_tiny"
