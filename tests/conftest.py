@@ -29,7 +29,7 @@ def skip_or_fail(reason: str) -> None:
 # A fast search on the generated task: the study that the tracking, export and report tests read. One seed per
 # reference (no noise-floor replicates), so a few trials include searched ones; tests/test_noise.py covers the floor.
 FAST_SEARCH = ["data=synthetic", "trainer.epochs=2", "trainer.batch_size=32", "progress=none", "data.size=512",
-               "data.val_size=64", "study.noise_seeds=1", "threads=1"]
+               "data.val_size=64", "study.noise_seeds=1", "threads=1", "wandb.mode=disabled"]
 
 
 def compose_search(root: Path, *overrides: str):
