@@ -50,8 +50,12 @@ postgres:
 demo: setup data
 	$(VENV)/bin/gcnas-search
 
+# Two test processes (pytest-xdist): the tests run one torch thread each (tests/conftest.py), so one process leaves
+# a core of a 2-core machine mostly idle. TEST_WORKERS=4 make test on a larger machine; --durations: every CI log
+# says where its time goes.
+TEST_WORKERS ?= 2
 test: setup data postgres
-	$(PY) -m pytest --durations=25  # the slowest tests, so that every CI log says where its time goes
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=25
 
 bench: setup data
 	$(PY) -m benchmarks.blocks
