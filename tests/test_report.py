@@ -6,6 +6,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import urllib.request
 
 import numpy as np
 import optuna
@@ -117,11 +119,25 @@ def test_cli_report_exit_codes(searched, tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "gcnas.cli.report", f"paths.root={root}",
                                f"study.name={result.study_name}", f"report.dir={tmp_path / 'cli'}",
                                f"report.dashboard={port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    api, polled, stop_polling = f"http://127.0.0.1:{port}/api/studies", [], threading.Event()
+
+    def poll():  # as the dashboard's page does: Ctrl-C arrives while the server answers
+        while not stop_polling.is_set():
+            try:
+                with urllib.request.urlopen(api, timeout=5) as r:
+                    polled.append(r.status)
+            except OSError:
+                return
+
     try:
         # the report is written first, then the server answers
-        served = wait_for_json(f"http://127.0.0.1:{port}/api/studies", server, wait=240)["study_summaries"]
+        served = wait_for_json(api, server, wait=240)["study_summaries"]
         assert [s["study_name"] for s in served] == [result.study_name]
         assert (tmp_path / "cli" / "placements.png").is_file()
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        while len(polled) < 3 and poller.is_alive():
+            poller.join(0.05)
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGINT)
@@ -131,6 +147,8 @@ def test_cli_report_exit_codes(searched, tmp_path):
                 server.kill()
                 server.communicate()
                 raise
+            finally:
+                stop_polling.set()
     assert server.returncode == 0, err[-2000:]
     assert f"Dashboard of {result.study_name}: http://127.0.0.1:{port}/dashboard/" in out
     assert out.rstrip().endswith("Dashboard stopped.") and "Traceback" not in err

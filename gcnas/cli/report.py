@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from gcnas.cli.common import require_study, resolve, user_errors
 from gcnas.cli.args import ReportArgs
 from gcnas.cli.search import DASHBOARD_EXTRA
-from gcnas.errors import ConfigError, Interrupted
+from gcnas.errors import ConfigError
 from gcnas.schema import read
 
 if TYPE_CHECKING:
@@ -49,30 +49,41 @@ def dashboard_port(value: Union[bool, int]) -> Optional[int]:
 
 
 def serve_dashboard(url: str, name: str, port: int) -> None:
-    """Serve the storage with optuna-dashboard on 127.0.0.1:``port`` until Ctrl-C."""
-    from optuna_dashboard import run_server
+    """Serve the storage with optuna-dashboard (its WSGI app, on the standard library's server) on 127.0.0.1:``port``
+    until Ctrl-C or SIGTERM."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from optuna_dashboard import wsgi
 
     from gcnas.search.study import make_storage
 
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:  # the page polls the API every few seconds: no line per request
+            pass
+
+    server = make_server("127.0.0.1", port, wsgi(make_storage(url)), handler_class=Quiet)
     print(f"Dashboard of {name}: http://127.0.0.1:{port}/dashboard/ (Ctrl-C stops it; from another machine: "
           f"ssh -L {port}:127.0.0.1:{port} <this host>)", flush=True)
-    # Ctrl-C and SIGTERM (a scheduler's stop) end the server, which returns quietly; set here, as a process started in
-    # the background by a shell inherits SIGINT ignored
+    # The server answers on a thread of its own and the signals only set `stop`: raised while a request was being
+    # answered, Ctrl-C would be caught by wsgiref's handler, which logs any exception and serves on. Set here, as a
+    # process started in the background by a shell inherits SIGINT ignored.
+    stop = threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    serving.start()
     try:
-        run_server(make_storage(url), host="127.0.0.1", port=port)
-    except KeyboardInterrupt:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:  # where no handler could be set
         pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        server.shutdown()
+        server.server_close()
     print("Dashboard stopped.", flush=True)
-
-
-def _stop(signum: int, _frame) -> None:
-    raise Interrupted(signum)
 
 
 def report(cfg: DictConfig) -> Report:
