@@ -132,7 +132,9 @@ def test_channels_last(context, fusion):
     g = torch.randn_like(x)
     block(a).backward(g)
     block(b).backward(g.contiguous(memory_format=torch.channels_last))
-    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6)
+    # float32 sums in another order (channels_last kernels, a thread count an earlier test in the process set): 1.5e-6
+    # apart was seen on one element of 960
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
