@@ -110,8 +110,6 @@ class Heartbeat:
             self._thread.join()
 
 
-
-
 @functools.lru_cache(maxsize=1)
 def _constraint_prefix() -> str:
     """The start of the system attribute names in which ``Trial.set_constraint`` stores a value, found by setting one
