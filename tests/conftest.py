@@ -85,3 +85,20 @@ def stop_after_epoch_one(make_model, data, trainer, ckpt_dir, **fit_kwargs) -> N
     model = make_model()
     with pytest.raises(Stop):
         fit(model, data, trainer, seed=0, ckpt_dir=ckpt_dir, on_epoch=stop, **fit_kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_unchanged(request):
+    """Each test leaves torch at the threads it found (one, set above). A command run in the test's process with
+    ``threads=auto`` sets torch to every core and leaves it there, so every later test in that process trained on two
+    threads of a shared 2-core machine, many times slower (docs/results.md, "The test suite"). Such a test fails,
+    saying to pass ``threads=1``; a test of thread sizing puts back what it changed itself."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else int(os.environ["OMP_NUM_THREADS"])
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != before:
+        n = torch.get_num_threads()
+        torch.set_num_threads(before)
+        pytest.fail(f"{request.node.nodeid} left torch at {n} threads, not {before}: give the commands it runs "
+                    "threads=1", pytrace=False)

@@ -59,7 +59,7 @@ def _analyze_cfg(tmp_path, *overrides):
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         return compose("analyze", overrides=[f"paths.root={tmp_path}", "data=synthetic", "data.size=384",
                                              "data.val_size=64", "trainer.epochs=1", "trainer.batch_size=32",
-                                             "analysis.samples=32", *overrides])
+                                             "analysis.samples=32", "threads=1", *overrides])
 
 
 def test_analysis_trains_designs_side_by_side_and_measures_nl(tmp_path):

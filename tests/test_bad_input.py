@@ -111,7 +111,7 @@ def test_search_refuses(overrides, words, tmp_path, capsys):
 def test_a_missing_data_root_is_one_line(data, words, tmp_path, capsys):
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         cfg = compose("config", overrides=[f"paths.root={tmp_path}", *data, "data.root=/nonexistent/data",
-                                           "wandb.mode=disabled", "progress=none"])
+                                           "wandb.mode=disabled", "progress=none", "threads=1"])
     with pytest.raises(SystemExit) as exc:
         user_errors("gcnas-search")(search)(cfg)
     err = capsys.readouterr().err
@@ -196,7 +196,8 @@ EXPORTS = [
 @pytest.mark.parametrize("overrides,words", EXPORTS, ids=[" ".join(o) for o, _ in EXPORTS])
 def test_export_refuses(overrides, words, searched, tmp_path, capsys):
     root, result, _ = searched
-    args = [f"paths.root={root}", f"study.name={result.study_name}", f"export.dir={tmp_path / 'out'}", *overrides]
+    args = [f"paths.root={root}", f"study.name={result.study_name}", f"export.dir={tmp_path / 'out'}", "threads=1",
+            *overrides]
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         cfg = compose("export", overrides=args)
     with pytest.raises(SystemExit) as exc:

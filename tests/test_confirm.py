@@ -27,7 +27,7 @@ def test_paired_interval_and_verdicts():
 
 def _confirm_cfg(root, *overrides: str):
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
-        return compose("confirm", overrides=[f"paths.root={root}", "wandb.mode=disabled", "progress=none",
+        return compose("confirm", overrides=[f"paths.root={root}", "wandb.mode=disabled", "progress=none", "threads=1",
                                              *overrides])
 
 

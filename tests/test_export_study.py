@@ -318,7 +318,8 @@ def test_a_moved_study_exports_its_kept_weights(searched, tmp_path):
                                           f"is no study folder {first / result.study_name} \\(if the study was moved, "
                                           "give paths.root="):
         export_cli(_export_cfg(f"paths.root={first}", f"study.storage={_url(moved)}",
-                               f"study.name={result.study_name}", f"export.dir={tmp_path / 'x'}", "retrain=false"))
+                               f"study.name={result.study_name}", f"export.dir={tmp_path / 'x'}", "retrain=false",
+                               "threads=1"))
 
 
 @pytest.mark.parametrize("override,message", [

@@ -24,7 +24,7 @@ from gcnas.search import record
 from imagefolders import fashion_arrays, write_folder
 
 STUDY = ["study.noise_seeds=1", "study.keep_weights=2", "sampler=random", "pruner=none",
-         "progress=none", "wandb.mode=disabled"]
+         "progress=none", "wandb.mode=disabled", "threads=1"]
 VAL_SIZE = 300
 
 

@@ -174,7 +174,7 @@ def test_backbone_weights_config_is_checked():
 
 
 FAST = ["data=synthetic", "wandb.mode=disabled", "trainer.epochs=1", "trainer.batch_size=32", "progress=none",
-        "data.size=256", "data.val_size=64", "study.noise_seeds=1"]
+        "data.size=256", "data.val_size=64", "study.noise_seeds=1", "threads=1"]
 
 
 def _tiny_checkpoint(tmp_path: Path, num_classes: int = 10) -> Path:
@@ -252,7 +252,7 @@ def test_gcnas_train_fine_tunes_the_file_for_both_models(tmp_path):
     with initialize_config_module(config_module="gcnas.conf", version_base="1.3"):
         cfg = compose("train", overrides=[f"paths.root={tmp_path}", f"arch={arch}", "data=synthetic", "data.size=256",
                                           "data.val_size=64", "trainer.epochs=1", "trainer.batch_size=32",
-                                          "trainer.warmup_epochs=0", "wandb.mode=disabled", "baseline=true",
+                                          "trainer.warmup_epochs=0", "wandb.mode=disabled", "baseline=true", "threads=1",
                                           f"backbone.pretrained_file={path}"])
     report = train(cfg)
     assert f"backbone from local file {path}" in report.description

@@ -209,7 +209,7 @@ def test_search_export_and_retraining_run_on_a_streamed_folder(tmp_path, folder)
             "data.image_size=32", "data.in_chans=1", "data.workers=1", "data.aug=basic", "data.val_size=20",
             "study.n_trials=2", "study.noise_seeds=1", "study.keep_weights=0", "trainer.epochs=1",
             "trainer.batch_size=32",
-            "wandb.mode=disabled", "progress=none"])
+            "wandb.mode=disabled", "progress=none", "threads=1"])
     result = search(cfg)
     assert result.n_finished == 2
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path}/studies.db")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from gcnas.cli.search import search
 from gcnas.errors import ConfigError
@@ -15,7 +16,8 @@ from conftest import compose_search
 from imagefolders import write_folder
 
 FOLDER = ["data=imagefolder", "data.image_size=28", "data.in_chans=1", "data.workers=0", "data.val_size=6",
-          "trainer.epochs=1", "trainer.batch_size=16", "study.n_trials=2", "study.noise_seeds=1", "progress=none"]
+          "trainer.epochs=1", "trainer.batch_size=16", "study.n_trials=2", "study.noise_seeds=1", "progress=none",
+          "threads=1"]
 
 
 def _folder_search(root: Path, *overrides: str):
@@ -80,5 +82,8 @@ def test_another_trainer_or_space_is_refused_and_the_same_config_resumes(tmp_pat
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             search(compose_search(tmp_path, *fast, change, f"study.name={first.study_name}"))
     # what only changes how fast it runs is not an identity: threads, data loading, progress
-    again = search(compose_search(tmp_path, "study.n_trials=3", "trainer.epochs=1", "threads=1", "progress=plain"))
+    try:
+        again = search(compose_search(tmp_path, "study.n_trials=3", "trainer.epochs=1", "threads=2", "progress=plain"))
+    finally:
+        torch.set_num_threads(1)  # threads=2 set this process's torch; the tests after it run on one thread
     assert again.study_name == first.study_name and again.trials_run == 1 and again.n_finished == 3

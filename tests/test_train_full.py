@@ -27,7 +27,7 @@ placements:
   - {stages: [2, 3], blocks: all, position: before_add, spec: gc_r4}
 """
 FAST = ["data=synthetic", "data.size=384", "data.val_size=64", "trainer.epochs=2", "trainer.batch_size=32",
-        "trainer.warmup_epochs=0"]
+        "trainer.warmup_epochs=0", "threads=1"]
 
 
 def _cfg(tmp_path: Path, *overrides: str):

@@ -34,7 +34,8 @@ placements:
   - {stages: [3], blocks: all, position: after_add, spec: gc_r4}
 """
 FAST = ["data=imagefolder", "data.image_size=28", "data.in_chans=1", "data.val_size=12", "data.workers=0",
-        "trainer.epochs=2", "trainer.batch_size=32", "trainer.warmup_epochs=0", "wandb.mode=disabled", "device=cpu"]
+        "trainer.epochs=2", "trainer.batch_size=32", "trainer.warmup_epochs=0", "wandb.mode=disabled", "device=cpu",
+        "threads=1"]
 
 
 @pytest.fixture(scope="module")
