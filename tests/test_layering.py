@@ -6,9 +6,10 @@ search nothing imports optuna, hydra, omegaconf or wandb (an exported model load
 :mod:`gcnas.schema` imports OmegaConf only when it reads a config). Beside the layers, ``gcnas`` itself, the modules
 every layer may use and ``gcnas.conf`` (composing a config) import no layer, and no torch or timm where they need none.
 
-Two checks per rule. Every module of a package is imported in a fresh process where whatever that package must not
-reach cannot be imported at all, so an import three modules down fails as surely as a direct one (timm itself imports
-wandb inside a ``try``, so "not in sys.modules" alone would test timm, not us). And no module names such a package in
+Two checks per rule. Every module of a package is imported in a process where whatever that package must not reach
+cannot be imported at all, so an import three modules down fails as surely as a direct one (timm itself imports wandb
+inside a ``try``, so "not in sys.modules" alone would test timm, not us); the layers that keep the same libraries out
+share one process, imported bottom up with the layers above each still blocked. And no module names such a package in
 any import statement, a function's deferred import included, which the first check cannot see.
 """
 from __future__ import annotations
@@ -76,13 +77,15 @@ RULES = (
 
 
 def blocker(libraries, layers) -> str:
-    """Code that makes ``libraries`` and gcnas's ``layers`` unimportable in this process, as if not installed."""
+    """Code that makes ``libraries`` and gcnas's ``layers`` unimportable in this process, as if not installed; the
+    layers are ``_Block.layers``, which the code after it may narrow."""
     return (
         "import sys\n"
         "class _Block:\n"
+        f"    layers = {tuple(layers)!r}\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        top, sub = name.split('.')[0], '.'.join(name.split('.')[:2])\n"
-        f"        if top in {tuple(libraries)!r} or sub in {tuple(layers)!r}:\n"
+        f"        if top in {tuple(libraries)!r} or sub in _Block.layers:\n"
         "            raise ModuleNotFoundError(f'No module named {name!r} (blocked by the layering test)', name=name)\n"
         "sys.meta_path.insert(0, _Block())\n"
     )
@@ -94,22 +97,51 @@ def run_blocked(code: str, libraries=SEARCH_MACHINERY, layers=()) -> subprocess.
 
 
 def import_failures(modules, libraries, layers) -> dict[str, str]:
+    return stage_failures([(modules, layers)], libraries)[0]
+
+
+def stage_failures(stages, libraries) -> list[dict[str, str]]:
+    """In one process where ``libraries`` are missing, for each ``(modules, layers)`` of ``stages`` in turn: which of
+    ``modules`` fail to import where ``layers`` are missing too, as ``{module: error}``. Each stage's layers must lie
+    within the stage before's, so what an earlier stage imported is allowed in every later one: importing the layers
+    bottom up in one process checks what a fresh process per layer would, without importing torch once per layer."""
+    for (_, wider), (_, narrower) in zip(stages, stages[1:]):
+        assert set(narrower) <= set(wider), (wider, narrower)
     code = ("import importlib, json\n"
-            "failed = {}\n"
-            f"for m in {tuple(modules)!r}:\n"
-            "    try:\n"
-            "        importlib.import_module(m)\n"
-            "    except Exception as e:\n"
-            "        failed[m] = f'{type(e).__name__}: {e}'\n"
-            "print(json.dumps(failed))\n")
-    out = run_blocked(code, libraries, layers)
+            "results = []\n"
+            f"for modules, layers in {[(tuple(m), tuple(la)) for m, la in stages]!r}:\n"
+            "    _Block.layers = layers\n"
+            "    failed = {}\n"
+            "    for m in modules:\n"
+            "        try:\n"
+            "            importlib.import_module(m)\n"
+            "        except Exception as e:\n"
+            "            failed[m] = f'{type(e).__name__}: {e}'\n"
+            "    results.append(failed)\n"
+            "print(json.dumps(results))\n")
+    out = run_blocked(code, libraries, stages[0][1])
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def import_results() -> dict[str, dict[str, str]]:
+    """Each rule's import failures. Rules that keep the same libraries out share one process, their layers imported
+    bottom up (:func:`stage_failures`)."""
+    groups: dict[tuple[str, ...], list[Rule]] = {}
+    for rule in RULES:
+        groups.setdefault(rule.libraries, []).append(rule)
+    results = {}
+    for libraries, rules in groups.items():
+        rules.sort(key=lambda r: -len(r.layers))
+        for rule, failed in zip(rules, stage_failures([(r.modules, r.layers) for r in rules], libraries)):
+            results[rule.name] = failed
+    return results
+
+
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
-def test_every_module_imports_where_what_lies_above_it_is_missing(rule):
-    failed = import_failures(rule.modules, rule.libraries, rule.layers)
+def test_every_module_imports_where_what_lies_above_it_is_missing(rule, import_results):
+    failed = import_results[rule.name]
     assert not failed, "\n".join(f"{m}: {e}" for m, e in failed.items())
 
 
