@@ -61,7 +61,7 @@ def test_dashboard_serves_the_study_the_summary_names(searched, tmp_path, kind):
     assert first.startswith("Open the study: optuna-dashboard ") and DASHBOARD_EXTRA not in first  # installed here
     where = first.split("optuna-dashboard ", 1)[1]
     assert where == (str(journal) if kind == "journal" else result.storage)
-    assert hint.splitlines()[1].endswith(f"optuna trials --study-name {result.study_name} --storage {where}")
+    assert hint.splitlines()[1].endswith(f"optuna trials --study-name {result.study_name} --storage {where} -f yaml")
 
     with dashboard(where, tmp_path / "dashboard.log") as base:
         listed = {s["study_name"]: s for s in _get(f"{base}/api/studies")["study_summaries"]}
@@ -78,14 +78,14 @@ def test_the_hint_names_the_extra_where_the_dashboard_is_missing(monkeypatch):
     first, second = open_study_hint("s", "sqlite:///outputs/studies.db").splitlines()
     assert first == ("Open the study: optuna-dashboard sqlite:///outputs/studies.db"
                      "   (pip install 'gcnas[dashboard]' first)")
-    assert second == "            or: optuna trials --study-name s --storage sqlite:///outputs/studies.db"
+    assert second == "            or: optuna trials --study-name s --storage sqlite:///outputs/studies.db -f yaml"
 
 
 def test_a_postgres_url_from_the_environment_is_named_not_shown(monkeypatch):
     monkeypatch.setenv("GCNAS_STORAGE_URL", "postgresql+psycopg://gcnas:secret@db:5432/gcnas")
     hint = open_study_hint("s", "postgresql+psycopg://gcnas:***@db:5432/gcnas")  # the URL as the summary has it
     assert hint.splitlines()[0].startswith('Open the study: optuna-dashboard "$GCNAS_STORAGE_URL"')
-    assert hint.endswith('--storage "$GCNAS_STORAGE_URL"') and "secret" not in hint
+    assert hint.endswith('--storage "$GCNAS_STORAGE_URL" -f yaml') and "secret" not in hint
     # a URL given on the command line (another one than the variable's) stays as it was given, redacted
     other = open_study_hint("s", "postgresql+psycopg://gcnas:***@other:5432/gcnas")
     assert "optuna-dashboard postgresql+psycopg://gcnas:***@other:5432/gcnas" in other

@@ -1,11 +1,13 @@
 """Small trial records: a trial keeps what Optuna's tools show well, and what its trials share (the architecture's YAML,
-the training recipe) lives once on the study, by key. ``optuna trials`` prints lines a terminal can hold, and a study
-written before, whose trials kept both themselves, still exports, reports, confirms and resumes."""
+the training recipe) lives once on the study, by key. The ``optuna trials`` command the summary prints shows them in
+lines a terminal can hold, and a study written before, whose trials kept both themselves, still exports, reports,
+confirms and resumes."""
 from __future__ import annotations
 
 import copy
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -46,6 +48,21 @@ def test_optuna_trials_prints_short_lines(searched):
         sizes = {k: len(json.dumps(v)) for k, v in t.user_attrs.items()}
         assert max(sizes.values()) <= 40, sizes  # a kept weights' path is the longest (34)
         assert len(json.dumps(t.user_attrs)) < 400  # 1.1 to 3.2 kB before; 360 to 420 with history and constraints
+
+
+def test_the_optuna_command_the_summary_prints_shows_every_trial_in_lines_a_terminal_holds(searched):
+    """The table above is as wide as Optuna's params column makes it; the command the summary names prints YAML."""
+    from gcnas.cli.search import open_study_hint
+
+    root, result, study = searched
+    command = shlex.split(open_study_hint(result.study_name, result.storage).splitlines()[1].split("or: ", 1)[1])
+    assert command[0] == "optuna" and command[-2:] == ["-f", "yaml"]
+    out = subprocess.run([OPTUNA, *command[1:]], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    shown = yaml.safe_load(out.stdout)
+    assert [t["number"] for t in shown] == [t.number for t in study.trials]
+    assert all(t["user_attrs"] == study.trials[t["number"]].user_attrs for t in shown)  # nothing cut
+    assert max(map(len, out.stdout.splitlines())) <= 80
 
 
 def test_a_trained_trial_keeps_no_curve_or_constraints_optuna_already_holds(searched):

@@ -113,11 +113,13 @@ def optuna_tools_storage(url: str) -> str:
 
 def open_study_hint(study_name: str, storage: str) -> str:
     """Two lines: how to open the study with optuna-dashboard (and how to install it where it is not) and with
-    Optuna's CLI. ``storage`` is the redacted URL the summary prints."""
+    Optuna's CLI. ``storage`` is the redacted URL the summary prints. The CLI prints YAML, an attribute per line: its
+    default table puts every trial's parameters in one column, about 700 characters wide for gc_full's choices
+    (docs/results.md, "Trial records in Optuna's tools")."""
     where = optuna_tools_storage(storage)
     missing = importlib.util.find_spec("optuna_dashboard") is None
     return (f"Open the study: optuna-dashboard {where}" + (f"   ({DASHBOARD_EXTRA} first)" if missing else "")
-            + f"\n            or: optuna trials --study-name {study_name} --storage {where}")
+            + f"\n            or: optuna trials --study-name {study_name} --storage {where} -f yaml")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="config")
