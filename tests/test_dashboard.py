@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from processes import free_port, wait_for_json
-from gcnas.cli.search import DASHBOARD_EXTRA, open_study_hint
+from gcnas.cli.search import DASHBOARD_EXTRA, open_study_hint, tool_command
 
 needs_dashboard = pytest.mark.skipif(importlib.util.find_spec("optuna_dashboard") is None,
                                      reason=f"the dashboard extra is not installed ({DASHBOARD_EXTRA})")
@@ -58,7 +58,7 @@ def test_dashboard_serves_the_study_the_summary_names(searched, tmp_path, kind):
         storage = f"journal:///{journal}"
     hint = open_study_hint(result.study_name, storage)
     first = hint.splitlines()[0]
-    assert first.startswith("Open the study: optuna-dashboard ") and DASHBOARD_EXTRA not in first  # installed here
+    assert first.startswith(f"Open the study: {tool_command('optuna-dashboard')} ") and DASHBOARD_EXTRA not in first
     where = first.split("optuna-dashboard ", 1)[1]
     assert where == (str(journal) if kind == "journal" else result.storage)
     assert hint.splitlines()[1].endswith(f"optuna trials --study-name {result.study_name} --storage {where} -f yaml")
@@ -78,13 +78,14 @@ def test_the_hint_names_the_extra_where_the_dashboard_is_missing(monkeypatch):
     first, second = open_study_hint("s", "sqlite:///outputs/studies.db").splitlines()
     assert first == ("Open the study: optuna-dashboard sqlite:///outputs/studies.db"
                      "   (pip install 'gcnas[dashboard]' first)")
-    assert second == "            or: optuna trials --study-name s --storage sqlite:///outputs/studies.db -f yaml"
+    assert second == (f"            or: {tool_command('optuna')} trials --study-name s "
+                      "--storage sqlite:///outputs/studies.db -f yaml")
 
 
 def test_a_postgres_url_from_the_environment_is_named_not_shown(monkeypatch):
     monkeypatch.setenv("GCNAS_STORAGE_URL", "postgresql+psycopg://gcnas:secret@db:5432/gcnas")
     hint = open_study_hint("s", "postgresql+psycopg://gcnas:***@db:5432/gcnas")  # the URL as the summary has it
-    assert hint.splitlines()[0].startswith('Open the study: optuna-dashboard "$GCNAS_STORAGE_URL"')
+    assert hint.splitlines()[0] == f'Open the study: {tool_command("optuna-dashboard")} "$GCNAS_STORAGE_URL"'
     assert hint.endswith('--storage "$GCNAS_STORAGE_URL" -f yaml') and "secret" not in hint
     # a URL given on the command line (another one than the variable's) stays as it was given, redacted
     other = open_study_hint("s", "postgresql+psycopg://gcnas:***@other:5432/gcnas")

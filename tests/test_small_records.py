@@ -50,19 +50,32 @@ def test_optuna_trials_prints_short_lines(searched):
         assert len(json.dumps(t.user_attrs)) < 400  # 1.1 to 3.2 kB before; 360 to 420 with history and constraints
 
 
-def test_the_optuna_command_the_summary_prints_shows_every_trial_in_lines_a_terminal_holds(searched):
-    """The table above is as wide as Optuna's params column makes it; the command the summary names prints YAML."""
+def test_the_optuna_command_the_summary_prints_shows_every_trial_in_lines_a_terminal_holds(searched, monkeypatch):
+    """The table above is as wide as Optuna's params column makes it; the command the summary names prints YAML. It
+    runs as printed, pasted into a shell whose PATH does not hold the environment (the README runs .venv/bin/...)."""
     from gcnas.cli.search import open_study_hint
 
     root, result, study = searched
-    command = shlex.split(open_study_hint(result.study_name, result.storage).splitlines()[1].split("or: ", 1)[1])
-    assert command[0] == "optuna" and command[-2:] == ["-f", "yaml"]
-    out = subprocess.run([OPTUNA, *command[1:]], capture_output=True, text=True, timeout=120)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    line = open_study_hint(result.study_name, result.storage).splitlines()[1].split("or: ", 1)[1]
+    assert shlex.split(line)[0] == str(Path(sys.executable).parent / "optuna") and line.endswith(" -f yaml")
+    out = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     shown = yaml.safe_load(out.stdout)
     assert [t["number"] for t in shown] == [t.number for t in study.trials]
     assert all(t["user_attrs"] == study.trials[t["number"]].user_attrs for t in shown)  # nothing cut
     assert max(map(len, out.stdout.splitlines())) <= 80
+
+
+def test_optunas_tools_are_named_bare_where_the_shell_finds_the_ones_beside_this_python(monkeypatch):
+    from gcnas.cli.search import tool_command
+
+    venv_bin = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
+    assert tool_command("optuna") == "optuna"
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert tool_command("optuna") == str(venv_bin / "optuna")
+    assert tool_command("no-such-tool") == "no-such-tool"  # not installed here: named, for the install hint
 
 
 def test_a_trained_trial_keeps_no_curve_or_constraints_optuna_already_holds(searched):

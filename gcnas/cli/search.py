@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,6 +114,20 @@ def optuna_tools_storage(url: str) -> str:
     return "/" + path.lstrip("/") if path.startswith("/") else path
 
 
+def tool_command(name: str) -> str:
+    """How a shell runs the console script ``name`` installed beside this Python (optuna, optuna-dashboard): its bare
+    name where the shell's PATH finds that one (an activated environment), else its path, as the README runs
+    ``.venv/bin/gcnas-search``; so a copied command runs, with the Optuna that wrote the study. A script not
+    installed here keeps its bare name."""
+    beside = Path(sys.executable).parent / name
+    if not beside.is_file():
+        return name
+    found = shutil.which(name)
+    if found and Path(found).resolve() == beside.resolve():
+        return name
+    return shlex.quote(str(beside))
+
+
 def open_study_hint(study_name: str, storage: str) -> str:
     """Two lines: how to open the study with optuna-dashboard (and how to install it where it is not) and with
     Optuna's CLI. ``storage`` is the redacted URL the summary prints. The CLI prints YAML, an attribute per line: its
@@ -118,8 +135,9 @@ def open_study_hint(study_name: str, storage: str) -> str:
     (docs/results.md, "Trial records in Optuna's tools")."""
     where = optuna_tools_storage(storage)
     missing = importlib.util.find_spec("optuna_dashboard") is None
-    return (f"Open the study: optuna-dashboard {where}" + (f"   ({DASHBOARD_EXTRA} first)" if missing else "")
-            + f"\n            or: optuna trials --study-name {study_name} --storage {where} -f yaml")
+    dashboard = "optuna-dashboard" if missing else tool_command("optuna-dashboard")
+    return (f"Open the study: {dashboard} {where}" + (f"   ({DASHBOARD_EXTRA} first)" if missing else "")
+            + f"\n            or: {tool_command('optuna')} trials --study-name {study_name} --storage {where} -f yaml")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gcnas.conf", config_name="config")
