@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from optuna.trial import TrialState
 
 from processes import finish, start
-from gcnas.cli.search import search
+from gcnas.cli.search import print_summary, search
 from gcnas.errors import ConfigError
 from gcnas.search import record
 
@@ -70,6 +70,7 @@ def test_rerun_resumes_the_same_study(three, tmp_path):
     # the second run's sampler does not restart the first run's stream: its draws are new architectures, not
     # duplicates of trial 2 (each of which would take a trial of the budget and train nothing)
     assert [t.user_attrs.get("duplicate_of") for t in study.get_trials()[3:]] == [None, None, None]
+    assert result.duplicates == 0
     assert search(_cfg(tmp_path, "study.n_trials=6")).trials_run == 0  # nothing left to do
 
 
@@ -82,7 +83,7 @@ def test_a_worker_seeds_its_sampler_apart_from_other_workers_and_from_its_earlie
     assert sampler_seed(7, 1, 12) == sampler_seed(7, 1, 12)  # reproducible
 
 
-def test_same_architecture_is_never_trained_twice(tmp_path):
+def test_same_architecture_is_never_trained_twice(tmp_path, capsys):
     fixed = ["search_space=gc_design", "search_space.design.context=att", "search_space.design.transform=bottleneck",
              "search_space.design.ratio=0.0625", "search_space.design.fusion=add",
              "search_space.design.norm=layernorm", "search_space.design.act=relu"]
@@ -99,6 +100,10 @@ def test_same_architecture_is_never_trained_twice(tmp_path):
         assert t.constraints == trials[1].constraints != {}
     ranked = [line.split("|")[1].strip() for line in result.table.splitlines()[2:]]
     assert sorted(ranked) == ["0", "1"]  # duplicates are not ranked twice
+    # the summary says how much of the budget went to architectures already trained (the references are not counted)
+    assert result.trials_run == 4 and result.duplicates == 2
+    print_summary(result)
+    assert "2 of the 4 trials this worker ran drew an architecture already trained" in capsys.readouterr().out
 
 
 def test_one_machine_same_seed_same_trials(tmp_path):

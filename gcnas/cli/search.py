@@ -88,6 +88,11 @@ def print_summary(result: SearchResult) -> None:
     print(f"\n{title} of study {result.study_name} ({result.n_finished} finished trials, {result.trials_run} run "
           f"by this worker):\n")
     print(result.table)
+    if result.duplicates:
+        print(f"\n{result.duplicates} of the {result.trials_run} trials this worker ran drew an architecture already "
+              "trained: each took that trial's result and a trial of the budget, and trained nothing. TPE does so "
+              "once it keeps returning to the best trials' choices; sampler=random draws anywhere in the space "
+              "(docs/searching.md, \"Trials and their records\").")
     if result.best_architecture:
         print(f"\nBest architecture (trial {result.best_number}): {result.best_architecture}\n")
         print(Path(result.best_architecture).read_text().rstrip())

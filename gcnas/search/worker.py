@@ -58,6 +58,7 @@ class SearchResult:
     best_architecture: Optional[str]  # path of architecture.yaml
     table: str
     sampler: str = ""  # the class of the sampler this worker asked with (its config's sampler._target_)
+    duplicates: int = 0  # of trials_run: sampled architectures already trained, which took that trial's result
 
 
 class _Progress:
@@ -195,13 +196,13 @@ class _TrialLoop:
     """Ask, run and tell trials until the study counts ``study.n_trials`` finished ones (infeasible draws, which
     train nothing, do not count), the worker's timeout, too many failures in a row (``study.max_failures``), too many
     infeasible draws in a row (``study.max_infeasible``), or an interrupt; :meth:`run` returns the trials this worker
-    ran."""
+    ran, of which ``duplicates`` drew an architecture already trained."""
 
     def __init__(self, w: PreparedWorker, runner: TrialRunner, progress: _Progress, hooks: Callbacks,
                  interrupts: _Interrupts) -> None:
         self.w, self.study, self.storage, self.study_cfg = w, w.study, w.storage, w.study_cfg
         self.runner, self.progress, self.hooks, self.interrupts = runner, progress, hooks, interrupts
-        self.ran = self.failures_in_a_row = self.infeasible_in_a_row = 0
+        self.ran = self.duplicates = self.failures_in_a_row = self.infeasible_in_a_row = 0
         # the finished trials counted for the last trial's progress line, just after it was told: the next budget
         # check reads no other count (one read of every trial per trial, not two; a trial another worker finished
         # in between is caught by _cancelled, which keeps the budget exact)
@@ -306,6 +307,8 @@ class _TrialLoop:
             keep_top_weights(self.study, self.runner.keep_weights, self.runner.study_dir)
         self.hooks("trial_ended", self.storage.get_trial(tid))
         note = f" (same as trial {record.DUPLICATE_OF.get(trial)})" if record.DUPLICATE_OF.on(trial) else ""
+        if note and not record.FIXED_ARCHITECTURE.on(trial):
+            self.duplicates += 1
         infeasible = record.INFEASIBLE.get(trial)
         if infeasible:
             note = f" (infeasible, not counted: {infeasible})"
@@ -345,14 +348,15 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (),
         progress = _Progress(w.job.job.progress, w.study_cfg.n_trials, int(cfg["trainer"]["epochs"]))
         hooks = Callbacks(callbacks)
         runner = make_runner(w, progress.epoch, hooks)
+        loop = _TrialLoop(w, runner, progress, hooks, interrupts)
         try:
-            ran = _TrialLoop(w, runner, progress, hooks, interrupts).run()
+            loop.run()
         finally:
             progress.close()
-        return _finish(w, ran, hooks)
+        return _finish(w, loop.ran, loop.duplicates, hooks)
 
 
-def _finish(w: PreparedWorker, ran: int, hooks: Callbacks) -> SearchResult:
+def _finish(w: PreparedWorker, ran: int, duplicates: int, hooks: Callbacks) -> SearchResult:
     """The worker's result; the callbacks hear the study ended when its budget is spent and no trial runs."""
     study, study_cfg = w.study, w.study_cfg
     table = results_table(study, w.metrics, study_cfg.top_k)
@@ -361,7 +365,7 @@ def _finish(w: PreparedWorker, ran: int, hooks: Callbacks) -> SearchResult:
     best_path = str(trial_folder(w.study_dir, best.number) / "architecture.yaml") if best else None
     result = SearchResult(study_cfg.name, redact_url(w.url), len(counted_trials(study)), ran,
                           best.number if best else None, list(best.values) if best else None, best_path, table,
-                          type(study.sampler).__name__)
+                          type(study.sampler).__name__, duplicates)
     if result.n_finished >= study_cfg.n_trials and not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         hooks("study_ended", study, result, w.study_dir)
     hooks("close")
