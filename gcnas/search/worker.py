@@ -176,9 +176,9 @@ class _Interrupts:
 
 def _record_interrupt(study: optuna.Study, storage, tid: int, trial: optuna.Trial, runner: TrialRunner,
                       e: Interrupted, hooks: Callbacks) -> Interrupted:
-    """End an interrupted trial as failed with the reason and queue it again, so the next run retries it first (a
-    trial left running would count against the budget until its heartbeats went stale); returns the exception to raise,
-    saying so."""
+    """End an interrupted trial as failed with the reason and queue it again, so the next run retries it before any new
+    draw (a trial left running would count against the budget until its heartbeats went stale); returns the exception
+    to raise, saying so."""
     reason = f"interrupted by {e.signal_name} (worker {runner.worker})"
     record.INTERRUPTED.set(trial, reason)
     record.ERROR.set(trial, reason)
@@ -341,7 +341,7 @@ def run_search(cfg: Mapping[str, Any], callbacks: Sequence[SearchCallback] = (),
     was read from, named in errors (default ``search_spaces/<search_space.name>.yaml``).
 
     SIGINT and SIGTERM raise :class:`~gcnas.errors.Interrupted`; a trial they interrupt is recorded as failed, with
-    the reason, and queued again, so the next run retries it first.
+    the reason, and queued again, so the next run retries it before any new draw.
     """
     with _Interrupts() as interrupts:
         w = prepare_worker(cfg, fixed_trials, space_source)
