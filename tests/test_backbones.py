@@ -265,4 +265,7 @@ def test_a_backbone_without_feature_maps_is_refused_in_one_line(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     lines = [line for line in res.stderr.splitlines() if "backbone.name" in line]
     assert len(lines) == 1 and "vit_tiny_patch16_224 (VisionTransformer) has no (B, C, H, W) feature maps" in lines[0]
+    assert "backbone.name" not in res.stdout  # once on the console (Hydra's console log would have echoed it)
+    logs = [p.read_text() for p in tmp_path.glob("**/runs/*/search.log")]
+    assert len(logs) == 1 and "[ERROR] - backbone.name: vit_tiny_patch16_224" in logs[0]  # and in the job's log
     assert not list(tmp_path.glob("**/*.db")), "refused after the study was created"

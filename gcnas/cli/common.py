@@ -59,11 +59,27 @@ def require_study(config: dict) -> tuple[str, str]:
     return name, url
 
 
+def log_to_files(level: int, message: str, exc_info: bool = False) -> None:
+    """Log ``message`` on the ``gcnas`` logger to the log files its records reach (a Hydra job's ``<job>.log``) and
+    not to the console: the command prints its own line to stderr, and Hydra's console handler would show it twice."""
+    logger = logging.getLogger("gcnas")
+    if not logger.isEnabledFor(level):
+        return
+    record = logger.makeRecord(logger.name, level, __file__, 0, "%s", (message,),
+                               sys.exc_info() if exc_info else None)
+    current = logger
+    while current is not None:
+        for handler in current.handlers:
+            if isinstance(handler, logging.FileHandler) and level >= handler.level:
+                handler.handle(record)
+        current = current.parent if current.propagate else None
+
+
 def user_errors(prog: str) -> Callable:
     """Wrap a Hydra main: a :class:`~gcnas.errors.ConfigError` is a user error, printed to stderr as one paragraph
-    (and logged, so a multirun job's log file says why the job stopped), exit status 2; an interrupt (Ctrl-C, or
-    :class:`~gcnas.errors.Interrupted`) is one line saying what was kept, exit status 128 + the signal (130 for
-    SIGINT); anything else is a bug and keeps its traceback (Hydra prints it, exit status 1)."""
+    (and logged to the log files, so a multirun job's log says why the job stopped), exit status 2; an interrupt
+    (Ctrl-C, or :class:`~gcnas.errors.Interrupted`) is one line saying what was kept, exit status 128 + the signal
+    (130 for SIGINT); anything else is a bug and keeps its traceback (Hydra prints it, exit status 1)."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -71,14 +87,13 @@ def user_errors(prog: str) -> Callable:
             try:
                 return fn(*args, **kwargs)
             except ConfigError as e:
-                log = logging.getLogger("gcnas")
-                log.error("%s", e)
-                log.debug("user error", exc_info=True)
+                log_to_files(logging.ERROR, str(e))
+                log_to_files(logging.DEBUG, "user error", exc_info=True)
                 print(f"{prog}: {e}", file=sys.stderr)
                 sys.exit(2)
             except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM where the command turns it into Interrupted
                 stop = e if isinstance(e, Interrupted) else Interrupted()
-                logging.getLogger("gcnas").warning("%s", stop)
+                log_to_files(logging.WARNING, str(stop))
                 print(f"{prog}: {stop}", file=sys.stderr)
                 sys.exit(stop.exit_status)
 
