@@ -100,8 +100,9 @@ def _torch_threads_unchanged(request):
     torch = sys.modules.get("torch")
     if torch is None:
         return
-    if before is None:  # the test imported torch: it started at what OMP_NUM_THREADS says
-        before = max(1, int(os.environ["OMP_NUM_THREADS"]))
+    if before is None:  # the test imported torch: it started at what OMP_NUM_THREADS says, where that is a number
+        omp = os.environ.get("OMP_NUM_THREADS", "")
+        before = max(1, int(omp)) if omp.isdigit() else torch.get_num_threads()
     n = torch.get_num_threads()
     if n != before:
         torch.set_num_threads(before)
