@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from processes import finish, start
 from gcnas.cli.sites import main
 
 ALIASED = {"resnet18": "| 0 | 0 | before_add | after_conv2 | layer1.0.bn2 | 64 | 16x16 |  |",
@@ -27,21 +28,16 @@ CASES = {
 def sites():
     """Every case's result (its return code, stdout and stderr); the process without feature maps is started first and
     runs beside the others."""
-    vit = subprocess.Popen([sys.executable, "-m", "gcnas.cli.sites", "vit_tiny_patch16_224"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    vit = start({"vit": [sys.executable, "-m", "gcnas.cli.sites", "vit_tiny_patch16_224"]})
+    done = {}
     try:
-        done = {}
         for key, args in CASES.items():
             out, err = io.StringIO(), io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 code = main(args)
             done[key] = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-        out, err = vit.communicate(timeout=600)
     finally:
-        if vit.poll() is None:
-            vit.kill()
-            vit.communicate()
-    done["vit"] = subprocess.CompletedProcess(vit.args, vit.returncode, out, err)
+        done.update(finish(vit))
     return done
 
 
