@@ -306,8 +306,9 @@ class _TrialLoop:
         if self.runner.keep_weights > 0 and record.WEIGHTS.on(trial):
             keep_top_weights(self.study, self.runner.keep_weights, self.runner.study_dir)
         self.hooks("trial_ended", self.storage.get_trial(tid))
-        note = f" (same as trial {record.DUPLICATE_OF.get(trial)})" if record.DUPLICATE_OF.on(trial) else ""
-        if note and not record.FIXED_ARCHITECTURE.on(trial):
+        duplicate_of = record.DUPLICATE_OF.get(trial)
+        note = "" if duplicate_of is None else f" (same as trial {duplicate_of})"
+        if duplicate_of is not None and not record.FIXED_ARCHITECTURE.on(trial):
             self.duplicates += 1
         infeasible = record.INFEASIBLE.get(trial)
         if infeasible:
