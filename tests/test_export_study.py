@@ -54,9 +54,9 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
     root, result, study = searched
     out = export_trial(_url(root), result.study_name, out_dir=tmp_path / "best")
     assert out.trial == result.best_number and out.weights_source == "kept"
-    assert sorted(out.files) == ["MODEL_CARD.md", "architecture.yaml", "config.json", "model.onnx",
+    assert sorted(out.files) == ["MODEL_CARD.md", "architecture.yaml", "config.json", "model.onnx", "model.pt2",
                                  "model.safetensors"]
-    assert out.onnx_max_abs_diff <= 1e-4
+    assert out.onnx_max_abs_diff <= 1e-4 and out.program_max_abs_diff <= 1e-4
     t = study.trials[out.trial]
     assert (tmp_path / "best" / "architecture.yaml").read_text() == Architecture.from_yaml(
         record.architecture_of(study, t)).to_yaml()
@@ -92,6 +92,25 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
     y = np.load(tmp_path / "y.npy")
     sess = onnxruntime.InferenceSession(str(tmp_path / "best" / "model.onnx"), providers=["CPUExecutionProvider"])
     assert np.abs(sess.run(None, {"input": x})[0] - y).max() <= 1e-4
+    # model.pt2 with torch alone (neither timm nor any of gcnas importable), at batch sizes it was not traced with,
+    # carrying the same config.json; and torch.compile takes it whole
+    code = ("import json, numpy as np, torch\n"
+            f"files = {{'config.json': ''}}\n"
+            f"m = torch.export.load({str(tmp_path / 'best' / 'model.pt2')!r}, extra_files=files).module()\n"
+            f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}))\n"
+            "with torch.no_grad():\n"
+            "    np.save(" + repr(str(tmp_path / "y_pt2.npy")) + ", m(x).numpy())\n"
+            "    one = m(x[:1])\n"
+            "    compiled = torch.compile(m, fullgraph=True)(x[:1])\n"
+            "print(json.dumps({'one': one.tolist(), 'compiled': compiled.tolist(), 'config': files['config.json']}))\n")
+    res = run_blocked(code, libraries=("timm", "gcnas", "optuna", "hydra", "wandb", "omegaconf"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert np.abs(np.load(tmp_path / "y_pt2.npy") - y).max() <= 1e-4
+    for key in ("one", "compiled"):
+        assert np.abs(np.array(got[key]) - y[:1]).max() <= 1e-4, key
+    assert json.loads(got["config"]) == hub
+    assert "`model.pt2` checked as loaded back" in card and 'torch.export.load("model.pt2")' in card
     # ... and equals the trial's kept weights
     from safetensors.torch import load_model
 
@@ -117,6 +136,42 @@ def test_a_failed_export_leaves_nothing_that_looks_valid(searched, tmp_path, mon
     root, result, _ = searched
     monkeypatch.setattr(export_module, "ONNX_TOLERANCE", -1.0)  # every ONNX check now fails, after files were written
     with pytest.raises(ValueError, match="model.onnx: onnxruntime differs from torch"):
+        export_trial(_url(root), result.study_name, out_dir=tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_torch_export_cannot_capture_is_exported_without_model_pt2(searched, tmp_path, monkeypatch, caplog):
+    """torch.export failing (as it does on data-dependent control flow) costs model.pt2 only, said in the log and on
+    the card; the other files are written and checked as always."""
+    root, result, _ = searched
+
+    def cannot(*args, **kwargs):
+        raise RuntimeError("Could not guard on data-dependent expression u0 > 0\n(more lines)")
+
+    monkeypatch.setattr(torch.export, "export", cannot)
+    with caplog.at_level("WARNING", logger="gcnas.export"):
+        out = export_trial(_url(root), result.study_name, out_dir=tmp_path / "e")
+    assert "model.pt2" not in out.files and "model.onnx" in out.files and out.program_max_abs_diff is None
+    assert out.program_error == "RuntimeError: Could not guard on data-dependent expression u0 > 0"
+    assert "model.pt2 not written: torch.export could not capture the model (RuntimeError" in caplog.text
+    card = (tmp_path / "e" / "MODEL_CARD.md").read_text()
+    assert "- no `model.pt2`: torch.export could not capture the model (RuntimeError: Could not guard" in card
+    assert "torch.export.load" not in card
+
+
+def test_a_model_pt2_that_computes_something_else_fails_the_export(searched, tmp_path, monkeypatch):
+    """The program is checked as loaded back: one whose outputs differ is never shipped."""
+    root, result, _ = searched
+    real_load = torch.export.load
+
+    def shifted(*args, **kwargs):
+        program = real_load(*args, **kwargs)
+        program.module = lambda: (lambda x: program.__class__.module(program)(x) + 1e-3)
+        return program
+
+    monkeypatch.setattr(torch.export, "load", shifted)
+    with pytest.raises(ValueError, match=r"model.pt2: the torch.export program differs from the model by 0.001 "
+                                         r"\(> 0.0001\); the export was not written"):
         export_trial(_url(root), result.study_name, out_dir=tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
 

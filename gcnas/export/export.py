@@ -3,9 +3,11 @@
 The folder holds ``architecture.yaml`` (rebuild with ``gcnas.build_model``), ``model.safetensors`` (the trial's kept
 weights, else weights retrained at the trial's proxy fidelity), ``config.json`` (timm's config for hub models: the
 backbone, classes and the ``pretrained_cfg`` with the preprocessing the study validated with), ``model.onnx`` (checked
-against torch with onnxruntime) and ``MODEL_CARD.md`` (metrics, baseline delta, cost, inputs, search space, study, how
-to load). ``gcnas.load_model(folder)`` reads it back with torch + timm + gcnas alone and sets ``model.pretrained_cfg``,
-so ``timm.data.resolve_data_config(model=model)`` + ``create_transform`` feed the model as its study did.
+against torch with onnxruntime), ``model.pt2`` (a ``torch.export`` program with ``config.json`` inside: inference with
+torch alone, to compile with ``torch.compile`` or AOTInductor; checked as loaded back) and ``MODEL_CARD.md`` (metrics,
+baseline delta, cost, inputs, search space, study, how to load). ``gcnas.load_model(folder)`` reads it back with
+torch + timm + gcnas alone and sets ``model.pretrained_cfg``, so ``timm.data.resolve_data_config(model=model)`` +
+``create_transform`` feed the model as its study did.
 
 Kept weights are found under the study's folder ``<paths.root>/<study>`` where it lies now
 (:func:`gcnas.search.paths.resolve_stored`), so a moved study exports its kept weights instead of retraining.
@@ -42,12 +44,13 @@ from gcnas.search.summary import baseline_trial, noise_floor, pareto_trials, ran
 from gcnas.search import record
 
 __all__ = ["export_trial", "ExportResult", "choose_trial", "PICK_BOUNDS", "ONNX_TOLERANCE",
-           "CONFIG_FILE"]
+           "CONFIG_FILE", "PROGRAM_FILE"]
 
 log = logging.getLogger("gcnas.export")
 PICK_BOUNDS = {"max_params": record.PARAMS, "max_flops": record.FLOPS, "max_latency_ms": record.LATENCY_MS}
-ONNX_TOLERANCE = 1e-4
+ONNX_TOLERANCE = 1e-4  # the largest difference to torch that model.onnx (and model.pt2) may show
 CONFIG_FILE = "config.json"  # the name timm reads beside a hub model's weights
+PROGRAM_FILE = "model.pt2"  # torch.export's program: the model as one graph with its weights, for torch alone
 
 
 @dataclass
@@ -58,6 +61,8 @@ class ExportResult:
     onnx_max_abs_diff: float
     picked: str = ""
     files: list = field(default_factory=list)
+    program_max_abs_diff: Optional[float] = None  # model.pt2 as loaded back vs the module; None: not written
+    program_error: str = ""  # why torch.export could not write model.pt2
 
 
 def _describe(t: FrozenTrial) -> str:
@@ -227,6 +232,22 @@ def _onnx(model: torch.nn.Module, input_size, path: Path) -> float:
     return float(np.abs(got - ref).max())
 
 
+def _program(model: torch.nn.Module, input_size, path: Path, hub: Optional[Mapping[str, Any]]) -> float:
+    """Write ``model`` (in eval mode) as a ``torch.export`` program with a dynamic batch and ``config.json`` as an
+    extra file, load it back and return its largest difference to the module on a batch size it was not traced with.
+    Raises whatever ``torch.export`` raises for a model it cannot capture as one graph."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, *input_size, generator=gen), torch.randn(3, *input_size, generator=gen)
+    with torch.no_grad():
+        program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                                      strict=False)
+    extra = {} if hub is None else {CONFIG_FILE: json.dumps(hub)}
+    torch.export.save(program, str(path), extra_files=extra)
+    loaded = torch.export.load(str(path)).module()
+    with torch.no_grad():
+        return float((loaded(y) - model(y)).abs().max())
+
+
 def _inputs(hub: Optional[Mapping[str, Any]], no_hub: str, input_size) -> list[str]:
     """The card's inputs section, from the same ``config.json`` dict the export writes (nothing restated)."""
     lines = ["## Inputs", ""]
@@ -246,8 +267,8 @@ def _inputs(hub: Optional[Mapping[str, Any]], no_hub: str, input_size) -> list[s
     return lines
 
 
-def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: str, onnx_diff: float,
-          input_size, hub: Optional[Mapping[str, Any]], no_hub: str, retrained_acc: Optional[float],
+def _card(study, t: FrozenTrial, arch: Architecture, why: str, out: ExportResult, input_size,
+          hub: Optional[Mapping[str, Any]], no_hub: str, retrained_acc: Optional[float],
           confirmed: Optional[Sequence[Confirmed]] = None) -> str:
     metrics = record.METRICS.get(study) or ["accuracy"]
     base = baseline_trial(study)
@@ -258,8 +279,8 @@ def _card(study, t: FrozenTrial, arch: Architecture, why: str, weights_source: s
     lines += _card_metrics(study, t, base, metrics, retrained_acc)
     lines += _card_confirmation(study, confirmed)
     lines += _card_cost(t, base, input_size)
-    lines += _card_origin(study, t, arch, metrics, weights_source, onnx_diff)
-    lines += [*_inputs(hub, no_hub, input_size), *_card_usage(arch)]
+    lines += _card_origin(study, t, arch, metrics, out)
+    lines += [*_inputs(hub, no_hub, input_size), *_card_usage(arch, out, hub is not None)]
     return "\n".join(lines)
 
 
@@ -310,9 +331,9 @@ def _card_cost(t: FrozenTrial, base: Optional[FrozenTrial], input_size) -> list[
     return lines
 
 
-def _card_origin(study, t: FrozenTrial, arch: Architecture, metrics: Sequence[str], weights_source: str,
-                 onnx_diff: float) -> list[str]:
-    """The card's provenance: study, trial, machine, recipe, starting and exported weights, the ONNX check."""
+def _card_origin(study, t: FrozenTrial, arch: Architecture, metrics: Sequence[str], out: ExportResult) -> list[str]:
+    """The card's provenance: study, trial, machine, recipe, starting and exported weights, the ONNX and torch.export
+    checks."""
     cfg = record.CONFIG.get(study) or {}
     trainer = {**{k: v for k, v in (cfg.get("trainer") or {}).items() if k != "name"},
                **(record.recipe_of(study, t) or {})}
@@ -321,23 +342,30 @@ def _card_origin(study, t: FrozenTrial, arch: Architecture, metrics: Sequence[st
             f"`{arch.backbone}`, data `{record.DATA.get(study, '?')}`, objective {' + '.join(metrics)}",
             f"- trial {t.number} ({record.ROLE.get(t, 'searched')}), architecture key "
             f"`{record.ARCH_KEY.get(t, arch.key())}`",
-            f"- measured on: {record.machine_of(study, t) or 'not recorded (a study from before gcnas recorded them)'}; "
-            "another CPU gives other numbers (other floating-point kernels)",
+            f"- measured on: {record.machine_of(study, t) or 'not recorded (a study from before gcnas recorded them)'}"
+            "; another CPU gives other numbers (other floating-point kernels)",
             "- training: " + ", ".join(f"{k}={v}" for k, v in sorted(trainer.items())),
             f"- backbone started from: {BackboneWeights.from_config(cfg.get('backbone')).describe()}",
-            f"- weights: {'kept by the search' if weights_source == 'kept' else 'retrained at the trial fidelity'}",
-            f"- ONNX checked with onnxruntime: max abs difference to torch {onnx_diff:.2e} "
-            f"(tolerance {ONNX_TOLERANCE:g})", ""]
+            f"- weights: {'kept by the search' if out.weights_source == 'kept' else 'retrained at the trial fidelity'}",
+            f"- ONNX checked with onnxruntime: max abs difference to torch {out.onnx_max_abs_diff:.2e} "
+            f"(tolerance {ONNX_TOLERANCE:g})",
+            (f"- `{PROGRAM_FILE}` checked as loaded back: max abs difference to torch {out.program_max_abs_diff:.2e}"
+             if out.program_max_abs_diff is not None else
+             f"- no `{PROGRAM_FILE}`: torch.export could not capture the model ({out.program_error})"), ""]
 
 
-def _card_usage(arch: Architecture) -> list[str]:
+def _card_usage(arch: Architecture, out: ExportResult, has_config: bool) -> list[str]:
     """The card's closing sections: how to load the folder, and the architecture."""
+    program = [] if out.program_max_abs_diff is None else [
+        f"torch alone: `torch.export.load(\"{PROGRAM_FILE}\").module()` (inference, dynamic batch; `torch.compile` "
+        "it, or compile it ahead of time with AOTInductor)"
+        + (f"; `{CONFIG_FILE}` is inside it (`extra_files`)." if has_config else ".")]
     return ["## How to load", "", "```python", "import gcnas",
             "from timm.data import create_transform, resolve_data_config", "",
             "model = gcnas.load_model(\"path/to/this/folder\")  # torch + timm + gcnas; weights via safetensors",
             "transform = create_transform(**resolve_data_config(model=model))  # PIL image -> input tensor", "```",
             "", "ONNX: `onnxruntime.InferenceSession(\"model.onnx\")`, input `input`, output `logits`, dynamic "
-            "batch.",
+            "batch.", *program,
             "Retrain at full fidelity: `gcnas-train arch=path/to/this/folder/architecture.yaml trainer=full`.", "",
             "## Architecture", "", "```yaml", arch.to_yaml().rstrip(), "```", ""]
 
@@ -416,8 +444,8 @@ def export_trial(storage: str, study_name: str, trial: Union[str, int] = "best",
                        record.INPUT_SIZE.get(study) or (in_chans, 224, 224))
     out = ExportResult(final, t.number, w.source, float("nan"), why)
 
-    def card(onnx_diff: float) -> str:
-        return _card(study, t, arch, why, w.source, onnx_diff, input_size, hub, w.no_hub, w.retrained_acc, confirmed)
+    def card() -> str:
+        return _card(study, t, arch, why, out, input_size, hub, w.no_hub, w.retrained_acc, confirmed)
 
     metadata = {"arch_key": arch.key(), "study": study_name, "trial": str(t.number)}
     _write_atomically(final, overwrite, lambda tmp: _fill(tmp, out, model, arch, metadata, hub, input_size, card))
@@ -459,7 +487,9 @@ def _exported_weights(study: optuna.Study, t: FrozenTrial, source: FrozenTrial, 
 
 def _fill(tmp: Path, out: ExportResult, model: torch.nn.Module, arch: Architecture, metadata: Mapping[str, str],
           hub: Optional[Mapping[str, Any]], input_size, card) -> None:
-    """Write the export's files into ``tmp``: architecture, weights, timm's config, ONNX (checked), the card."""
+    """Write the export's files into ``tmp``: architecture, weights, timm's config, ONNX and the torch.export program
+    (each checked against the module), the card. A model torch.export cannot capture is exported without
+    ``model.pt2``, with a warning and the reason on the card; a file that computes something else fails the export."""
     from safetensors.torch import save_model
 
     (tmp / "architecture.yaml").write_text(arch.to_yaml())
@@ -471,5 +501,15 @@ def _fill(tmp: Path, out: ExportResult, model: torch.nn.Module, arch: Architectu
         raise ConfigError(f"model.onnx: onnxruntime differs from torch by {diff:.3g} (> {ONNX_TOLERANCE:g}); "
                           f"the export was not written")
     out.onnx_max_abs_diff = diff
-    (tmp / "MODEL_CARD.md").write_text(card(diff))
+    try:
+        out.program_max_abs_diff = _program(model, input_size, tmp / PROGRAM_FILE, hub)
+    except Exception as e:  # noqa: BLE001 - torch.export raises many types for a model it cannot capture
+        out.program_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+        (tmp / PROGRAM_FILE).unlink(missing_ok=True)
+        log.warning("%s not written: torch.export could not capture the model (%s); the other files are", PROGRAM_FILE,
+                    out.program_error)
+    if out.program_max_abs_diff is not None and not out.program_max_abs_diff <= ONNX_TOLERANCE:
+        raise ConfigError(f"{PROGRAM_FILE}: the torch.export program differs from the model by "
+                          f"{out.program_max_abs_diff:.3g} (> {ONNX_TOLERANCE:g}); the export was not written")
+    (tmp / "MODEL_CARD.md").write_text(card())
     out.files = sorted(p.name for p in tmp.iterdir())
