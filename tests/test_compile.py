@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from benchmarks.fold import FOLD_SITES, full_size_buffers, generated_code, residual_block
 from conftest import compose_search
 from gcnas.arch import Architecture, build_model
 from gcnas.backbones import BackboneWeights
@@ -103,3 +104,16 @@ def test_gcnas_train_resumes_in_the_same_folder_with_or_without_compile(tmp_path
              for value in (False, True, "max-autotune")}
     assert len(names) == 1
     assert default_dir_name(arch, data, {**trainer, "lr": 0.5}, BackboneWeights()) not in names
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone,module", FOLD_SITES, ids=[b for b, _ in FOLD_SITES])
+def test_compiled_the_fusion_folds_into_the_residual_add(backbone, module):
+    """At before_add (the paper's place), eager mode writes the block's output x + t (or x * sigmoid(a)) as a tensor
+    of its own before timm adds the shortcut; torch.compile folds the fusion into the residual add (and the ReLU that
+    follows it), so a compiled residual block with a GC allocates no full-size buffer more than the plain one at
+    inference (a graph break between block and sum adds two: tried)."""
+    counts = {preset: full_size_buffers(*generated_code(*residual_block(backbone, module, preset)))
+              for preset in (None, "gc", "gc_scale")}
+    assert counts["gc"] == counts["gc_scale"] == counts[None], counts
