@@ -271,6 +271,8 @@ def test_cli_export_user_errors_exit_2_without_traceback(searched, tmp_path):
     assert "trial: must be 'best' or a trial number >= 0; got -3" in res["bad trial"].stderr
     assert res["ok"].returncode == 0, res["ok"].stderr[-2000:]
     assert (tmp_path / "exports" / result.study_name / f"trial-{result.best_number}" / "model.onnx").is_file()
+    printed = re.search(r"max abs diff to torch: ONNX (\S+), model.pt2 (\S+)\) to ", res["ok"].stdout)
+    assert printed and float(printed[1]) <= 1e-4 and float(printed[2]) <= 1e-4, res["ok"].stdout
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,10 @@ def export(cfg: DictConfig) -> ExportResult:
     set_threads(args.threads)
     result = export_trial(url, name, trial=args.trial, pick=args.pick, out_dir=out.dir, overwrite=args.overwrite,
                           retrain=args.retrain, root=c["paths"]["root"], device=args.device)
-    print(f"Exported trial {result.trial} of {name} ({result.picked}; weights {result.weights_source}, ONNX max abs "
-          f"diff {result.onnx_max_abs_diff:.1e}) to {result.dir}/: {', '.join(result.files)}")
+    program = ("no model.pt2, see above" if result.program_max_abs_diff is None else
+               f"model.pt2 {result.program_max_abs_diff:.1e}")
+    print(f"Exported trial {result.trial} of {name} ({result.picked}; weights {result.weights_source}; max abs diff "
+          f"to torch: ONNX {result.onnx_max_abs_diff:.1e}, {program}) to {result.dir}/: {', '.join(result.files)}")
     print(f"Load it with: python -c \"import gcnas; print(gcnas.load_model('{result.dir}'))\"")
     return result
 

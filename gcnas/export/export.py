@@ -357,8 +357,8 @@ def _card_origin(study, t: FrozenTrial, arch: Architecture, metrics: Sequence[st
 def _card_usage(arch: Architecture, out: ExportResult, has_config: bool) -> list[str]:
     """The card's closing sections: how to load the folder, and the architecture."""
     program = [] if out.program_max_abs_diff is None else [
-        f"torch alone: `torch.export.load(\"{PROGRAM_FILE}\").module()` (inference, dynamic batch; `torch.compile` "
-        "it, or compile it ahead of time with AOTInductor)"
+        f"torch alone: `torch.export.load(\"{PROGRAM_FILE}\").module()` (inference only, with no `.eval()` to call; "
+        "dynamic batch; `torch.compile` it, or compile it ahead of time with AOTInductor)"
         + (f"; `{CONFIG_FILE}` is inside it (`extra_files`)." if has_config else ".")]
     return ["## How to load", "", "```python", "import gcnas",
             "from timm.data import create_transform, resolve_data_config", "",
