@@ -1,7 +1,7 @@
 """Whether torch.compile folds a global-context block's fusion into the residual add: full-size buffers of a compiled
 residual block, plain and with a block at ``before_add``, read from the code Inductor generates on the CPU.
 
-    python -m benchmarks.fold [--train]
+    python -m benchmarks.fold [--train] [--device cuda] [--presets plain gc ...]
 
 At ``before_add`` (the paper's place) eager mode writes the block's output ``x + t`` (or ``x * sigmoid(a)``) as a
 tensor of its own, and timm then adds the shortcut and applies the ReLU. Compiled, Inductor can compute
@@ -15,7 +15,7 @@ the first, and was seen to fail on the second).
 The code is read with Inductor's ``run_and_get_code``, a helper of Inductor's own tests and not a public API: this is
 the one place gcnas reads it, and the test above fails (import or attribute error, or "no allocation found") when
 Inductor changes it. Counts are properties of the generated code, not timings: they do not vary from run to run, but
-may with the torch version and on GPUs (Triton kernels instead of C++).
+may with the torch version and on GPUs (``--device cuda``: Triton kernels instead of C++).
 """
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ FOLD_SITES = (("resnet50", "layer1.1"), ("resnet18", "layer1.1"), ("convnext_att
 PRESETS = (None, "gc", "gc_scale", "gc_scale_add", "se")
 
 
-def residual_block(backbone: str, module: str, preset: str | None) -> tuple[nn.Module, torch.Tensor]:
+def residual_block(backbone: str, module: str, preset: str | None,
+                   device: str = "cpu") -> tuple[nn.Module, torch.Tensor]:
     """Residual block ``module`` of a fresh timm ``backbone`` (stage 0, block 1) with ``preset`` at ``before_add``
-    (None: plain), and the input it receives from a 2 x 3 x 32 x 32 image batch."""
+    (None: plain), and the input it receives from a 2 x 3 x 32 x 32 image batch, on ``device``."""
     import timm
 
     from gcnas.backbones import insert
@@ -48,7 +49,7 @@ def residual_block(backbone: str, module: str, preset: str | None) -> tuple[nn.M
     with torch.no_grad():
         model.eval()(torch.randn(2, 3, 32, 32))
     hook.remove()
-    return block, inputs[0]
+    return block.to(device), inputs[0].to(device)
 
 
 def generated_code(block: nn.Module, x: torch.Tensor, train: bool = False) -> tuple[torch.Tensor, str]:
@@ -88,20 +89,28 @@ def kernels(code: str) -> int:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train", action="store_true", help="also count a training step's forward and backward")
+    p.add_argument("--device", default="cpu", help="where to compile: cpu (C++ kernels) or cuda (Triton kernels)")
+    names = [p or "plain" for p in PRESETS]
+    p.add_argument("--presets", nargs="+", default=names, choices=names,
+                   help="the columns: plain and block presets at before_add (default all)")
     args = p.parse_args(argv)
     from benchmarks.gpu import cpu_name
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    print(f"# full-size buffers / kernels of a compiled residual block; torch {torch.__version__}, {cpu_name()}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("benchmarks/fold.py: --device cuda needs a CUDA device; this machine has none")
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else cpu_name()
+    print(f"# full-size buffers / kernels of a compiled residual block; torch {torch.__version__}, {where}")
     modes = [False, True] if args.train else [False]
-    print("| block | mode | " + " | ".join(p or "plain" for p in PRESETS) + " |")
-    print("|---|---|" + "---:|" * len(PRESETS))
+    presets = [None if p == "plain" else p for p in args.presets]
+    print("| block | mode | " + " | ".join(p or "plain" for p in presets) + " |")
+    print("|---|---|" + "---:|" * len(presets))
     for backbone, module in FOLD_SITES:
         for train in modes:
             cells = []
-            for preset in PRESETS:
-                out, code = generated_code(*residual_block(backbone, module, preset), train=train)
+            for preset in presets:
+                out, code = generated_code(*residual_block(backbone, module, preset, args.device), train=train)
                 cells.append(f"{full_size_buffers(out, code)} / {kernels(code)}")
             print(f"| {backbone} {module} | {'train' if train else 'inference'} | " + " | ".join(cells) + " |",
                   flush=True)

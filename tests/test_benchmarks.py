@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import pkgutil
 import re
 import subprocess
@@ -50,6 +51,29 @@ def test_a_benchmark_runs_as_a_module_from_the_repository_root():
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "--images" in res.stdout and "--passes" in res.stdout
+
+
+@pytest.mark.slow
+def test_the_gpu_check_script_runs_where_the_search_machinery_is_missing(tmp_path):
+    """benchmarks/gpu_check.sh is for a GPU machine whose Python has torch, timm and Triton only: its test files
+    must run there without conftest.py, optuna, hydra, omegaconf or wandb. Here, without a GPU, the CUDA cases skip and
+    the two benchmarks say in one line that they need one."""
+    from test_layering import SEARCH_MACHINERY, blocker
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(blocker(SEARCH_MACHINERY, ()))
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "site"), "OUT": str(tmp_path / "out")}
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "== tests.txt: exit 0 after" in res.stdout, res.stdout[-3000:]
+    tests = (tmp_path / "out" / "tests.txt").read_text()
+    assert re.match(r"\d+ passed(, \d+ skipped)? in ", tests.strip().splitlines()[-1]), tests[-2000:]
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "needs a CUDA device" in (tmp_path / "out" / "cost.md").read_text()
+        assert "--device cuda needs a CUDA device" in (tmp_path / "out" / "fold.md").read_text()
 
 
 def test_spread_is_mean_and_sample_std_scaled():
