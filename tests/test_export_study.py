@@ -154,9 +154,9 @@ def test_a_model_torch_export_cannot_capture_is_exported_without_model_pt2(searc
         out = export_trial(_url(root), result.study_name, out_dir=tmp_path / "e")
     assert "model.pt2" not in out.files and "model.onnx" in out.files and out.program_max_abs_diff is None
     assert out.program_error == "RuntimeError: Could not guard on data-dependent expression u0 > 0"
-    assert "model.pt2 not written: torch.export could not capture the model (RuntimeError" in caplog.text
+    assert "model.pt2 not written: torch.export failed on the model (RuntimeError" in caplog.text
     card = (tmp_path / "e" / "MODEL_CARD.md").read_text()
-    assert "- no `model.pt2`: torch.export could not capture the model (RuntimeError: Could not guard" in card
+    assert "- no `model.pt2`: torch.export failed on the model (RuntimeError: Could not guard" in card
     assert "torch.export.load" not in card
 
 

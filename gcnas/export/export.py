@@ -351,7 +351,7 @@ def _card_origin(study, t: FrozenTrial, arch: Architecture, metrics: Sequence[st
             f"(tolerance {ONNX_TOLERANCE:g})",
             (f"- `{PROGRAM_FILE}` checked as loaded back: max abs difference to torch {out.program_max_abs_diff:.2e}"
              if out.program_max_abs_diff is not None else
-             f"- no `{PROGRAM_FILE}`: torch.export could not capture the model ({out.program_error})"), ""]
+             f"- no `{PROGRAM_FILE}`: torch.export failed on the model ({out.program_error})"), ""]
 
 
 def _card_usage(arch: Architecture, out: ExportResult, has_config: bool) -> list[str]:
@@ -506,7 +506,7 @@ def _fill(tmp: Path, out: ExportResult, model: torch.nn.Module, arch: Architectu
     except Exception as e:  # noqa: BLE001 - torch.export raises many types for a model it cannot capture
         out.program_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
         (tmp / PROGRAM_FILE).unlink(missing_ok=True)
-        log.warning("%s not written: torch.export could not capture the model (%s); the other files are", PROGRAM_FILE,
+        log.warning("%s not written: torch.export failed on the model (%s); the other files are", PROGRAM_FILE,
                     out.program_error)
     if out.program_max_abs_diff is not None and not out.program_max_abs_diff <= ONNX_TOLERANCE:
         raise ConfigError(f"{PROGRAM_FILE}: the torch.export program differs from the model by "
