@@ -111,7 +111,8 @@ def test_export_best_writes_a_loadable_folder(searched, tmp_path):
     for key in ("one", "compiled"):
         assert np.abs(np.array(got[key]) - y[:1]).max() <= 1e-4, key
     assert json.loads(got["config"]) == hub
-    assert "`model.pt2` checked as loaded back" in card and 'torch.export.load("model.pt2")' in card
+    assert "`model.pt2` checked as loaded back" in card
+    assert '\n- torch alone: `torch.export.load("model.pt2").module()`' in card  # a list item, not a run-on paragraph
     # ... and equals the trial's kept weights
     from safetensors.torch import load_model
 

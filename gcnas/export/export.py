@@ -357,16 +357,16 @@ def _card_origin(study, t: FrozenTrial, arch: Architecture, metrics: Sequence[st
 def _card_usage(arch: Architecture, out: ExportResult, has_config: bool) -> list[str]:
     """The card's closing sections: how to load the folder, and the architecture."""
     program = [] if out.program_max_abs_diff is None else [
-        f"torch alone: `torch.export.load(\"{PROGRAM_FILE}\").module()` (inference only, with no `.eval()` to call; "
+        f"- torch alone: `torch.export.load(\"{PROGRAM_FILE}\").module()` (inference only, with no `.eval()` to call; "
         "dynamic batch; `torch.compile` it, or compile it ahead of time with AOTInductor)"
         + (f"; `{CONFIG_FILE}` is inside it (`extra_files`)." if has_config else ".")]
     return ["## How to load", "", "```python", "import gcnas",
             "from timm.data import create_transform, resolve_data_config", "",
             "model = gcnas.load_model(\"path/to/this/folder\")  # torch + timm + gcnas; weights via safetensors",
             "transform = create_transform(**resolve_data_config(model=model))  # PIL image -> input tensor", "```",
-            "", "ONNX: `onnxruntime.InferenceSession(\"model.onnx\")`, input `input`, output `logits`, dynamic "
+            "", "- ONNX: `onnxruntime.InferenceSession(\"model.onnx\")`, input `input`, output `logits`, dynamic "
             "batch.", *program,
-            "Retrain at full fidelity: `gcnas-train arch=path/to/this/folder/architecture.yaml trainer=full`.", "",
+            "- Retrain at full fidelity: `gcnas-train arch=path/to/this/folder/architecture.yaml trainer=full`.", "",
             "## Architecture", "", "```yaml", arch.to_yaml().rstrip(), "```", ""]
 
 
