@@ -62,13 +62,16 @@ def test_the_gpu_check_script_runs_where_the_search_machinery_is_missing(tmp_pat
 
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(blocker(SEARCH_MACHINERY, ()))
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "site"), "OUT": str(tmp_path / "out")}
+    # PYTEST_ADDOPTS: the script's test files run in full in the suite itself; here their slow Triton cases (a process
+    # of their own under the interpreter, compiling for sm_90) would only repeat that
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path / "site"), "OUT": str(tmp_path / "out"),
+           "PYTEST_ADDOPTS": "-m 'not slow'"}
     res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "== tests.txt: exit 0 after" in res.stdout, res.stdout[-3000:]
     tests = (tmp_path / "out" / "tests.txt").read_text()
-    assert re.match(r"\d+ passed(, \d+ skipped)? in ", tests.strip().splitlines()[-1]), tests[-2000:]
+    assert re.match(r"\d+ passed(, \d+ skipped)?(, \d+ deselected)? in ", tests.strip().splitlines()[-1]), tests[-2000:]
     import torch
 
     if not torch.cuda.is_available():
