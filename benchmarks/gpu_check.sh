@@ -2,7 +2,7 @@
 # The GPU checks of the "A GPU node" issue in one run on a lent GPU machine, whose python3 holds torch, timm and
 # Triton but neither gcnas's search machinery (optuna, hydra, wandb) nor a network: these checks need none of it.
 #
-#   bash benchmarks/gpu_check.sh        # from the repository root; about 9 minutes on one H100 or H200
+#   bash benchmarks/gpu_check.sh        # from the repository root; its parts' limits add up to 570 s
 #
 # 1. tests/test_cuda.py and tests/test_fast_pool.py: every block design on the GPU against the CPU, the one-read
 #    Triton pooling compiled for the GPU against the reference, training on the GPU (conftest.py is skipped: it

@@ -106,7 +106,6 @@ def test_gcnas_train_resumes_in_the_same_folder_with_or_without_compile(tmp_path
     assert default_dir_name(arch, data, {**trainer, "lr": 0.5}, BackboneWeights()) not in names
 
 
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone,module", FOLD_SITES, ids=[b for b, _ in FOLD_SITES])
 def test_compiled_the_fusion_folds_into_the_residual_add(backbone, module):
