@@ -94,14 +94,13 @@ def main(argv=None) -> None:
     p.add_argument("--presets", nargs="+", default=names, choices=names,
                    help="the columns: plain and block presets at before_add (default all)")
     args = p.parse_args(argv)
-    from benchmarks.gpu import cpu_name
+    from gcnas.machine import describe_machine
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("benchmarks/fold.py: --device cuda needs a CUDA device; this machine has none")
-    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else cpu_name()
-    print(f"# full-size buffers / kernels of a compiled residual block; torch {torch.__version__}, {where}")
+    print(f"# full-size buffers / kernels of a compiled residual block on {args.device}; {describe_machine()}")
     modes = [False, True] if args.train else [False]
     presets = [None if p == "plain" else p for p in args.presets]
     print("| block | mode | " + " | ".join(p or "plain" for p in presets) + " |")

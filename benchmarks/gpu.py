@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -36,15 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from gcnas.machine import cpu_model
 
 
 def synthetic(n: int, size: int, classes: int, device: str):
@@ -398,7 +389,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="section 4's timed steps per round (default 10 on a GPU, 3 on the CPU)")
     args = p.parse_args()
     if args.cpu:
-        print(f"CPU: {cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads); torch "
+        print(f"CPU: {cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads); torch "
               f"{torch.__version__}", flush=True)
         t0 = time.perf_counter()
         rows = cost_section(args, "cpu")
@@ -412,7 +403,7 @@ def main() -> None:
     import timm
 
     torch.backends.cudnn.benchmark = True
-    print(f"GPU: {torch.cuda.get_device_name()}; CPU: {cpu_name()} ({os.cpu_count()} cores); torch {torch.__version__}"
+    print(f"GPU: {torch.cuda.get_device_name()}; CPU: {cpu_model()} ({os.cpu_count()} cores); torch {torch.__version__}"
           f", timm {timm.__version__}", flush=True)
     sections = {}
     t0 = time.perf_counter()
